@@ -1,0 +1,88 @@
+"""The exception hierarchy: every error rawprobe raises on purpose is a RawprobeError.
+
+Each message says what went wrong and, where there is one, what to do about it.
+This module imports nothing from rawprobe, so every layer may use it.
+"""
+from __future__ import annotations
+
+import errno as _errno
+import os as _os
+
+__all__ = [
+    "RawprobeError",
+    "ObjectFormatError",
+    "BTFError",
+    "NotSupportedError",
+    "NotFoundError",
+    "SyscallError",
+    "PermissionDeniedError",
+    "VerifierError",
+    "CORERelocationError",
+]
+
+
+class RawprobeError(Exception):
+    """Base of every error rawprobe raises."""
+
+
+class ObjectFormatError(RawprobeError):
+    """A malformed or unsupported input: ELF object, BTF blob, section name."""
+
+
+FormatError = ObjectFormatError
+
+
+class BTFError(ObjectFormatError):
+    """Malformed BTF or .BTF.ext data, or a type that is not where it should be."""
+
+
+class NotSupportedError(RawprobeError):
+    """The running kernel lacks a feature (kprobes, fentry, a map type, ...)."""
+
+
+class NotFoundError(RawprobeError):
+    """A named target does not exist: a symbol, a tracepoint, a type, a program."""
+
+
+class SyscallError(RawprobeError):
+    """A system call failed.  ``errno`` and ``call`` say which and how."""
+
+    def __init__(self, call: str, err: int, hint: str = "") -> None:
+        self.call = call
+        self.errno = err
+        self.hint = hint
+        name = _errno.errorcode.get(err, str(err))
+        msg = f"{call} failed: {name} ({_os.strerror(err)})"
+        if hint:
+            msg += f"; {hint}"
+        super().__init__(msg)
+
+
+class PermissionDeniedError(SyscallError):
+    """EPERM/EACCES: rawprobe needs root or CAP_BPF + CAP_PERFMON (+ CAP_SYS_ADMIN for some)."""
+
+
+class VerifierError(RawprobeError):
+    """The kernel's verifier rejected a program.
+
+    ``log`` keeps the whole verifier log; ``str()`` shows only its last lines.
+    """
+
+    TAIL_LINES = 12
+
+    def __init__(self, program: str, err: int, log: str) -> None:
+        self.program = program
+        self.errno = err
+        self.log = log
+        lines = [ln for ln in log.rstrip("\n").splitlines() if ln.strip()]
+        tail = lines[-self.TAIL_LINES:]
+        more = len(lines) - len(tail)
+        head = (f"program {program!r} rejected by the verifier: "
+                f"{_errno.errorcode.get(err, str(err))}")
+        if more > 0:
+            head += f" (last {len(tail)} of {len(lines)} log lines; .log has all)"
+        super().__init__("\n".join([head, *("  " + ln for ln in tail)]))
+
+
+class CORERelocationError(RawprobeError):
+    """A CO-RE relocation could not be computed (not merely unresolved: that poisons)."""
