@@ -1,0 +1,68 @@
+"""rawprobe: load clang-compiled CO-RE eBPF objects with pure Python.
+
+Public API (imports are deferred so ``import rawprobe`` stays cheap)::
+
+    spec = rawprobe.ObjectSpec.from_file("x.bpf.o")   # parse only, no kernel access
+    spec.variables["target_comm"].set(b"java")        # before load
+    with spec.load() as coll:                          # -> rawprobe.Collection
+        coll.programs["name"].attach()
+        coll.maps["name"].lookup(key)
+
+Every error rawprobe raises on purpose is a ``rawprobe.RawprobeError``.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .errors import (BTFError, CORERelocationError, FormatError, NotFoundError,
+                     NotSupportedError, ObjectFormatError, PermissionDeniedError,
+                     RawprobeError, SyscallError, VerifierError)
+
+__version__ = "0.1.0"
+
+# name -> module that defines it; resolved on first attribute access (PEP 562).
+_LAZY = {
+    "ObjectSpec": "spec",
+    "ProgramSpec": "spec",
+    "MapSpec": "spec",
+    "VariableSpec": "spec",
+    "Collection": "collection",
+    "load": "collection",
+    "Program": "programs",
+    "Map": "maps",
+    "Variable": "collection",
+    "Link": "link",
+    "RingBuffer": "ringbuf",
+    "PerfBuffer": "perfbuf",
+    "features": "features",
+}
+
+__all__ = [
+    "RawprobeError", "ObjectFormatError", "FormatError", "BTFError", "NotSupportedError",
+    "NotFoundError", "SyscallError", "PermissionDeniedError", "VerifierError",
+    "CORERelocationError", *_LAZY,
+]
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .collection import Collection, Variable, load
+    from .link import Link
+    from .maps import Map
+    from .perfbuf import PerfBuffer
+    from .programs import Program
+    from .ringbuf import RingBuffer
+    from .spec import MapSpec, ObjectSpec, ProgramSpec, VariableSpec
+
+
+def __getattr__(name: str) -> Any:
+    modname = _LAZY.get(name)
+    if modname is None:
+        raise AttributeError(f"module 'rawprobe' has no attribute {name!r}")
+    import importlib
+    mod = importlib.import_module(f".{modname}", __name__)
+    value = mod if name == modname else getattr(mod, name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
