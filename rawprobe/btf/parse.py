@@ -130,11 +130,20 @@ def check_strings(strings: bytes, *, split: bool = False) -> None:
         raise BTFError("BTF string section does not end with a NUL byte: truncated?")
 
 
-def make_string_reader(strings: bytes, base: Optional["BTFSpec"] = None) -> Callable[[int], str]:
-    """Return ``name(off) -> str`` for this blob's string table (split-aware)."""
-    base_len = len(base.strings) if base is not None else 0
+def make_string_reader(buf, start: int = 0, end: Optional[int] = None,
+                       base=None) -> Callable[[int], str]:
+    """Return ``name(off) -> str`` reading strings from ``buf[start:end]``.
+
+    ``buf`` may be bytes or an mmap (kernel BTF is read in place).  With a
+    split ``base`` (anything with ``string_at`` and ``str_len``), offsets below
+    the base's string length are the base's strings.
+    """
+    if end is None:
+        end = len(buf)
+    base_len = base.str_len if base is not None else 0
     base_name = base.string_at if base is not None else None
     cache: dict[int, str] = {0: ""}
+    size = end - start
 
     def name(off: int) -> str:
         s = cache.get(off)
@@ -144,14 +153,14 @@ def make_string_reader(strings: bytes, base: Optional["BTFSpec"] = None) -> Call
             s = base_name(off)  # type: ignore[misc]
         else:
             rel = off - base_len
-            if rel >= len(strings):
+            if rel >= size:
                 raise BTFError(f"BTF string offset {off} is past the end of the "
-                               f"{base_len + len(strings)}-byte string section")
-            end = strings.find(b"\0", rel)
-            if end < 0:
+                               f"{base_len + size}-byte string section")
+            nul = buf.find(b"\0", start + rel, end)
+            if nul < 0:
                 raise BTFError(f"BTF string at offset {off} is not NUL-terminated")
             try:
-                s = strings[rel:end].decode()
+                s = bytes(buf[start + rel:nul]).decode()
             except UnicodeDecodeError:
                 raise BTFError(f"BTF string at offset {off} is not valid UTF-8") from None
         cache[off] = s
@@ -279,7 +288,47 @@ _CHAIN = (T.Ptr, T.Typedef, T.Volatile, T.Const, T.Restrict, T.TypeTag, T.Array,
           T.Func, T.Var, T.DeclTag)
 
 
-class BTFSpec:
+def essential_name(name: str) -> str:
+    """``name`` without a ``___flavour`` suffix, by libbpf's rule: cut at the
+    last ``___`` that follows a non-underscore and precedes a non-underscore."""
+    for i in range(len(name) - 5, -1, -1):
+        if name[i] != "_" and name[i + 1:i + 4] == "___" and name[i + 4] != "_":
+            return name[:i + 1]
+    return name
+
+
+class BTFLookups:
+    """Lookups shared by :class:`BTFSpec` and ``KernelBTF``; subclasses provide
+    ``type_by_id`` and ``types_by_name``."""
+
+    def type_by_id(self, type_id: int) -> T.Type:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def types_by_name(self, name: str) -> list[int]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def name_of(self, type_id: int) -> str:
+        return self.type_by_id(type_id).name
+
+    def type_by_name(self, name: str, kind: Optional[Kind] = None) -> tuple[int, T.Type]:
+        """The first type called ``name`` (of ``kind`` if given); NotFoundError if none."""
+        for i in self.types_by_name(name):
+            t = self.type_by_id(i)
+            if kind is None or t.kind == kind:
+                return i, t
+        what = f"{kind.name} " if kind is not None else ""
+        raise NotFoundError(f"no BTF type {what}{name!r}")
+
+    def resolve(self, type_id: int) -> int:
+        """Skip typedefs and qualifiers (const/volatile/restrict/type_tag)."""
+        return resolve(self, type_id)
+
+    def size_of(self, type_id: int) -> int:
+        """Size in bytes, as the kernel's btf_resolve_size computes it."""
+        return size_of(self, type_id)
+
+
+class BTFSpec(BTFLookups):
     """A parsed BTF blob: ``types[id]`` with ``types[0]`` = ``Void()``.
 
     For split BTF (``base`` given) ``types`` still spans the whole id space:
@@ -293,7 +342,8 @@ class BTFSpec:
         self.base = base
         self.flags = flags
         self._by_name: Optional[dict[str, list[int]]] = None
-        self._name = make_string_reader(strings, base)
+        self._by_essential: Optional[dict[str, list[int]]] = None
+        self._name = make_string_reader(strings, base=base)
 
     # -- construction ---------------------------------------------------------
 
@@ -304,15 +354,15 @@ class BTFSpec:
         hdr = Header(data)
         strings = data[hdr.strs_start:hdr.strs_end]
         check_strings(strings, split=base is not None)
-        name = make_string_reader(strings, base)
-        types: list[T.Type] = list(base.types) if base is not None else [T.Void()]
+        spec = cls(list(base.types) if base is not None else [T.Void()], strings,
+                   base=base, flags=hdr.flags)
+        types, name = spec.types, spec._name
         first_own = len(types)
         off, end = hdr.types_start, hdr.types_end
         while off < end:
             nxt = record_end(data, off, end)
             types.append(decode_type(data, off, name))
             off = nxt
-        spec = cls(types, strings, base=base, flags=hdr.flags)
         spec._validate(first_own)
         return spec
 
@@ -346,6 +396,11 @@ class BTFSpec:
     def __len__(self) -> int:
         return len(self.types)
 
+    @property
+    def str_len(self) -> int:
+        """Length of the whole string space (base + own) for split BTF on top."""
+        return (self.base.str_len if self.base is not None else 0) + len(self.strings)
+
     def string_at(self, off: int) -> str:
         return self._name(off)
 
@@ -353,9 +408,6 @@ class BTFSpec:
         if not 0 <= type_id < len(self.types):
             raise BTFError(f"no BTF type with id {type_id} (have 0..{len(self.types) - 1})")
         return self.types[type_id]
-
-    def name_of(self, type_id: int) -> str:
-        return self.type_by_id(type_id).name
 
     def types_by_name(self, name: str) -> list[int]:
         """Ids of every type called ``name`` (any kind), ascending."""
@@ -367,23 +419,15 @@ class BTFSpec:
             self._by_name = idx
         return list(self._by_name.get(name, ()))
 
-    def type_by_name(self, name: str, kind: Optional[Kind] = None) -> tuple[int, T.Type]:
-        """The first type called ``name`` (of ``kind`` if given)."""
-        for i in self.types_by_name(name):
-            t = self.types[i]
-            if kind is None or t.kind == kind:
-                return i, t
-        what = f"{kind.name} " if kind is not None else ""
-        raise NotFoundError(f"no BTF type {what}{name!r}")
-
-    def resolve(self, type_id: int) -> int:
-        """Skip typedefs and qualifiers (const/volatile/restrict/type_tag)."""
-        return resolve(self, type_id)
-
-    def size_of(self, type_id: int) -> int:
-        """Size in bytes, as the kernel's btf_type_size/btf__resolve_size computes it."""
-        return size_of(self, type_id)
-
+    def essential_ids(self, name: str) -> list[int]:
+        """Ids of every type whose name minus any ``___flavour`` is ``name``."""
+        if self._by_essential is None:
+            idx: dict[str, list[int]] = {}
+            for i, t in enumerate(self.types):
+                if t.name:
+                    idx.setdefault(essential_name(t.name), []).append(i)
+            self._by_essential = idx
+        return list(self._by_essential.get(name, ()))
 
 # Generic helpers over anything with .type_by_id(i) (BTFSpec and KernelBTF).
 

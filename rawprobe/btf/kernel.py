@@ -1,0 +1,429 @@
+"""The running kernel's BTF, indexed lazily: ``KernelBTF.load()``.
+
+``/sys/kernel/btf/vmlinux`` is ~5.5 MB with ~130k types; decoding all of it
+into Python objects takes over a second, and a loader needs a few dozen types.
+So this module:
+
+* maps the blob (``mmap`` works on 6.16+, otherwise one ``read()``, ~7 ms);
+* builds ``offsets``, an ``array('I')`` of each type record's word offset in
+  the type section, by one walk over the record headers (~50 ms for vmlinux),
+  and caches that index on disk keyed by the kernel's identity, so later
+  starts load it in well under a millisecond;
+* finds a name without any name table: ``b"\\0name\\0"`` in the string
+  section gives the name's offset, the little-endian offset found in the type
+  section gives a candidate record position, and ``bisect`` on ``offsets``
+  says whether that position starts a record (and which id it is);
+* decodes only the types asked for, once each.
+
+Everything read from the blob is checked as it is decoded; a stale or damaged
+on-disk index is detected (a record's length disagreeing with the next offset)
+and rebuilt.  Module BTF (``/sys/kernel/btf/<module>``, Linux 5.11+) is split
+BTF on top of vmlinux: ids and string offsets continue the base's.
+
+Kernel BTF needs CONFIG_DEBUG_INFO_BTF (Linux 5.4+).
+"""
+from __future__ import annotations
+
+import bisect
+import mmap
+import os
+import struct
+import sys
+import zlib
+from array import array
+from typing import Iterator, Optional
+
+from ..errors import BTFError, NotFoundError, NotSupportedError
+from . import types as T
+from .parse import (TAIL_FIXED, TAIL_ITEM, BTFLookups, Header, check_strings, decode_type,
+                    essential_name, make_string_reader, record_end)
+
+VMLINUX = "/sys/kernel/btf/vmlinux"
+_INDEX_MAGIC = b"RPBTFIX2"
+_FIXED_W = tuple(n // 4 for n in TAIL_FIXED)
+_ITEM_W = tuple(n // 4 for n in TAIL_ITEM)
+
+_loaded: dict[str, "KernelBTF"] = {}
+
+
+class _LazyTypes:
+    """``btf.types``: a read-only sequence that decodes on access."""
+    __slots__ = ("_btf",)
+
+    def __init__(self, btf: "KernelBTF") -> None:
+        self._btf = btf
+
+    def __len__(self) -> int:
+        return len(self._btf)
+
+    def __getitem__(self, i: int) -> T.Type:
+        if i < 0:
+            i += len(self._btf)
+        return self._btf.type_by_id(i)
+
+    def __iter__(self) -> Iterator[T.Type]:
+        return (self._btf.type_by_id(i) for i in range(len(self._btf)))
+
+
+class KernelBTF(BTFLookups):
+    """Lazily indexed kernel (or module) BTF with the ``BTFSpec`` lookup interface."""
+
+    def __init__(self, buf, *, path: str = "", base: Optional["KernelBTF"] = None,
+                 use_cache: bool = True) -> None:
+        if sys.byteorder != "little":
+            raise NotSupportedError("rawprobe reads kernel BTF only on little-endian hosts")
+        self.path = path
+        self.base = base
+        self._buf = buf
+        hdr = Header(buf)
+        if (hdr.types_end - hdr.types_start) % 4:
+            raise BTFError(f"{path or 'BTF'}: type section length is not a multiple of 4")
+        self._ts, self._te = hdr.types_start, hdr.types_end
+        self._ss, self._se = hdr.strs_start, hdr.strs_end
+        check_strings(buf[self._ss:self._ss + 1] + buf[self._se - 1:self._se]
+                      if self._se > self._ss else b"", split=base is not None)
+        self.flags = hdr.flags
+        self.first_id = len(base) if base is not None else 1
+        self._name = make_string_reader(buf, self._ss, self._se, base=base)
+        self._memo: dict[int, T.Type] = {}
+        self._from_cache = False
+        # array('I'/'Q') when built here, memoryviews of the mapped cache file
+        self.offsets = array("I")
+        self._name_keys = array("Q")
+        self._flavoured = array("I")
+        self._flavour_names: Optional[dict[str, list[int]]] = None
+        self._load_index(use_cache)
+
+    # -- construction ---------------------------------------------------------
+
+    @classmethod
+    def load(cls, path: str = VMLINUX, *, cache: bool = True) -> "KernelBTF":
+        """The kernel's BTF at ``path``, opened once per process."""
+        kb = _loaded.get(path)
+        if kb is None:
+            kb = _loaded[path] = cls(_map_file(path), path=path, use_cache=cache)
+        return kb
+
+    @classmethod
+    def load_module(cls, module: str, *, base: Optional["KernelBTF"] = None) -> "KernelBTF":
+        """Split BTF of a loaded kernel module (``/sys/kernel/btf/<module>``, 5.11+)."""
+        path = os.path.join(os.path.dirname(VMLINUX), module)
+        kb = _loaded.get(path)
+        if kb is None:
+            if not os.path.exists(path):
+                raise NotFoundError(f"no BTF for kernel module {module!r} at {path}: "
+                                    f"is the module loaded and built with BTF?")
+            kb = _loaded[path] = cls(_map_file(path), path=path,
+                                     base=base or cls.load(), use_cache=False)
+        return kb
+
+    @classmethod
+    def from_bytes(cls, data: bytes, *, base: Optional["KernelBTF"] = None) -> "KernelBTF":
+        """Index an in-memory blob (no disk cache); mainly for tests."""
+        return cls(bytes(data), base=base, use_cache=False)
+
+    # -- the index ------------------------------------------------------------
+
+    def _load_index(self, use_cache: bool) -> None:
+        path = _cache_file(self) if use_cache else None
+        if path is not None:
+            idx = _read_index(path, self._cache_key(), (self._te - self._ts) // 4)
+            if idx is not None:
+                self.offsets, self._name_keys, self._flavoured = idx
+                self._from_cache = True
+                return
+        self._build_index()
+        if path is not None:
+            _write_index(path, self._cache_key(),
+                         (self.offsets, self._name_keys, self._flavoured))
+
+    def _build_index(self) -> None:
+        """One walk over the record headers: ``offsets`` (word offset of each
+        record), ``_name_keys`` (sorted ``name_off << 32 | index`` of named
+        records) and ``_flavoured`` (string offsets of ``x___flavour`` names)."""
+        words = memoryview(self._buf)[self._ts:self._te].cast("I")
+        try:
+            offs = self._walk(words)
+            names = [words[o] for o in offs]
+        finally:
+            words.release()
+        keys = sorted(n << 32 | i for i, n in enumerate(names) if n)
+        self.offsets = array("I", offs)
+        self._name_keys = array("Q", keys)
+        self._flavoured = array("I", self._scan_flavoured())
+        self._from_cache = False
+
+    def _walk(self, words) -> list[int]:
+        """Word offset of each record; validates kinds and bounds as it goes."""
+        n = len(words)
+        offs: list[int] = []
+        app = offs.append
+        steps: dict[int, int] = {}     # info word -> record length in words
+        i = 0
+        while i < n:
+            if i + 3 > n:
+                raise BTFError(f"{self.path or 'BTF'}: truncated type record at "
+                               f"byte {i * 4} of the type section")
+            app(i)
+            info = words[i + 1]
+            step = steps.get(info)
+            if step is None:
+                kind = (info >> 24) & 0x1F
+                if kind == 0 or kind >= len(_FIXED_W):
+                    raise BTFError(f"{self.path or 'BTF'}: type record at byte {i * 4} "
+                                   f"has unknown kind {kind}")
+                step = steps[info] = 3 + _FIXED_W[kind] + _ITEM_W[kind] * (info & 0xFFFF)
+            i += step
+        if i != n:
+            raise BTFError(f"{self.path or 'BTF'}: last type record runs past the end "
+                           f"of the type section")
+        return offs
+
+    def _scan_flavoured(self) -> list[int]:
+        """String offsets whose essential name differs from the name (rare:
+        a few dozen in vmlinux), so flavoured lookups need no second scan."""
+        buf, ss, se = self._buf, self._ss, self._se
+        base_len = self.str_len - (se - ss)
+        found: set[int] = set()
+        pos = buf.find(b"___", ss, se)
+        while pos >= 0:
+            start = buf.rfind(b"\0", ss, pos) + 1 or ss
+            off = start - ss + base_len
+            if off not in found:
+                name = self._name(off)
+                if essential_name(name) != name:
+                    found.add(off)
+            nul = buf.find(b"\0", pos, se)
+            if nul < 0:
+                break
+            pos = buf.find(b"___", nul, se)
+        return sorted(found)
+
+    def _cache_key(self) -> bytes:
+        # The kernel cannot change its BTF without a reboot, and a reboot into
+        # another build changes uname or the blob; the CRC of the header and
+        # both ends of the blob is the cheap content check on top.
+        u = os.uname()
+        b = self._buf
+        crc = zlib.crc32(b[:65536])
+        crc = zlib.crc32(b[max(0, len(b) - 65536):], crc)
+        return (f"{u.release}\0{u.version}\0{u.machine}\0{self.path}\0{len(b)}\0"
+                f"{crc:08x}").encode()
+
+    def _rebuild_index(self) -> None:
+        self._build_index()
+        self._memo.clear()
+        path = _cache_file(self)
+        if path is not None:
+            _write_index(path, self._cache_key(),
+                         (self.offsets, self._name_keys, self._flavoured))
+
+    # -- lookups --------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return self.first_id + len(self.offsets)
+
+    @property
+    def types(self) -> _LazyTypes:
+        return _LazyTypes(self)
+
+    @property
+    def strings(self) -> bytes:
+        """This blob's own string section (a copy; prefer the lookups)."""
+        return bytes(self._buf[self._ss:self._se])
+
+    @property
+    def str_len(self) -> int:
+        return (self.base.str_len if self.base is not None else 0) + (self._se - self._ss)
+
+    def string_at(self, off: int) -> str:
+        return self._name(off)
+
+    def type_by_id(self, type_id: int) -> T.Type:
+        t = self._memo.get(type_id)
+        if t is not None:
+            return t
+        if type_id < self.first_id:
+            if type_id == 0:
+                t = T.Void()
+            elif self.base is not None and type_id > 0:
+                return self.base.type_by_id(type_id)
+            else:
+                raise BTFError(f"no BTF type with id {type_id}")
+        else:
+            idx = type_id - self.first_id
+            if idx >= len(self.offsets):
+                raise BTFError(f"no BTF type with id {type_id} (have 0..{len(self) - 1})")
+            t = self._decode(idx)
+        self._memo[type_id] = t
+        return t
+
+    def _decode(self, idx: int) -> T.Type:
+        off = self._ts + self.offsets[idx] * 4
+        nxt = record_end(self._buf, off, self._te)
+        want = (self._ts + self.offsets[idx + 1] * 4 if idx + 1 < len(self.offsets)
+                else self._te)
+        if nxt != want:
+            if self._from_cache:       # stale index on disk: rebuild and retry once
+                self._rebuild_index()
+                return self._decode(idx)
+            raise BTFError(f"{self.path or 'BTF'}: type index disagrees with the blob "
+                           f"at type {idx + self.first_id}")
+        return decode_type(self._buf, off, self._name)
+
+    def _name_offset(self, name: str) -> Optional[int]:
+        """Offset (in this blob's string space) of the string ``name``, if any.
+
+        Kernel and pahole string tables are deduplicated, so the first exact
+        match is the only one; names used by types come early in the table.
+        """
+        try:
+            enc = name.encode()
+        except UnicodeEncodeError:
+            return None
+        if not enc or b"\0" in enc:
+            return None
+        buf, ss, se = self._buf, self._ss, self._se
+        base_len = self.str_len - (se - ss)
+        if buf[ss:ss + len(enc) + 1] == enc + b"\0":   # first string (split BTF)
+            return base_len
+        pos = buf.find(b"\0" + enc + b"\0", ss, se)
+        return None if pos < 0 else pos + 1 - ss + base_len
+
+    def _flavoured_offsets(self, name: str) -> list[int]:
+        if self._flavour_names is None:
+            d: dict[str, list[int]] = {}
+            for off in self._flavoured:
+                d.setdefault(essential_name(self._name(off)), []).append(off)
+            self._flavour_names = d
+        return self._flavour_names.get(name, [])
+
+    def _ids_named(self, name_off: int) -> list[int]:
+        """Ids of this blob's types whose name_off is ``name_off``."""
+        keys = self._name_keys
+        lo = bisect.bisect_left(keys, name_off << 32)
+        hi = bisect.bisect_left(keys, (name_off + 1) << 32, lo)
+        return [self.first_id + (keys[k] & 0xFFFFFFFF) for k in range(lo, hi)]
+
+    def _lookup(self, name: str, flavoured: bool) -> list[int]:
+        ids: list[int] = []
+        if self.base is not None:
+            ids += (self.base.essential_ids(name) if flavoured
+                    else self.base.types_by_name(name))
+        off = self._name_offset(name)
+        if off is not None:
+            ids += self._ids_named(off)
+        if flavoured:
+            for off in self._flavoured_offsets(name):
+                ids += self._ids_named(off)
+        return sorted(set(ids))
+
+    def types_by_name(self, name: str) -> list[int]:
+        """Ids of every type called ``name`` (any kind), ascending."""
+        return self._lookup(name, False)
+
+    def essential_ids(self, name: str) -> list[int]:
+        """Ids of every type whose name minus any ``___flavour`` is ``name``."""
+        return self._lookup(name, True)
+
+
+# -- file access and the on-disk index cache --------------------------------
+
+def _map_file(path: str):
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise NotSupportedError(f"{path} does not exist: this kernel has no BTF "
+                                f"(needs CONFIG_DEBUG_INFO_BTF, Linux 5.4+)") from None
+    except PermissionError:
+        raise NotSupportedError(f"{path} is not readable: run as root") from None
+    try:
+        size = os.fstat(fd).st_size
+        try:
+            # sysfs allows mapping kernel BTF privately since 6.16: no copy.
+            return mmap.mmap(fd, size, flags=mmap.MAP_PRIVATE, prot=mmap.PROT_READ)
+        except (OSError, ValueError):
+            pass
+        chunks = []
+        while True:
+            chunk = os.read(fd, max(size, 1 << 20))
+            if not chunk:
+                break
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def cache_dir() -> Optional[str]:
+    """Where the index cache lives: /var/cache/rawprobe as root, else
+    $XDG_CACHE_HOME/rawprobe (~/.cache/rawprobe); RAWPROBE_CACHE_DIR overrides,
+    and an empty RAWPROBE_CACHE_DIR disables caching."""
+    d = os.environ.get("RAWPROBE_CACHE_DIR")
+    if d is not None:
+        return d or None
+    if os.geteuid() == 0:
+        return "/var/cache/rawprobe"
+    xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(xdg, "rawprobe")
+
+
+def _cache_file(kb: KernelBTF) -> Optional[str]:
+    d = cache_dir()
+    if not d or not kb.path:
+        return None
+    tag = f"{zlib.crc32(kb.path.encode()):08x}"
+    return os.path.join(d, f"btf-index-{os.path.basename(kb.path)}-{tag}.bin")
+
+
+def _read_index(path: str, key: bytes, nwords: int):
+    """Map a cached index; returns (offsets, name_keys, flavoured) as
+    memoryviews over the file (no copy), or None if absent or not for this blob."""
+    try:
+        with open(path, "rb") as f:
+            data = mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ)
+    except (OSError, ValueError):
+        return None
+    head = len(_INDEX_MAGIC) + 16
+    if len(data) < head or data[:len(_INDEX_MAGIC)] != _INDEX_MAGIC:
+        return None
+    klen, n_offs, n_keys, n_flav = struct.unpack_from("<IIII", data, len(_INDEX_MAGIC))
+    pos = _align8(head + klen)
+    if data[head:head + klen] != key or \
+            len(data) != pos + _align8(4 * n_offs) + 8 * n_keys + 4 * n_flav:
+        return None
+    view = memoryview(data)
+    out = []
+    for code, n, size in (("I", n_offs, 4), ("Q", n_keys, 8), ("I", n_flav, 4)):
+        out.append(view[pos:pos + n * size].cast(code))
+        pos += _align8(n * size)
+    offs = out[0]
+    # Cheap sanity; each decode re-checks its record against the next offset.
+    if not len(offs) or offs[0] != 0 or offs[-1] >= nwords:
+        return None
+    return out[0], out[1], out[2]
+
+
+def _align8(n: int) -> int:
+    return (n + 7) & ~7
+
+
+def _write_index(path: str, key: bytes, idx: tuple[array, array, array]) -> None:
+    offs, keys, flav = idx
+    tmp = f"{path}.{os.getpid()}.tmp"
+    try:
+        os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
+        with open(tmp, "wb") as f:
+            head = _INDEX_MAGIC + struct.pack("<IIII", len(key), len(offs), len(keys),
+                                              len(flav)) + key
+            f.write(head.ljust(_align8(len(head)), b"\0"))
+            f.write(offs.tobytes().ljust(_align8(4 * len(offs)), b"\0"))
+            f.write(keys.tobytes())
+            f.write(flav.tobytes())
+        os.replace(tmp, path)
+    except OSError:
+        # No writable cache: fine, the next start walks again.
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
