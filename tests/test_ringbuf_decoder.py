@@ -1,0 +1,294 @@
+"""The ring buffer consumer over memory images laid out like the kernel's,
+checked against a list model of the producer (hypothesis)."""
+from __future__ import annotations
+
+import struct
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from rawprobe.errors import ObjectFormatError, RawprobeError
+from rawprobe.ringbuf import (BPF_RINGBUF_BUSY_BIT, BPF_RINGBUF_DISCARD_BIT,
+                              RingBuffer)
+
+
+class KernelImage:
+    """A producer that writes memory the way kernel/bpf/ringbuf.c does:
+    header with BUSY at reserve, producer_pos advanced, data written, header
+    rewritten at commit; the data area appears twice in ``data``."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.mask = size - 1
+        self.consumer = bytearray(8)
+        self.producer = bytearray(8)
+        self.data = bytearray(2 * size)
+        self.prod = 0
+        self.pending = 0
+        self.records: list[list] = []   # [pos, payload, state] in reserve order
+
+    @property
+    def cons(self) -> int:
+        return struct.unpack("=Q", self.consumer)[0]
+
+    def _write(self, pos: int, blob: bytes) -> None:
+        # The same physical page appears at off and off + size.
+        for i in range(0, len(blob)):
+            p = (pos + i) & self.mask
+            self.data[p] = self.data[p + self.size] = blob[i]
+
+    def _hdr(self, pos: int) -> int:
+        return struct.unpack_from("=I", self.data, pos & self.mask)[0]
+
+    def reserve(self, payload: bytes) -> int | None:
+        total = (len(payload) + 8 + 7) & ~7
+        if total > self.size:
+            return None
+        cons = self.cons
+        while self.prod - self.pending > 0:
+            h = self._hdr(self.pending)
+            if h & BPF_RINGBUF_BUSY_BIT:
+                break
+            self.pending += ((h & (BPF_RINGBUF_DISCARD_BIT - 1)) + 15) & ~7
+        new = self.prod + total
+        if new - cons > self.mask or new - self.pending > self.mask:
+            return None
+        pos = self.prod
+        self._write(pos, struct.pack("=II", len(payload) | BPF_RINGBUF_BUSY_BIT, 7))
+        # Garbage where the payload goes until the program writes it.
+        self._write(pos + 8, b"\xee" * (total - 8))
+        self.prod = new
+        struct.pack_into("=Q", self.producer, 0, new)
+        self.records.append([pos, payload, "busy"])
+        return len(self.records) - 1
+
+    def commit(self, idx: int, discard: bool) -> None:
+        pos, payload, state = self.records[idx]
+        assert state == "busy"
+        self._write(pos + 8, payload)
+        flags = BPF_RINGBUF_DISCARD_BIT if discard else 0
+        self._write(pos, struct.pack("=I", len(payload) | flags))
+        self.records[idx][2] = "discarded" if discard else "committed"
+
+    def ring(self) -> RingBuffer:
+        return RingBuffer._over_memory(memoryview(self.consumer), memoryview(self.producer),
+                                       memoryview(self.data), self.size)
+
+
+def model_take(records: list[list], taken: int, limit: int) -> tuple[list[bytes], int]:
+    """What a consumer should return: committed payloads after ``taken``, in
+    reserve order, stopping at the first busy record or after ``limit``."""
+    out = []
+    i = taken
+    while i < len(records) and len(out) < limit:
+        state = records[i][2]
+        if state == "busy":
+            break
+        if state == "committed":
+            out.append(records[i][1])
+        i += 1
+    return out, i
+
+
+ops = st.lists(st.one_of(
+    st.tuples(st.just("reserve"), st.integers(0, 70), st.booleans()),
+    st.tuples(st.just("commit"), st.integers(0, 1 << 16), st.booleans()),
+    st.tuples(st.just("read"), st.integers(1, 12), st.sampled_from(["bytes", "calls"])),
+), max_size=120)
+
+
+@settings(max_examples=300, deadline=None)
+@given(ops=ops, size_log=st.integers(6, 9))
+def test_decoder_matches_list_model(ops, size_log):
+    img = KernelImage(1 << size_log)
+    rb = img.ring()
+    taken = 0      # index into img.records up to which the consumer went
+    counter = 0
+    # Records in the same fixed-size bursts exercise the bulk run detection.
+    for op in ops:
+        if op[0] == "reserve":
+            n = op[1] if not op[2] else 16
+            counter += 1
+            payload = (counter.to_bytes(4, "little") * 20)[:n]
+            img.reserve(payload)
+        elif op[0] == "commit":
+            busy = [i for i, r in enumerate(img.records) if r[2] == "busy"]
+            if busy:
+                img.commit(busy[op[1] % len(busy)], discard=op[2] and op[1] % 3 == 0)
+        else:
+            want, new_taken = model_take(img.records, taken, op[1])
+            if op[2] == "bytes":
+                got = rb.read_batch(max=op[1])
+            else:
+                got = []
+                assert rb.consume(lambda v: got.append(bytes(v)), max=op[1]) == len(got)
+            assert got == want
+            # The consumer position covers exactly the records walked, except
+            # trailing discards which the consumer may or may not have passed.
+            if len(want) < op[1]:
+                # Drained: everything up to the first busy record is consumed.
+                j = new_taken
+                end = img.records[j][0] if j < len(img.records) else img.prod
+                assert img.cons == end
+                taken = j
+            else:
+                # Stopped by max: right after the last record returned.
+                last = img.records[new_taken - 1]
+                assert img.cons == last[0] + ((len(last[1]) + 15) & ~7)
+                taken = new_taken
+    # Finally commit everything and drain: each committed record exactly once.
+    for i, r in enumerate(img.records):
+        if r[2] == "busy":
+            img.commit(i, discard=False)
+    want, _ = model_take(img.records, taken, 1 << 30)
+    assert rb.read_batch() == want
+    assert img.cons == img.prod
+    rb.close()
+
+
+@settings(max_examples=200, deadline=None)
+@given(kinds=st.lists(st.sampled_from(["ev", "ev", "ev", "disc", "short", "busy"]),
+                      max_size=60),
+       size_log=st.integers(8, 10), limit=st.integers(1, 80))
+def test_read_structs_matches_model(kinds, size_log, limit):
+    fmt = struct.Struct("<QIhbx")      # 16 bytes
+    img = KernelImage(1 << size_log)
+    rb = img.ring()
+    expected: list[tuple] = []
+    blocked = False
+    for i, kind in enumerate(kinds):
+        if kind == "short":
+            payload = b"abc"
+        else:
+            payload = fmt.pack(i, i * 3, -i, i % 100)
+        idx = img.reserve(payload)
+        if idx is None:
+            break
+        if kind == "busy":
+            blocked = True
+            continue
+        img.commit(idx, discard=(kind == "disc"))
+        if blocked or kind == "disc":
+            continue
+        expected.append("short" if kind == "short" else fmt.unpack(payload))
+    got: list = []
+    while len(got) < len(expected):
+        want = expected[len(got):len(got) + limit]
+        if want[0] == "short":
+            with pytest.raises(ObjectFormatError, match="read_batch"):
+                rb.read_structs(fmt, max=limit)
+            assert len(rb.read_batch(max=1)[0]) == 3
+            got.append("short")
+            continue
+        want = want[:want.index("short")] if "short" in want else want
+        part = rb.read_structs(fmt, max=limit)
+        assert part == want
+        got += part
+    assert rb.read_structs(fmt) == []
+    rb.close()
+
+
+def test_wrapped_record_is_contiguous():
+    img = KernelImage(64)
+    rb = img.ring()
+    a = img.reserve(b"x" * 32)          # 40 bytes at 0
+    img.commit(a, False)
+    assert rb.read_batch() == [b"x" * 32]
+    b = img.reserve(bytes(range(40)))   # 48 bytes at 40: wraps past 64
+    img.commit(b, False)
+    assert rb.read_batch() == [bytes(range(40))]
+    assert rb.read_structs("<5Q") == []
+    assert img.cons == 88
+
+
+def test_busy_record_blocks_later_committed_ones():
+    img = KernelImage(256)
+    rb = img.ring()
+    a = img.reserve(b"first")
+    b = img.reserve(b"second")
+    img.commit(b, False)
+    assert rb.read_batch() == []
+    assert img.cons == 0
+    img.commit(a, False)
+    assert rb.read_batch() == [b"first", b"second"]
+
+
+def test_long_uniform_run_then_different_size():
+    img = KernelImage(1 << 16)
+    rb = img.ring()
+    fmt = struct.Struct("<QQ")
+    for i in range(1000):
+        img.commit(img.reserve(fmt.pack(i, i * i)), False)
+    img.commit(img.reserve(b"tail-record"), False)
+    for i in range(5):
+        img.commit(img.reserve(fmt.pack(i, 7)), False)
+    assert rb.read_structs(fmt) == [(i, i * i) for i in range(1000)]
+    with pytest.raises(ObjectFormatError):
+        rb.read_structs(fmt)
+    assert rb.read_batch(max=1) == [b"tail-record"]
+    assert rb.read_structs(fmt) == [(i, 7) for i in range(5)]
+
+
+def test_callback_exception_consumes_up_to_failing_record():
+    img = KernelImage(256)
+    rb = img.ring()
+    for i in range(5):
+        img.commit(img.reserve(bytes([i]) * 8), False)
+    seen = []
+
+    def cb(v):
+        seen.append(v[0])
+        if v[0] == 2:
+            raise KeyError("stop")
+    with pytest.raises(KeyError):
+        rb.consume(cb)
+    assert seen == [0, 1, 2]
+    assert [r[0] for r in rb.read_batch()] == [3, 4]
+
+
+def test_native_format_with_trailing_padding():
+    # C: struct { u64 a; u32 b; } is 16 bytes; '@QI' is 12.
+    img = KernelImage(256)
+    rb = img.ring()
+    img.commit(img.reserve(struct.pack("@QI4x", 5, 6)), False)
+    img.commit(img.reserve(struct.pack("@QI4x", 7, 8)), False)
+    assert rb.read_structs("@QI") == [(5, 6), (7, 8)]
+
+
+def test_corrupt_positions_raise_rawprobe_error():
+    img = KernelImage(64)
+    rb = img.ring()
+    struct.pack_into("=Q", img.producer, 0, 1000)
+    with pytest.raises(RawprobeError, match="another"):
+        rb.read_batch()
+    struct.pack_into("=Q", img.producer, 0, 16)
+    struct.pack_into("=I", img.data, 0, 50)      # record longer than prod allows
+    with pytest.raises(RawprobeError, match="corrupt"):
+        rb.read_batch()
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.binary(min_size=128, max_size=128), cons=st.integers(0, 1 << 20),
+       delta=st.integers(0, 80))
+def test_garbage_raises_only_rawprobe_error(data, cons, delta):
+    size = 64
+    img = KernelImage(size)
+    img.data[:] = data
+    struct.pack_into("=Q", img.consumer, 0, cons)
+    struct.pack_into("=Q", img.producer, 0, cons + delta)
+    rb = img.ring()
+    try:
+        rb.read_batch()
+        rb.read_structs("<Q")
+        rb.consume(lambda v: None)
+    except RawprobeError:
+        pass
+
+
+def test_closed_ring_refuses():
+    rb = KernelImage(64).ring()
+    rb.close()
+    rb.close()
+    with pytest.raises(RawprobeError, match="closed"):
+        rb.read_batch()
