@@ -1,0 +1,15 @@
+"""The interceptor: signal the callers of a kernel routine and time their exit.
+
+Modules (imports stay lazy so ``python -m rawprobe`` starts fast):
+
+* ``options``   -- the ``watch`` command line: parsing and validation
+* ``syscalls``  -- syscall names <-> numbers (shipped table, no headers needed)
+* ``procinfo``  -- the few /proc facts the guard needs
+* ``pidfd``     -- pidfd_open / pidfd_send_signal / exit info
+* ``reactor``   -- the one epoll loop: fds, deadlines, the tool's own signals
+* ``tracker``   -- the per-target state machine (guard -> signal -> deadline -> exit)
+* ``events``    -- decoding the ring buffer records of intercept.bpf.c
+* ``probe``     -- loading and attaching intercept.bpf.o
+* ``output``    -- text, JSON lines, syslog; ``summary`` -- percentiles and histogram
+* ``cli``, ``demo`` -- ``python -m rawprobe watch|features`` and the no-argument demo
+"""

@@ -1,0 +1,112 @@
+"""What the kernel side reports, as plain Python objects, and the decoders.
+
+``Intercept`` is one intercepted call; ``KernelSignal`` one signal generated for
+or delivered to a handled process; ``KernelExit`` the in-kernel record of a handled
+process's exit.  ``decode(record)`` turns one ring buffer record of intercept.bpf.c
+into one of them; the layouts are rawprobe/bpf_src/intercept.h's (every record
+starts with a u32 type; little-endian, explicit padding, sizes 208 / 64 / 112).
+"""
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+RP_EV_INTERCEPT, RP_EV_SIGNAL, RP_EV_EXIT = 1, 2, 3
+RP_SIG_GENERATE, RP_SIG_DELIVER = 1, 2
+RP_F_KERNEL_SIGNAL, RP_F_BUF_FAULT = 0x1, 0x2
+HOOK_NAMES = {1: "raw_tp", 2: "tracepoint", 3: "kprobe", 4: "fentry"}
+
+# struct rp_intercept_event (208): type tgid pid uid comm[16] syscall_nr hook flags
+# signal_ret args[6] ktime_ns start_time start_boottime hit cgroup_id buf_len _pad0 buf[64]
+INTERCEPT = struct.Struct("<IIII16siIIi6QQQQQQII64s")
+# struct rp_signal_event (64): type tgid pid kind sig result sender_tgid group
+# ktime_ns intercept_ns comm[16]
+SIGNAL = struct.Struct("<IIIIiiIIQQ16s")
+# struct rp_exit_event (112): type tgid pid exit_code comm[16] exit_ns intercept_ns
+# signal_ns kill_ns deliver_ns slipped after_signal hit start_time deliver_sig _pad0
+EXIT = struct.Struct("<IIIi16sQQQQQQQQQiI")
+assert (INTERCEPT.size, SIGNAL.size, EXIT.size) == (208, 64, 112)
+
+
+@dataclass(slots=True)
+class Intercept:
+    tgid: int
+    pid: int                      # the calling thread
+    comm: str
+    ktime_ns: int                 # the call, CLOCK_MONOTONIC (bpf_ktime_get_ns)
+    start_ns: int                 # the thread-group leader's start time
+    start_clock: str = "monotonic"  # "monotonic" (task->start_time) or "boottime"
+    pid_ino: int = 0              # pidfs inode of the leader's struct pid, 0 = unknown
+    nr: int = -1                  # syscall number; -1 for a kprobe/fentry hook
+    symbol: str | None = None
+    args: tuple[int, ...] = ()
+    data: bytes = b""             # first bytes of a write-like call's buffer
+    hit: int = 0                  # which matching call this was (skip + 1 ...)
+    kernel_signalled: bool = False  # --action kernel-signal: bpf_send_signal() done
+    signal_ret: int = 0           # bpf_send_signal()'s return
+    signal_ns: int = 0            # when the kernel sent it, if known
+    kernel_thread: bool = False
+    uid: int = -1
+    cgroup_id: int = 0
+    hook: str = ""
+
+
+@dataclass(slots=True)
+class KernelSignal:
+    tgid: int
+    pid: int
+    kind: int                     # RP_SIG_GENERATE or RP_SIG_DELIVER
+    sig: int
+    result: int
+    sender_tgid: int
+    ktime_ns: int
+    intercept_ns: int
+
+
+@dataclass(slots=True)
+class KernelExit:
+    tgid: int
+    exit_ns: int                  # the last thread's exit, CLOCK_MONOTONIC
+    signal_ns: int = 0            # first generate of the signal (0 = none seen)
+    exit_code: int | None = None  # wait-status form: (code << 8) | termsig
+    slipped: int | None = None    # calls after the intercepted one, before delivery
+    kill_ns: int = 0              # first generate of SIGKILL
+    deliver_ns: int = 0           # first delivery of the signal or SIGKILL
+    after_signal: int = 0         # calls after delivery (its cleanup)
+    intercept_ns: int = 0
+    deliver_sig: int = 0
+
+
+def _cstr(b: bytes) -> str:
+    return b.split(b"\0", 1)[0].decode("utf-8", "replace")
+
+
+def decode(rec: bytes | memoryview, symbol: str | None = None):
+    """One ring buffer record -> Intercept | KernelSignal | KernelExit | None."""
+    if len(rec) < 4:
+        return None
+    kind = int.from_bytes(rec[:4], "little")
+    if kind == RP_EV_INTERCEPT and len(rec) >= INTERCEPT.size:
+        (_, tgid, pid, uid, comm, nr, hook, flags, sret, a0, a1, a2, a3, a4, a5, ktime,
+         start, start_boot, hit, cgid, buf_len, _pad, buf) = INTERCEPT.unpack_from(rec)
+        return Intercept(
+            tgid=tgid, pid=pid, comm=_cstr(comm), ktime_ns=ktime,
+            # start_boottime compares exactly with /proc's start ticks
+            start_ns=start_boot if start_boot else start,
+            start_clock="boottime" if start_boot else "monotonic",
+            nr=nr, symbol=symbol if nr < 0 else None, args=(a0, a1, a2, a3, a4, a5),
+            data=bytes(buf[:min(buf_len, len(buf))]), hit=hit,
+            kernel_signalled=bool(flags & RP_F_KERNEL_SIGNAL), signal_ret=sret,
+            uid=uid, cgroup_id=cgid, hook=HOOK_NAMES.get(hook, str(hook)))
+    if kind == RP_EV_SIGNAL and len(rec) >= SIGNAL.size:
+        (_, tgid, pid, skind, sig, result, sender, _group, ktime, ins,
+         _comm) = SIGNAL.unpack_from(rec)
+        return KernelSignal(tgid=tgid, pid=pid, kind=skind, sig=sig, result=result,
+                            sender_tgid=sender, ktime_ns=ktime, intercept_ns=ins)
+    if kind == RP_EV_EXIT and len(rec) >= EXIT.size:
+        (_, tgid, _pid, code, _comm, exit_ns, ins, sig_ns, kill_ns, deliver_ns, slipped,
+         after, _hit, _start, dsig, _pad) = EXIT.unpack_from(rec)
+        return KernelExit(tgid=tgid, exit_ns=exit_ns, signal_ns=sig_ns, exit_code=code,
+                          slipped=slipped, kill_ns=kill_ns, deliver_ns=deliver_ns,
+                          after_signal=after, intercept_ns=ins, deliver_sig=dsig)
+    return None

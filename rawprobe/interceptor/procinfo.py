@@ -1,0 +1,109 @@
+"""The few facts about a process the guard needs, read from /proc.
+
+Start time and the pid-reuse guard
+----------------------------------
+The kernel stamps every task twice at fork (``copy_process``):
+
+* ``task->start_time``     = ``ktime_get_ns()``          -- CLOCK_MONOTONIC, ns
+* ``task->start_boottime`` = ``ktime_get_boottime_ns()`` -- CLOCK_BOOTTIME, ns
+
+``/proc/PID/stat`` field 22 is ``start_boottime`` (plus the reader's time-namespace
+boot offset) converted to clock ticks (``USER_HZ``, 100 here, so 10 ms), truncated.
+MONOTONIC and BOOTTIME differ only by the time spent suspended, which grows only at
+resume.  So for an event carrying the monotonic ``start_time`` S, the process's
+boottime start B satisfies  S <= B <= S + (BOOTTIME - MONOTONIC, sampled now),
+and the ticks /proc shows must lie in ``[S // tick, (S + offset_now) // tick]``.
+An event carrying ``start_boottime`` compares exactly: ``ticks == B // tick``.
+
+The tick is coarse: a pid reused within the same 10 ms tick would pass.  Pids are
+allocated cyclically up to pid_max, so that needs a full wrap of the pid space inside
+one tick; where the event carries the pidfs inode number of the task's ``struct pid``
+(Linux 6.9+, 64-bit) the guard compares that instead, which is exact.
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+
+PF_KTHREAD = 0x00200000
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+TICK_NS = 1_000_000_000 // CLK_TCK
+_STAMP_GAP_NS = 100_000
+
+
+@dataclass(slots=True)
+class ProcStat:
+    pid: int
+    comm: str
+    state: str
+    ppid: int
+    flags: int
+    starttime: int        # clock ticks since boot (CLOCK_BOOTTIME)
+
+    @property
+    def kernel_thread(self) -> bool:
+        return bool(self.flags & PF_KTHREAD)
+
+
+def read_stat(pid: int) -> ProcStat | None:
+    """``/proc/PID/stat``; None when the process is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    # comm may contain spaces and parentheses: it ends at the LAST ')'.
+    head, _, rest = data.rpartition(b")")
+    comm = head.partition(b"(")[2].decode(errors="replace")
+    fields = rest.split()
+    return ProcStat(pid=pid, comm=comm, state=fields[0].decode(), ppid=int(fields[1]),
+                    flags=int(fields[6]), starttime=int(fields[19]))
+
+
+def read_comm(pid: int) -> str | None:
+    try:
+        with open(f"/proc/{pid}/comm", "rb") as f:
+            return f.read().rstrip(b"\n").decode(errors="replace")
+    except OSError:
+        return None
+
+
+def ancestors(pid: int | None = None) -> frozenset[int]:
+    """pid and every ancestor up to (not including) 0: the processes never to signal."""
+    seen: list[int] = []
+    cur = os.getpid() if pid is None else pid
+    while cur > 0 and cur not in seen:
+        seen.append(cur)
+        st = read_stat(cur)
+        if st is None:
+            break
+        cur = st.ppid
+    return frozenset(seen)
+
+
+def boot_offset_ns() -> int:
+    """CLOCK_BOOTTIME - CLOCK_MONOTONIC now: total time suspended since boot."""
+    mono = time.monotonic_ns()
+    boot = time.clock_gettime_ns(time.CLOCK_BOOTTIME)
+    return max(0, boot - mono)
+
+
+def start_time_matches(stat_ticks: int, start_ns: int, clock: str = "monotonic",
+                       offset_ns: int | None = None) -> bool:
+    """Does /proc's start time (ticks) belong to the task stamped ``start_ns``?
+
+    ``clock`` names the stamp: ``"monotonic"`` (task->start_time) or ``"boottime"``
+    (task->start_boottime).  See the module docstring for why this is the test.
+    """
+    if clock == "boottime":
+        return stat_ticks == start_ns // TICK_NS
+    if offset_ns is None:
+        offset_ns = boot_offset_ns()
+    # start_boottime is read a few ns after start_time: allow that across a tick edge.
+    return start_ns // TICK_NS <= stat_ticks <= (start_ns + offset_ns + _STAMP_GAP_NS) // TICK_NS
+
+
+def start_boottime_ns_estimate(stat: ProcStat) -> int:
+    """The lowest boottime (ns) consistent with /proc's start ticks."""
+    return stat.starttime * TICK_NS

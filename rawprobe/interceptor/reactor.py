@@ -1,0 +1,160 @@
+"""The one epoll loop: readable fds, deadlines, and the tool's own SIGINT/SIGTERM.
+
+Facts it relies on:
+
+* Everything that can wake the tool is an fd in one epoll set: the BPF ring buffer
+  (readable when the kernel producer has submitted records and woken us), every
+  target's pidfd (readable once that process has exited), and the read end of a
+  self-pipe that CPython writes a byte into when a signal arrives
+  (``signal.set_wakeup_fd``).  The deadlines need no timerfd: the epoll timeout is
+  the time to the nearest one, so one ``epoll_wait`` covers all of them.
+* A Python signal handler runs in the main thread between bytecodes; ``epoll.poll``
+  is retried after it (PEP 475), but the wakeup byte makes that retry return at once,
+  so the loop notices the stop request without delay.
+* ``epoll.poll`` rounds its timeout up to whole milliseconds: deadlines are kept to
+  about 1 ms, which is ample for ``--kill-after``.
+* The monotonic clock here (``time.monotonic_ns``) is CLOCK_MONOTONIC, the clock of
+  ``bpf_ktime_get_ns()``: kernel and userspace stamps subtract directly.
+"""
+from __future__ import annotations
+
+import heapq
+import os
+import select
+import signal
+import time
+from typing import Callable
+
+now_ns = time.monotonic_ns
+
+
+class Timer:
+    """A one-shot deadline; ``cancel()`` is O(1) (the heap entry is skipped later)."""
+
+    __slots__ = ("when_ns", "callback", "cancelled")
+
+    def __init__(self, when_ns: int, callback: Callable[[], None]) -> None:
+        self.when_ns = when_ns
+        self.callback = callback
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+    def __lt__(self, other: "Timer") -> bool:
+        return self.when_ns < other.when_ns
+
+
+class Reactor:
+    def __init__(self, stop_signals: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)) -> None:
+        self._epoll = select.epoll()
+        self._fds: dict[int, Callable[[int], None]] = {}
+        self._timers: list[Timer] = []
+        self.stop_requested: int | None = None   # the signal that asked us to stop
+        self._stop_signals = stop_signals
+        self._old_handlers: dict[int, object] = {}
+        self._old_wakeup: int | None = None
+        self._pipe: tuple[int, int] | None = None
+
+    # -- fds -------------------------------------------------------------------------
+    def add_reader(self, fd: int, callback: Callable[[int], None]) -> None:
+        self._epoll.register(fd, select.EPOLLIN)
+        self._fds[fd] = callback
+
+    def remove_reader(self, fd: int) -> None:
+        if self._fds.pop(fd, None) is not None:
+            try:
+                self._epoll.unregister(fd)
+            except OSError:
+                pass
+
+    @property
+    def reader_count(self) -> int:
+        return len(self._fds)
+
+    # -- deadlines -------------------------------------------------------------------
+    def call_at(self, when_ns: int, callback: Callable[[], None]) -> Timer:
+        t = Timer(when_ns, callback)
+        heapq.heappush(self._timers, t)
+        return t
+
+    def call_later(self, delay_ns: int, callback: Callable[[], None]) -> Timer:
+        return self.call_at(now_ns() + delay_ns, callback)
+
+    def _next_deadline(self) -> int | None:
+        while self._timers and self._timers[0].cancelled:
+            heapq.heappop(self._timers)
+        return self._timers[0].when_ns if self._timers else None
+
+    def _run_due(self) -> None:
+        t_now = now_ns()
+        while self._timers and self._timers[0].when_ns <= t_now:
+            t = heapq.heappop(self._timers)
+            if not t.cancelled:
+                t.cancelled = True
+                t.callback()
+
+    # -- the tool's own signals ------------------------------------------------------
+    def install_signal_handlers(self) -> None:
+        """SIGINT/SIGTERM set ``stop_requested`` and wake the loop (main thread only)."""
+        r, w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._pipe = (r, w)
+        self.add_reader(r, self._drain_pipe)
+        self._old_wakeup = signal.set_wakeup_fd(w, warn_on_full_buffer=False)
+        for sig in self._stop_signals:
+            self._old_handlers[sig] = signal.signal(sig, self._on_stop_signal)
+
+    def _on_stop_signal(self, signum: int, frame: object) -> None:
+        if self.stop_requested is None:
+            self.stop_requested = signum
+
+    def _drain_pipe(self, fd: int) -> None:
+        try:
+            while os.read(fd, 512):
+                pass
+        except BlockingIOError:
+            pass
+
+    # -- running ---------------------------------------------------------------------
+    def run_once(self, max_wait_ns: int | None = None) -> None:
+        """Wait for one batch of fd events or the next deadline, and dispatch them."""
+        deadline = self._next_deadline()
+        waits = [w for w in (max_wait_ns,
+                             None if deadline is None else max(0, deadline - now_ns()))
+                 if w is not None]
+        timeout = min(waits) / 1e9 if waits else -1
+        if self.stop_requested is not None:
+            timeout = 0
+        for fd, _ in self._epoll.poll(timeout, 256):
+            cb = self._fds.get(fd)
+            if cb is not None:
+                cb(fd)
+        self._run_due()
+
+    def run(self, done: Callable[[], bool], until_ns: int | None = None) -> None:
+        """Loop until ``done()``, a stop signal, or the monotonic time ``until_ns``."""
+        while not done() and self.stop_requested is None:
+            if until_ns is not None:
+                left = until_ns - now_ns()
+                if left <= 0:
+                    return
+                self.run_once(left)
+            else:
+                self.run_once()
+
+    def close(self) -> None:
+        if self._pipe is not None:
+            signal.set_wakeup_fd(self._old_wakeup if self._old_wakeup is not None else -1)
+            for sig, old in self._old_handlers.items():
+                signal.signal(sig, old)  # type: ignore[arg-type]
+            self.remove_reader(self._pipe[0])
+            for fd in self._pipe:
+                os.close(fd)
+            self._pipe = None
+        self._epoll.close()
+
+    def __enter__(self) -> "Reactor":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

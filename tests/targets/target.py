@@ -1,0 +1,76 @@
+"""A test target: renames itself, writes on cue, and cleans up on a signal.
+
+    python target.py --comm NAME [--writes N] [--interval-ms MS] [--cleanup-ms MS]
+                     [--ignore-term] [--exit-code C] [--wait-go] [--forks N]
+
+* the comm is set by writing /proc/self/comm (no ctypes);
+* ``--wait-go``: after renaming, print "ready" on stdout and wait for a line on stdin
+  before writing (so the test can arm the probe first);
+* each write is ``os.write(fd, b"call <k>\\n")`` to /dev/null, k = 1..N, so the
+  intercepted call's buffer tells which call it was;
+* SIGTERM: sleep --cleanup-ms, then exit with --exit-code (or ignore it with
+  --ignore-term); after the writes it sleeps until signalled;
+* ``--forks N``: fork N children that each do all of the above (200 targets at once).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import time
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--comm", required=True)
+    ap.add_argument("--writes", type=int, default=1)
+    ap.add_argument("--interval-ms", type=float, default=0.0)
+    ap.add_argument("--cleanup-ms", type=float, default=0.0)
+    ap.add_argument("--exit-code", type=int, default=0)
+    ap.add_argument("--ignore-term", action="store_true")
+    ap.add_argument("--wait-go", action="store_true")
+    ap.add_argument("--forks", type=int, default=0)
+    ap.add_argument("--linger-s", type=float, default=30.0)
+    a = ap.parse_args()
+
+    def on_term(signum, frame):
+        if a.cleanup_ms:
+            time.sleep(a.cleanup_ms / 1000)
+        os._exit(a.exit_code)
+
+    signal.signal(signal.SIGTERM, signal.SIG_IGN if a.ignore_term else on_term)
+    out = os.open("/dev/null", os.O_WRONLY)
+    with open("/proc/self/comm", "w") as f:
+        f.write(a.comm)
+    if a.wait_go:
+        sys.stdout.write("ready\n")
+        sys.stdout.flush()
+        sys.stdin.readline()
+    kids = []
+    if a.forks:
+        for _ in range(a.forks):
+            pid = os.fork()
+            if pid == 0:
+                kids = None
+                break
+            kids.append(pid)
+    if kids:   # the parent of a swarm only waits (it does not write)
+        for pid in kids:
+            try:
+                os.waitpid(pid, 0)
+            except ChildProcessError:
+                pass
+        os._exit(0)
+    for k in range(1, a.writes + 1):
+        os.write(out, b"call %d\n" % k)
+        if a.interval_ms:
+            time.sleep(a.interval_ms / 1000)
+    deadline = time.monotonic() + a.linger_s
+    while time.monotonic() < deadline:
+        time.sleep(0.05)
+    os._exit(3)   # nobody signalled us
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,256 @@
+"""The tracker's pidfd side, on real child processes (no BPF involved).
+
+The intercept records are built here from real processes (their real pid and start
+time) instead of coming from the ring buffer; everything after that -- pidfd_open,
+the identity check, pidfd_send_signal, deadlines, SIGKILL, exit via the pidfd -- is
+the real code against real processes.
+"""
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from rawprobe.interceptor import pidfd, procinfo
+from rawprobe.interceptor.events import Intercept, KernelExit
+from rawprobe.interceptor.reactor import Reactor, now_ns
+from rawprobe.interceptor.tracker import Tracker, TrackerConfig
+
+TARGETS = Path(__file__).parent / "targets"
+sys.path.insert(0, str(TARGETS))
+
+
+def unique_comm() -> str:
+    return "rpt_" + secrets.token_hex(4)
+
+
+def start_target(comm: str, *args: str) -> subprocess.Popen:
+    p = subprocess.Popen([sys.executable, str(TARGETS / "target.py"), "--comm", comm,
+                          "--wait-go", *args],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert p.stdout.readline() == "ready\n"
+    return p
+
+
+def intercept_of(p: subprocess.Popen, comm: str, **kw) -> Intercept:
+    st = procinfo.read_stat(p.pid)
+    return Intercept(tgid=p.pid, pid=p.pid, comm=comm, ktime_ns=now_ns(),
+                     start_ns=st.starttime * procinfo.TICK_NS, start_clock="boottime",
+                     nr=1, args=(1, 0, 5, 0, 0, 0), hit=1, **kw)
+
+
+class Harness:
+    def __init__(self, drain=None, **cfg) -> None:
+        self.events: list[dict] = []
+        self.reactor = Reactor()
+        cfg.setdefault("protected", procinfo.ancestors())
+        self.tracker = Tracker(self.reactor, self.events.append, TrackerConfig(**cfg),
+                               drain=drain)
+
+    def run(self, until, timeout: float = 10.0) -> None:
+        end = now_ns() + int(timeout * 1e9)
+        while not until() and now_ns() < end:
+            self.reactor.run_once(end - now_ns())
+        assert until(), f"timed out; events: {self.events}"
+
+    def of(self, kind: str) -> list[dict]:
+        return [e for e in self.events if e["event"] == kind]
+
+    def close(self) -> None:
+        self.reactor.close()
+
+
+@pytest.fixture
+def harness():
+    made = []
+
+    def make(**cfg):
+        h = Harness(**cfg)
+        made.append(h)
+        return h
+    yield make
+    for h in made:
+        h.close()
+
+
+def reap(p: subprocess.Popen) -> None:
+    if p.poll() is None:
+        p.kill()
+    p.wait()
+
+
+def test_signal_then_exit_timed_by_pidfd(harness):
+    comm = unique_comm()
+    p = start_target(comm, "--cleanup-ms", "100", "--exit-code", "7")
+    try:
+        h = harness(kill_after_ns=5_000_000_000)
+        h.tracker.on_intercept(intercept_of(p, comm))
+        assert [e["event"] for e in h.events] == ["intercept", "signal"]
+        assert h.events[1]["signal"] == "SIGTERM" and h.events[1]["latency_us"] < 50_000
+        # Reap as soon as it exits so the pidfd can also report the exit status.
+        h.run(lambda: p.poll() is not None and h.of("exit"))
+        ex = h.of("exit")[0]
+        assert 100_000 <= ex["time_to_exit_pidfd_us"] < 130_000, ex
+        assert ex["escalated"] is False and ex["time_to_exit_us"] is None
+        assert p.returncode == 7
+        assert h.tracker.counts.exited == 1 and h.tracker.handled == 1
+    finally:
+        reap(p)
+
+
+def test_ignored_sigterm_escalates_to_sigkill_at_the_deadline(harness):
+    comm = unique_comm()
+    p = start_target(comm, "--ignore-term")
+    try:
+        h = harness(kill_after_ns=300_000_000)
+        t0 = now_ns()
+        h.tracker.on_intercept(intercept_of(p, comm))
+        h.run(lambda: h.of("exit"))
+        esc = h.of("escalate")[0]
+        assert esc["signal"] == "SIGKILL"
+        assert 295_000 <= esc["after_us"] < 350_000
+        ex = h.of("exit")[0]
+        assert ex["escalated"] is True
+        assert 300_000 <= ex["time_to_exit_pidfd_us"] < 400_000
+        assert (now_ns() - t0) < 2e9
+        p.wait(timeout=5)
+        assert p.returncode == -signal.SIGKILL
+    finally:
+        reap(p)
+
+
+def test_reused_pid_is_refused_and_not_signalled(harness):
+    from setpid import spawn_with_pid
+    comm = unique_comm()
+    a = start_target(comm)
+    ev = intercept_of(a, comm)
+    fd = pidfd.open_pidfd(a.pid)
+    ino_a = pidfd.pid_inode(fd)
+    os.close(fd)
+    reap(a)
+    time.sleep(0.011)                        # past the 10 ms tick of /proc's start time
+    b = spawn_with_pid(a.pid, ["/bin/sleep", "30"])  # same pid, another process
+    try:
+        h = harness()
+        h.tracker.on_intercept(ev)            # start time check
+        ev2 = Intercept(
+            tgid=a.pid, pid=a.pid, comm=comm, ktime_ns=now_ns(), start_ns=0, pid_ino=ino_a)
+        h.tracker.on_intercept(ev2)           # pidfs inode check
+        refused = h.of("refused")
+        assert [r["reason"].split(":")[0] for r in refused] == ["pid reused", "pid reused"]
+        assert not h.of("signal")
+        assert procinfo.read_stat(b).state in "RSD"   # b is alive and untouched
+        assert h.tracker.handled == 2 and h.tracker.in_flight == 0
+    finally:
+        os.kill(b, signal.SIGKILL)
+        os.waitpid(b, 0)
+
+
+def test_protected_pids_are_refused(harness):
+    h = harness()
+    me = os.getpid()
+    for tgid in (1, me, os.getppid()):
+        h.tracker.on_intercept(Intercept(tgid=tgid, pid=tgid, comm="x", ktime_ns=now_ns(),
+                                         start_ns=0))
+    reasons = [r["reason"] for r in h.of("refused")]
+    assert reasons[0].startswith("pid 1")
+    assert all("rawprobe itself" in r for r in reasons[1:])
+    assert not h.of("signal")
+
+
+def test_gone_before_signal_is_refused(harness):
+    comm = unique_comm()
+    a = start_target(comm)
+    ev = intercept_of(a, comm)
+    reap(a)
+    h = harness()
+    h.tracker.on_intercept(ev)
+    assert h.of("refused")[0]["reason"] == "exited before it could be signalled"
+
+
+def test_max_in_flight_queues_and_counts(harness):
+    comm = unique_comm()
+    procs = [start_target(comm, "--cleanup-ms", "30") for _ in range(3)]
+    try:
+        h = harness(max_in_flight=1, kill_after_ns=5_000_000_000)
+        for p in procs:
+            h.tracker.on_intercept(intercept_of(p, comm))
+        assert len(h.of("signal")) == 1 and h.tracker.counts.waited == 2
+        assert h.tracker.counts.max_waiting == 2
+        h.run(lambda: len(h.of("exit")) == 3)
+        assert h.tracker.in_flight == 0 and not h.tracker.waiting
+        # one at a time: each signal comes after the previous exit
+        order = [e["event"] for e in h.events if e["event"] in ("signal", "exit")]
+        assert order == ["signal", "exit"] * 3
+    finally:
+        for p in procs:
+            reap(p)
+
+
+def test_count_stops_and_drops_the_waiting(harness):
+    comm = unique_comm()
+    procs = [start_target(comm) for _ in range(3)]
+    try:
+        h = harness(max_in_flight=1, count=1, kill_after_ns=5_000_000_000)
+        for p in procs:
+            h.tracker.on_intercept(intercept_of(p, comm))
+        h.run(lambda: h.tracker.done)
+        assert h.tracker.handled == 1 and h.tracker.counts.dropped == 2
+        assert all(p.poll() is None for p in procs[1:])   # never signalled
+    finally:
+        for p in procs:
+            reap(p)
+
+
+def test_report_action_signals_nobody(harness):
+    comm = unique_comm()
+    p = start_target(comm)
+    try:
+        h = harness(action="report", count=1)
+        h.tracker.on_intercept(intercept_of(p, comm))
+        assert h.tracker.done and not h.of("signal")
+        time.sleep(0.05)
+        assert p.poll() is None
+    finally:
+        reap(p)
+
+
+def test_kernel_exit_record_is_joined(harness):
+    """A KernelExit (as the BPF side sends) supplies the kernel measure and the code."""
+    comm = unique_comm()
+    p = start_target(comm, "--cleanup-ms", "20", "--exit-code", "3")
+    try:
+        h = harness(drain=lambda: None)   # a source with nothing pending yet
+        ev = intercept_of(p, comm)
+        h.tracker.on_intercept(ev)
+        sig_ns = h.tracker.active[p.pid].signal_ns
+        h.run(lambda: h.tracker.active[p.pid].state == "exited" if p.pid in h.tracker.active
+              else True)
+        h.tracker.on_kernel_exit(KernelExit(tgid=p.pid, signal_ns=sig_ns + 5000,
+                                            exit_ns=sig_ns + 20_005_000, deliver_ns=sig_ns + 9000,
+                                            exit_code=3 << 8, slipped=2))
+        ex = h.of("exit")[0]
+        assert ex["time_to_exit_us"] == 20000.0 and ex["exit_code"] == 3
+        assert ex["slipped_calls"] == 2 and ex["delivery_latency_us"] >= 5
+    finally:
+        reap(p)
+
+
+def test_stop_signal_interrupts_the_loop():
+    r = Reactor()
+    r.install_signal_handlers()
+    try:
+        r.call_later(20_000_000, lambda: os.kill(os.getpid(), signal.SIGINT))
+        t0 = now_ns()
+        r.run(lambda: False, until_ns=now_ns() + 5_000_000_000)
+        assert r.stop_requested == signal.SIGINT
+        assert now_ns() - t0 < 1e9
+    finally:
+        r.close()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
