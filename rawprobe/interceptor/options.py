@@ -115,21 +115,35 @@ def parse_uid(text: str) -> int:
         raise UsageError(f"unknown user {text!r} for --uid: give a user name or number") from None
 
 
-def cgroup_id(path: str) -> int:
-    """A cgroup v2 directory -> its id (the directory's inode number, as the kernel's
-    ``bpf_get_current_cgroup_id()`` reports it)."""
-    p = path
-    if not os.path.isabs(p):
-        p = os.path.join("/sys/fs/cgroup", p)
+def _cgroup2_mounts() -> list[str]:
+    try:
+        with open("/proc/self/mounts") as f:
+            return [ln.split()[1] for ln in f if ln.split()[2:3] == ["cgroup2"]]
+    except OSError:
+        return []
+
+
+def cgroup_id(path: str) -> tuple[int, int]:
+    """A cgroup v2 directory -> (id, level).  The id is the directory's inode number
+    (what ``bpf_get_current_cgroup_id()`` reports); the level is its depth below the
+    cgroup2 root (root = 0), for ``bpf_get_current_ancestor_cgroup_id(level)``."""
+    mounts = _cgroup2_mounts() or ["/sys/fs/cgroup"]
+    p = path if os.path.isabs(path) else os.path.join(mounts[0], path)
+    p = os.path.realpath(p)
     try:
         st = os.stat(p)
     except OSError as e:
         raise UsageError(f"--cgroup {path!r}: {e.strerror}; give a cgroup v2 directory "
                          "such as /sys/fs/cgroup/system.slice/foo.service") from None
-    import stat as _stat
-    if not _stat.S_ISDIR(st.st_mode) or not os.path.exists(os.path.join(p, "cgroup.procs")):
+    if not os.path.isdir(p) or not os.path.exists(os.path.join(p, "cgroup.procs")):
         raise UsageError(f"--cgroup {path!r} is not a cgroup v2 directory (no cgroup.procs)")
-    return st.st_ino
+    root = max((m for m in mounts if p == m or p.startswith(m.rstrip("/") + "/")),
+               key=len, default=None)
+    if root is None:
+        raise UsageError(f"--cgroup {path!r} is not under a cgroup2 mount ({', '.join(mounts)})")
+    rel = os.path.relpath(p, root)
+    level = 0 if rel == "." else len(rel.split("/"))
+    return st.st_ino, level
 
 
 @dataclass
@@ -138,6 +152,7 @@ class WatchOptions:
     pids: tuple[int, ...] = ()
     cgroup: str | None = None
     cgroup_id: int | None = None
+    cgroup_level: int = 0
     uid: int | None = None
     syscall: str | None = "write"
     syscall_nr: int | None = None
@@ -211,7 +226,8 @@ def parse_watch(argv: list[str], arch: str | None = None) -> WatchOptions:
         o.comm = comm
     o.pids = parse_pids(ns.pid)
     if ns.cgroup is not None:
-        o.cgroup, o.cgroup_id = ns.cgroup, cgroup_id(ns.cgroup)
+        o.cgroup = ns.cgroup
+        o.cgroup_id, o.cgroup_level = cgroup_id(ns.cgroup)
     if ns.uid is not None:
         o.uid = parse_uid(ns.uid)
 

@@ -1,0 +1,142 @@
+"""``python -m rawprobe watch ...``: arm the probe, run the loop, print the summary."""
+from __future__ import annotations
+
+import os
+import sys
+from typing import IO, Callable
+
+from .options import WatchOptions, signal_name
+
+
+def describe_filter(o: WatchOptions) -> str:
+    parts = []
+    if o.comm:
+        parts.append(f"comm {o.comm!r}")
+    if o.pids:
+        parts.append("pid " + ",".join(map(str, o.pids)))
+    if o.cgroup:
+        parts.append(f"cgroup {o.cgroup}")
+    if o.uid is not None:
+        parts.append(f"uid {o.uid}")
+    if o.skip:
+        parts.append(f"after {o.skip} {'calls in all' if o.skip_global else 'calls each'}")
+    return ", ".join(parts) or "every process"
+
+
+def describe_action(o: WatchOptions) -> str:
+    if o.action == "report":
+        return "report only"
+    s = f"{o.action} {signal_name(o.signal)}"
+    if o.kill_after_ns:
+        s += f", SIGKILL after {o.kill_after_ns / 1e9:g} s"
+    return s
+
+
+def run_watch(o: WatchOptions, text: IO[str] | None = sys.stdout,
+              json_stream: IO[str] | None = None, summary_stream: IO[str] | None = sys.stdout,
+              on_armed: Callable[[dict], None] | None = None,
+              record: bool = False):
+    """Run one watch to its end.  Returns (exit status, Output, Tracker)."""
+    from . import procinfo
+    from .output import Output
+    from .preflight import (PreflightError, check_privileges, kernel_signal_hazards,
+                            raise_nofile)
+    from .probe import Probe
+    from .reactor import Reactor, now_ns
+    from .summary import histogram
+    from .syscalls import name_of
+    from .tracker import Tracker, TrackerConfig
+    from .events import Intercept, KernelExit, KernelSignal
+
+    check_privileges(o.action)
+    protected = procinfo.ancestors()
+    if o.action == "kernel-signal":
+        hits = kernel_signal_hazards(o, protected)
+        if hits:
+            raise PreflightError(
+                "--action kernel-signal would signal " + ", ".join(hits) +
+                " (pid 1 or an ancestor of rawprobe): narrow the filter")
+    max_in_flight = raise_nofile(o.max_in_flight) if o.action != "report" else o.max_in_flight
+
+    out = Output(text=text, json=json_stream, use_syslog=o.syslog, quiet=o.quiet)
+    out.record = record
+    probe = Probe(o)
+    reactor = Reactor()
+    try:
+        hook = probe.open()
+        tracker: Tracker
+
+        def pump() -> None:
+            for ev in probe.read():
+                if type(ev) is Intercept:
+                    tracker.on_intercept(ev)
+                elif type(ev) is KernelExit:
+                    tracker.on_kernel_exit(ev)
+                elif type(ev) is KernelSignal:
+                    tracker.on_kernel_signal(ev)
+
+        tracker = Tracker(reactor, out.emit, TrackerConfig(
+            action=o.action, signal=o.signal, kill_after_ns=o.kill_after_ns,
+            max_in_flight=max_in_flight, count=o.count, protected=protected,
+            syscall_name=name_of), drain=pump)
+
+        def stop_intake() -> None:
+            probe.detach_calls()
+            tracker.stop()
+
+        tracker.on_count_reached = stop_intake
+        reactor.add_reader(probe.ring.fileno(), lambda fd: pump())
+        reactor.install_signal_handlers()
+        armed = {"event": "armed", "pid": os.getpid(),
+                 "comm": procinfo.read_comm(os.getpid()), "hook": hook,
+                 "target": o.syscall or probe.symbol, "filter": describe_filter(o),
+                 "action": describe_action(o)}
+        if max_in_flight < o.max_in_flight:
+            armed["max_in_flight"] = max_in_flight
+        out.emit(armed)
+        if on_armed is not None:
+            on_armed(armed)
+
+        until = now_ns() + o.duration_ns if o.duration_ns else None
+        pump()
+        reactor.run(lambda: tracker.done, until_ns=until)
+        if reactor.stop_requested is None and not tracker.done:
+            stop_intake()                    # --duration is over: finish those in flight
+            pump()
+            reactor.run(lambda: tracker.done)
+        if reactor.stop_requested is not None:
+            probe.close()                    # detach everything at once
+            tracker.abandon()
+        else:
+            pump()
+        counters = probe.counters()
+        tracker.counts.lost = counters.get("lost_events") or 0
+        summ = tracker.summary()
+        if counters.get("handled_full"):
+            summ["counts"]["not_handled_map_full"] = counters["handled_full"]
+        hist = histogram(tracker.tte_kernel_us or tracker.tte_pidfd_us)
+        out.summary(summ, hist, summary_stream)
+        return 0, out, tracker
+    finally:
+        probe.close()
+        reactor.close()
+        out.close()
+
+
+def watch_main(argv: list[str]) -> int:
+    from .options import parse_watch
+    o = parse_watch(argv)
+    json_stream = None
+    text: IO[str] | None = sys.stdout
+    summary_stream: IO[str] | None = sys.stdout
+    if o.json == "-":
+        json_stream, text, summary_stream = sys.stdout, None, sys.stderr
+    elif o.json:
+        try:
+            json_stream = open(o.json, "w", buffering=1)
+        except OSError as e:
+            from .options import UsageError
+            raise UsageError(f"--json {o.json!r}: {e.strerror}") from None
+    status, _, _ = run_watch(o, text=text, json_stream=json_stream,
+                             summary_stream=summary_stream)
+    return status

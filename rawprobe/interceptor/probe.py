@@ -1,0 +1,223 @@
+"""Loading intercept.bpf.o, configuring it, and attaching one call hook.
+
+Uses only rawprobe's public API: ``ObjectSpec.from_file`` -> set the ``.rodata``
+configuration -> ``load()`` -> attach ONE call hook (``rp_sys_enter`` on the
+``sys_enter`` raw tracepoint, ``rp_sys_enter_tp`` on ``syscalls/sys_enter_<name>``,
+``rp_kprobe`` on ``SYMBOL+OFFSET``, or ``rp_fentry`` from intercept_fentry.bpf.o)
+plus the bookkeeping programs (``signal_generate``, ``signal_deliver``,
+``sched_process_exit`` raw tracepoints) that time the signal and the exit.
+
+``detach_calls()`` removes only the call hook: targets already in flight keep
+their signal and exit records until ``close()``.
+"""
+from __future__ import annotations
+
+import os
+import struct
+from typing import Any
+
+from .options import WatchOptions
+
+OBJECT = "intercept.bpf.o"
+FENTRY_OBJECT = "intercept_fentry.bpf.o"
+
+ACTION_CODE = {"report": 0, "signal": 1, "kernel-signal": 2}
+RP_SKIP_PER_PROCESS, RP_SKIP_GLOBAL = 0, 1
+RP_CGROUP_SUBTREE = 2
+BOOKKEEPING = (("rp_sig_generate", "signal_generate"), ("rp_sig_deliver", "signal_deliver"),
+               ("rp_proc_exit", "sched_process_exit"))
+
+# (buffer argument, length argument) of calls whose buffer is worth showing.
+WRITE_LIKE = {"write": (1, 2), "pwrite64": (1, 2), "sendto": (1, 2), "mq_timedsend": (1, 2),
+              "ksys_write": (1, 2), "vfs_write": (1, 2)}
+
+
+def object_path(name: str = OBJECT) -> str:
+    """The prebuilt object: inside the package (wheel) or the source tree's prebuilt/."""
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    for cand in (os.path.join(here, "prebuilt", name),
+                 os.path.join(os.path.dirname(here), "prebuilt", name)):
+        if os.path.exists(cand):
+            return cand
+    from ..errors import NotFoundError
+    raise NotFoundError(f"{name} is missing from the rawprobe installation "
+                        f"(looked in {os.path.join(here, 'prebuilt')}); reinstall rawprobe")
+
+
+def syscall_arity(name: str) -> int:
+    """Arguments of a syscall, from its tracepoint's format (6 if unknown)."""
+    from .syscalls import tracepoint_for
+    for root in ("/sys/kernel/tracing", "/sys/kernel/debug/tracing"):
+        try:
+            with open(f"{root}/events/syscalls/{tracepoint_for(name)}/format") as f:
+                fields = [ln for ln in f if ln.strip().startswith("field:")]
+        except OSError:
+            continue
+        # common_* fields, then __syscall_nr, then one per argument
+        names = [ln.split(";")[0].split()[-1] for ln in fields]
+        if "__syscall_nr" in names:
+            return min(6, len(names) - names.index("__syscall_nr") - 1)
+    return 6
+
+
+class Probe:
+    """The kernel side of one ``watch``: loaded, armed, read, detached."""
+
+    def __init__(self, opts: WatchOptions, self_tgid: int | None = None) -> None:
+        self.opts = opts
+        self.self_tgid = os.getpid() if self_tgid is None else self_tgid
+        self.coll: Any = None
+        self.ring: Any = None
+        self.call_links: list = []
+        self.book_links: list = []
+        self.hook = ""            # what was attached, for the "armed" line
+        self.symbol: str | None = None
+
+    # -- configuration ---------------------------------------------------------------
+    def _configure(self, spec: Any, nr: int, nargs: int, capture: tuple[int, int] | None) -> None:
+        o = self.opts
+        v = spec.variables
+
+        def put(name: str, value: Any) -> None:
+            v[name].set(value)
+
+        if o.comm:
+            put("target_comm", o.comm.encode().ljust(16, b"\0"))
+            put("filter_comm", 1)
+        if o.pids:
+            put("filter_tgid", 1)
+        if o.cgroup_id is not None:
+            put("filter_cgroup", RP_CGROUP_SUBTREE)
+            put("target_cgroup_id", o.cgroup_id)
+            put("target_cgroup_level", o.cgroup_level)
+        if o.uid is not None:
+            put("filter_uid", 1)
+            put("target_uid", o.uid)
+        put("self_tgid", self.self_tgid)
+        put("syscall_nr", nr)
+        put("nargs", nargs)
+        put("skip_count", o.skip)
+        put("skip_mode", RP_SKIP_GLOBAL if o.skip_global else RP_SKIP_PER_PROCESS)
+        put("action", ACTION_CODE[o.action])
+        put("signal_nr", o.signal)
+        if capture:
+            put("capture_len", 64)
+            put("buf_arg", capture[0])
+            put("len_arg", capture[1])
+
+    def _fill_maps(self) -> None:
+        if self.opts.pids:
+            m = self.coll.maps["target_tgids"]
+            for pid in self.opts.pids:
+                m.update(struct.pack("<I", pid), b"\x01")
+
+    # -- arming ----------------------------------------------------------------------
+    def open(self) -> str:
+        """Load, configure and attach; returns a one-line description of the hook."""
+        o = self.opts
+        if o.kprobe is None:
+            hook = "raw_tp" if o.hook == "auto" else o.hook
+            if hook in ("kprobe", "fentry"):
+                from .syscalls import entry_symbol
+                return self._open_function(entry_symbol(o.syscall), 0, hook,
+                                           capture=WRITE_LIKE.get(o.syscall))
+            return self._open_syscall(hook)
+        return self._open_function(o.kprobe, o.kprobe_offset, o.hook,
+                                   capture=WRITE_LIKE.get(o.kprobe) if not o.kprobe_offset else None)
+
+    def _load(self, name: str, nr: int, nargs: int, capture, prepare=None) -> Any:
+        import rawprobe
+        spec = rawprobe.ObjectSpec.from_file(object_path(name))
+        self._configure(spec, nr, nargs, capture)
+        if prepare is not None:
+            prepare(spec)
+        self.coll = spec.load()
+        self._fill_maps()
+        self.ring = rawprobe.RingBuffer(self.coll.maps["events"])
+        return self.coll
+
+    def _attach_bookkeeping(self) -> None:
+        for prog, tp in BOOKKEEPING:
+            self.book_links.append(self.coll.programs[prog].attach_raw_tracepoint(tp))
+
+    def _open_syscall(self, hook: str) -> str:
+        o = self.opts
+        from .syscalls import tracepoint_for
+        capture = WRITE_LIKE.get(o.syscall)
+        if hook == "tracepoint":
+            coll = self._load(OBJECT, o.syscall_nr, syscall_arity(o.syscall), capture)
+            self._attach_bookkeeping()
+            tp = tracepoint_for(o.syscall)
+            self.call_links.append(coll.programs["rp_sys_enter_tp"].attach_tracepoint("syscalls", tp))
+            self.hook = f"tracepoint syscalls/{tp}"
+        else:
+            coll = self._load(OBJECT, o.syscall_nr, 6, capture)
+            self._attach_bookkeeping()
+            self.call_links.append(coll.programs["rp_sys_enter"].attach_raw_tracepoint("sys_enter"))
+            self.hook = f"raw_tp sys_enter (syscall {o.syscall_nr} = {o.syscall})"
+        return self.hook
+
+    def _open_function(self, symbol: str, offset: int, hook: str, capture) -> str:
+        from ..errors import NotSupportedError, PermissionDeniedError
+        self.symbol = symbol + (f"+{offset:#x}" if offset else "")
+        tried = []
+        order = [hook] if hook != "auto" else (["fentry", "kprobe"] if offset == 0 else ["kprobe"])
+        for h in order:
+            try:
+                if h == "fentry":
+                    def retarget(spec: Any, symbol: str = symbol) -> None:
+                        spec.programs["rp_fentry"].attach_to = symbol
+                    coll = self._load(FENTRY_OBJECT, -1, 6, capture, retarget)
+                    self._attach_bookkeeping()
+                    self.call_links.append(coll.programs["rp_fentry"].attach())
+                    self.hook = f"fentry {symbol}"
+                else:
+                    coll = self._load(OBJECT, -1, 6, capture)
+                    self._attach_bookkeeping()
+                    self.call_links.append(coll.programs["rp_kprobe"].attach_kprobe(symbol, offset))
+                    self.hook = f"kprobe {self.symbol}"
+                return self.hook
+            except (NotSupportedError, PermissionDeniedError) as e:
+                tried.append(f"{h}: {e}")
+                self.close()
+        raise NotSupportedError("cannot hook a kernel function on this kernel (" +
+                                "; ".join(tried) + "); use --syscall with --hook raw_tp")
+
+    # -- reading ---------------------------------------------------------------------
+    def read(self) -> list:
+        """Everything the ring holds, decoded (Intercept / KernelSignal / KernelExit)."""
+        from .events import decode
+        out = []
+        for rec in self.ring.read_batch():
+            ev = decode(rec, self.symbol)
+            if ev is not None:
+                out.append(ev)
+        return out
+
+    def counters(self) -> dict:
+        from ..errors import RawprobeError
+        out = {}
+        for name in ("lost_events", "handled_full"):
+            try:
+                out[name] = int(self.coll.variables[name].get())
+            except (RawprobeError, KeyError, TypeError, ValueError):
+                out[name] = None   # a counter we cannot read must not spoil the summary
+        return out
+
+    # -- the end ---------------------------------------------------------------------
+    def detach_calls(self) -> None:
+        for link in self.call_links:
+            link.close()
+        self.call_links.clear()
+
+    def close(self) -> None:
+        self.detach_calls()
+        for link in self.book_links:
+            link.close()
+        self.book_links.clear()
+        if self.ring is not None:
+            self.ring.close()
+            self.ring = None
+        if self.coll is not None:
+            self.coll.close()
+            self.coll = None
