@@ -1,0 +1,414 @@
+"""What the running kernel supports, probed by trying it; each answer cached.
+
+Every probe returns a :class:`Feature` (``supported``, ``detail``; truthy when
+supported) and runs at most once per process (``functools.cache``).  Probes
+that need a program load a tiny hand-encoded one (``r0 = 0; exit`` or a single
+helper call) straight through ``_sys.bpf.prog_load``: no object file, no
+compiler.  Everything a probe creates is closed before it returns; a probe that
+attaches (raw tracepoint, tp_btf, fentry) attaches a program that does nothing,
+to a target where that is harmless, for the duration of the probe.
+
+``python -m rawprobe features`` prints :func:`report`, one line per feature.
+
+An EPERM answer means "not supported here" but has two different causes, and
+the detail says which: this process lacks privileges (CAP_BPF / CAP_PERFMON /
+CAP_SYS_ADMIN, read from /proc/self/status), or it has them and the kernel
+refuses anyway (kernel lockdown, an LSM such as the BPF LSM, or a sandbox
+policy): no amount of privilege in the process changes the latter.
+"""
+from __future__ import annotations
+
+import errno
+import os
+import sys
+from dataclasses import dataclass
+from functools import cache
+from typing import Callable
+
+from .errors import NotFoundError, NotSupportedError, RawprobeError, SyscallError
+
+__all__ = [
+    "Feature", "report", "main_features", "PROBES",
+    "kprobe_pmu", "kprobe_events", "uprobe_pmu", "uprobe_events", "btf",
+    "raw_tracepoint", "tp_btf", "fentry", "ringbuf", "send_signal", "pidfd",
+    "link_perf_tracepoint", "link_perf_kprobe", "link_perf_uprobe", "link_tp_btf",
+    "link_tracing",
+]
+
+PMU_ROOT = "/sys/bus/event_source/devices"
+
+
+@dataclass(frozen=True)
+class Feature:
+    """One probe's answer: ``supported`` and a one-line ``detail`` saying why."""
+    name: str
+    supported: bool
+    detail: str
+
+    def __bool__(self) -> bool:
+        return self.supported
+
+
+# -- tiny programs -----------------------------------------------------------
+
+def _insns(*parts: bytes) -> bytes:
+    return b"".join(parts)
+
+
+def _ret0() -> bytes:
+    from .insn import BPF_ALU64, BPF_EXIT, BPF_JMP, BPF_K, BPF_MOV, encode
+    return encode(BPF_ALU64 | BPF_MOV | BPF_K, 0, imm=0) + encode(BPF_JMP | BPF_EXIT)
+
+
+def _call(helper: int, r1: int = 0) -> bytes:
+    from .insn import BPF_ALU64, BPF_CALL, BPF_JMP, BPF_K, BPF_MOV, encode
+    return (encode(BPF_ALU64 | BPF_MOV | BPF_K, 1, imm=r1)
+            + encode(BPF_JMP | BPF_CALL, imm=helper))
+
+
+def _load(prog_type: int, code: bytes, **kw):
+    from ._sys import bpf
+    return bpf.prog_load(prog_type, code, b"GPL", **kw)
+
+
+# -- explaining failures -----------------------------------------------------
+
+_CAPS = {21: "CAP_SYS_ADMIN", 38: "CAP_PERFMON", 39: "CAP_BPF"}
+
+
+def _missing_caps() -> list[str]:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("CapEff:"):
+                    eff = int(line.split()[1], 16)
+                    break
+            else:
+                return []
+    except OSError:
+        return []
+    have = {name for bit, name in _CAPS.items() if eff >> bit & 1}
+    if "CAP_SYS_ADMIN" in have or {"CAP_BPF", "CAP_PERFMON"} <= have:
+        return []
+    return sorted(set(_CAPS.values()) - have)
+
+
+def _lockdown() -> str:
+    try:
+        with open("/sys/kernel/security/lockdown") as f:
+            text = f.read()
+    except OSError:
+        return ""
+    for word in text.split():
+        if word.startswith("["):
+            return word.strip("[]")
+    return ""
+
+
+def _why(exc: BaseException) -> str:
+    """A one-line explanation of a failed probe step."""
+    err = getattr(exc, "errno", None)
+    if err in (errno.EPERM, errno.EACCES) and isinstance(exc, SyscallError):
+        missing = _missing_caps()
+        if missing:
+            return f"{exc.call}: EPERM, this process lacks {' and '.join(missing)} (run as root)"
+        mode = _lockdown()
+        mode = f"lockdown is {mode!r}, " if mode else ""
+        return (f"{exc.call}: EPERM although this process has CAP_BPF + CAP_PERFMON: "
+                f"the kernel refuses it ({mode}an LSM, a sandbox policy, or a kernel "
+                "built without it)")
+    if isinstance(exc, SyscallError):
+        return f"{exc.call}: {errno.errorcode.get(exc.errno, exc.errno)}" + (
+            " (unknown to this kernel)" if exc.errno in (errno.EINVAL, errno.EOPNOTSUPP, 524)
+            else "")
+    return str(exc).split("\n")[0]
+
+
+def _probe(name: str, fn: Callable[[], str]) -> Feature:
+    try:
+        return Feature(name, True, fn())
+    except (RawprobeError, OSError) as e:
+        return Feature(name, False, _why(e))
+
+
+def _btf_id(name: str, kind: str) -> int:
+    from .btf.kernel import KernelBTF
+    kb = KernelBTF.load()
+    for tid in kb.types_by_name(name):
+        if type(kb.type_by_id(tid)).__name__ == kind:
+            return tid
+    raise NotFoundError(f"no {kind} {name!r} in the kernel's BTF")
+
+
+# -- the probes ----------------------------------------------------------------
+
+def _pmu(name: str) -> str:
+    path = f"{PMU_ROOT}/{name}/type"
+    try:
+        with open(path) as f:
+            return f"PMU type {int(f.read())} ({path})"
+    except FileNotFoundError:
+        raise NotSupportedError(f"no {PMU_ROOT}/{name}") from None
+
+
+def _tracefs_file(name: str, config: str) -> str:
+    from .link import tracefs
+    try:
+        root = tracefs.tracefs_path(mount=False)
+    except NotSupportedError:
+        raise NotSupportedError(
+            "tracefs is not mounted, cannot tell (rawprobe mounts it when it attaches)"
+        ) from None
+    path = os.path.join(root, name)
+    if not os.path.exists(path):
+        raise NotSupportedError(f"no {path} ({config} is off)")
+    return path
+
+
+@cache
+def kprobe_pmu() -> Feature:
+    """The kprobe PMU (4.17+, CONFIG_KPROBE_EVENTS): kprobes without tracefs."""
+    return _probe("kprobe PMU", lambda: _pmu("kprobe"))
+
+
+@cache
+def kprobe_events() -> Feature:
+    """tracefs kprobe_events (CONFIG_KPROBE_EVENTS): the pre-4.17 kprobe route."""
+    return _probe("tracefs kprobe_events",
+                  lambda: _tracefs_file("kprobe_events", "CONFIG_KPROBE_EVENTS"))
+
+
+@cache
+def uprobe_pmu() -> Feature:
+    """The uprobe PMU (4.17+, CONFIG_UPROBE_EVENTS)."""
+    return _probe("uprobe PMU", lambda: _pmu("uprobe"))
+
+
+@cache
+def uprobe_events() -> Feature:
+    """tracefs uprobe_events (CONFIG_UPROBE_EVENTS)."""
+    return _probe("tracefs uprobe_events",
+                  lambda: _tracefs_file("uprobe_events", "CONFIG_UPROBE_EVENTS"))
+
+
+_MIN_BTF = (
+    # struct btf_header: magic, version, flags, hdr_len, type_off, type_len, str_off, str_len
+    b"\x9f\xeb\x01\x00" + (24).to_bytes(4, "little") + (0).to_bytes(4, "little")
+    + (16).to_bytes(4, "little") + (16).to_bytes(4, "little") + (5).to_bytes(4, "little")
+    # one type: "int", BTF_KIND_INT, size 4, encoding signed, 32 bits
+    + (1).to_bytes(4, "little") + (1 << 24).to_bytes(4, "little") + (4).to_bytes(4, "little")
+    + ((1 << 24) | 32).to_bytes(4, "little")
+    + b"\0int\0"
+)
+
+
+@cache
+def btf() -> Feature:
+    """BPF_BTF_LOAD (4.18+) of a one-type blob, and kernel BTF (5.4+)."""
+    def run() -> str:
+        from ._sys import bpf
+        bpf.btf_load(_MIN_BTF).close()
+        vmlinux = os.path.exists("/sys/kernel/btf/vmlinux")
+        return "BPF_BTF_LOAD works; kernel BTF " + (
+            "at /sys/kernel/btf/vmlinux" if vmlinux else "MISSING (CO-RE needs it)")
+    return _probe("BTF", run)
+
+
+@cache
+def raw_tracepoint() -> Feature:
+    """BPF_RAW_TRACEPOINT_OPEN (4.17+): a no-op program on sys_enter."""
+    def run() -> str:
+        from ._sys import bpf
+        from ._sys.consts import ProgType
+        with _load(ProgType.RAW_TRACEPOINT, _ret0()) as prog:
+            bpf.raw_tracepoint_open(b"sys_enter", prog).close()
+        return "raw_tracepoint_open(sys_enter) works"
+    return _probe("raw tracepoints", run)
+
+
+def _load_tp_btf():
+    from ._sys.consts import AttachType, ProgType
+    return _load(ProgType.TRACING, _ret0(), expected_attach_type=AttachType.TRACE_RAW_TP,
+                 attach_btf_id=_btf_id("btf_trace_sched_switch", "Typedef"))
+
+
+@cache
+def tp_btf() -> Feature:
+    """BTF-typed raw tracepoints (5.5+): load on sched_switch and attach."""
+    def run() -> str:
+        from ._sys import bpf
+        with _load_tp_btf() as prog:
+            bpf.raw_tracepoint_open(None, prog).close()
+        return "loaded and attached to sched_switch"
+    return _probe("tp_btf", run)
+
+
+_FENTRY_TARGETS = ("bpf_fentry_test1", "do_nanosleep")
+
+
+def _load_fentry():
+    from ._sys.consts import AttachType, ProgType
+    last: Exception = NotFoundError("no fentry target in the kernel's BTF")
+    for name in _FENTRY_TARGETS:
+        try:
+            btf_id = _btf_id(name, "Func")
+        except NotFoundError as e:
+            last = e
+            continue
+        return name, _load(ProgType.TRACING, _ret0(),
+                           expected_attach_type=AttachType.TRACE_FENTRY,
+                           attach_btf_id=btf_id)
+    raise last
+
+
+@cache
+def fentry() -> Feature:
+    """fentry/fexit (BPF trampolines, 5.5+): load on bpf_fentry_test1 and attach."""
+    def run() -> str:
+        from ._sys import bpf
+        name, prog = _load_fentry()
+        with prog:
+            bpf.raw_tracepoint_open(None, prog).close()
+        return f"loaded and attached to {name}"
+    return _probe("fentry/fexit", run)
+
+
+@cache
+def ringbuf() -> Feature:
+    """BPF_MAP_TYPE_RINGBUF (5.8+)."""
+    def run() -> str:
+        from ._sys import bpf
+        from ._sys.consts import MapType
+        bpf.map_create(MapType.RINGBUF, 0, 0, 4096).close()
+        return "created a 4 KiB ring buffer map"
+    return _probe("ring buffer map", run)
+
+
+@cache
+def send_signal() -> Feature:
+    """The bpf_send_signal helper (5.3+), in a tracepoint program."""
+    def run() -> str:
+        from ._sys.consts import BpfFunc, ProgType
+        _load(ProgType.TRACEPOINT, _call(BpfFunc.send_signal) + _ret0()).close()
+        return "a tracepoint program calling it loads"
+    return _probe("bpf_send_signal", run)
+
+
+@cache
+def pidfd() -> Feature:
+    """pidfd_open(2) (5.3+) and pidfd_send_signal(2) (5.1+)."""
+    def run() -> str:
+        from ._sys import proc
+        with proc.pidfd_open(os.getpid()) as fd:
+            proc.pidfd_send_signal(fd, 0)
+        return "pidfd_open + pidfd_send_signal(0) on self work"
+    return _probe("pidfd", run)
+
+
+def _link_create(prog, target_fd: int, attach_type: int) -> None:
+    from ._sys import bpf
+    bpf.link_create(prog, target_fd, attach_type).close()
+
+
+@cache
+def link_perf_tracepoint() -> Feature:
+    """BPF_LINK_CREATE on a tracepoint perf event (5.15+)."""
+    def run() -> str:
+        from ._sys.consts import AttachType, ProgType
+        from .link import tracefs
+        from .link.tracepoint import open_tracepoint_event
+        tp_id = tracefs.tracepoint_id("syscalls", "sys_enter_getpid",
+                                      root=tracefs.tracefs_path(mount=False))
+        with _load(ProgType.TRACEPOINT, _ret0()) as prog, open_tracepoint_event(tp_id) as pfd:
+            _link_create(prog, pfd.fileno(), AttachType.PERF_EVENT)
+        return "perf link on syscalls/sys_enter_getpid"
+    return _probe("BPF_LINK_CREATE tracepoint", run)
+
+
+@cache
+def link_perf_kprobe() -> Feature:
+    """BPF_LINK_CREATE on a kprobe PMU perf event (5.15+; needs kprobes)."""
+    def run() -> str:
+        if not kprobe_pmu():
+            raise NotSupportedError("no kprobe PMU to link to")
+        from ._sys.consts import AttachType, ProgType
+        from .link.kprobe import _open_pmu, resolve_syscall_symbol
+        symbol = resolve_syscall_symbol("getpid")
+        with _load(ProgType.KPROBE, _ret0()) as prog, _open_pmu(symbol, 0, False) as pfd:
+            _link_create(prog, pfd.fileno(), AttachType.PERF_EVENT)
+        return f"perf link on a kprobe at {symbol}"
+    return _probe("BPF_LINK_CREATE kprobe", run)
+
+
+@cache
+def link_perf_uprobe() -> Feature:
+    """BPF_LINK_CREATE on a uprobe PMU perf event (5.15+)."""
+    def run() -> str:
+        if not uprobe_pmu():
+            raise NotSupportedError("no uprobe PMU to link to")
+        from ._sys.consts import AttachType, ProgType
+        from .link.uprobe import _open_pmu
+        # A uprobe in an unmapped memfd: registered, never hit by anyone.
+        mfd = os.memfd_create("rawprobe-probe", os.MFD_CLOEXEC)
+        try:
+            os.ftruncate(mfd, 4096)
+            with _load(ProgType.KPROBE, _ret0()) as prog, \
+                    _open_pmu(f"/proc/self/fd/{mfd}", 0, -1, False) as pfd:
+                _link_create(prog, pfd.fileno(), AttachType.PERF_EVENT)
+        finally:
+            os.close(mfd)
+        return "perf link on a uprobe"
+    return _probe("BPF_LINK_CREATE uprobe", run)
+
+
+@cache
+def link_tp_btf() -> Feature:
+    """BPF_LINK_CREATE for a tp_btf program (attach type BPF_TRACE_RAW_TP)."""
+    def run() -> str:
+        from ._sys.consts import AttachType
+        with _load_tp_btf() as prog:
+            _link_create(prog, 0, AttachType.TRACE_RAW_TP)
+        return "link on sched_switch"
+    return _probe("BPF_LINK_CREATE tp_btf", run)
+
+
+@cache
+def link_tracing() -> Feature:
+    """BPF_LINK_CREATE for an fentry program (attach type BPF_TRACE_FENTRY)."""
+    def run() -> str:
+        if not fentry():
+            raise NotSupportedError("fentry itself is not supported")
+        from ._sys.consts import AttachType
+        name, prog = _load_fentry()
+        with prog:
+            _link_create(prog, 0, AttachType.TRACE_FENTRY)
+        return f"link on {name}"
+    return _probe("BPF_LINK_CREATE fentry", run)
+
+
+PROBES: tuple[Callable[[], Feature], ...] = (
+    btf, raw_tracepoint, tp_btf, kprobe_pmu, kprobe_events, uprobe_pmu, uprobe_events,
+    fentry, ringbuf, send_signal, pidfd, link_perf_tracepoint, link_perf_kprobe,
+    link_perf_uprobe, link_tp_btf, link_tracing,
+)
+
+
+def report() -> list[tuple[str, bool, str]]:
+    """``(name, supported, detail)`` for every probe, in a stable order."""
+    return [(f.name, f.supported, f.detail) for f in (p() for p in PROBES)]
+
+
+def main_features(argv: list[str] | None = None) -> int:
+    """``python -m rawprobe features [--json]``: print what this kernel supports."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    rows = report()
+    if "--json" in argv:
+        import json
+        print(json.dumps([{"name": n, "supported": s, "detail": d} for n, s, d in rows],
+                         indent=1))
+        return 0
+    print(f"kernel {os.uname().release} ({os.uname().machine})")
+    width = max(len(n) for n, _, _ in rows)
+    for name, ok, detail in rows:
+        print(f"{name:<{width}}  {'yes' if ok else 'no ':<3}  {detail}")
+    return 0

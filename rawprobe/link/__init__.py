@@ -1,0 +1,212 @@
+"""Attaching loaded programs to kernel and user events: one module per kind.
+
+=================  ======================================  =======================
+kind               function (module)                       minimum kernel
+=================  ======================================  =======================
+tracepoint         :func:`attach_tracepoint` (tracepoint)  4.7; BPF link 5.15
+raw_tracepoint     :func:`attach_raw_tracepoint`           4.17
+tp_btf             :func:`attach_tp_btf` (raw_tracepoint)  5.5
+kprobe/kretprobe   :func:`attach_kprobe` (kprobe)          4.17 PMU, tracefs before
+fentry/fexit       :func:`attach_fentry` (tracing)         5.5 (x86-64), 6.0 (arm64)
+uprobe/uretprobe   :func:`attach_uprobe` (uprobe)          4.17 PMU, tracefs before
+=================  ======================================  =======================
+
+Every function returns a :class:`Link`, which owns what the attachment needs
+(a BPF link fd, a perf event fd, a tracefs probe event) and undoes it on
+``close()``.  :func:`attach` picks the kind and target from the program's ELF
+section name, spelled the way libbpf spells them (``SEC("kprobe/ksys_write+0x10")``,
+``SEC("tracepoint/syscalls/sys_enter_write")``, ``SEC("uprobe//bin/bash:readline")``).
+
+A program is anything with ``.fd`` (an FD or int), ``.name``, ``.type`` and
+``.spec`` (its ProgramSpec, with ``.section``); :class:`rawprobe.Program`
+delegates its ``attach*`` methods here.  The per-kind modules are imported on
+first use, so ``import rawprobe.link`` is cheap.
+"""
+from __future__ import annotations
+
+import weakref
+from typing import Any
+
+from ..errors import NotSupportedError, ObjectFormatError
+
+__all__ = [
+    "Link", "attach", "attach_tracepoint", "attach_raw_tracepoint", "attach_tp_btf",
+    "attach_kprobe", "attach_fentry", "attach_uprobe", "resolve_syscall_symbol",
+]
+
+
+class Link:
+    """One attachment of a program; ``close()`` detaches it.
+
+    ``kind`` is what was attached (``"tracepoint"``, ``"raw_tracepoint"``,
+    ``"tp_btf"``, ``"kprobe"``, ``"kretprobe"``, ``"fentry"``, ``"fexit"``,
+    ``"fmod_ret"``, ``"uprobe"``, ``"uretprobe"``); ``target`` names where
+    (``"syscalls/sys_enter_write"``, ``"ksys_write+0x10"``, ``"/bin/bash:readline"``);
+    ``mechanism`` how (``"bpf_link"``, ``"perf_link"`` = a BPF link over a perf
+    event, ``"perf_ioctl"`` = PERF_EVENT_IOC_SET_BPF, with ``+tracefs`` when a
+    tracefs probe event was created).
+
+    The Link owns its file descriptors and any tracefs event: ``close()``
+    releases them in order (BPF link, perf event, then the tracefs event, which
+    the kernel refuses to delete while a perf event uses it).  ``close()`` is
+    idempotent; a Link also closes when collected and at interpreter exit.
+    """
+
+    __slots__ = ("kind", "target", "mechanism", "program", "_fds", "_event", "__weakref__")
+
+    def __init__(self, kind: str, target: str, mechanism: str, fds: list,
+                 event: Any = None, program: str = "") -> None:
+        self.kind = kind
+        self.target = target
+        self.mechanism = mechanism
+        self.program = program
+        self._fds = list(fds)       # FDs, closed first to last
+        self._event = event         # tracefs.DynamicEvent or None
+        if event is not None:
+            _register_tracefs_link(self)
+
+    @property
+    def closed(self) -> bool:
+        return self._fds is None
+
+    def fileno(self) -> int:
+        """The BPF link fd if there is one, else the perf event fd."""
+        if self._fds is None:
+            raise ValueError(f"{self!r}: link is closed")
+        return self._fds[0].fileno()
+
+    @property
+    def perf_event_fd(self) -> int | None:
+        """The perf event's fd for perf-based links, else None."""
+        if self._fds is None or not self.mechanism.startswith("perf"):
+            return None
+        return self._fds[-1].fileno()
+
+    def close(self) -> None:
+        """Detach: close the fds, then delete the tracefs event if there is one."""
+        fds, self._fds = self._fds, None
+        if fds is None:
+            return
+        for fd in fds:
+            fd.close()
+        event, self._event = self._event, None
+        if event is not None:
+            event.remove()
+
+    def __enter__(self) -> "Link":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 - nothing to report to at collection time
+            pass
+
+    def __repr__(self) -> str:
+        state = "closed" if self._fds is None else f"fd={self._fds[0].fileno()}"
+        prog = f" {self.program!r}" if self.program else ""
+        return f"<Link {self.kind}:{self.target}{prog} via {self.mechanism} {state}>"
+
+
+# Links that own a tracefs event, closed before the atexit hook of tracefs
+# deletes leftover events (a perf fd still open keeps its event busy).
+_tracefs_links: "weakref.WeakSet[Link]" = weakref.WeakSet()
+
+
+def _register_tracefs_link(link: Link) -> None:
+    from . import tracefs
+    if not _tracefs_links and _close_tracefs_links not in tracefs._before_exit_cleanup:
+        tracefs._before_exit_cleanup.append(_close_tracefs_links)
+    _tracefs_links.add(link)
+
+
+def _close_tracefs_links() -> None:
+    for link in list(_tracefs_links):
+        try:
+            link.close()
+        except Exception:  # noqa: BLE001 - interpreter exit, best effort
+            pass
+
+
+def attach(prog: Any) -> Link:
+    """Attach ``prog`` where its section name says, the way libbpf does.
+
+    ``tracepoint/<group>/<name>``, ``tp/...``, ``raw_tracepoint/<name>``,
+    ``raw_tp/...``, ``tp_btf/<name>``, ``kprobe/<symbol>[+<offset>]``,
+    ``kretprobe/<symbol>``, ``ksyscall/<syscall>``, ``kretsyscall/<syscall>``,
+    ``fentry/<function>``, ``fexit/...``, ``fmod_ret/...``,
+    ``uprobe/<path>:<function>[+<offset>]``, ``uretprobe/...``.  A section
+    without a target (``SEC("kprobe")``) needs the explicit ``attach_*`` call.
+    """
+    from .. import sections
+    spec = getattr(prog, "spec", None)
+    section = getattr(spec, "section", None)
+    name = getattr(prog, "name", "?")
+    if not section:
+        raise ObjectFormatError(f"program {name!r}: no section name to attach by; "
+                                "use an explicit attach_* function")
+    info = sections.lookup(section)
+    if info is None or not info.attach_kind:
+        raise NotSupportedError(
+            f"program {name!r}: section {section!r} has no automatic attachment in "
+            "rawprobe (supported: tracepoint, raw_tp, tp_btf, kprobe, kretprobe, ksyscall, "
+            "fentry, fexit, fmod_ret, uprobe, uretprobe)")
+    kind, target = info.attach_kind, info.attach_to
+    if kind == "tracing":
+        if info.expected_attach_type == sections.AttachType.TRACE_RAW_TP:   # tp_btf
+            from .raw_tracepoint import attach_tp_btf
+            return attach_tp_btf(prog)
+        from .tracing import attach_fentry
+        return attach_fentry(prog)
+    if not target:
+        raise ObjectFormatError(
+            f"program {name!r}: section {section!r} names no target; call "
+            f"attach_{'kprobe' if kind == 'ksyscall' else kind}(...) with one")
+    if kind == "tracepoint":
+        from .tracepoint import attach_tracepoint
+        group, tp = sections.parse_tracepoint_target(target)
+        return attach_tracepoint(prog, group, tp)
+    if kind == "raw_tracepoint":
+        from .raw_tracepoint import attach_raw_tracepoint
+        return attach_raw_tracepoint(prog, target)
+    if kind in ("kprobe", "ksyscall"):
+        from .kprobe import attach_kprobe, resolve_syscall_symbol
+        if kind == "ksyscall":
+            return attach_kprobe(prog, resolve_syscall_symbol(target), retprobe=info.retprobe)
+        symbol, offset = sections.parse_kprobe_target(target, info.retprobe)
+        return attach_kprobe(prog, symbol, offset, retprobe=info.retprobe)
+    if kind == "uprobe":
+        from .uprobe import attach_uprobe
+        path, func, offset = sections.parse_uprobe_target(target)
+        return attach_uprobe(prog, path, func or None, offset, retprobe=info.retprobe)
+    raise NotSupportedError(f"program {name!r}: attach kind {kind!r} (section "
+                            f"{section!r}) is not implemented by rawprobe")
+
+
+_FUNCS = {
+    "attach_tracepoint": "tracepoint",
+    "attach_raw_tracepoint": "raw_tracepoint",
+    "attach_tp_btf": "raw_tracepoint",
+    "attach_kprobe": "kprobe",
+    "resolve_syscall_symbol": "kprobe",
+    "attach_fentry": "tracing",
+    "attach_uprobe": "uprobe",
+}
+
+
+def __getattr__(name: str) -> Any:
+    # Each kind's module is imported on first use (PEP 562).
+    modname = _FUNCS.get(name)
+    if modname is None:
+        raise AttributeError(f"module 'rawprobe.link' has no attribute {name!r}")
+    import importlib
+    value = getattr(importlib.import_module(f".{modname}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_FUNCS))
