@@ -161,7 +161,21 @@ class Probe:
         from ..errors import NotSupportedError, PermissionDeniedError
         self.symbol = symbol + (f"+{offset:#x}" if offset else "")
         tried = []
-        order = [hook] if hook != "auto" else (["fentry", "kprobe"] if offset == 0 else ["kprobe"])
+        if hook == "auto":
+            # fentry where the kernel has trampolines (offset 0 only), else a kprobe
+            from rawprobe import features
+            order = []
+            if offset == 0:
+                f = features.fentry()
+                order += ["fentry"] if f else []
+                tried += [] if f else [f"fentry: {f.detail}"]
+            k = features.kprobe_pmu()
+            if k or features.kprobe_events():
+                order.append("kprobe")
+            else:
+                tried.append(f"kprobe: {k.detail}")
+        else:
+            order = [hook]
         for h in order:
             try:
                 if h == "fentry":

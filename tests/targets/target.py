@@ -10,7 +10,9 @@
   intercepted call's buffer tells which call it was;
 * SIGTERM: sleep --cleanup-ms, then exit with --exit-code (or ignore it with
   --ignore-term); after the writes it sleeps until signalled;
-* ``--forks N``: fork N children that each do all of the above (200 targets at once).
+* ``--forks N``: fork N children that each do all of the above (200 targets at once);
+* with ``--wait-go`` it closes stdout after its writes, so the test sees EOF when
+  they are done; ``--linger-s 0`` then exits (status 3) right after them.
 """
 from __future__ import annotations
 
@@ -66,6 +68,8 @@ def main() -> None:
         os.write(out, b"call %d\n" % k)
         if a.interval_ms:
             time.sleep(a.interval_ms / 1000)
+    if a.wait_go and kids is not None:
+        os.close(1)   # EOF on the test's pipe: "my writes are done" (close is not a write)
     deadline = time.monotonic() + a.linger_s
     while time.monotonic() < deadline:
         time.sleep(0.05)

@@ -1,0 +1,106 @@
+"""Running ``python -m rawprobe watch`` against test targets and reading its JSON lines.
+
+Every target gets a unique comm (``rpt_`` + random hex): tests never act on a
+common process name.
+"""
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import select
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).parent
+ROOT = HERE.parent.parent
+
+
+def unique_comm(prefix: str = "rpt_") -> str:
+    return prefix + secrets.token_hex(4)
+
+
+class Target:
+    """tests/targets/target.py, started and waiting for "go"."""
+
+    def __init__(self, comm: str, *args: str) -> None:
+        self.comm = comm
+        self.p = subprocess.Popen([sys.executable, "-S", str(HERE / "target.py"), "--comm", comm,
+                                   "--wait-go", *args],
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        line = self.p.stdout.readline()
+        assert line == "ready\n", f"target did not start: {line!r}"
+        self.pid = self.p.pid
+
+    def go(self) -> None:
+        self.p.stdin.write("go\n")
+        self.p.stdin.flush()
+
+    def wait_writes_done(self, timeout: float = 10.0) -> None:
+        """Until the target closed its stdout after its writes."""
+        r, _, _ = select.select([self.p.stdout], [], [], timeout)
+        assert r and self.p.stdout.read() == "", "target did not finish its writes"
+
+    def alive(self) -> bool:
+        return self.p.poll() is None
+
+    def kill(self) -> None:
+        if self.p.poll() is None:
+            self.p.kill()
+        self.p.wait()
+
+
+class Watch:
+    """``python -m rawprobe watch ... --json`` (JSON lines on its stdout)."""
+
+    def __init__(self, *args: str, comm: str | None = None, timeout: float = 30.0) -> None:
+        cmd = [sys.executable, "-m", "rawprobe", "watch", *args, "--json"]
+        if comm is not None:
+            # run the tool itself under `comm` (to check it never signals itself)
+            code = ("import sys; open('/proc/self/comm', 'w').write(sys.argv[1]); "
+                    "from rawprobe.__main__ import main; sys.exit(main(sys.argv[2:]))")
+            cmd = [sys.executable, "-c", code, comm, "watch", *args, "--json"]
+        env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+        self.p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  text=True, env=env, cwd=str(ROOT))
+        self.timeout = timeout
+        self.events: list[dict] = []
+        self.stderr = ""
+        self.armed = self._until("armed")
+
+    def _until(self, kind: str) -> dict:
+        end = time.monotonic() + self.timeout
+        while time.monotonic() < end:
+            r, _, _ = select.select([self.p.stdout], [], [], end - time.monotonic())
+            if not r:
+                break
+            line = self.p.stdout.readline()
+            if not line:
+                break
+            ev = json.loads(line)
+            self.events.append(ev)
+            if ev["event"] == kind:
+                return ev
+        self.p.kill()
+        out, err = self.p.communicate()
+        raise AssertionError(f"no {kind!r} event; stderr: {err.strip()[-2000:]}; "
+                             f"events: {self.events}")
+
+    def finish(self) -> int:
+        """Wait for the tool to exit; all its events are then in ``events``."""
+        try:
+            out, self.stderr = self.p.communicate(timeout=self.timeout)
+        except subprocess.TimeoutExpired:
+            self.p.kill()
+            out, self.stderr = self.p.communicate()
+            raise AssertionError(f"watch did not finish; events so far: {self.events}")
+        self.events += [json.loads(x) for x in out.splitlines() if x.strip()]
+        return self.p.returncode
+
+    def of(self, kind: str, pid: int | None = None) -> list[dict]:
+        return [e for e in self.events if e["event"] == kind and (pid is None or e.get("pid") == pid)]
+
+    def summary(self) -> dict:
+        return self.of("summary")[0]
