@@ -1,0 +1,524 @@
+"""Turning an :class:`~rawprobe.spec.ObjectSpec` into kernel objects.
+
+Order of work, each step owning what it made until the Collection does:
+
+1. program BTF -> ``BPF_BTF_LOAD`` (sanitised for the running kernel only
+   when the plain blob is refused, so the common case probes nothing);
+2. maps -> ``BPF_MAP_CREATE``; global-data maps get their initial contents and
+   ``.rodata`` is frozen;
+3. each program: a copy of its linked instructions gets map fds written into
+   its ``ld_imm64`` slots and its CO-RE relocations applied against the
+   running kernel's BTF, then ``BPF_PROG_LOAD`` -- first without a verifier
+   log (cheap), and only on failure again with a log, to build a VerifierError;
+4. program-array slots declared in the object are filled.
+
+If any step fails, everything created so far is closed before the error
+propagates.  Kernel BTF is only opened when a program needs it (CO-RE
+relocations, or a ``tp_btf``/``fentry``/``lsm`` target).
+"""
+from __future__ import annotations
+
+import errno as _errno
+from errno import errorcode as _errorcode
+import mmap
+import os
+import struct
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional, Union
+
+from ._sys import bpf as _bpf
+from ._sys.fd import FD
+from .errors import (NotFoundError, NotSupportedError, PermissionDeniedError,
+                     RawprobeError, SyscallError, VerifierError)
+from .maps import Map, possible_cpus
+from .programs import Program
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .link import Link
+    from .spec import MapSpec, ObjectSpec, ProgramSpec, VariableSpec
+
+__all__ = ["Collection", "Variable", "load"]
+
+_FUNC_INFO = struct.Struct("<II")
+_LINE_INFO = struct.Struct("<IIII")
+_IMM = struct.Struct("<i")
+BPF_F_MMAPABLE = 1 << 10
+BPF_MAP_TYPE_PERF_EVENT_ARRAY = 4
+BPF_MAP_TYPE_PROG_ARRAY = 3
+_MAP_IN_MAP = (12, 13)
+# errnos with which the verifier (not a missing feature or privilege) refuses
+_VERIFIER_ERRNOS = {_errno.EINVAL, _errno.EACCES, _errno.E2BIG, _errno.ENOSPC, _errno.EFAULT,
+                    _errno.ERANGE, 524}          # 524: the kernel's ENOTSUPP
+_TRAMPOLINE_TYPES = (26, 29)     # BPF_PROG_TYPE_TRACING, BPF_PROG_TYPE_LSM
+_LOG_START = 1 << 18           # 256 KiB; grown up to _LOG_MAX on ENOSPC
+_LOG_MAX = 1 << 28            # the kernel caps log_size near 2^30 - 1
+
+
+def load(path: Union[str, os.PathLike[str]], variables: Optional[Mapping[str, Any]] = None,
+         **kwargs: Any) -> Collection:
+    """Parse ``path``, set ``variables`` (name -> bytes | int), and load it."""
+    from .spec import ObjectSpec
+    spec = ObjectSpec.from_file(path)
+    for name, value in (variables or {}).items():
+        _variable_spec(spec, name).set(value)
+    return Collection.from_spec(spec, **kwargs)
+
+
+def _variable_spec(spec: ObjectSpec, name: str) -> VariableSpec:
+    try:
+        return spec.variables[name]
+    except KeyError:
+        known = ", ".join(sorted(spec.variables)) or "none"
+        raise NotFoundError(f"{spec.name}: no global variable {name!r} (it has: {known})") \
+            from None
+
+
+class Variable:
+    """A global variable after load.
+
+    ``.data``/``.bss`` variables are read and written through an mmap of their
+    map (5.5+, ``BPF_F_MMAPABLE``), so a program's writes are seen at once;
+    ``.rodata`` ones are constants: readable, not settable after load.
+    """
+
+    def __init__(self, name: str, map: Map, offset: int, size: int, const: bool,
+                 view: Optional[memoryview]) -> None:
+        self.name = name
+        self.map = map
+        self.offset = offset
+        self.size = size
+        self.const = const
+        self._view = view
+
+    def get(self) -> bytes:
+        if self._view is not None:
+            return bytes(self._view[self.offset:self.offset + self.size])
+        value = self.map.lookup(0)
+        if value is None:  # pragma: no cover - an array always has slot 0
+            raise RawprobeError(f"variable {self.name!r}: map {self.map.name!r} is empty")
+        return value[self.offset:self.offset + self.size]
+
+    def get_int(self, signed: bool = False) -> int:
+        return int.from_bytes(self.get(), "little", signed=signed)
+
+    def set(self, value: Union[bytes, bytearray, memoryview, int]) -> None:
+        if self.const:
+            raise RawprobeError(f"variable {self.name!r} is const (.rodata, frozen at "
+                                f"load): set it on the ObjectSpec before load")
+        if isinstance(value, int):
+            data = value.to_bytes(self.size, "little", signed=value < 0)
+        else:
+            data = bytes(value)
+            if len(data) > self.size:
+                raise RawprobeError(f"variable {self.name!r} holds {self.size} bytes; "
+                                    f"got {len(data)}")
+            data = data.ljust(self.size, b"\0")
+        if self._view is not None:
+            self._view[self.offset:self.offset + self.size] = data
+            return
+        old = self.map.lookup(0) or bytes(self.map.value_size)
+        self.map.update(0, old[:self.offset] + data + old[self.offset + self.size:])
+
+    def __repr__(self) -> str:
+        return f"<Variable {self.name!r} in {self.map.name!r} at {self.offset}+{self.size}>"
+
+
+class Collection:
+    """The kernel objects made from one ObjectSpec: ``programs``, ``maps``,
+    ``variables`` and the links attached through its programs.
+
+    ``close()`` (or leaving a ``with`` block) detaches the links and closes
+    every program and map fd; the kernel frees what nothing else holds.
+    """
+
+    def __init__(self) -> None:
+        self.programs: dict[str, Program] = {}
+        self.maps: dict[str, Map] = {}
+        self.variables: dict[str, Variable] = {}
+        self.links: list[Link] = []
+        self._btf_fd: Optional[FD] = None
+        self._mmaps: list[mmap.mmap] = []
+        self._views: list[memoryview] = []
+        self.spec: Optional[ObjectSpec] = None
+
+    # -- building ----------------------------------------------------------------------
+
+    @classmethod
+    def from_spec(cls, spec: ObjectSpec, *, programs: Optional[Iterable[str]] = None,
+                  kernel_btf: Any = None, log_level: int = 0) -> Collection:
+        """Load ``spec``.  ``programs`` limits which programs are loaded (all by
+        default; maps are always all created).  ``kernel_btf`` overrides the
+        running kernel's BTF for CO-RE (a KernelBTF or BTFSpec).  ``log_level``
+        > 0 always asks the verifier for a log (kept in ``Program.log``)."""
+        coll = cls()
+        coll.spec = spec
+        try:
+            _Loader(coll, spec, kernel_btf, log_level).run(programs)
+        except BaseException:
+            coll.close()
+            raise
+        return coll
+
+    def _add_link(self, link: Link) -> None:
+        self.links.append(link)
+
+    # -- lifetime ----------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Detach every link, close every program and map.  Idempotent."""
+        for link in reversed(self.links):
+            link.close()
+        self.links.clear()
+        for view in self._views:
+            view.release()
+        self._views.clear()
+        for m in self._mmaps:
+            m.close()
+        self._mmaps.clear()
+        for p in self.programs.values():
+            p.close()
+        for mp in self.maps.values():
+            mp.close()
+        if self._btf_fd is not None:
+            self._btf_fd.close()
+
+    def __enter__(self) -> Collection:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        name = self.spec.name if self.spec is not None else "?"
+        return (f"<Collection {name!r}: {len(self.programs)} programs, {len(self.maps)} "
+                f"maps, {len(self.links)} links>")
+
+
+class _Loader:
+    """One load of one spec into one Collection (kept apart to keep state local)."""
+
+    def __init__(self, coll: Collection, spec: ObjectSpec, kernel_btf: Any,
+                 log_level: int) -> None:
+        self.coll = coll
+        self.spec = spec
+        self._kernel_btf = kernel_btf
+        self.log_level = log_level
+        self._relocator: Any = None
+
+    def run(self, only: Optional[Iterable[str]]) -> None:
+        spec = self.spec
+        wanted = list(spec.programs) if only is None else list(only)
+        for name in wanted:
+            if name not in spec.programs:
+                known = ", ".join(sorted(spec.programs)) or "none"
+                raise NotFoundError(f"{spec.name}: no program {name!r} (it has: {known})")
+        self._load_btf()
+        for name, mspec in spec.maps.items():
+            self.coll.maps[name] = self._create_map(mspec)
+        self._variables()
+        for name in wanted:
+            self.coll.programs[name] = self._load_program(spec.programs[name])
+        self._fill_prog_arrays()
+
+    # -- kernel BTF ------------------------------------------------------------------
+
+    def kernel_btf(self) -> Any:
+        if self._kernel_btf is None:
+            from .btf.kernel import KernelBTF
+            try:
+                self._kernel_btf = KernelBTF.load()
+            except FileNotFoundError:
+                raise NotSupportedError(
+                    "this kernel exposes no BTF (/sys/kernel/btf/vmlinux is missing; "
+                    "CONFIG_DEBUG_INFO_BTF is off): CO-RE and BTF-typed attach points "
+                    "need it") from None
+        return self._kernel_btf
+
+    # -- program BTF -----------------------------------------------------------------
+
+    def _load_btf(self) -> None:
+        btf = self.spec.btf
+        if btf is None:
+            return
+        from .btf import marshal
+        blob = marshal.encode(btf)
+        try:
+            self.coll._btf_fd = _bpf.btf_load(blob)
+            return
+        except PermissionDeniedError:
+            raise
+        except SyscallError as first:
+            feats = _btf_features()
+            if feats is not None:
+                try:
+                    self.coll._btf_fd = _bpf.btf_load(marshal.encode(btf, kernel_features=feats))
+                    return
+                except SyscallError:
+                    pass
+            # Like libbpf: programs without BTF still load when nothing needs it.
+            if any(p.attach_btf or _has_global_funcs(p) for p in self.spec.programs.values()):
+                log = bytearray(1 << 20)
+                try:
+                    _bpf.btf_load(blob, log_buf=log)
+                except SyscallError:
+                    pass
+                text = log.split(b"\0", 1)[0].decode("utf-8", "replace").strip()
+                raise NotSupportedError(
+                    f"{self.spec.name}: the kernel refused the object's BTF ({first}); "
+                    f"its programs need it. Kernel BTF log: {text[-500:] or 'empty'}") \
+                    from None
+
+    # -- maps ------------------------------------------------------------------------
+
+    def _create_map(self, m: MapSpec) -> Map:
+        max_entries = m.max_entries
+        if m.type == BPF_MAP_TYPE_PERF_EVENT_ARRAY and max_entries == 0:
+            max_entries = possible_cpus()
+        inner_fd: Optional[FD] = None
+        btf_fd = self.coll._btf_fd
+        try:
+            if m.type in _MAP_IN_MAP:
+                if m.inner is None:
+                    raise RawprobeError(f"map {m.name!r}: a map of maps needs an inner "
+                                        f"map definition (__array(values, struct ...))")
+                inner_fd = self._raw_map(m.inner, m.inner.max_entries, None)
+            fd = self._raw_map(m, max_entries, inner_fd, btf_fd)
+            if m.contents is not None:
+                _bpf.map_update_elem(fd, b"\0\0\0\0", m.contents)
+            if m.frozen:
+                _bpf.map_freeze(fd)
+        finally:
+            if inner_fd is not None:
+                inner_fd.close()
+        return Map(m.name, fd, m.type, m.key_size, m.value_size, max_entries,
+                   m.map_flags, spec=m)
+
+    def _raw_map(self, m: MapSpec, max_entries: int, inner_fd: Optional[FD],
+                 btf_fd: Optional[FD] = None) -> FD:
+        name = (m.kernel_name or m.name).encode()
+        kw = dict(map_flags=m.map_flags, map_name=name,
+                  inner_map_fd=inner_fd.fileno() if inner_fd is not None else 0,
+                  map_extra=m.map_extra)
+        use_btf = btf_fd is not None and (m.btf_key_type_id or m.btf_value_type_id)
+        try:
+            if use_btf:
+                try:
+                    return _bpf.map_create(m.type, m.key_size, m.value_size, max_entries,
+                                           btf_fd=btf_fd.fileno(),  # type: ignore[union-attr]
+                                           btf_key_type_id=m.btf_key_type_id,
+                                           btf_value_type_id=m.btf_value_type_id, **kw)
+                except SyscallError as e:
+                    # Older kernels reject some BTF value types (e.g. DATASEC before
+                    # 5.2): the map works without, as libbpf also retries.
+                    if isinstance(e, PermissionDeniedError) or e.errno != _errno.EINVAL:
+                        raise
+            return _bpf.map_create(m.type, m.key_size, m.value_size, max_entries, **kw)
+        except PermissionDeniedError:
+            raise
+        except SyscallError as e:
+            if e.errno == _errno.EINVAL:
+                raise NotSupportedError(
+                    f"map {m.name!r} (type {m.type}, key {m.key_size} B, value "
+                    f"{m.value_size} B, {max_entries} entries, flags {m.map_flags:#x}): "
+                    f"the kernel refused it (EINVAL): this map type or flag needs a "
+                    f"newer kernel, or the definition is invalid") from None
+            raise
+
+    def _variables(self) -> None:
+        coll = self.coll
+        views: dict[str, Optional[memoryview]] = {}
+        for name, vs in self.spec.variables.items():
+            mp = coll.maps[vs.map_name]
+            if vs.map_name not in views:
+                views[vs.map_name] = self._map_view(mp)
+            coll.variables[name] = Variable(vs.name, mp, vs.offset, vs.size, vs.const,
+                                            views[vs.map_name])
+
+    def _map_view(self, mp: Map) -> Optional[memoryview]:
+        if not mp.map_flags & BPF_F_MMAPABLE or mp.value_size == 0:
+            return None
+        size = (mp.value_size + mmap.PAGESIZE - 1) & ~(mmap.PAGESIZE - 1)
+        writable = not (mp.spec is not None and mp.spec.frozen)
+        prot = mmap.PROT_READ | (mmap.PROT_WRITE if writable else 0)
+        try:
+            mm = mmap.mmap(mp.fd, size, flags=mmap.MAP_SHARED, prot=prot)
+        except OSError:
+            return None     # fall back to lookup/update
+        self.coll._mmaps.append(mm)
+        view = memoryview(mm)[:mp.value_size]
+        self.coll._views.append(view)
+        return view
+
+    # -- programs --------------------------------------------------------------------
+
+    def _load_program(self, p: ProgramSpec) -> Program:
+        insns = bytearray(p.insns)
+        maps = self.coll.maps
+        for r in p.map_relocs:
+            mp = maps.get(r.map)
+            if mp is None:
+                raise RawprobeError(f"program {p.name!r}: instruction {r.insn} refers to "
+                                    f"map {r.map!r}, which the object does not define")
+            _IMM.pack_into(insns, r.insn * 8 + 4, mp.fd)
+        if p.core_relos:
+            self._apply_core(p, insns)
+        attach_btf_id = self._attach_btf_id(p) if p.attach_btf else 0
+        btf_fd = self.coll._btf_fd
+        kw: dict[str, Any] = dict(
+            expected_attach_type=p.expected_attach_type,
+            prog_name=_prog_name(p.name),
+            prog_flags=p.prog_flags,
+            kern_version=p.kern_version or _kernel_version_code(),
+            attach_btf_id=attach_btf_id,
+        )
+        if btf_fd is not None:
+            kw["prog_btf_fd"] = btf_fd.fileno()
+            if p.func_info:
+                kw["func_info"] = b"".join(_FUNC_INFO.pack(f.insn_off, f.type_id)
+                                           for f in p.func_info)
+                kw["func_info_rec_size"] = _FUNC_INFO.size
+            if p.line_info:
+                kw["line_info"] = b"".join(
+                    _LINE_INFO.pack(li.insn_off, li.file_name_off, li.line_off, li.line_col)
+                    for li in p.line_info)
+                kw["line_info_rec_size"] = _LINE_INFO.size
+        license = (p.license or self.spec.license or "").encode()
+        log_text = ""
+        try:
+            if self.log_level:
+                fd, log_text = self._load_with_log(p, insns, license, kw, self.log_level)
+            else:
+                fd = _bpf.prog_load(int(p.type), insns, license, **kw)
+        except PermissionDeniedError as e:
+            if int(p.type) in _TRAMPOLINE_TYPES and os.geteuid() == 0:
+                raise NotSupportedError(
+                    f"program {p.name!r} (section {p.section!r}): this kernel refuses "
+                    f"BPF trampoline programs (fentry/fexit/fmod_ret/lsm) even to root "
+                    f"({_errorcode.get(e.errno, e.errno)}): it lacks the support (e.g. no ftrace direct "
+                    f"calls) or a lockdown/LSM policy forbids them; use a kprobe or "
+                    f"tracepoint instead") from None
+            raise
+        except SyscallError as e:
+            if e.errno not in _VERIFIER_ERRNOS:
+                raise
+            # Only now pay for a log: it turns the failure into a VerifierError.
+            fd, log_text = self._load_with_log(p, insns, license, kw, 1)
+        prog = Program(p.name, fd, p, on_link=self.coll._add_link)
+        prog.log = log_text  # type: ignore[attr-defined]
+        return prog
+
+    def _load_with_log(self, p: ProgramSpec, insns: bytearray, license: bytes,
+                       kw: dict[str, Any], level: int) -> tuple[FD, str]:
+        """Load with a verifier log, growing the buffer until the log fits.
+        Returns (fd, log) on success; raises VerifierError with the log on failure."""
+        size = _LOG_START
+        while True:
+            buf = bytearray(size)
+            try:
+                fd = _bpf.prog_load(int(p.type), insns, license, log_level=level,
+                                    log_buf=buf, **kw)
+                return fd, _log_text(buf)
+            except PermissionDeniedError:
+                raise
+            except SyscallError as e:
+                need = getattr(e, "log_true_size", 0)
+                if e.errno == _errno.ENOSPC and size < _LOG_MAX:
+                    size = max(size * 4, need + 1) if need else size * 4
+                    continue
+                raise VerifierError(p.name, e.errno, _log_text(buf)) from None
+
+    def _apply_core(self, p: ProgramSpec, insns: bytearray) -> None:
+        if self._relocator is None:
+            from .btf.core import CoreRelocator
+            self._relocator = CoreRelocator(self.spec.btf, self.kernel_btf())
+        from .btf.core import apply
+        for relo in p.core_relos:
+            idx = relo.insn_off // 8       # ProgramSpec keeps these in bytes
+            res = self._relocator.compute(relo, section=p.section, program=p.name,
+                                          insn_idx=idx)
+            apply(insns, idx, res, program=p.name, path=res.local_path)
+
+    def _attach_btf_id(self, p: ProgramSpec) -> int:
+        """The kernel BTF id of a tp_btf/fentry/fexit/fmod_ret/lsm/iter target."""
+        from .btf import types as T
+        target = p.attach_to
+        if not target:
+            raise NotFoundError(f"program {p.name!r}: section {p.section!r} names no "
+                                f"attach target")
+        kind_name, want = _btf_target(p.section, target)
+        kbtf = self.kernel_btf()
+        for tid in kbtf.types_by_name(want):
+            t = kbtf.type_by_id(tid)
+            if (kind_name == "func" and isinstance(t, T.Func)) or \
+               (kind_name == "typedef" and isinstance(t, T.Typedef)):
+                return tid
+        raise NotFoundError(f"program {p.name!r}: the kernel has no {kind_name} {want!r} "
+                            f"in its BTF (target of section {p.section!r})")
+
+    def _fill_prog_arrays(self) -> None:
+        coll = self.coll
+        for name, m in self.spec.maps.items():
+            if not m.values:
+                continue
+            mp = coll.maps[name]
+            for slot, target in sorted(m.values.items()):
+                obj = coll.programs.get(target) if m.type == BPF_MAP_TYPE_PROG_ARRAY \
+                    else coll.maps.get(target)
+                if obj is None:
+                    continue      # a program not selected for loading
+                mp.update(slot, obj.fd.to_bytes(4, "little"))
+
+
+def _btf_target(section: str, target: str) -> tuple[str, str]:
+    if section.startswith("tp_btf/"):
+        return "typedef", "btf_trace_" + target
+    if section.startswith(("lsm/", "lsm.s/")):
+        return "func", "bpf_lsm_" + target
+    if section.startswith("iter"):
+        return "func", "bpf_iter_" + target
+    return "func", target
+
+
+def _has_global_funcs(p: ProgramSpec) -> bool:
+    return len(p.functions) > 1
+
+
+def _log_text(buf: bytearray) -> str:
+    return bytes(buf).split(b"\0", 1)[0].decode("utf-8", "replace")
+
+
+def _prog_name(name: str) -> bytes:
+    clean = "".join(c if c.isascii() and (c.isalnum() or c in "_.") else "_" for c in name)
+    return clean[:15].encode()
+
+
+_version_code: Optional[int] = None
+
+
+def _kernel_version_code() -> int:
+    """LINUX_VERSION_CODE of the running kernel (kprobe programs before 5.0 need it)."""
+    global _version_code
+    if _version_code is None:
+        nums = []
+        for part in os.uname().release.split("-")[0].split(".")[:3]:
+            digits = "".join(c for c in part if c.isdigit())
+            nums.append(int(digits or 0))
+        nums += [0] * (3 - len(nums))
+        _version_code = (nums[0] << 16) + (nums[1] << 8) + min(nums[2], 255)
+    return _version_code
+
+
+def _btf_features() -> Any:
+    """Which BTF kinds this kernel accepts, probed with tiny blobs (cached)."""
+    from .btf import marshal
+    try:
+        from dataclasses import fields
+        values = {}
+        for f in fields(marshal.BTFFeatures):
+            try:
+                _bpf.btf_load(marshal.probe_blob(f.name)).close()
+                values[f.name] = True
+            except SyscallError:
+                values[f.name] = False
+        return marshal.BTFFeatures(**values)
+    except RawprobeError:
+        return None

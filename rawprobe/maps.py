@@ -1,0 +1,194 @@
+"""Loaded maps: a :class:`Map` owns one BPF map fd.
+
+Keys and values are ``bytes``; an ``int`` key is encoded little-endian in the
+map's key size, so ``m.lookup(0)`` works on arrays.  Per-CPU maps take and
+return one value per possible CPU, each padded to 8 bytes as the kernel wants:
+:meth:`Map.lookup_percpu` splits them.
+"""
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from typing import TYPE_CHECKING, Iterator, Union
+
+from ._sys import bpf as _bpf
+from ._sys.fd import FD
+from .errors import NotSupportedError, RawprobeError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .spec import MapSpec
+
+__all__ = ["Map", "possible_cpus"]
+
+Key = Union[bytes, bytearray, memoryview, int]
+Value = Union[bytes, bytearray, memoryview, int]
+
+# enum bpf_map_type values that have per-CPU values
+_PERCPU_TYPES = {5, 6, 10, 21}       # PERCPU_HASH, PERCPU_ARRAY, LRU_PERCPU_HASH, PERCPU_CGROUP_STORAGE
+# maps with no key/value interface from user space
+_NO_ELEMS = {27, 31}                 # RINGBUF, USER_RINGBUF
+
+
+@lru_cache(maxsize=None)
+def possible_cpus() -> int:
+    """Number of possible CPUs (the kernel's nr_cpu_ids): per-CPU value slots."""
+    try:
+        with open("/sys/devices/system/cpu/possible") as f:
+            text = f.read().strip()
+    except OSError:
+        return os.cpu_count() or 1
+    n = 0
+    for part in text.split(","):
+        lo, _, hi = part.partition("-")
+        n = max(n, int(hi or lo) + 1)
+    return n
+
+
+class Map:
+    """A BPF map in the kernel.  Closed by its Collection, or by :meth:`close`."""
+
+    def __init__(self, name: str, fd: FD, type: int, key_size: int, value_size: int,
+                 max_entries: int, map_flags: int = 0, spec: MapSpec | None = None) -> None:
+        self.name = name
+        self._fd = fd
+        self.type = type
+        self.key_size = key_size
+        self.value_size = value_size
+        self.max_entries = max_entries
+        self.map_flags = map_flags
+        self.spec = spec
+        self.percpu = type in _PERCPU_TYPES
+        # bytes the kernel reads/writes for one value
+        self._value_len = ((value_size + 7) & ~7) * possible_cpus() if self.percpu \
+            else value_size
+
+    # -- identity and lifetime ----------------------------------------------------------
+
+    @property
+    def fd(self) -> int:
+        """The map's file descriptor number (owned by this object)."""
+        return self._fd.fileno()
+
+    def fileno(self) -> int:
+        return self._fd.fileno()
+
+    @property
+    def closed(self) -> bool:
+        return self._fd.closed
+
+    def close(self) -> None:
+        self._fd.close()
+
+    def __enter__(self) -> Map:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else f"fd={self.fd}"
+        return f"<Map {self.name!r} type={self.type} {state}>"
+
+    # -- elements -----------------------------------------------------------------------
+
+    def _key(self, key: Key) -> bytes:
+        if isinstance(key, int):
+            try:
+                return key.to_bytes(self.key_size, "little", signed=key < 0)
+            except OverflowError:
+                raise RawprobeError(f"map {self.name!r}: key {key} does not fit in "
+                                    f"{self.key_size} bytes") from None
+        key = bytes(key)
+        if len(key) != self.key_size:
+            raise RawprobeError(f"map {self.name!r}: key is {len(key)} bytes, the map's "
+                                f"key_size is {self.key_size}")
+        return key
+
+    def _value(self, value: Value) -> bytes:
+        if isinstance(value, int):
+            try:
+                value = value.to_bytes(self.value_size, "little", signed=value < 0)
+            except OverflowError:
+                raise RawprobeError(f"map {self.name!r}: value {value} does not fit in "
+                                    f"{self.value_size} bytes") from None
+            if self.percpu:   # the same value on every CPU
+                slot = (self.value_size + 7) & ~7
+                value = value.ljust(slot, b"\0") * possible_cpus()
+            return value
+        value = bytes(value)
+        if len(value) != self._value_len:
+            what = (f"{possible_cpus()} per-CPU slots of {(self.value_size + 7) & ~7} bytes"
+                    if self.percpu else f"value_size {self.value_size}")
+            raise RawprobeError(f"map {self.name!r}: value is {len(value)} bytes, the "
+                                f"map wants {what}")
+        return value
+
+    def _check_elems(self) -> None:
+        if self.type in _NO_ELEMS:
+            raise NotSupportedError(f"map {self.name!r} is a ring buffer: read it with "
+                                    f"rawprobe.RingBuffer, not lookup/update")
+
+    def lookup(self, key: Key) -> bytes | None:
+        """The value at ``key``, or None if there is none."""
+        self._check_elems()
+        return _bpf.map_lookup_elem(self._fd, self._key(key), self._value_len)
+
+    def lookup_percpu(self, key: Key) -> list[bytes] | None:
+        """A per-CPU map's values at ``key``, one per possible CPU."""
+        raw = self.lookup(key)
+        if raw is None:
+            return None
+        if not self.percpu:
+            return [raw]
+        slot = (self.value_size + 7) & ~7
+        return [raw[i:i + self.value_size] for i in range(0, len(raw), slot)]
+
+    def __getitem__(self, key: Key) -> bytes:
+        v = self.lookup(key)
+        if v is None:
+            raise KeyError(key)
+        return v
+
+    def __setitem__(self, key: Key, value: Value) -> None:
+        self.update(key, value)
+
+    def __contains__(self, key: Key) -> bool:
+        return self.lookup(key) is not None
+
+    def update(self, key: Key, value: Value, flags: int = 0) -> None:
+        """Create or replace the value at ``key`` (``flags``: BPF_ANY/NOEXIST/EXIST)."""
+        self._check_elems()
+        _bpf.map_update_elem(self._fd, self._key(key), self._value(value), flags)
+
+    def delete(self, key: Key) -> bool:
+        """Remove ``key``; False if it was not there."""
+        self._check_elems()
+        return _bpf.map_delete_elem(self._fd, self._key(key))
+
+    def keys(self) -> Iterator[bytes]:
+        """Every key, by BPF_MAP_GET_NEXT_KEY (a key deleted meanwhile restarts
+        the walk at the kernel's discretion, as with any BPF map iteration)."""
+        self._check_elems()
+        key = None
+        while True:
+            key = _bpf.map_get_next_key(self._fd, key, self.key_size)
+            if key is None:
+                return
+            yield key
+
+    __iter__ = keys
+
+    def items(self) -> Iterator[tuple[bytes, bytes]]:
+        """(key, value) pairs; a key deleted between the two calls is skipped."""
+        for key in self.keys():
+            value = _bpf.map_lookup_elem(self._fd, key, self._value_len)
+            if value is not None:
+                yield key, value
+
+    def values(self) -> Iterator[bytes]:
+        for _, value in self.items():
+            yield value
+
+    def freeze(self) -> None:
+        """BPF_MAP_FREEZE (5.2): no more writes from user space."""
+        _bpf.map_freeze(self._fd)

@@ -1,0 +1,102 @@
+"""Loaded programs: a :class:`Program` owns one BPF program fd.
+
+Loading happens in :mod:`rawprobe.collection` (maps must exist first);
+attaching is a separate step, delegated to :mod:`rawprobe.link`, one module per
+attach kind.  Links made through a Program are registered with its Collection,
+which closes them before the program.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable, Optional
+
+from ._sys.fd import FD
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .link import Link
+    from .spec import ProgramSpec
+
+__all__ = ["Program"]
+
+
+class Program:
+    """A BPF program in the kernel.
+
+    ``name`` is the ELF function name, ``type`` its ``bpf_prog_type``,
+    ``spec`` the :class:`~rawprobe.spec.ProgramSpec` it was loaded from.
+    """
+
+    def __init__(self, name: str, fd: FD, spec: ProgramSpec,
+                 on_link: Optional[Callable[[Link], None]] = None) -> None:
+        self.name = name
+        self._fd = fd
+        self.spec = spec
+        self.type = spec.type
+        self._on_link = on_link
+
+    @property
+    def fd(self) -> int:
+        return self._fd.fileno()
+
+    def fileno(self) -> int:
+        return self._fd.fileno()
+
+    @property
+    def closed(self) -> bool:
+        return self._fd.closed
+
+    def close(self) -> None:
+        self._fd.close()
+
+    def __enter__(self) -> Program:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else f"fd={self.fd}"
+        return f"<Program {self.name!r} section={self.spec.section!r} {state}>"
+
+    def info(self) -> dict[str, Any]:
+        """BPF_OBJ_GET_INFO_BY_FD: id, tag, run_cnt/run_time_ns (with stats on), ..."""
+        from ._sys import bpf
+        return bpf.prog_get_info(self._fd)
+
+    # -- attaching: thin delegations to rawprobe.link ---------------------------------
+
+    def _keep(self, link: Link) -> Link:
+        if self._on_link is not None:
+            self._on_link(link)
+        return link
+
+    def attach(self) -> Link:
+        """Attach where the section name says (``kprobe/ksys_write+0x10``,
+        ``tracepoint/syscalls/sys_enter_write``, ``raw_tp/sys_enter``, ...)."""
+        from . import link
+        return self._keep(link.attach(self))
+
+    def attach_tracepoint(self, group: str, name: str) -> Link:
+        from .link.tracepoint import attach_tracepoint
+        return self._keep(attach_tracepoint(self, group, name))
+
+    def attach_raw_tracepoint(self, name: str) -> Link:
+        from .link.raw_tracepoint import attach_raw_tracepoint
+        return self._keep(attach_raw_tracepoint(self, name))
+
+    def attach_tp_btf(self) -> Link:
+        from .link.raw_tracepoint import attach_tp_btf
+        return self._keep(attach_tp_btf(self))
+
+    def attach_kprobe(self, symbol: str, offset: int = 0, retprobe: bool = False) -> Link:
+        from .link.kprobe import attach_kprobe
+        return self._keep(attach_kprobe(self, symbol, offset, retprobe))
+
+    def attach_fentry(self) -> Link:
+        """fentry/fexit/fmod_ret: the target was fixed at load time (section name)."""
+        from .link.tracing import attach_fentry
+        return self._keep(attach_fentry(self))
+
+    def attach_uprobe(self, path: str, symbol: Optional[str] = None, offset: int = 0,
+                      pid: int = -1, retprobe: bool = False) -> Link:
+        from .link.uprobe import attach_uprobe
+        return self._keep(attach_uprobe(self, path, symbol, offset, pid, retprobe))
