@@ -260,10 +260,15 @@ class KernelBTF(BTFLookups):
 
     def _decode(self, idx: int) -> T.Type:
         off = self._ts + self.offsets[idx] * 4
-        nxt = record_end(self._buf, off, self._te)
         want = (self._ts + self.offsets[idx + 1] * 4 if idx + 1 < len(self.offsets)
                 else self._te)
-        if nxt != want:
+        try:
+            ok = record_end(self._buf, off, self._te) == want
+        except BTFError:
+            if not self._from_cache:
+                raise
+            ok = False
+        if not ok:
             if self._from_cache:       # stale index on disk: rebuild and retry once
                 self._rebuild_index()
                 return self._decode(idx)

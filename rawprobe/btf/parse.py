@@ -35,6 +35,27 @@ U32X2 = struct.Struct("<II")
 U32X3 = struct.Struct("<III")
 
 MAX_KIND = max(Kind)
+# Plain ints for the hot decoder (IntEnum comparisons are several times slower).
+_K_UNKN = 0
+_K_INT = 1
+_K_PTR = 2
+_K_ARRAY = 3
+_K_STRUCT = 4
+_K_UNION = 5
+_K_ENUM = 6
+_K_FWD = 7
+_K_TYPEDEF = 8
+_K_VOLATILE = 9
+_K_CONST = 10
+_K_RESTRICT = 11
+_K_FUNC = 12
+_K_FUNC_PROTO = 13
+_K_VAR = 14
+_K_DATASEC = 15
+_K_FLOAT = 16
+_K_DECL_TAG = 17
+_K_TYPE_TAG = 18
+_K_ENUM64 = 19
 MAX_RESOLVE_DEPTH = 32                  # the kernel's MAX_RESOLVE_DEPTH
 
 # Bytes of kind-specific data after the 12-byte btf_type: (fixed, per vlen item).
@@ -193,16 +214,16 @@ def decode_type(data: bytes, off: int, name: Callable[[int], str]) -> T.Type:
     kflag = bool(info >> 31)
     nm = name(name_off)
     p = off + 12
-    if kind == Kind.INT:
+    if kind == _K_INT:
         v = U32.unpack_from(data, p)[0]
         return T.Int(nm, size=st, encoding=(v >> 24) & 0x0F, offset=(v >> 16) & 0xFF,
                      bits=v & 0xFF)
-    if kind == Kind.PTR:
+    if kind == _K_PTR:
         return T.Ptr(nm, type=st)
-    if kind == Kind.ARRAY:
+    if kind == _K_ARRAY:
         et, it, n = U32X3.unpack_from(data, p)
         return T.Array(nm, type=et, index_type=it, nelems=n)
-    if kind == Kind.STRUCT or kind == Kind.UNION:
+    if kind == _K_STRUCT or kind == _K_UNION:
         members = []
         for i in range(vlen):
             mn, mt, mo = U32X3.unpack_from(data, p + 12 * i)
@@ -210,9 +231,9 @@ def decode_type(data: bytes, off: int, name: Callable[[int], str]) -> T.Type:
                 members.append(T.Member(name(mn), mt, mo & 0xFFFFFF, mo >> 24))
             else:
                 members.append(T.Member(name(mn), mt, mo))
-        cls = T.Struct if kind == Kind.STRUCT else T.Union
+        cls = T.Struct if kind == _K_STRUCT else T.Union
         return cls(nm, size=st, members=members)
-    if kind == Kind.ENUM:
+    if kind == _K_ENUM:
         values = []
         for i in range(vlen):
             vn, vv = U32X2.unpack_from(data, p + 8 * i)
@@ -220,7 +241,7 @@ def decode_type(data: bytes, off: int, name: Callable[[int], str]) -> T.Type:
                 vv -= 1 << 32
             values.append(T.EnumValue(name(vn), vv))
         return T.Enum(nm, size=st, signed=kflag, values=values)
-    if kind == Kind.ENUM64:
+    if kind == _K_ENUM64:
         values = []
         for i in range(vlen):
             vn, lo, hi = U32X3.unpack_from(data, p + 12 * i)
@@ -229,34 +250,34 @@ def decode_type(data: bytes, off: int, name: Callable[[int], str]) -> T.Type:
                 vv -= 1 << 64
             values.append(T.EnumValue(name(vn), vv))
         return T.Enum64(nm, size=st, signed=kflag, values=values)
-    if kind == Kind.FWD:
+    if kind == _K_FWD:
         return T.Fwd(nm, union=kflag)
-    if kind == Kind.TYPEDEF:
+    if kind == _K_TYPEDEF:
         return T.Typedef(nm, type=st)
-    if kind == Kind.VOLATILE:
+    if kind == _K_VOLATILE:
         return T.Volatile(nm, type=st)
-    if kind == Kind.CONST:
+    if kind == _K_CONST:
         return T.Const(nm, type=st)
-    if kind == Kind.RESTRICT:
+    if kind == _K_RESTRICT:
         return T.Restrict(nm, type=st)
-    if kind == Kind.FUNC:
+    if kind == _K_FUNC:
         return T.Func(nm, type=st, linkage=vlen)
-    if kind == Kind.FUNC_PROTO:
+    if kind == _K_FUNC_PROTO:
         params = []
         for i in range(vlen):
             pn, pt = U32X2.unpack_from(data, p + 8 * i)
             params.append(T.Param(name(pn), pt))
         return T.FuncProto(nm, type=st, params=params)
-    if kind == Kind.VAR:
+    if kind == _K_VAR:
         return T.Var(nm, type=st, linkage=U32.unpack_from(data, p)[0])
-    if kind == Kind.DATASEC:
+    if kind == _K_DATASEC:
         secinfo = [T.VarSecinfo(*U32X3.unpack_from(data, p + 12 * i)) for i in range(vlen)]
         return T.Datasec(nm, size=st, vars=secinfo)
-    if kind == Kind.FLOAT:
+    if kind == _K_FLOAT:
         return T.Float(nm, size=st)
-    if kind == Kind.DECL_TAG:
+    if kind == _K_DECL_TAG:
         return T.DeclTag(nm, type=st, component_idx=I32.unpack_from(data, p)[0])
-    if kind == Kind.TYPE_TAG:
+    if kind == _K_TYPE_TAG:
         return T.TypeTag(nm, type=st)
     raise BTFError(f"BTF type record at byte {off} has unknown kind {kind}")
 

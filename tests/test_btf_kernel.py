@@ -1,0 +1,276 @@
+"""KernelBTF: the lazily indexed vmlinux BTF, its on-disk index cache, fuzz.
+
+The oracle for the running kernel's BTF is `bpftool btf dump` (raw format),
+parsed here with a regex: independent of rawprobe's decoder.
+"""
+from __future__ import annotations
+
+import os
+import random
+import re
+import shutil
+import struct
+import subprocess
+from functools import lru_cache
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from rawprobe.btf import kernel as K
+from rawprobe.btf import types as T
+from rawprobe.btf.kernel import KernelBTF
+from rawprobe.btf.parse import BTFSpec, essential_name
+from rawprobe.btf.types import Kind
+from rawprobe.errors import BTFError, NotFoundError, NotSupportedError
+from test_btf_parse import CORE_OBJECTS, INT_REC, INT_STRINGS, blob, elf_sections, rec
+
+VMLINUX = Path("/sys/kernel/btf/vmlinux")
+needs_vmlinux = pytest.mark.skipif(not os.access(VMLINUX, os.R_OK),
+                                   reason="no readable /sys/kernel/btf/vmlinux "
+                                          "(CONFIG_DEBUG_INFO_BTF, root)")
+
+_HEAD = re.compile(r"^\[(\d+)\] (\w+) '([^']*)'(.*)$")
+_MEMBER = re.compile(r"^\t'([^']*)' type_id=(\d+) bits_offset=(\d+)(?: bitfield_size=(\d+))?")
+
+
+@lru_cache(maxsize=1)
+def bpftool_dump() -> dict[int, dict]:
+    """id -> {kind, name, rest, members: [(name, type_id, bits_offset, bitfield_size)]}."""
+    if shutil.which("bpftool") is None:
+        pytest.skip("bpftool is not installed (Debian package bpftool)")
+    text = subprocess.run(["bpftool", "btf", "dump", "file", str(VMLINUX)], check=True,
+                          capture_output=True, text=True).stdout
+    types: dict[int, dict] = {}
+    cur: dict = {}
+    for line in text.splitlines():
+        m = _HEAD.match(line)
+        if m:
+            cur = {"kind": m[2], "name": m[3], "rest": m[4], "members": []}
+            types[int(m[1])] = cur
+            continue
+        m = _MEMBER.match(line)
+        if m:
+            cur["members"].append((m[1], int(m[2]), int(m[3]), int(m[4] or 0)))
+    return types
+
+
+@pytest.fixture
+def cache_dir(tmp_path, monkeypatch) -> Path:
+    d = tmp_path / "cache"
+    monkeypatch.setenv("RAWPROBE_CACHE_DIR", str(d))
+    return d
+
+
+def fresh(path: Path = VMLINUX, cache: bool = True) -> KernelBTF:
+    """A new KernelBTF (not the per-process one) so the cache is exercised."""
+    return KernelBTF(K._map_file(str(path)), path=str(path), use_cache=cache)
+
+
+# -- against bpftool ------------------------------------------------------------------
+
+@needs_vmlinux
+def test_ids_kinds_and_names_match_bpftool(cache_dir) -> None:
+    dump = bpftool_dump()
+    kb = fresh()
+    assert len(kb) == max(dump) + 1
+    rnd = random.Random(1234)
+    sample = rnd.sample(sorted(dump), 3000) + [1, max(dump)]
+    for i in sample:
+        t = kb.type_by_id(i)
+        assert (t.kind.name, t.name) == (dump[i]["kind"], dump[i]["name"].replace("(anon)", "")), i
+        if dump[i]["members"] and isinstance(t, (T.Struct, T.Union)):
+            assert [(m.name or "(anon)", m.type, m.offset, m.bitfield_size)
+                    for m in t.members] == dump[i]["members"]
+
+
+@needs_vmlinux
+def test_name_lookups_match_bpftool(cache_dir) -> None:
+    dump = bpftool_dump()
+    by_name: dict[str, list[int]] = {}
+    for i, d in dump.items():
+        if d["name"] != "(anon)":
+            by_name.setdefault(d["name"], []).append(i)
+    kb = fresh()
+    rnd = random.Random(99)
+    names = rnd.sample(sorted(by_name), 400) + ["task_struct", "pid_t", "int", "list_head"]
+    for name in names:
+        assert kb.types_by_name(name) == by_name[name], name
+    # Flavoured names in the kernel itself (rare) are found by their essential name.
+    flavoured = [n for n in by_name if essential_name(n) != n]
+    for name in flavoured[:20]:
+        ess = essential_name(name)
+        want = sorted(i for n, ids in by_name.items() if essential_name(n) == ess for i in ids)
+        assert kb.essential_ids(ess) == want
+    assert kb.types_by_name("rawprobe_no_such_type") == []
+    assert kb.types_by_name("") == []
+    with pytest.raises(NotFoundError):
+        kb.type_by_name("rawprobe_no_such_type")
+
+
+@needs_vmlinux
+def test_task_struct_members(cache_dir) -> None:
+    dump = bpftool_dump()
+    kb = fresh()
+    tid, ts = kb.type_by_name("task_struct", Kind.STRUCT)
+    assert f"size={ts.size} " in dump[tid]["rest"] + " "
+    by = {m.name: m for m in ts.members}
+    assert kb.name_of(by["pid"].type) == "pid_t"
+    assert kb.size_of(by["pid"].type) == 4 and kb.size_of(by["comm"].type) == 16
+    assert isinstance(kb.type_by_id(kb.resolve(by["pid"].type)), T.Int)
+    assert kb.types[tid] is ts and kb.types[-1] == kb.type_by_id(len(kb) - 1)
+
+
+# -- the index cache ------------------------------------------------------------------
+
+@needs_vmlinux
+def test_index_cache_round_trip(cache_dir) -> None:
+    first = fresh()
+    assert not first._from_cache
+    files = list(cache_dir.iterdir())
+    assert len(files) == 1 and files[0].stat().st_size > 4 * len(first)
+    second = fresh()
+    assert second._from_cache
+    assert list(second.offsets) == list(first.offsets)
+    assert second.type_by_name("task_struct") == first.type_by_name("task_struct")
+    assert second.essential_ids("task_struct") == first.essential_ids("task_struct")
+
+
+@needs_vmlinux
+def test_stale_or_corrupt_cache_is_rebuilt(cache_dir) -> None:
+    fresh()
+    (path,) = cache_dir.iterdir()
+    data = bytearray(path.read_bytes())
+    # Layout (kernel._write_index): magic, 4 u32 counts, key, padding, offsets[].
+    klen = struct.unpack_from("<I", data, len(K._INDEX_MAGIC))[0]
+    offs_start = K._align8(len(K._INDEX_MAGIC) + 16 + klen)
+    tid, _ = fresh().type_by_name("task_struct")
+    pos = offs_start + 4 * (tid - 1)            # offsets[i] is type i + 1
+    struct.pack_into("<I", data, pos, struct.unpack_from("<I", data, pos)[0] + 3)
+    path.write_bytes(bytes(data))
+    kb = fresh()
+    assert kb._from_cache
+    assert kb.type_by_id(tid).name == "task_struct"      # detected, rebuilt, retried
+    assert not kb._from_cache
+    assert fresh()._from_cache                          # and rewritten for next time
+
+
+@needs_vmlinux
+def test_cache_for_another_kernel_is_ignored(cache_dir, monkeypatch) -> None:
+    fresh()
+    real = os.uname()
+    fake = os.uname_result((real.sysname, real.nodename, real.release + "-other",
+                            real.version, real.machine))
+    monkeypatch.setattr(K.os, "uname", lambda: fake)
+    assert not fresh()._from_cache
+
+
+@needs_vmlinux
+def test_unwritable_cache_dir_is_fine(tmp_path, monkeypatch) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    monkeypatch.setenv("RAWPROBE_CACHE_DIR", str(blocker / "sub"))
+    kb = fresh()
+    assert kb.type_by_name("task_struct")[1].name == "task_struct"
+    monkeypatch.setenv("RAWPROBE_CACHE_DIR", "")
+    assert K.cache_dir() is None
+
+
+@needs_vmlinux
+def test_load_is_per_process() -> None:
+    assert KernelBTF.load() is KernelBTF.load()
+
+
+def test_missing_file(tmp_path) -> None:
+    with pytest.raises(NotSupportedError, match="no BTF"):
+        KernelBTF.load(str(tmp_path / "nope"))
+    with pytest.raises(NotFoundError, match="module"):
+        KernelBTF.load_module("rawprobe_no_such_module", base=KernelBTF.from_bytes(
+            blob(INT_REC, INT_STRINGS)))
+
+
+# -- same answers as BTFSpec on committed objects; split BTF ---------------------------
+
+@pytest.mark.parametrize("path", CORE_OBJECTS, ids=lambda p: p.name)
+def test_agrees_with_btfspec(path) -> None:
+    data = elf_sections(path)[".BTF"]
+    spec, kb = BTFSpec.from_bytes(data), KernelBTF.from_bytes(data)
+    assert len(kb) == len(spec.types)
+    for i, t in enumerate(spec.types):
+        assert kb.type_by_id(i) == t
+        if t.name:
+            assert kb.types_by_name(t.name) == spec.types_by_name(t.name)
+            assert kb.essential_ids(essential_name(t.name)) == \
+                spec.essential_ids(essential_name(t.name))
+        assert kb.size_of(i) == spec.size_of(i) if _sized(spec, i) else True
+
+
+def _sized(spec, i) -> bool:
+    try:
+        spec.size_of(i)
+        return True
+    except BTFError:
+        return False
+
+
+def test_split_module_btf() -> None:
+    base = KernelBTF.from_bytes(blob(INT_REC, INT_STRINGS))
+    strings = b"p\0int___mod\0"
+    split = blob(rec(len(INT_STRINGS), Kind.PTR, 0, 1)
+                 + rec(len(INT_STRINGS) + 2, Kind.TYPEDEF, 0, 1), strings)
+    mod = KernelBTF.from_bytes(split, base=base)
+    assert mod.first_id == 2 and len(mod) == 4
+    assert mod.type_by_id(2) == T.Ptr("p", type=1)
+    assert mod.type_by_id(1) == T.Int("int", size=4, encoding=1, bits=32)
+    assert mod.types_by_name("p") == [2] and mod.types_by_name("int") == [1]
+    assert mod.essential_ids("int") == [1, 3]
+
+
+# -- fuzz: KernelBTF over a temp file only raises BTFError ------------------------------
+
+def _exercise(kb: KernelBTF) -> None:
+    for i in range(len(kb)):
+        for fn in (kb.type_by_id, kb.resolve, kb.size_of):
+            try:
+                fn(i)
+            except BTFError:
+                pass
+    for name in ("int", "thing", "task_struct", "pt", "color"):
+        kb.types_by_name(name)
+        kb.essential_ids(name)
+
+
+_counter = iter(range(1 << 30))
+
+
+@st.composite
+def kernelish_blob(draw) -> bytes:
+    src = draw(st.sampled_from(CORE_OBJECTS))
+    data = bytearray(elf_sections(src)[".BTF"])
+    for _ in range(draw(st.integers(0, 6))):
+        pos = draw(st.integers(0, len(data) - 1))
+        how = draw(st.sampled_from(["byte", "u32", "truncate"]))
+        if how == "byte":
+            data[pos] = draw(st.integers(0, 255))
+        elif how == "u32" and pos + 4 <= len(data):
+            struct.pack_into("<I", data, pos, draw(st.sampled_from(
+                [0, 1, 0xFFFF, 0x0400FFFF, 0xFFFFFFFF, len(data)])))
+        else:
+            del data[pos:]
+            if not data:
+                break
+    return bytes(data)
+
+
+@settings(max_examples=120, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(st.one_of(kernelish_blob(), st.binary(max_size=300)))
+def test_fuzz_kernel_btf_file(tmp_path, data: bytes) -> None:
+    # A new file each time: never shrink a file an older mapping may still cover.
+    path = tmp_path / f"btf{next(_counter)}"
+    path.write_bytes(data)
+    try:
+        _exercise(KernelBTF(K._map_file(str(path)), path=str(path), use_cache=False))
+    except BTFError:
+        pass
