@@ -104,12 +104,12 @@ def run_watch(o: WatchOptions, text: IO[str] | None = sys.stdout,
             stop_intake()                    # --duration is over: finish those in flight
             pump()
             reactor.run(lambda: tracker.done)
+        counters = probe.counters()
         if reactor.stop_requested is not None:
             probe.close()                    # detach everything at once
             tracker.abandon()
         else:
             pump()
-        counters = probe.counters()
         tracker.counts.lost = counters.get("lost_events") or 0
         summ = tracker.summary()
         if counters.get("handled_full"):

@@ -33,9 +33,12 @@ WRITE_LIKE = {"write": (1, 2), "pwrite64": (1, 2), "sendto": (1, 2), "mq_timedse
 
 
 def object_path(name: str = OBJECT) -> str:
-    """The prebuilt object: inside the package (wheel) or the source tree's prebuilt/."""
+    """The prebuilt object: $RAWPROBE_PREBUILT (a directory, e.g. build/ while changing
+    the BPF sources), inside the package (wheel), or the source tree's prebuilt/."""
     here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    for cand in (os.path.join(here, "prebuilt", name),
+    override = os.environ.get("RAWPROBE_PREBUILT")
+    for cand in ((os.path.join(override, name),) if override else ()) + (
+                 os.path.join(here, "prebuilt", name),
                  os.path.join(os.path.dirname(here), "prebuilt", name)):
         if os.path.exists(cand):
             return cand
