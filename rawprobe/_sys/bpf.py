@@ -1,0 +1,564 @@
+"""One thin function per bpf(2) command.
+
+Keyword arguments carry the kernel's ``union bpf_attr`` field names.  Every
+function that makes a kernel object returns an :class:`FD`; every failure
+raises through :func:`rawprobe._sys.errno.syscall_error`.  ``fd`` arguments
+accept an ``FD``, anything with ``fileno()``, or a plain int.
+
+Buffers the kernel reads (keys, values, instructions, BTF) are passed
+without copying (``ffi.from_buffer``), so callers must pass exactly the
+size the kernel will read: a key of ``key_size`` bytes, a value of
+``value_size`` bytes (per-CPU maps: ``round_up(value_size, 8) * ncpus``).
+
+The attr size handed to the kernel is ``offsetofend`` of the last field the
+command uses (the ``_Cmd`` table below), so an older kernel never sees a
+tail it does not know.  Commands' minimum kernels are in their docstrings.
+"""
+from __future__ import annotations
+
+import errno as _E
+import os
+from typing import Any, Optional, Sequence, Union
+
+from ._native import call, ffi, lib
+from .consts import BPF_OBJ_NAME_LEN, syscall_numbers
+from .errno import syscall_error
+from .fd import FD
+
+__all__ = [
+    "map_create", "map_lookup_elem", "map_update_elem", "map_delete_elem",
+    "map_get_next_key", "map_lookup_and_delete_elem", "map_freeze",
+    "prog_load", "btf_load", "obj_pin", "obj_get", "obj_get_info_by_fd",
+    "prog_get_info", "map_get_info", "btf_get_info", "link_get_info",
+    "raw_tracepoint_open", "link_create", "link_detach", "prog_test_run",
+    "enable_stats", "get_next_id", "get_fd_by_id", "info_to_dict",
+]
+
+FDLike = Union[int, FD, Any]   # an int or anything with fileno()
+Buffer = Union[bytes, bytearray, memoryview]
+
+_NR_BPF = ffi.cast("long", syscall_numbers()["bpf"])
+_ATTR = ffi.typeof("union bpf_attr")
+_ATTR_P = ffi.typeof("union bpf_attr *")
+_UPTR = ffi.typeof("uintptr_t")
+_CHARS = ffi.typeof("char[]")
+_INTS = ffi.typeof("int[]")
+_syscall = lib.syscall
+
+
+_fields_of: dict[Any, dict[str, Any]] = {}
+
+
+def _offsetofend(*path: str) -> int:
+    """offsetof + sizeof of the field at ``path`` inside union bpf_attr."""
+    ctype = _ATTR
+    for name in path:
+        fields = _fields_of.get(ctype)
+        if fields is None:
+            fields = _fields_of[ctype] = dict(ctype.fields)
+        ctype = fields[name].type
+    return ffi.offsetof(_ATTR, *path) + ffi.sizeof(ctype)
+
+
+class _Cmd:
+    """A command: its number, its name for errors, its attr size (all pre-cast)."""
+    __slots__ = ("nr", "name", "size")
+
+    def __init__(self, nr: int, name: str, *last_field: str) -> None:
+        self.nr = ffi.cast("long", nr)
+        self.name = name
+        self.size = ffi.cast("long", _offsetofend(*last_field))
+
+
+# The per-command attr size table: (bpf_cmd value, name, last field used).
+_MAP_CREATE = _Cmd(0, "BPF_MAP_CREATE", "map_extra")
+_MAP_LOOKUP_ELEM = _Cmd(1, "BPF_MAP_LOOKUP_ELEM", "flags")
+_MAP_UPDATE_ELEM = _Cmd(2, "BPF_MAP_UPDATE_ELEM", "flags")
+_MAP_DELETE_ELEM = _Cmd(3, "BPF_MAP_DELETE_ELEM", "key")
+_MAP_GET_NEXT_KEY = _Cmd(4, "BPF_MAP_GET_NEXT_KEY", "next_key")
+_PROG_LOAD = _Cmd(5, "BPF_PROG_LOAD", "log_true_size")   # an output, zero going in
+_OBJ_PIN = _Cmd(6, "BPF_OBJ_PIN", "file_flags")
+_OBJ_GET = _Cmd(7, "BPF_OBJ_GET", "file_flags")
+_PROG_TEST_RUN = _Cmd(10, "BPF_PROG_TEST_RUN", "test", "ctx_out")
+_PROG_TEST_RUN_CPU = _Cmd(10, "BPF_PROG_TEST_RUN", "test", "cpu")
+_OBJ_GET_INFO_BY_FD = _Cmd(15, "BPF_OBJ_GET_INFO_BY_FD", "info", "info")
+_RAW_TRACEPOINT_OPEN = _Cmd(17, "BPF_RAW_TRACEPOINT_OPEN", "raw_tracepoint", "prog_fd")
+_RAW_TRACEPOINT_OPEN_COOKIE = _Cmd(17, "BPF_RAW_TRACEPOINT_OPEN", "raw_tracepoint", "cookie")
+_BTF_LOAD = _Cmd(18, "BPF_BTF_LOAD", "btf_log_true_size")  # an output, zero going in
+_MAP_LOOKUP_AND_DELETE_ELEM = _Cmd(21, "BPF_MAP_LOOKUP_AND_DELETE_ELEM", "flags")
+_MAP_FREEZE = _Cmd(22, "BPF_MAP_FREEZE", "map_fd")
+_LINK_CREATE = _Cmd(28, "BPF_LINK_CREATE", "link_create", "flags")
+_LINK_CREATE_BTF_ID = _Cmd(28, "BPF_LINK_CREATE", "link_create", "target_btf_id")
+_LINK_CREATE_COOKIE = _Cmd(28, "BPF_LINK_CREATE", "link_create", "perf_event", "bpf_cookie")
+_ENABLE_STATS = _Cmd(32, "BPF_ENABLE_STATS", "enable_stats", "type")
+_LINK_DETACH = _Cmd(34, "BPF_LINK_DETACH", "link_detach", "link_fd")
+# kind -> (GET_NEXT_ID, GET_FD_BY_ID)
+_BY_ID = {
+    "prog": (_Cmd(11, "BPF_PROG_GET_NEXT_ID", "next_id"),
+             _Cmd(13, "BPF_PROG_GET_FD_BY_ID", "open_flags")),
+    "map": (_Cmd(12, "BPF_MAP_GET_NEXT_ID", "next_id"),
+            _Cmd(14, "BPF_MAP_GET_FD_BY_ID", "open_flags")),
+    "btf": (_Cmd(23, "BPF_BTF_GET_NEXT_ID", "next_id"),
+            _Cmd(19, "BPF_BTF_GET_FD_BY_ID", "open_flags")),
+    "link": (_Cmd(31, "BPF_LINK_GET_NEXT_ID", "next_id"),
+             _Cmd(30, "BPF_LINK_GET_FD_BY_ID", "open_flags")),
+}
+
+
+def _try(cmd: _Cmd, attr: Any) -> int:
+    """bpf(cmd, attr, size): the result, or -errno.  EINTR is retried."""
+    return call(_syscall, _NR_BPF, cmd.nr, attr, cmd.size)
+
+
+def _call(cmd: _Cmd, attr: Any, hint: str = "") -> int:
+    r = _try(cmd, attr)
+    if r < 0:
+        raise syscall_error(cmd.name, -r, hint)
+    return r
+
+
+def _fileno(fd: FDLike) -> int:
+    return fd if type(fd) is int else fd.fileno()
+
+
+def _addr(cdata: Any) -> int:
+    return int(ffi.cast(_UPTR, cdata))
+
+
+def _export(buf: Buffer, held: list[Any]) -> int:
+    """The address of ``buf``'s memory (no copy); the export goes into
+    ``held`` for :func:`_release`."""
+    c = ffi.from_buffer(buf)
+    held.append(c)
+    return _addr(c)
+
+
+def _release(held: list[Any]) -> None:
+    # Until released, an exported bytearray cannot be resized, even while a
+    # traceback keeps this frame alive.
+    for c in held:
+        ffi.release(c)
+
+
+def _name(value: bytes) -> bytes:
+    # The kernel keeps BPF_OBJ_NAME_LEN - 1 characters and a NUL; longer
+    # names are cut as libbpf and bpftool do.
+    return value[:BPF_OBJ_NAME_LEN - 1]
+
+
+def _elem_hint(err: int) -> str:
+    if err == _E.EPERM:
+        return "the map is frozen or read-only to user space (BPF_F_RDONLY)"
+    if err == _E.E2BIG:
+        return "the map is full (max_entries)"
+    if err == _E.EEXIST:
+        return "the key exists and the flags say NOEXIST"
+    if err == _E.EINVAL:
+        return "bad flags, or deleting from an array map (its elements always exist)"
+    return ""
+
+
+def _path(path: Union[str, bytes]) -> Any:
+    return ffi.new(_CHARS, os.fsencode(path))
+
+
+# ---- maps ------------------------------------------------------------------
+
+def map_create(map_type: int, key_size: int, value_size: int, max_entries: int,
+               map_flags: int = 0, map_name: bytes = b"", btf_fd: int = 0,
+               btf_key_type_id: int = 0, btf_value_type_id: int = 0,
+               btf_vmlinux_value_type_id: int = 0, inner_map_fd: int = 0,
+               map_extra: int = 0, numa_node: int = 0) -> FD:
+    """BPF_MAP_CREATE (3.18; map_name 4.15, BTF ids 4.18, map_extra 5.16)."""
+    attr = ffi.new(_ATTR_P)
+    attr.map_type = map_type
+    attr.key_size = key_size
+    attr.value_size = value_size
+    attr.max_entries = max_entries
+    attr.map_flags = map_flags
+    attr.inner_map_fd = inner_map_fd
+    attr.numa_node = numa_node
+    if map_name:
+        attr.map_name = _name(map_name)
+    attr.btf_fd = btf_fd
+    attr.btf_key_type_id = btf_key_type_id
+    attr.btf_value_type_id = btf_value_type_id
+    attr.btf_vmlinux_value_type_id = btf_vmlinux_value_type_id
+    attr.map_extra = map_extra
+    return FD(_call(_MAP_CREATE, attr))
+
+
+def _elem(cmd: _Cmd, fd: FDLike, key: Optional[Buffer], value: Any, flags: int) -> int:
+    """Run an element command: ``value`` is the cdata buffer behind ``value``
+    (or ``next_key``, the same field) or None.  The result, or -errno."""
+    attr = ffi.new(_ATTR_P)
+    attr.map_fd = _fileno(fd)
+    if key:                     # None or b"": NULL, as maps without keys want
+        k = ffi.from_buffer(key)
+        attr.key = _addr(k)
+    if value is not None:
+        attr.value = _addr(value)
+    attr.flags = flags
+    return _try(cmd, attr)
+
+
+def _lookup(cmd: _Cmd, fd: FDLike, key: Optional[Buffer], value_size: int,
+            flags: int) -> Optional[bytes]:
+    v = ffi.new(_CHARS, value_size)
+    r = _elem(cmd, fd, key, v, flags)
+    if r < 0:
+        if r == -_E.ENOENT:
+            return None
+        raise syscall_error(cmd.name, -r)
+    return ffi.unpack(v, value_size)
+
+
+def map_lookup_elem(fd: FDLike, key: Optional[Buffer], value_size: int,
+                    flags: int = 0) -> Optional[bytes]:
+    """BPF_MAP_LOOKUP_ELEM: the value, or None if ``key`` is absent (ENOENT).
+    ``key`` b"" (or None) for maps without keys (queue/stack: peek, 4.20)."""
+    return _lookup(_MAP_LOOKUP_ELEM, fd, key, value_size, flags)
+
+
+def map_update_elem(fd: FDLike, key: Optional[Buffer], value: Buffer, flags: int = 0) -> None:
+    """BPF_MAP_UPDATE_ELEM; ``flags``: UpdateFlags (ANY, NOEXIST, EXIST, F_LOCK).
+    Maps without keys (queue, stack, bloom filter) take ``key`` None or b""."""
+    r = _elem(_MAP_UPDATE_ELEM, fd, key, ffi.from_buffer(value), flags)
+    if r < 0:
+        raise syscall_error(_MAP_UPDATE_ELEM.name, -r, _elem_hint(-r), privilege=False)
+
+
+def map_delete_elem(fd: FDLike, key: Buffer) -> bool:
+    """BPF_MAP_DELETE_ELEM: True if deleted, False if ``key`` was absent."""
+    r = _elem(_MAP_DELETE_ELEM, fd, key, None, 0)
+    if r < 0:
+        if r == -_E.ENOENT:
+            return False
+        raise syscall_error(_MAP_DELETE_ELEM.name, -r, _elem_hint(-r), privilege=False)
+    return True
+
+
+def map_get_next_key(fd: FDLike, key: Optional[Buffer], key_size: int) -> Optional[bytes]:
+    """BPF_MAP_GET_NEXT_KEY: the key after ``key`` (the first if None or b""), None at the end.
+
+    A hash map restarts from its first key when ``key`` is not in it (4.12+).
+    """
+    return _lookup(_MAP_GET_NEXT_KEY, fd, key, key_size, 0)
+
+
+def map_lookup_and_delete_elem(fd: FDLike, key: Optional[Buffer], value_size: int,
+                               flags: int = 0) -> Optional[bytes]:
+    """BPF_MAP_LOOKUP_AND_DELETE_ELEM: pop (queue/stack maps, 4.20; key None)
+    or take (hash maps, 5.14).  None when there is nothing (ENOENT)."""
+    return _lookup(_MAP_LOOKUP_AND_DELETE_ELEM, fd, key, value_size, flags)
+
+
+def map_freeze(fd: FDLike) -> None:
+    """BPF_MAP_FREEZE (5.2): no more writes from user space."""
+    attr = ffi.new(_ATTR_P)
+    attr.map_fd = _fileno(fd)
+    _call(_MAP_FREEZE, attr)
+
+
+# ---- programs and BTF -------------------------------------------------------
+
+def prog_load(prog_type: int, insns: Buffer, license: bytes, *,
+              expected_attach_type: int = 0, prog_name: bytes = b"",
+              prog_flags: int = 0, kern_version: int = 0, prog_btf_fd: int = 0,
+              func_info: Buffer = b"", func_info_rec_size: int = 0,
+              line_info: Buffer = b"", line_info_rec_size: int = 0,
+              attach_btf_id: int = 0, attach_btf_obj_fd: int = 0,
+              attach_prog_fd: int = 0, fd_array: Optional[Sequence[int]] = None,
+              log_level: int = 0, log_buf: Optional[bytearray] = None) -> FD:
+    """BPF_PROG_LOAD.
+
+    ``insns`` is the instruction stream (8 bytes each), ``license`` e.g.
+    b"GPL".  With ``log_buf`` (at least 128 bytes; log_level defaults to 1
+    then) the verifier writes its log into it, NUL-terminated.  On failure
+    the raised error has ``log_true_size``: the size the whole log needs
+    (6.4+; 0 before), so a caller can retry with a big enough buffer.
+    EACCES/EINVAL are the verifier's verdicts, not a permission problem.
+
+    Minimums: prog_name 4.15, prog_btf_fd/func_info 5.0, line_info 5.0,
+    attach_btf_id 5.5, attach_btf_obj_fd 5.11, fd_array 5.14.
+    """
+    if len(insns) % 8:
+        raise ValueError(f"insns is {len(insns)} bytes, not a multiple of 8")
+    if attach_btf_obj_fd and attach_prog_fd:
+        raise ValueError("attach_btf_obj_fd and attach_prog_fd share a field; give one")
+    if log_level and log_buf is None:
+        raise ValueError("log_level needs a log_buf")
+    if not license.endswith(b"\0"):
+        license += b"\0"
+    attr = ffi.new(_ATTR_P)
+    held: list[Any] = []        # buffer exports, released before returning
+    try:
+        attr.prog_type = prog_type
+        attr.insn_cnt = len(insns) // 8
+        attr.insns = _export(insns, held)
+        attr.license = _export(license, held)
+        attr.kern_version = kern_version
+        attr.prog_flags = prog_flags
+        if prog_name:
+            attr.prog_name = _name(prog_name)
+        attr.expected_attach_type = expected_attach_type
+        attr.prog_btf_fd = prog_btf_fd
+        if func_info and func_info_rec_size:
+            attr.func_info_rec_size = func_info_rec_size
+            attr.func_info = _export(func_info, held)
+            attr.func_info_cnt = len(func_info) // func_info_rec_size
+        if line_info and line_info_rec_size:
+            attr.line_info_rec_size = line_info_rec_size
+            attr.line_info = _export(line_info, held)
+            attr.line_info_cnt = len(line_info) // line_info_rec_size
+        attr.attach_btf_id = attach_btf_id
+        attr.attach_prog_fd = attach_prog_fd or attach_btf_obj_fd
+        if fd_array:
+            fds = ffi.new(_INTS, list(fd_array))
+            attr.fd_array = _addr(fds)
+        if log_buf is not None:
+            attr.log_level = log_level or 1
+            attr.log_size = len(log_buf)
+            attr.log_buf = _export(log_buf, held)
+        # The kernel may answer EAGAIN when verification was interrupted;
+        # try again a few times, as libbpf does.
+        for _ in range(5):
+            r = _try(_PROG_LOAD, attr)
+            if r != -_E.EAGAIN:
+                break
+    finally:
+        _release(held)
+    if r < 0:
+        hint = "see the verifier's log in log_buf" if log_buf is not None else ""
+        exc = syscall_error(_PROG_LOAD.name, -r, hint, verifier=True)
+        exc.log_true_size = attr.log_true_size  # type: ignore[attr-defined]
+        raise exc
+    return FD(r)
+
+
+def btf_load(btf: Buffer, log_level: int = 0, log_buf: Optional[bytearray] = None) -> FD:
+    """BPF_BTF_LOAD (4.18).  Like prog_load, a failure carries ``log_true_size``."""
+    if log_level and log_buf is None:
+        raise ValueError("log_level needs a log_buf")
+    attr = ffi.new(_ATTR_P)
+    held: list[Any] = []
+    try:
+        attr.btf = _export(btf, held)
+        attr.btf_size = len(btf)
+        if log_buf is not None:
+            attr.btf_log_level = log_level or 1
+            attr.btf_log_size = len(log_buf)
+            attr.btf_log_buf = _export(log_buf, held)
+        r = _try(_BTF_LOAD, attr)
+    finally:
+        _release(held)
+    if r < 0:
+        exc = syscall_error(_BTF_LOAD.name, -r)
+        exc.log_true_size = attr.btf_log_true_size  # type: ignore[attr-defined]
+        raise exc
+    return FD(r)
+
+
+def prog_test_run(prog_fd: FDLike, ctx_in: Buffer = b"", data_in: Buffer = b"",
+                  repeat: int = 1, *, data_out: Optional[bytearray] = None,
+                  ctx_out: Optional[bytearray] = None, flags: int = 0,
+                  cpu: int = 0) -> int:
+    """BPF_PROG_TEST_RUN (4.12; ctx 5.2; flags/cpu 5.10): the program's return value.
+
+    ``data_out`` / ``ctx_out``, if given, receive the output and are cut to
+    the length the kernel reports.
+    """
+    attr = ffi.new(_ATTR_P)
+    t = attr.test
+    t.prog_fd = _fileno(prog_fd)
+    t.repeat = repeat
+    if data_in:
+        di = ffi.from_buffer(data_in)
+        t.data_in = _addr(di)
+        t.data_size_in = len(data_in)
+    if ctx_in:
+        ci = ffi.from_buffer(ctx_in)
+        t.ctx_in = _addr(ci)
+        t.ctx_size_in = len(ctx_in)
+    if data_out is not None:
+        do = ffi.from_buffer(data_out, require_writable=True)
+        t.data_out = _addr(do)
+        t.data_size_out = len(data_out)
+    if ctx_out is not None:
+        co = ffi.from_buffer(ctx_out, require_writable=True)
+        t.ctx_out = _addr(co)
+        t.ctx_size_out = len(ctx_out)
+    t.flags = flags
+    t.cpu = cpu
+    try:
+        _call(_PROG_TEST_RUN_CPU if (flags or cpu) else _PROG_TEST_RUN, attr)
+    finally:   # a bytearray cannot be resized while cffi exports its buffer
+        if data_out is not None:
+            ffi.release(do)
+        if ctx_out is not None:
+            ffi.release(co)
+    if data_out is not None:
+        del data_out[t.data_size_out:]
+    if ctx_out is not None:
+        del ctx_out[t.ctx_size_out:]
+    return t.retval
+
+
+# ---- pinning, ids and info --------------------------------------------------
+
+def obj_pin(fd: FDLike, pathname: Union[str, bytes]) -> None:
+    """BPF_OBJ_PIN (4.4): pin the object at ``pathname`` in a bpffs."""
+    attr = ffi.new(_ATTR_P)
+    p = _path(pathname)
+    attr.pathname = _addr(p)
+    attr.bpf_fd = _fileno(fd)
+    _call(_OBJ_PIN, attr)
+
+
+def obj_get(pathname: Union[str, bytes], file_flags: int = 0) -> FD:
+    """BPF_OBJ_GET (4.4): open a pinned object; file_flags BPF_F_RDONLY/WRONLY (4.15)."""
+    attr = ffi.new(_ATTR_P)
+    p = _path(pathname)
+    attr.pathname = _addr(p)
+    attr.file_flags = file_flags
+    return FD(_call(_OBJ_GET, attr))
+
+
+def get_next_id(kind: str, start_id: int = 0) -> Optional[int]:
+    """BPF_{PROG,MAP,BTF,LINK}_GET_NEXT_ID: the next id after ``start_id``, None at the end."""
+    attr = ffi.new(_ATTR_P)
+    attr.start_id = start_id
+    cmd = _BY_ID[kind][0]
+    r = _try(cmd, attr)
+    if r < 0:
+        if r == -_E.ENOENT:
+            return None
+        raise syscall_error(cmd.name, -r)
+    return attr.next_id
+
+
+def get_fd_by_id(kind: str, id: int, open_flags: int = 0) -> FD:
+    """BPF_{PROG,MAP,BTF,LINK}_GET_FD_BY_ID: an FD for the object with ``id``."""
+    attr = ffi.new(_ATTR_P)
+    attr.start_id = id            # union with prog_id / map_id / btf_id / link_id
+    attr.open_flags = open_flags
+    return FD(_call(_BY_ID[kind][1], attr))
+
+
+def obj_get_info_by_fd(fd: FDLike, info_struct_name: str) -> Any:
+    """BPF_OBJ_GET_INFO_BY_FD (4.13): a ``struct <info_struct_name> *`` cdata,
+    e.g. ``"bpf_prog_info"``.  Fields this kernel does not know stay zero."""
+    if not info_struct_name.startswith("struct "):
+        info_struct_name = "struct " + info_struct_name
+    info = ffi.new(info_struct_name + " *")
+    attr = ffi.new(_ATTR_P)
+    a = attr.info
+    a.bpf_fd = _fileno(fd)
+    a.info_len = ffi.sizeof(info[0])
+    a.info = _addr(info)
+    _call(_OBJ_GET_INFO_BY_FD, attr)
+    return info
+
+
+def info_to_dict(obj: Any) -> dict[str, Any]:
+    """A plain dict of a struct/union cdata: ints, ``str`` for char arrays,
+    ``bytes`` for other arrays, nested dicts; reserved ``__*`` fields left out."""
+    ctype = ffi.typeof(obj)
+    if ctype.kind == "pointer":
+        obj, ctype = obj[0], ctype.item
+    out: dict[str, Any] = {}
+    for name, field in ctype.fields:
+        if name.startswith("__"):
+            continue
+        ft = field.type
+        value = getattr(obj, name)
+        if ft.kind == "array":
+            if ft.item.cname == "char":
+                value = ffi.string(value).decode("utf-8", "replace")
+            else:
+                value = bytes(ffi.buffer(value))
+        elif ft.kind in ("struct", "union"):
+            value = info_to_dict(value)
+        out[name] = value
+    return out
+
+
+def prog_get_info(fd: FDLike) -> dict[str, Any]:
+    """struct bpf_prog_info as a dict (name, type, id, tag, run_cnt, ...)."""
+    return info_to_dict(obj_get_info_by_fd(fd, "bpf_prog_info"))
+
+
+def map_get_info(fd: FDLike) -> dict[str, Any]:
+    """struct bpf_map_info as a dict (type, id, key_size, value_size, ...)."""
+    return info_to_dict(obj_get_info_by_fd(fd, "bpf_map_info"))
+
+
+def btf_get_info(fd: FDLike) -> dict[str, Any]:
+    """struct bpf_btf_info as a dict (id, btf_size, kernel_btf, ...)."""
+    return info_to_dict(obj_get_info_by_fd(fd, "bpf_btf_info"))
+
+
+def link_get_info(fd: FDLike) -> dict[str, Any]:
+    """struct bpf_link_info as a dict (type, id, prog_id, and the per-type union)."""
+    return info_to_dict(obj_get_info_by_fd(fd, "bpf_link_info"))
+
+
+# ---- attaching ---------------------------------------------------------------
+
+def raw_tracepoint_open(name: Optional[bytes], prog_fd: FDLike, cookie: int = 0) -> FD:
+    """BPF_RAW_TRACEPOINT_OPEN (4.17): a link FD.  ``name`` None for programs
+    that carry their target (tp_btf, fentry/fexit, lsm: 5.5); cookie 6.10."""
+    attr = ffi.new(_ATTR_P)
+    rt = attr.raw_tracepoint
+    if name:
+        n = ffi.new(_CHARS, name)
+        rt.name = _addr(n)
+    rt.prog_fd = _fileno(prog_fd)
+    rt.cookie = cookie
+    return FD(_call(_RAW_TRACEPOINT_OPEN_COOKIE if cookie else _RAW_TRACEPOINT_OPEN, attr))
+
+
+def link_create(prog_fd: FDLike, target_fd: FDLike, attach_type: int, flags: int = 0, *,
+                target_btf_id: int = 0, bpf_cookie: int = 0) -> FD:
+    """BPF_LINK_CREATE (5.7): a link FD.
+
+    Perf event links (attach_type PERF_EVENT, target a perf event fd: 5.15;
+    ``bpf_cookie`` 5.15), tracing links with ``target_btf_id`` (5.10), ...
+    """
+    if target_btf_id and bpf_cookie:
+        raise ValueError("target_btf_id and bpf_cookie share a field; give one")
+    attr = ffi.new(_ATTR_P)
+    lc = attr.link_create
+    lc.prog_fd = _fileno(prog_fd)
+    lc.target_fd = _fileno(target_fd)
+    lc.attach_type = attach_type
+    lc.flags = flags
+    cmd = _LINK_CREATE
+    if target_btf_id:
+        lc.target_btf_id = target_btf_id
+        cmd = _LINK_CREATE_BTF_ID
+    elif bpf_cookie:
+        lc.perf_event.bpf_cookie = bpf_cookie
+        cmd = _LINK_CREATE_COOKIE
+    return FD(_call(cmd, attr))
+
+
+def link_detach(link_fd: FDLike) -> None:
+    """BPF_LINK_DETACH (5.9): detach the link; its FD stays open but defunct.
+    Only some link types can (cgroup, netns, xdp, tcx, ...); the others,
+    raw tracepoint and perf event links among them, raise NotSupportedError:
+    closing their last FD detaches them."""
+    attr = ffi.new(_ATTR_P)
+    attr.link_detach.link_fd = _fileno(link_fd)
+    r = _try(_LINK_DETACH, attr)
+    if r < 0:
+        raise syscall_error(_LINK_DETACH.name, -r, not_supported=(
+            "this kind of link cannot be detached; close its FD instead"))
+
+
+def enable_stats(type: int = 0) -> FD:
+    """BPF_ENABLE_STATS (5.8): run-time statistics (StatsType.RUN_TIME) are
+    collected while the returned FD is open."""
+    attr = ffi.new(_ATTR_P)
+    attr.enable_stats.type = type
+    return FD(_call(_ENABLE_STATS, attr))

@@ -1,0 +1,60 @@
+"""The one place a failed system call's errno becomes a rawprobe exception."""
+from __future__ import annotations
+
+import errno as _errno
+import os as _os
+from typing import NoReturn
+
+from ..errors import NotSupportedError, PermissionDeniedError, RawprobeError, SyscallError
+
+__all__ = ["ENOTSUPP", "syscall_error", "raise_errno"]
+
+# The kernel-internal "not supported" that bpf(2) leaks to user space.
+ENOTSUPP = 524
+
+_PERMISSION_HINT = ("run as root, or grant CAP_BPF + CAP_PERFMON (Linux 5.8+; "
+                    "CAP_SYS_ADMIN before); on kernels before 5.11 also raise "
+                    "RLIMIT_MEMLOCK")
+_ROOT_HINT = ("refused although running as root: capabilities dropped (containers need "
+              "CAP_BPF + CAP_PERFMON or CAP_SYS_ADMIN), lockdown, an LSM or seccomp, "
+              "or a program/attach type this kernel refuses")
+_VERIFIER_HINT = "the verifier rejected the program"
+_VERIFIER_LOG_HINT = "load it with a log_buf to see why"
+
+
+def syscall_error(call: str, err: int, hint: str = "", *, verifier: bool = False,
+                  privilege: bool = True, not_supported: str = "") -> RawprobeError:
+    """The exception for ``call`` failing with ``err``.
+
+    * EPERM, and EACCES outside the verifier: :class:`PermissionDeniedError`
+      with a hint about privileges (and ``hint``, if given).
+    * ``verifier=True`` (BPF_PROG_LOAD): EACCES/EINVAL are the verifier's
+      answers, not missing privileges: a :class:`SyscallError` with a hint.
+    * ``privilege=False``: the call never checks privileges (e.g. writing
+      to a frozen map gives EPERM), so EPERM/EACCES are a plain SyscallError.
+    * ``not_supported``: the caller's sentence for EOPNOTSUPP/ENOTSUPP,
+      which then become :class:`NotSupportedError`.
+    * anything else: :class:`SyscallError`.
+    """
+    if not_supported and err in (_errno.EOPNOTSUPP, ENOTSUPP):
+        return NotSupportedError(f"{call}: {not_supported}")
+    if privilege and (err == _errno.EPERM or (err == _errno.EACCES and not verifier)):
+        return PermissionDeniedError(call, err, _join(_permission_hint(), hint))
+    if verifier and err in (_errno.EACCES, _errno.EINVAL):
+        hint = _join(_VERIFIER_HINT, hint or _VERIFIER_LOG_HINT)
+    return SyscallError(call, err, hint)
+
+
+def _permission_hint() -> str:
+    return _ROOT_HINT if _os.geteuid() == 0 else _PERMISSION_HINT
+
+
+def _join(first: str, second: str) -> str:
+    return f"{first}; {second}" if second else first
+
+
+def raise_errno(call: str, err: int, hint: str = "", *, verifier: bool = False,
+                privilege: bool = True, not_supported: str = "") -> NoReturn:
+    """Raise :func:`syscall_error` for ``call`` failing with ``err``."""
+    raise syscall_error(call, err, hint, verifier=verifier, privilege=privilege,
+                        not_supported=not_supported)
