@@ -11,7 +11,7 @@ from rawprobe.btf import types as T
 from rawprobe.btf.ext import BTFExt, CoreRelo, CoreReloKind as K, FuncInfo
 from rawprobe.btf.parse import BTFSpec
 from rawprobe.errors import BTFError
-from test_btf_parse import BPF_DIR, CORE_OBJECTS, elf_sections, object_btf
+from test_btf_parse import BPF_DIR, CORE_OBJECTS, elf_sections, mutate, object_btf
 
 READ = BPF_DIR / "core_read.bpf.o"
 
@@ -143,20 +143,7 @@ def test_fuzz_arbitrary_bytes(data: bytes) -> None:
 @st.composite
 def mutated_ext(draw):
     path = draw(st.sampled_from(CORE_OBJECTS[:2]))
-    data = bytearray(elf_sections(path)[".BTF.ext"])
-    for _ in range(draw(st.integers(1, 6))):
-        pos = draw(st.integers(0, len(data) - 1))
-        how = draw(st.sampled_from(["byte", "u32", "truncate"]))
-        if how == "byte":
-            data[pos] = draw(st.integers(0, 255))
-        elif how == "u32" and pos + 4 <= len(data):
-            struct.pack_into("<I", data, pos, draw(st.sampled_from(
-                [0, 1, 13, 0x7FFFFFFF, 0xFFFFFFFF, len(data)])))
-        else:
-            del data[pos:]
-            if not data:
-                break
-    return object_btf(path), bytes(data)
+    return object_btf(path), mutate(draw, elf_sections(path)[".BTF.ext"], 6)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

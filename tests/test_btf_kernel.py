@@ -24,7 +24,8 @@ from rawprobe.btf.kernel import KernelBTF
 from rawprobe.btf.parse import BTFSpec, essential_name
 from rawprobe.btf.types import Kind
 from rawprobe.errors import BTFError, NotFoundError, NotSupportedError
-from test_btf_parse import CORE_OBJECTS, INT_REC, INT_STRINGS, blob, elf_sections, rec
+from test_btf_parse import (CORE_OBJECTS, INT_REC, INT_STRINGS, blob, elf_sections, mutate,
+                             rec)
 
 VMLINUX = Path("/sys/kernel/btf/vmlinux")
 needs_vmlinux = pytest.mark.skipif(not os.access(VMLINUX, os.R_OK),
@@ -33,11 +34,13 @@ needs_vmlinux = pytest.mark.skipif(not os.access(VMLINUX, os.R_OK),
 
 _HEAD = re.compile(r"^\[(\d+)\] (\w+) '([^']*)'(.*)$")
 _MEMBER = re.compile(r"^\t'([^']*)' type_id=(\d+) bits_offset=(\d+)(?: bitfield_size=(\d+))?")
+_ENUMVAL = re.compile(r"^\t'([^']*)' val=(-?\d+)")
 
 
 @lru_cache(maxsize=1)
 def bpftool_dump() -> dict[int, dict]:
-    """id -> {kind, name, rest, members: [(name, type_id, bits_offset, bitfield_size)]}."""
+    """id -> {kind, name, rest, members: [(name, type_id, bits_offset, bitfield_size)],
+    values: {enumerator: value}}."""
     if shutil.which("bpftool") is None:
         pytest.skip("bpftool is not installed (Debian package bpftool)")
     text = subprocess.run(["bpftool", "btf", "dump", "file", str(VMLINUX)], check=True,
@@ -47,12 +50,16 @@ def bpftool_dump() -> dict[int, dict]:
     for line in text.splitlines():
         m = _HEAD.match(line)
         if m:
-            cur = {"kind": m[2], "name": m[3], "rest": m[4], "members": []}
+            cur = {"kind": m[2], "name": m[3], "rest": m[4], "members": [], "values": {}}
             types[int(m[1])] = cur
             continue
         m = _MEMBER.match(line)
         if m:
             cur["members"].append((m[1], int(m[2]), int(m[3]), int(m[4] or 0)))
+            continue
+        m = _ENUMVAL.match(line)
+        if m:
+            cur["values"][m[1]] = int(m[2])
     return types
 
 
@@ -247,20 +254,7 @@ _counter = iter(range(1 << 30))
 @st.composite
 def kernelish_blob(draw) -> bytes:
     src = draw(st.sampled_from(CORE_OBJECTS))
-    data = bytearray(elf_sections(src)[".BTF"])
-    for _ in range(draw(st.integers(0, 6))):
-        pos = draw(st.integers(0, len(data) - 1))
-        how = draw(st.sampled_from(["byte", "u32", "truncate"]))
-        if how == "byte":
-            data[pos] = draw(st.integers(0, 255))
-        elif how == "u32" and pos + 4 <= len(data):
-            struct.pack_into("<I", data, pos, draw(st.sampled_from(
-                [0, 1, 0xFFFF, 0x0400FFFF, 0xFFFFFFFF, len(data)])))
-        else:
-            del data[pos:]
-            if not data:
-                break
-    return bytes(data)
+    return mutate(draw, elf_sections(src)[".BTF"], 6)
 
 
 @settings(max_examples=120, deadline=None,

@@ -33,7 +33,9 @@ def elf_sections(path: Path) -> dict[str, bytes]:
         return {s.name: s.data() for s in elf.iter_sections() if s.header.sh_type != "SHT_NOBITS"}
 
 
+@lru_cache(maxsize=None)
 def object_btf(path: Path) -> BTFSpec:
+    """The object's parsed .BTF (shared: do not mutate it)."""
     return BTFSpec.from_bytes(elf_sections(path)[".BTF"])
 
 
@@ -219,25 +221,30 @@ def test_fuzz_arbitrary_bytes_after_valid_header(body: bytes) -> None:
     check_only_btf_error(BTFSpec.from_bytes, hdr + body)
 
 
+def mutate(draw, data: bytes, max_steps: int = 8) -> bytes:
+    """A few random edits of ``data``: bytes, whole u32 fields, truncation, insertion."""
+    buf = bytearray(data)
+    for _ in range(draw(st.integers(1, max_steps))):
+        if not buf:
+            break
+        pos = draw(st.integers(0, len(buf) - 1))
+        how = draw(st.sampled_from(["byte", "u32", "truncate", "insert"]))
+        if how == "byte":
+            buf[pos] = draw(st.integers(0, 255))
+        elif how == "u32" and pos + 4 <= len(buf):
+            struct.pack_into("<I", buf, pos, draw(st.sampled_from(
+                [0, 1, 13, 0xFFFF, 0x0400FFFF, 0x7FFFFFFF, 0xFFFFFFFF, len(buf)])))
+        elif how == "truncate":
+            del buf[pos:]
+        elif how == "insert":
+            buf[pos:pos] = draw(st.binary(min_size=1, max_size=16))
+    return bytes(buf)
+
+
 @st.composite
 def mutated_blob(draw) -> bytes:
     blobs = _real_blobs()
-    data = bytearray(blobs[draw(st.integers(0, len(blobs) - 1))])
-    for _ in range(draw(st.integers(1, 8))):
-        how = draw(st.sampled_from(["byte", "u32", "truncate", "insert"]))
-        pos = draw(st.integers(0, len(data) - 1))
-        if how == "byte":
-            data[pos] = draw(st.integers(0, 255))
-        elif how == "u32" and pos + 4 <= len(data):
-            struct.pack_into("<I", data, pos, draw(st.sampled_from(
-                [0, 1, 0xFFFF, 0xFFFFFFFF, len(data), draw(st.integers(0, 1 << 32 - 1))])))
-        elif how == "truncate":
-            del data[pos:]
-            if not data:
-                break
-        else:
-            data[pos:pos] = draw(st.binary(min_size=1, max_size=16))
-    return bytes(data)
+    return mutate(draw, blobs[draw(st.integers(0, len(blobs) - 1))])
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

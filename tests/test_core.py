@@ -1,0 +1,456 @@
+"""CO-RE relocation computation and patching.
+
+Three oracles, none of them rawprobe:
+* core_local.bpf.o against core_target.bpf.o (a stand-in kernel): the answers
+  are the compiler's offsetof/sizeof, stored in the target's .rodata;
+* core_read.bpf.o against the running kernel: `bpftool btf dump` of vmlinux;
+* the same against libbpf itself: `bpftool prog loadall -d` prints every
+  patched instruction, which must equal rawprobe's patch.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import struct
+import subprocess
+from collections import defaultdict
+from functools import lru_cache
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from rawprobe.btf.core import (KIND_NAMES, POISON_HELPER, CoreRelocator, CoreResult, apply,
+                               compute)
+from rawprobe.btf.ext import BTFExt, CoreRelo, CoreReloKind as K
+from rawprobe.btf.kernel import KernelBTF
+from rawprobe.errors import CORERelocationError, RawprobeError
+from test_btf_kernel import VMLINUX, bpftool_dump, needs_vmlinux
+from test_btf_parse import BPF_DIR, elf_sections, object_btf
+
+LOCAL, TARGET, READ = (BPF_DIR / f"core_{n}.bpf.o" for n in ("local", "target", "read"))
+U64 = (1 << 64) - 1
+INSN = struct.Struct("<BBhi")
+
+
+def ext_of(path: Path):
+    btf = object_btf(path)
+    return btf, BTFExt.from_bytes(elf_sections(path)[".BTF.ext"], btf)
+
+
+def rodata_u64(path: Path, prefix: str) -> dict[str, int]:
+    """name -> value of every `const volatile __u64 <prefix>*` in the object."""
+    from elftools.elf.elffile import ELFFile
+    with open(path, "rb") as f:
+        elf = ELFFile(f)
+        ro = elf.get_section_by_name(".rodata")
+        data, idx = ro.data(), elf.get_section_index(".rodata")
+        return {s.name[len(prefix):]: struct.unpack_from("<Q", data, s["st_value"])[0]
+                for s in elf.get_section_by_name(".symtab").iter_symbols()
+                if s.name.startswith(prefix) and s["st_shndx"] == idx}
+
+
+def results_by_path(local, ext, target, sections) -> dict[tuple, list[CoreResult]]:
+    r = CoreRelocator(local, target)
+    out: dict[tuple, list[CoreResult]] = defaultdict(list)
+    for sec in sections:
+        for relo in ext.core_relos[sec]:
+            res = r.compute(relo, section=sec)
+            out[(sec.split("/")[-1], KIND_NAMES[relo.kind], res.local_path)].append(res)
+    return out
+
+
+def relocated(path: Path, target, sec: str) -> tuple[bytearray, list[CoreRelo]]:
+    local, ext = ext_of(path)
+    insns = bytearray(elf_sections(path)[sec])
+    CoreRelocator(local, target).relocate(insns, ext.core_relos[sec], section=sec)
+    return insns, ext.core_relos[sec]
+
+
+def insn(insns: bytearray, idx: int) -> tuple[int, int, int, int]:
+    return INSN.unpack_from(insns, idx * 8)
+
+
+def poisoned(insns: bytearray, idx: int) -> bool:
+    return insn(insns, idx) == (0x85, 0, 0, POISON_HELPER)
+
+
+# -- the stand-in kernel -------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def synthetic():
+    local, ext = ext_of(LOCAL)
+    target = object_btf(TARGET)
+    secs = [s for s in ext.core_relos if not s.endswith("ambiguous")]
+    return local, ext, target, results_by_path(local, ext, target, secs), \
+        rodata_u64(TARGET, "expect_")
+
+
+def one(res: dict, *key) -> CoreResult:
+    found = res[key]
+    assert found, f"no relocation {key}"
+    vals = {(r.new_val, r.poison) for r in found}
+    assert len(vals) == 1, f"{key}: {vals}"
+    return found[0]
+
+
+def test_field_offsets(synthetic) -> None:
+    _, _, _, res, want = synthetic
+    for path, key in [("thing.a", "off_a"), ("thing.s2", "off_s2"),
+                      ("thing.counter", "off_counter"), ("thing.pts[2].y", "off_pts2_y"),
+                      ("thing.name[3]", "off_name3"), ("thing.tail[5]", "off_tail5"),
+                      ("thing.color", "off_color")]:
+        r = one(res, "fields", "byte_off", path)
+        assert (r.new_val, r.poison) == (want[key], False), path
+    assert one(res, "flavours", "byte_off", "dup.a").new_val == want["off_dup_a"]
+
+
+def test_field_size_changes(synthetic) -> None:
+    _, _, _, res, want = synthetic
+    r = one(res, "fields", "byte_off", "thing.counter")     # u64 locally, u32 in target
+    assert (r.orig_sz, r.new_sz, r.fail_memsz_adjust) == (8, want["size_counter"], False)
+    r = one(res, "fields", "byte_off", "thing.scount")      # s64 locally, s32: unsafe
+    assert (r.new_val, r.orig_sz, r.new_sz, r.fail_memsz_adjust) == \
+        (want["off_scount"], 8, 4, True)
+
+
+def test_field_existence_size_signedness(synthetic) -> None:
+    _, _, _, res, want = synthetic
+    expect = {
+        ("field_exists", "thing.a"): 1, ("field_exists", "thing.missing"): 0,
+        ("field_exists", "thing.int_not_ptr"): 0, ("field_exists", "thing.scount"): 1,
+        ("byte_sz", "thing.pts"): want["size_pts"], ("byte_sz", "thing.pts[1]"): want["size_pt"],
+        ("byte_sz", "thing.name"): want["size_name"],
+        ("byte_sz", "thing.counter"): want["size_counter"],
+        ("signed", "thing.a"): 1, ("signed", "thing.counter"): 0,
+        ("signed", "thing.color"): 1, ("signed", "thing.big"): 0,
+    }
+    for (kind, path), value in expect.items():
+        r = one(res, "fields", kind, path)
+        assert (r.new_val, r.poison) == (value, False), (kind, path)
+    r = one(res, "fields", "byte_off", "thing.missing")
+    assert r.poison and r.target_type_id == 0
+
+
+def test_bitfields(synthetic) -> None:
+    _, _, _, res, want = synthetic
+    # In the target, `flags:3` and `mode:5` follow `int a`: bits (a+4)*8 and +3,
+    # in a 4-byte unsigned int.  A u64 load at the int's offset, shifted left by
+    # 64 - (end bit within the load) and right by 64 - width, extracts them.
+    base = (want["off_a"] + 4) * 8
+    for name, bit, width in (("flags", base, 3), ("mode", base + 3, 5)):
+        byte_off = bit // 32 * 4
+        got = {k: one(res, "fields", k, f"thing.{name}").new_val
+               for k in ("byte_off", "byte_sz", "lshift_u64", "rshift_u64", "signed")}
+        assert got == {"byte_off": byte_off, "byte_sz": 4,
+                       "lshift_u64": 64 - (bit + width - byte_off * 8),
+                       "rshift_u64": 64 - width, "signed": 0}, name
+
+
+def _bpftool_type_ids(path: Path) -> dict[str, int]:
+    if shutil.which("bpftool") is None:
+        pytest.skip("bpftool is not installed (Debian package bpftool)")
+    out = subprocess.run(["bpftool", "btf", "dump", "file", str(path)], check=True,
+                         capture_output=True, text=True).stdout
+    return {f"{m[2]} {m[3]}": int(m[1])
+            for m in re.finditer(r"^\[(\d+)\] (\w+) '([^']*)'", out, re.M)}
+
+
+def test_type_relocations(synthetic) -> None:
+    local, _, _, res, want = synthetic
+    ids = _bpftool_type_ids(TARGET)
+    local_ids = _bpftool_type_ids(LOCAL)
+    expect = {
+        ("local_type_id", "thing"): local_ids["STRUCT thing"],
+        ("target_type_id", "thing"): ids["STRUCT thing"],
+        ("target_type_id", "thing_t"): ids["TYPEDEF thing_t"],
+        ("target_type_id", "nonexistent"): 0,
+        ("type_exists", "thing"): 1, ("type_exists", "nonexistent"): 0,
+        ("type_exists", "my_int"): 1, ("type_exists", "un"): 1,
+        ("type_size", "thing"): want["size_thing"], ("type_size", "pt"): want["size_pt"],
+        ("type_size", "my_int"): want["size_my_int"], ("type_size", "nonexistent"): 0,
+        ("type_matches", "match_me"): 1, ("type_matches", "match_me___sign"): 0,
+        ("type_matches", "match_me___arr"): 0, ("type_matches", "color___m"): 1,
+        ("type_matches", "color___x"): 0,
+    }
+    for (kind, path), value in expect.items():
+        r = one(res, "types", kind, path)
+        assert (r.new_val, r.poison) == (value, False), (kind, path)
+
+
+def test_enum_relocations(synthetic) -> None:
+    _, _, _, res, _ = synthetic
+    expect = {
+        ("enumval_exists", "color::GREEN"): 1, ("enumval_exists", "color::PURPLE"): 0,
+        ("enumval_value", "color::GREEN"): 5, ("enumval_value", "color::BLUE"): -3 & U64,
+        ("enumval_value", "big::BIG_A"): 1 << 32,
+        ("enumval_value", "big___small::BIG_B___small"): 7,
+    }
+    for (kind, path), value in expect.items():
+        r = one(res, "enums", kind, path)
+        assert (r.new_val, r.poison) == (value, False), (kind, path)
+    assert one(res, "enums", "enumval_value", "color::PURPLE").poison
+
+
+def test_ambiguous_candidates_are_an_error() -> None:
+    local, ext = ext_of(LOCAL)
+    r = CoreRelocator(local, object_btf(TARGET))
+    (relo,) = ext.core_relos["raw_tracepoint/ambiguous"]
+    with pytest.raises(CORERelocationError) as e:
+        r.compute(relo, section="raw_tracepoint/ambiguous", program="ambiguous")
+    msg = str(e.value)
+    for part in ("'ambiguous'", "'raw_tracepoint/ambiguous'", "insn #0", "amb.b",
+                 "ambiguity"):
+        assert part in msg
+
+
+def test_patched_instructions(synthetic) -> None:
+    _, ext, target, res, want = synthetic
+    sec = "raw_tracepoint/fields"
+    insns, relos = relocated(LOCAL, target, sec)
+    at = {}
+    r = CoreRelocator(*synthetic[:1], target)
+    for relo in relos:
+        at.setdefault(r.compute(relo).local_path + "/" + KIND_NAMES[relo.kind],
+                      []).append(relo.insn_off // 8)
+    (i,) = at["thing.counter/byte_off"]
+    code, _, off, _ = insn(insns, i)
+    assert code & 0x07 == 0x01 and code & 0x18 == 0x00 and off == want["off_counter"]  # LDX W
+    (i,) = at["thing.scount/byte_off"]
+    assert poisoned(insns, i)
+    (i,) = at["thing.missing/byte_off"]
+    assert poisoned(insns, i)
+    for i in at["thing.a/byte_off"]:                    # a load, then a store of 42
+        code, _, off, _ = insn(insns, i)
+        assert off == want["off_a"] and code & 0x07 in (0x01, 0x02, 0x03)
+    insns, relos = relocated(LOCAL, target, "raw_tracepoint/enums")
+    for relo in relos:
+        if relo.access_str == "0" and relo.kind == K.ENUMVAL_VALUE and \
+                object_btf(LOCAL).name_of(relo.type_id) == "big":
+            i = relo.insn_off // 8
+            assert insn(insns, i)[0] == 0x18            # ld_imm64 carries 64 bits
+            assert insn(insns, i)[3] & 0xFFFFFFFF | (insn(insns, i + 1)[3] & 0xFFFFFFFF) << 32 \
+                == 1 << 32
+
+
+# -- the running kernel ------------------------------------------------------------
+
+def _member_offset(dump, tid: int, name: str) -> int | None:
+    """Bit offset of member `name` of type `tid`, looking into anonymous members."""
+    while dump[tid]["kind"] in ("TYPEDEF", "CONST", "VOLATILE"):
+        tid = int(re.search(r"type_id=(\d+)", dump[tid]["rest"])[1])
+    for mname, mtype, off, _ in dump[tid]["members"]:
+        if mname == name:
+            return off
+        if mname == "(anon)":
+            inner = _member_offset(dump, mtype, name)
+            if inner is not None:
+                return off + inner
+    return None
+
+
+@needs_vmlinux
+def test_against_running_kernel() -> None:
+    dump = bpftool_dump()
+    by_name = {(d["kind"], d["name"]): i for i, d in dump.items()}
+    task = by_name[("STRUCT", "task_struct")]
+    mm = by_name[("STRUCT", "mm_struct")]
+    local, ext = ext_of(READ)
+    res = results_by_path(local, ext, KernelBTF.load(), ext.core_relos)
+    for field in ("pid", "tgid", "real_parent", "mm", "comm", "start_time"):
+        for sec in ("sys_enter",):
+            r = one(res, sec, "byte_off", f"task_struct.{field}")
+            assert r.new_val == _member_offset(dump, task, field) // 8, field
+    assert one(res, "sys_enter", "byte_off", "task_struct.comm[3]").new_val == \
+        _member_offset(dump, task, "comm") // 8 + 3
+    assert one(res, "sys_enter", "byte_off", "mm_struct.total_vm").new_val == \
+        _member_offset(dump, mm, "total_vm") // 8
+    assert one(res, "sys_enter", "field_exists", "task_struct___old.state").new_val == \
+        int(_member_offset(dump, task, "state") is not None)
+    assert one(res, "sys_enter", "field_exists", "task_struct___new.__state").new_val == \
+        int(_member_offset(dump, task, "__state") is not None)
+    assert one(res, "sys_enter", "field_exists", "task_struct.rawprobe_no_such_field"
+               ).new_val == 0
+    assert one(res, "sys_enter", "byte_off", "task_struct.rawprobe_no_such_field").poison
+    assert one(res, "sys_enter", "target_type_id", "task_struct").new_val == task
+    size = int(re.search(r"size=(\d+)", dump[task]["rest"])[1])
+    assert one(res, "sys_enter", "type_size", "task_struct").new_val == size
+    assert one(res, "sys_enter", "type_exists", "pid_t").new_val == 1
+    assert one(res, "sys_enter", "type_exists", "rawprobe_no_such_struct").new_val == 0
+    pid_type = dump[by_name[("ENUM", "pid_type")]]["values"]
+    assert one(res, "sys_enter", "enumval_value", "pid_type::PIDTYPE_SID").new_val == \
+        pid_type["PIDTYPE_SID"]
+    ctx = dump[by_name[("ENUM64", "perf_callchain_context")]]["values"]
+    assert one(res, "sys_enter", "enumval_value",
+               "perf_callchain_context::PERF_CONTEXT_KERNEL").new_val == \
+        ctx["PERF_CONTEXT_KERNEL"] & U64
+    assert one(res, "sys_enter", "type_matches", "list_head___same").new_val == 1
+    assert one(res, "sys_enter", "type_matches", "list_head___different").new_val == 0
+
+
+# -- libbpf as the oracle ----------------------------------------------------------
+
+_PATCH = re.compile(r"libbpf: prog '(\w+)': relo #(\d+): (?:patched insn #(\d+) \((ALU/ALU64|"
+                    r"LDX/ST/STX|LDIMM64)\) (imm64|imm|off|mem_sz) (-?\d+) -> (-?\d+)|"
+                    r"substituting insn #(\d+) w/ invalid insn)")
+
+
+def libbpf_patches(obj: Path) -> dict[str, list[tuple]]:
+    """prog name -> [(insn, what, new value) or (insn, 'poison', None)] from libbpf."""
+    if os.geteuid() != 0:
+        pytest.skip("bpftool prog loadall needs root")
+    if shutil.which("bpftool") is None:
+        pytest.skip("bpftool is not installed (Debian package bpftool)")
+    if not os.path.ismount("/sys/fs/bpf"):
+        pytest.skip("bpffs is not mounted at /sys/fs/bpf (mount -t bpf bpf /sys/fs/bpf)")
+    pin = Path(f"/sys/fs/bpf/rawprobe-test-core-{os.getpid()}")
+    try:
+        out = subprocess.run(["bpftool", "prog", "loadall", str(obj), str(pin), "-d"],
+                             capture_output=True, text=True, timeout=60)
+    finally:
+        if pin.exists():
+            shutil.rmtree(pin, ignore_errors=True)
+    patches: dict[str, list[tuple]] = defaultdict(list)
+    for m in _PATCH.finditer(out.stderr + out.stdout):
+        if m[8] is not None:
+            patches[m[1]].append((int(m[8]), "poison", None))
+        else:
+            patches[m[1]].append((int(m[3]), m[5], int(m[7])))
+    if not patches:
+        pytest.skip(f"bpftool printed no CO-RE relocations (rc={out.returncode}): "
+                    f"{out.stderr[-300:]}")
+    return patches
+
+
+@needs_vmlinux
+def test_same_patches_as_libbpf() -> None:
+    patches = libbpf_patches(READ)
+    sections = {"core_probe_read": "raw_tracepoint/sys_enter", "core_direct": "tp_btf/sys_enter"}
+    kb = KernelBTF.load()
+    n = 0
+    for prog, sec in sections.items():
+        insns, _ = relocated(READ, kb, sec)
+        for idx, what, value in patches[prog]:
+            code, regs, off, imm = insn(insns, idx)
+            if what == "poison":
+                assert poisoned(insns, idx), (prog, idx)
+            elif what == "imm":
+                assert imm == struct.unpack("<i", struct.pack("<I", value & 0xFFFFFFFF))[0], \
+                    (prog, idx, imm, value)
+            elif what == "imm64":
+                assert imm & 0xFFFFFFFF | (insn(insns, idx + 1)[3] & 0xFFFFFFFF) << 32 == \
+                    value & U64, (prog, idx)
+            elif what == "off":
+                assert off == value, (prog, idx)
+            elif what == "mem_sz":
+                assert {0x00: 4, 0x08: 2, 0x10: 1, 0x18: 8}[code & 0x18] == value
+            n += 1
+    assert n >= 50, patches
+
+
+# -- apply() on hand-made instructions ---------------------------------------------
+
+def _prog(*insns: tuple[int, int, int, int]) -> bytearray:
+    return bytearray(b"".join(INSN.pack(*i) for i in insns))
+
+
+MOV64_IMM = 0xB7        # BPF_ALU64 | BPF_MOV | BPF_K
+LDX_DW, LDX_W = 0x79, 0x61
+ST_W = 0x62
+LD_IMM64 = 0x18
+
+
+def test_apply_alu_and_validation() -> None:
+    p = _prog((MOV64_IMM, 1, 0, 4))
+    apply(p, 0, CoreResult(K.FIELD_BYTE_OFFSET, orig_val=4, new_val=1268))
+    assert insn(p, 0) == (MOV64_IMM, 1, 0, 1268)
+    with pytest.raises(CORERelocationError, match=r"'prog', insn #0 \(task_struct.tgid\).*"
+                                                  r"expected 4"):
+        apply(p, 0, CoreResult(K.FIELD_BYTE_OFFSET, orig_val=4, new_val=8), program="prog",
+              path="task_struct.tgid")
+    apply(p, 0, CoreResult(K.TYPE_ID_TARGET, orig_val=1, new_val=114, validate=False))
+    assert insn(p, 0)[3] == 114
+    apply(p, 0, CoreResult(K.ENUMVAL_VALUE, orig_val=114, new_val=-3 & U64))
+    assert insn(p, 0)[3] == -3
+    with pytest.raises(CORERelocationError, match="without an immediate"):
+        apply(_prog((0xBF, 0x21, 0, 0)), 0, CoreResult(K.FIELD_BYTE_OFFSET))
+
+
+def test_apply_load_store() -> None:
+    p = _prog((LDX_DW, 0x21, 8, 0))
+    apply(p, 0, CoreResult(K.FIELD_BYTE_OFFSET, orig_val=8, new_val=20, orig_sz=8, new_sz=4))
+    assert insn(p, 0) == (LDX_W, 0x21, 20, 0)
+    p = _prog((LDX_DW, 0x21, 8, 0))
+    apply(p, 0, CoreResult(K.FIELD_BYTE_OFFSET, orig_val=8, new_val=20, orig_sz=8, new_sz=4,
+                           fail_memsz_adjust=True))
+    assert poisoned(p, 0)
+    with pytest.raises(CORERelocationError, match="16-bit offset"):
+        apply(_prog((ST_W, 1, 0, 42)), 0, CoreResult(K.FIELD_BYTE_OFFSET, new_val=1 << 15))
+    with pytest.raises(CORERelocationError, match="load/store of 4 bytes"):
+        apply(_prog((ST_W, 1, 0, 42)), 0,
+              CoreResult(K.FIELD_BYTE_OFFSET, new_val=4, orig_sz=8, new_sz=4))
+    with pytest.raises(CORERelocationError, match="no load/store of that size"):
+        apply(_prog((ST_W, 1, 0, 42)), 0,
+              CoreResult(K.FIELD_BYTE_OFFSET, new_val=4, orig_sz=4, new_sz=3))
+
+
+def test_apply_ld_imm64_and_poison() -> None:
+    p = _prog((LD_IMM64, 1, 0, 5), (0, 0, 0, 0), (0x95, 0, 0, 0))
+    apply(p, 0, CoreResult(K.ENUMVAL_VALUE, orig_val=5, new_val=0xFFFFFFFFFFFFFF80))
+    assert insn(p, 0)[3] == -128 and insn(p, 1)[3] == -1
+    apply(p, 0, CoreResult(K.ENUMVAL_VALUE, poison=True))
+    assert poisoned(p, 0) and poisoned(p, 1) and insn(p, 2)[0] == 0x95
+    with pytest.raises(CORERelocationError, match="unexpected form"):
+        apply(_prog((LD_IMM64, 0x11, 0, 5), (0, 0, 0, 0)), 0,
+              CoreResult(K.ENUMVAL_VALUE, orig_val=5))
+    with pytest.raises(CORERelocationError, match="cut off"):
+        apply(_prog((LD_IMM64, 1, 0, 5)), 0, CoreResult(K.ENUMVAL_VALUE, orig_val=5))
+    with pytest.raises(CORERelocationError, match="cannot carry"):
+        apply(_prog((0x05, 0, 1, 0)), 0, CoreResult(K.FIELD_BYTE_OFFSET))
+    with pytest.raises(CORERelocationError, match="past the end"):
+        apply(_prog((0x05, 0, 1, 0)), 1, CoreResult(K.FIELD_BYTE_OFFSET))
+
+
+# -- bad relocations and fuzz --------------------------------------------------------
+
+def test_bad_relocation_records() -> None:
+    local = object_btf(LOCAL)
+    target = object_btf(TARGET)
+    tid = local.type_by_name("thing")[0]
+    for relo, match in [
+        (CoreRelo(0, tid, 0, K.FIELD_BYTE_OFFSET, "0:99"), "member #99"),
+        (CoreRelo(0, tid, 0, K.FIELD_BYTE_OFFSET, ""), "bad access string"),
+        (CoreRelo(0, tid, 0, K.FIELD_BYTE_OFFSET, "0:x"), "bad access string"),
+        (CoreRelo(0, tid, 0, K.TYPE_SIZE, "1"), "want '0'"),
+        (CoreRelo(0, tid, 0, K.ENUMVAL_VALUE, "0"), "does not name an enumerator"),
+        (CoreRelo(0, tid, 0, K.FIELD_BYTE_OFFSET, "0:0:1"), "no members"),
+    ]:
+        with pytest.raises(CORERelocationError, match=match) as e:
+            compute(local, relo, target, section="s", program="p")
+        assert "program 'p' (section 's'), insn #0" in str(e.value)
+
+
+@st.composite
+def random_relo(draw):
+    local = object_btf(draw(st.sampled_from([LOCAL, READ])))
+    kind = draw(st.sampled_from(list(K)))
+    tid = draw(st.integers(0, len(local.types) + 2))
+    acc = ":".join(str(i) for i in draw(st.lists(st.integers(0, 40), min_size=1, max_size=5)))
+    acc = draw(st.sampled_from([acc, "0", "", ":1", "0::1"]))
+    return local, CoreRelo(draw(st.integers(0, 64)) * 8, tid, 0, kind, acc)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(random_relo(), st.binary(min_size=0, max_size=48))
+def test_fuzz_compute_and_apply(case, code: bytes) -> None:
+    local, relo = case
+    try:
+        res = compute(local, relo, object_btf(TARGET))
+    except CORERelocationError:
+        return
+    try:
+        apply(bytearray(code), relo.insn_off // 8 % 7, res)
+    except CORERelocationError:
+        pass
