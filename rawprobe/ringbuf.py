@@ -56,7 +56,7 @@ consumer is behind (so someone will come back for the data) and does not wake
 it.  Every later commit compares against the same old position and stays
 silent too, so the consumer can sleep forever with data waiting.  libbpf's and
 aya's consumers have both shipped variants of this bug.  The full fence in (e)
-(``rawprobe._sys.full_fence()``) closes it: it is the store-load barrier of
+(``rawprobe._sys.fence.full_fence()``) closes it: it is the store-load barrier of
 the classic store-buffering pattern.  Either our reload of ``producer_pos`` /
 the header sees the new record (and we consume it instead of sleeping), or
 the producer's load after its ``xchg`` sees our new ``consumer_pos``, equal to
@@ -73,7 +73,8 @@ wake-up costs bounded latency, never a hang.
 
 arm64 is weakly ordered: loads may pass loads and stores may pass loads, so
 (a)->(b), (b)->(c) and (c)->(d) need barriers as well.  On any architecture
-other than x86 the consumer calls ``full_fence()`` (a ``dmb ish`` there)
+other than x86 the consumer calls ``full_fence()`` (there a release store
+followed by an acquire read-modify-write, which ARMv8 keeps in order)
 between those steps too, once per batch, which is stronger than the
 acquire/release pairs libbpf uses.  The kernel side is already correct on
 arm64 (release/acquire and a fully ordered ``xchg``).
@@ -92,10 +93,10 @@ function returning that count as ``RingBuffer(..., lost=...)``;
 from __future__ import annotations
 
 import mmap
-import platform
+import os
 import struct
 import time
-from typing import Any, Callable, Iterable
+from typing import Any, Callable
 
 from .errors import ObjectFormatError, RawprobeError
 
@@ -112,16 +113,76 @@ BPF_RINGBUF_DISCARD_BIT = 1 << 30
 BPF_RINGBUF_HDR_SZ = 8
 _LEN_MASK = BPF_RINGBUF_DISCARD_BIT - 1
 _BPF_MAP_TYPE_RINGBUF = 27
+_U64 = struct.Struct("=Q")
 
 # Architectures whose hardware keeps load->load, load->store and store->store
 # order (TSO): only the store->load fence of step (e) is needed there.
-_TSO = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686")
+_TSO = os.uname().machine in ("x86_64", "i386", "i686")
 
 # One run of consecutive committed records: (pos, count, length, stride).
 Run = tuple
 
 
-class RingBuffer:
+class _Reader:
+    """Lifetime and the bounded wait, shared with :class:`rawprobe.perfbuf.PerfBuffer`."""
+
+    _closed = True
+    _bound = 0.2          # seconds: the longest sleep in epoll_wait
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RawprobeError(f"the {type(self).__name__} is closed")
+
+    def _wait_read(self, timeout_ms: int | None, limit: int,
+                   drain: Callable[[int], int], wait: Callable[[float], object]) -> int:
+        """``drain(limit)``; if that found nothing, sleep in ``wait(seconds)``
+        (an epoll wait) for at most ``wakeup_bound_ms`` at a time and drain
+        again, until something arrives or ``timeout_ms`` (negative: never)
+        runs out."""
+        n = drain(limit)
+        if n or timeout_ms == 0:
+            return n
+        forever = timeout_ms is None or timeout_ms < 0
+        deadline = 0.0 if forever else time.monotonic() + timeout_ms / 1000.0
+        while True:
+            if forever:
+                step = self._bound
+            else:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return 0
+                step = min(left, self._bound)
+            ready = wait(step)
+            n = drain(limit)
+            if n:
+                return n
+            if ready:
+                # Readable but nothing to deliver (a ring's record at our
+                # position is still BUSY: level-triggered epoll counts reserved
+                # bytes; or only a loss report came).  Yield briefly.
+                time.sleep(0.00005)
+
+
+class RingBuffer(_Reader):
     """Reads records that BPF programs write into a ``BPF_MAP_TYPE_RINGBUF``.
 
     ``ring`` is a loaded ``Map`` (anything with ``fd`` and ``max_entries``) or
@@ -156,12 +217,12 @@ class RingBuffer:
         self._epoll: Any = None
         self._lost_fn = lost
         self._bound = max(1, int(wakeup_bound_ms)) / 1000.0
-        fd, size = _ring_fd_and_size(ring)
+        fd, size = _map_fd_and_size(ring, _BPF_MAP_TYPE_RINGBUF, "BPF_MAP_TYPE_RINGBUF")
         if size <= 0 or size & (size - 1) or size % mmap.PAGESIZE:
             raise ObjectFormatError(
                 f"ring buffer size {size} is not a power of two multiple of the "
                 f"page size; is fd {fd} a BPF_MAP_TYPE_RINGBUF map?")
-        from ._sys import full_fence
+        from ._sys.fence import full_fence
         page = mmap.PAGESIZE
         try:
             cons_mm = mmap.mmap(fd, page, flags=mmap.MAP_SHARED,
@@ -292,22 +353,6 @@ class RingBuffer:
         self._closed = True
         self._release()
 
-    @property
-    def closed(self) -> bool:
-        return self._closed
-
-    def __enter__(self) -> RingBuffer:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        try:
-            self._release()
-        except Exception:
-            pass
-
     def __repr__(self) -> str:
         state = "closed" if self._closed else f"fd={self._fd} size={self._size}"
         return f"<RingBuffer {state}>"
@@ -320,29 +365,10 @@ class RingBuffer:
         limit = (1 << 62) if max is None else int(max)
         if limit <= 0:
             return 0
-        n = self._drain(limit, emit)
-        if n or timeout_ms == 0 or self._fd < 0:
-            return n
-        forever = timeout_ms is None or timeout_ms < 0
-        deadline = 0.0 if forever else time.monotonic() + timeout_ms / 1000.0
-        ep = self._epoll_obj()
-        while True:
-            if forever:
-                wait = self._bound
-            else:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return 0
-                wait = min(left, self._bound)
-            ready = ep.poll(wait, 1)
-            n = self._drain(limit, emit)
-            if n:
-                return n
-            if ready:
-                # Readable but nothing committed: the record at our position is
-                # still BUSY (level-triggered epoll reports reserved bytes) or
-                # was discarded.  Yield briefly instead of spinning hot.
-                time.sleep(0.00005)
+        if self._fd < 0:          # memory image (tests): nothing to wait on
+            timeout_ms = 0
+        return self._wait_read(timeout_ms, limit, lambda k: self._drain(k, emit),
+                               lambda seconds: self._epoll_obj().poll(seconds, 1))
 
     def _epoll_obj(self) -> Any:
         if self._epoll is None:
@@ -526,10 +552,6 @@ class RingBuffer:
 
     # -- lifetime -----------------------------------------------------------
 
-    def _check_open(self) -> None:
-        if self._closed:
-            raise RawprobeError("the RingBuffer is closed")
-
     def _release(self) -> None:
         ep, self._epoll = self._epoll, None
         if ep is not None:
@@ -542,34 +564,31 @@ class RingBuffer:
             m.close()
 
 
-def _ring_fd_and_size(ring: Any) -> tuple[int, int]:
-    if isinstance(ring, int):
+def _map_fd_and_size(m: Any, want: int, type_name: str) -> tuple[int, int]:
+    """``(fd, max_entries)`` of a loaded Map or a raw map fd of type ``want``."""
+    if isinstance(m, int):
         from ._sys import bpf
-        info = bpf.map_info(ring)
-        if info.type != _BPF_MAP_TYPE_RINGBUF:
-            raise ObjectFormatError(
-                f"fd {ring} is a map of type {info.type}, not BPF_MAP_TYPE_RINGBUF")
-        return ring, info.max_entries
-    fd = ring.fd
-    fd = fd if isinstance(fd, int) else fd.fileno()
-    return fd, int(ring.max_entries)
+        info = bpf.map_get_info(m)
+        what, mtype, size = f"fd {m}", info["type"], info["max_entries"]
+    else:
+        fd = m.fd if isinstance(m.fd, int) else m.fd.fileno()
+        what, mtype, size = f"map {getattr(m, 'name', fd)!r}", getattr(m, "type", want), \
+            m.max_entries
+        m = fd
+    if mtype != want:
+        raise ObjectFormatError(f"{what} is a map of type {mtype}, not {type_name}")
+    return m, int(size)
 
 
 def map_counter(m: Any, key: int = 0) -> Callable[[], int]:
-    """A ``lost=`` function reading a u64 drop counter from a loaded ARRAY or
-    PERCPU_ARRAY map at ``key`` (per-CPU values are summed)."""
-    kb = struct.pack("=I", key)
+    """A ``lost=`` function for the usual drop counter: a u64 at ``key`` of a
+    loaded ``ARRAY`` or ``PERCPU_ARRAY`` map (per-CPU values are summed)."""
+    if getattr(m, "value_size", 8) != 8:
+        raise ObjectFormatError(
+            f"map {getattr(m, 'name', m)!r} has {m.value_size}-byte values; a drop "
+            f"counter is one u64")
 
     def read() -> int:
-        v = m.lookup(kb)
-        if v is None:
-            return 0
-        if isinstance(v, (bytes, bytearray, memoryview)):
-            return sum(x for (x,) in struct.iter_unpack("=Q", bytes(v)[:len(v) // 8 * 8]))
-        if isinstance(v, int):
-            return v
-        if isinstance(v, Iterable):
-            return sum(int.from_bytes(bytes(x)[:8], "little") if not isinstance(x, int) else x
-                       for x in v)
-        return int(v)
+        raw = m.lookup(key)
+        return sum(x for (x,) in _U64.iter_unpack(raw)) if raw else 0
     return read

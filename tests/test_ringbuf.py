@@ -1,0 +1,282 @@
+"""The ring buffer consumer against the running kernel: records written by
+real BPF programs (tests/bpf/ringbuf_test.bpf.c) run with BPF_PROG_TEST_RUN."""
+from __future__ import annotations
+
+import mmap
+import os
+import struct
+import threading
+import time
+
+import pytest
+
+import rawprobe
+from rawprobe._sys import bpf
+from rawprobe.errors import RawprobeError
+from rawprobe.ringbuf import RingBuffer, map_counter
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+OBJ = os.path.join(HERE, "bpf", "ringbuf_test.bpf.o")
+EVENT = struct.Struct("<QQIIQ")          # struct event in ringbuf_test.bpf.c
+STRIDE = 8 + EVENT.size                  # header + 32 bytes
+RING = 4096
+SUBMIT, DISCARD_ODD, OUTPUT = 0, 1, 2
+BPF_RB_NO_WAKEUP, BPF_RB_FORCE_WAKEUP = 1, 2
+BPF_MAP_TYPE_RINGBUF = 27
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to load BPF programs")
+
+
+def open_fds() -> set[str]:
+    return set(os.listdir("/proc/self/fd"))
+
+
+@pytest.fixture
+def obj():
+    coll = rawprobe.load(OBJ)
+    yield coll
+    coll.close()
+
+
+def run(coll, prog: str, *args: int) -> int:
+    ctx = struct.pack(f"={len(args)}Q", *args)
+    return bpf.prog_test_run(coll.programs[prog].fd, ctx_in=ctx, repeat=0)
+
+
+def emit(coll, count: int, first: int = 0, mode: int = SUBMIT, flags: int = 0) -> int:
+    return run(coll, "emit", count, first, mode, flags)
+
+
+def test_mmap_layout_of_a_real_ring():
+    before = open_fds()
+    fd = bpf.map_create(BPF_MAP_TYPE_RINGBUF, 0, 0, 2 * mmap.PAGESIZE)
+    try:
+        page = mmap.PAGESIZE
+        # Only the consumer page may be mapped writable.
+        with pytest.raises(OSError):
+            mmap.mmap(fd.fileno(), page, flags=mmap.MAP_SHARED,
+                      prot=mmap.PROT_READ | mmap.PROT_WRITE, offset=page)
+        with RingBuffer(fd.fileno()) as rb:
+            assert rb.size == 2 * page
+            assert rb.pending == 0
+            assert rb.read_batch() == []
+            with pytest.raises(TypeError):
+                rb._data[0:1] = b"x"          # data pages are read-only
+            rb._cons_q[0] = rb._cons_q[0]      # consumer page is writable
+            assert rb.fileno() == fd.fileno()
+    finally:
+        fd.close()
+    assert open_fds() == before
+
+
+def test_records_in_order_with_fields(obj):
+    with RingBuffer(obj.maps["rb"]) as rb:
+        assert emit(obj, 50, first=1000) == 50
+        got = rb.read_structs(EVENT)
+        assert [e[0] for e in got] == list(range(1000, 1050))
+        assert all(e[2] == 0xE0E0 and e[4] == e[0] * 3 for e in got)
+        assert [t for t in (e[1] for e in got)] == sorted(e[1] for e in got)
+        assert emit(obj, 5, first=7, mode=OUTPUT) == 5
+        raw = rb.read_batch()
+        assert [EVENT.unpack(r)[0] for r in raw] == [7, 8, 9, 10, 11]
+        assert rb.read_batch() == [] and rb.pending == 0
+
+
+def test_wraparound_through_a_small_ring(obj):
+    # 40-byte records through a 4096-byte ring: 4096 is no multiple of 40, so
+    # records straddle the end and are read through the second mapping.
+    with RingBuffer(obj.maps["rb"]) as rb:
+        seqs: list[int] = []
+        first = 0
+        for burst in [37, 1, 99, 64, 13, 102] * 12:
+            assert emit(obj, burst, first) == burst
+            if burst % 2:
+                seqs += [e[0] for e in rb.read_structs(EVENT)]
+            else:
+                rb.poll(0, lambda v: seqs.append(EVENT.unpack(v)[0]))
+            first += burst
+        assert seqs == list(range(first))
+        assert rb._cons > 30 * RING          # wrapped many times
+
+
+def test_variable_sized_records(obj):
+    with RingBuffer(obj.maps["rb"]) as rb:
+        got: list[bytes] = []
+        for first in range(0, 600, 20):
+            assert run(obj, "emit_var", 20, first) == 20
+            got += rb.read_batch()
+        assert len(got) == 600
+        for seq, rec in enumerate(got):
+            assert rec == bytes([seq & 0xFF]) * (1 + seq % 200)
+
+
+def test_discarded_records_are_skipped(obj):
+    with RingBuffer(obj.maps["rb"]) as rb:
+        assert emit(obj, 40, 0, mode=DISCARD_ODD) == 20
+        assert [e[0] for e in rb.read_structs(EVENT)] == list(range(0, 40, 2))
+        assert rb.pending == 0                # the discarded ones were passed too
+
+
+def test_overflow_counts_drops(obj):
+    lost = map_counter(obj.maps["drops"])
+    with RingBuffer(obj.maps["rb"], lost=lost) as rb:
+        fit = (RING - 1) // STRIDE            # the kernel keeps one byte free
+        assert emit(obj, 200) == fit
+        assert rb.lost == 200 - fit
+        assert [e[0] for e in rb.read_structs(EVENT)] == list(range(fit))
+        # Space again after consuming; the counter stays where it was.
+        assert emit(obj, 10, 500) == 10
+        assert [e[0] for e in rb.read_structs(EVENT)] == list(range(500, 510))
+        assert rb.lost == 200 - fit
+    with RingBuffer(obj.maps["rb"]) as rb:
+        assert rb.lost is None                # no counter given: unknown
+
+
+def test_busy_record_holds_back_later_ones(obj):
+    """``hold`` reserves A, reserves and submits B, spins, then submits A.
+    While A is BUSY the consumer must return nothing, then A and B in order.
+
+    BPF_PROG_TEST_RUN runs a raw_tp program with preemption off, so the
+    producer and the consumer are pinned to different CPUs."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        pytest.skip("needs two CPUs: the producer spins with preemption disabled")
+    busy = 1 << 31
+    with RingBuffer(obj.maps["rb"]) as rb:
+        os.sched_setaffinity(0, {cpus[0]})
+        try:
+            for spins in (1 << 21, 1 << 22, (1 << 23) - 1):
+                errors: list[BaseException] = []
+
+                def producer():
+                    try:
+                        os.sched_setaffinity(0, {cpus[1]})
+                        assert run(obj, "hold", spins, 77) == 0
+                    except BaseException as e:       # surfaced below
+                        errors.append(e)
+                t = threading.Thread(target=producer)
+                cons = rb._cons
+                hdr_a, hdr_b = (cons & rb._mask) // 4, ((cons + STRIDE) & rb._mask) // 4
+                t.start()
+                records: list[bytes] = []
+                held_back = False
+                while t.is_alive() and not records:
+                    a, b = rb._u32[hdr_a], rb._u32[hdr_b]
+                    got = rb.read_batch()
+                    if rb.pending and a & busy and b == EVENT.size and not got:
+                        held_back = True        # B committed, A busy: nothing returned
+                    records += got
+                    time.sleep(0.0002)
+                t.join()
+                assert not errors
+                records += rb.read_batch()
+                assert [EVENT.unpack(r)[0] for r in records] == [77, 78]
+                if held_back:
+                    return
+        finally:
+            os.sched_setaffinity(0, cpus)
+    pytest.skip("never caught the program between its two submits (the consumer "
+                "thread did not get a CPU in time)")
+
+
+def test_poll_waits_and_wakes(obj):
+    with RingBuffer(obj.maps["rb"]) as rb:
+        t0 = time.monotonic()
+        assert rb.poll(50, lambda v: None) == 0
+        assert time.monotonic() - t0 >= 0.045
+        timer = threading.Timer(0.1, emit, (obj, 3, 1))
+        timer.start()
+        got: list[int] = []
+        t0 = time.monotonic()
+        n = rb.poll(5000, lambda v: got.append(EVENT.unpack(v)[0]))
+        timer.join()
+        assert n == 3 and got == [1, 2, 3]
+        assert time.monotonic() - t0 < 2.0
+
+
+def test_no_lost_wakeup_under_bursts(obj):
+    """A producer thread writes bursts with the kernel's default wake-up
+    policy while the consumer sleeps in poll().  The wake-up bound is set far
+    beyond the test's patience, so a lost wake-up shows as a stall."""
+    bursts = [1 + (i * 7) % 23 for i in range(400)]
+    expected = sum(bursts)
+    rb = RingBuffer(obj.maps["rb"], wakeup_bound_ms=60_000)
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def producer():
+        try:
+            first = 0
+            for i, n in enumerate(bursts):
+                # Never overflow: a failed reservation would leave a gap.
+                while RING - rb.pending < (n + 1) * STRIDE:
+                    if stop.wait(0.0002):
+                        return
+                assert emit(obj, n, first) == n
+                first += n
+                if i % 3 == 0:
+                    time.sleep(0.0003 * (i % 5))
+        except BaseException as e:
+            errors.append(e)
+
+    seqs: list[int] = []
+    t = threading.Thread(target=producer)
+    with rb:
+        t.start()
+        try:
+            while len(seqs) < expected and not errors:
+                got = rb.read_structs(EVENT, timeout_ms=10_000)
+                assert got, f"stalled with {len(seqs)} of {expected} records: lost wake-up"
+                seqs += [e[0] for e in got]
+        finally:
+            stop.set()
+            t.join()
+    assert not errors
+    assert seqs == list(range(expected))
+
+
+def test_no_wakeup_producer_is_bounded(obj):
+    """BPF_RB_NO_WAKEUP never wakes the consumer; the bounded sleep does."""
+    with RingBuffer(obj.maps["rb"], wakeup_bound_ms=50) as rb:
+        timer = threading.Timer(0.05, emit, (obj, 4, 0, SUBMIT, BPF_RB_NO_WAKEUP))
+        timer.start()
+        t0 = time.monotonic()
+        got = rb.read_structs(EVENT, timeout_ms=5000)
+        timer.join()
+        assert [e[0] for e in got] == [0, 1, 2, 3]
+        assert time.monotonic() - t0 < 1.0
+
+
+def test_callback_path_on_kernel_records(obj):
+    with RingBuffer(obj.maps["rb"]) as rb:
+        emit(obj, 30, 0)
+        seen: list[int] = []
+        keep: list = []
+
+        def cb(view):
+            keep.append(view)              # views are private copies: safe to keep
+            seen.append(EVENT.unpack(view)[0])
+        assert rb.poll(0, cb, max=10) == 10
+        assert rb.consume(cb) == 20
+        assert seen == list(range(30))
+        assert EVENT.unpack(keep[0])[0] == 0
+
+
+def test_no_fd_leak_and_failure_paths(obj):
+    before = open_fds()
+    for _ in range(3):
+        rb = RingBuffer(obj.maps["rb"])
+        emit(obj, 3)
+        rb.poll(10, lambda v: None)          # creates the internal epoll fd
+        rb.close()
+        rb.close()
+    assert open_fds() == before
+    with pytest.raises(RawprobeError):
+        RingBuffer(obj.maps["drops"])        # an ARRAY map, not a ring
+    with pytest.raises(RawprobeError):
+        RingBuffer(obj.maps["drops"].fd)     # same, as a raw fd
+    assert open_fds() == before
+    rb = RingBuffer(obj.maps["rb"])
+    rb.close()
+    with pytest.raises(RawprobeError, match="closed"):
+        rb.poll(0, lambda v: None)
