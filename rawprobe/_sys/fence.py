@@ -30,8 +30,18 @@ one).  ``pthread_spin_trylock`` is real, cheap, never blocks, and:
 The lock is private and never waited on, so threads and signal handlers
 calling ``full_fence()`` at the same time cannot deadlock (the lock's
 state does not matter).  ``__sync_synchronize`` is a compiler builtin, not
-a symbol, and ``membarrier(2)`` costs a system call, hence this.  Cost: one
-or two cffi calls, ~0.1-0.2 us each (``tests/test_sys.py`` measures it).
+a symbol, and ``membarrier(2)`` costs a system call, hence this.
+
+Cost: the locked instruction itself is ~10 ns; the cffi ABI-mode call
+around it (libffi, GIL release) dominates: ~0.2 us on a typical machine,
+~1 us on this project's loaded 2-core VM (tests/test_sys_perf.py prints it).
+
+``acquire_fence()`` / ``release_fence()`` are for the first two cases
+only; they are no-ops on x86-64, whose loads are never reordered with
+other loads or with later stores, and full fences elsewhere.  A consumer
+calls ``acquire_fence()`` after each load of a position or record header,
+``release_fence()`` before storing its position, and ``full_fence()``
+between that store and the last look at the producer before sleeping.
 """
 from __future__ import annotations
 
@@ -39,7 +49,7 @@ import os
 
 from ._native import ffi, lib
 
-__all__ = ["full_fence"]
+__all__ = ["full_fence", "acquire_fence", "release_fence"]
 
 _lock = ffi.new("pthread_spinlock_t *")
 lib.pthread_spin_init(_lock, 0)
@@ -51,8 +61,16 @@ if os.uname().machine == "x86_64":
     def full_fence() -> None:
         """A full memory barrier (one locked instruction)."""
         _trylock(_lock)
+
+    def acquire_fence() -> None:
+        """Order earlier loads before later loads and stores: free under x86-TSO."""
+
+    def release_fence() -> None:
+        """Order earlier loads and stores before later stores: free under x86-TSO."""
 else:
     def full_fence() -> None:
         """A full memory barrier (store-release then load-acquire)."""
         _unlock(_lock)
         _trylock(_lock)
+
+    acquire_fence = release_fence = full_fence
