@@ -1,0 +1,145 @@
+"""Shared pytest markers and fixtures for rawprobe's tests.
+
+Kernel features: a test that needs kprobes or fentry either asks for the
+fixture (`requires_kprobes`, `requires_fentry`) or names the features on its
+marker, `@pytest.mark.vm("kprobes")`.  Where the running kernel lacks one the
+test is skipped with a reason naming it; `make vmtest` (tools/vmtest.py) runs
+the `vm` tests in qemu under Debian's 6.1 kernel, which has them all.  Inside
+that VM, RAWPROBE_VM=1 and RAWPROBE_VM_KERNEL / _SERIES / _KCONFIG are set.
+"""
+from __future__ import annotations
+
+import os
+import platform
+from pathlib import Path
+from collections.abc import Callable
+
+import pytest
+
+IN_VM = os.environ.get("RAWPROBE_VM") == "1"
+VMTEST = "`make vmtest` runs it in a VM with Debian's 6.1 kernel"
+TRACEFS = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
+VM_MARKER = ("vm: needs a kernel feature this machine lacks (kprobes, fentry); "
+             "runs in the VM via make vmtest")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", VM_MARKER)
+
+
+# ------------------------------------------------------------ feature checks --
+# Each check returns None when the running kernel has the feature, else why not.
+
+def vm_kernel_config() -> dict[str, str] | None:
+    """The test VM kernel's CONFIG_* options; None outside the VM."""
+    path = os.environ.get("RAWPROBE_VM_KCONFIG")
+    if not IN_VM or not path:
+        return None
+    return dict(line.split("=", 1) for line in Path(path).read_text().splitlines()
+                if line.startswith("CONFIG_") and "=" in line)
+
+
+def _check_kprobes() -> str | None:
+    if Path("/sys/bus/event_source/devices/kprobe/type").exists():
+        return None
+    if any(Path(t, "kprobe_events").exists() for t in TRACEFS):
+        return None
+    return "no kprobe PMU (/sys/bus/event_source/devices/kprobe) and no tracefs kprobe_events"
+
+
+def _check_fentry() -> str | None:
+    # Only loading a program tells whether fentry attaches (a kernel whose
+    # config allows it may still refuse with EPERM, as this project's dev
+    # machine does).  Until rawprobe.features probes it, trust only the config
+    # of the test VM's stock kernel.
+    config = vm_kernel_config()
+    if config is None:
+        return "fentry/fexit not confirmed (not probed; only the test VM's kernel config is trusted)"
+    needed = ("CONFIG_BPF_JIT", "CONFIG_FUNCTION_TRACER", "CONFIG_DEBUG_INFO_BTF",
+              "CONFIG_DYNAMIC_FTRACE_WITH_DIRECT_CALLS")
+    off = [c for c in needed if config.get(c) != "y"]
+    return f"no fentry/fexit ({', '.join(off)} not set)" if off else None
+
+
+# The hook for rawprobe.features: once it probes a feature for real (cached),
+# point the entry at that probe instead of the stand-in above.
+FEATURE_CHECKS: dict[str, Callable[[], str | None]] = {
+    "kprobes": _check_kprobes,
+    "fentry": _check_fentry,
+}
+_missing: dict[str, str | None] = {}
+
+
+def why_missing(name: str) -> str | None:
+    """Why the running kernel lacks feature `name` (cached), or None if it has it."""
+    if name not in _missing:
+        _missing[name] = FEATURE_CHECKS[name]()
+    return _missing[name]
+
+
+def skip_reason(*features: str) -> str | None:
+    for name in features:
+        why = why_missing(name)
+        if why is not None:
+            return f"needs {name}; kernel {platform.release()}: {why}; {VMTEST}"
+    return None
+
+
+def skip_unless(*features: str) -> None:
+    reason = skip_reason(*features)
+    if reason:
+        pytest.skip(reason)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # @pytest.mark.vm("kprobes", ...) skips where a named feature is missing.
+    for item in items:
+        for mark in item.iter_markers("vm"):
+            reason = skip_reason(*mark.args)
+            if reason:
+                item.add_marker(pytest.mark.skip(reason=reason))
+
+
+@pytest.fixture(scope="session")
+def missing_feature() -> Callable[[str], str | None]:
+    """`missing_feature("kprobes")`: why the kernel lacks it, or None."""
+    return why_missing
+
+
+@pytest.fixture
+def requires_kprobes() -> None:
+    skip_unless("kprobes")
+
+
+@pytest.fixture
+def requires_fentry() -> None:
+    skip_unless("fentry")
+
+
+# ------------------------------------------------------------------ privileges --
+
+CAP_SYS_ADMIN, CAP_PERFMON, CAP_BPF = 21, 38, 39
+
+
+def _effective_caps() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("CapEff:"):
+            return int(line.split()[1], 16)
+    return 0
+
+
+@pytest.fixture(scope="session")
+def bpf_privileges() -> None:
+    """Skip unless this process may load BPF programs and open perf events."""
+    caps = _effective_caps()
+    if caps >> CAP_SYS_ADMIN & 1 or (caps >> CAP_BPF & 1 and caps >> CAP_PERFMON & 1):
+        return
+    pytest.skip("needs root (or CAP_BPF + CAP_PERFMON) to load BPF programs; run the tests as root")
+
+
+@pytest.fixture(scope="session")
+def vm_kernel() -> str:
+    """The test VM's kernel release; skips the test outside the VM."""
+    if not IN_VM:
+        pytest.skip(f"checks the test VM itself, not this machine; {VMTEST}")
+    return os.environ["RAWPROBE_VM_KERNEL"]
