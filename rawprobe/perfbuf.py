@@ -23,9 +23,10 @@ barrier, so it never overwrites what the reader has not released.  The reader
 loads ``data_head``, reads the records below it, then stores ``data_tail``.
 On x86-64 (TSO) plain loads and stores keep exactly that order: loads are not
 reordered with older loads (head before records) and stores are not reordered
-with older loads (records before tail).  Elsewhere (arm64) the reader calls
-``rawprobe._sys.fence.full_fence()`` after loading ``data_head`` and before
-storing ``data_tail``, once per batch.  Unlike the BPF ring buffer, the
+with older loads (records before tail).  The reader calls
+``rawprobe._sys.fence.acquire_fence()`` after loading ``data_head`` and
+``release_fence()`` before storing ``data_tail``, once per batch: empty on
+x86, full barriers elsewhere (arm64).  Unlike the BPF ring buffer, the
 perf ring's wake-ups do not depend on the reader's position (every
 ``wakeup_events`` samples, or every ``watermark`` bytes, wake the poller),
 so there is no lost wake-up to prevent; with a watermark a trickle of small
@@ -61,8 +62,6 @@ _HDR = struct.Struct("=IHH")
 _U32 = struct.Struct("=I")
 _U64 = struct.Struct("=Q")
 _KEY = struct.Struct("=I")
-
-_TSO = os.uname().machine in ("x86_64", "i386", "i686")
 
 
 def online_cpus() -> list[int]:
@@ -154,9 +153,10 @@ class PerfBuffer(_Reader):
         self._bound = max(1, int(wakeup_bound_ms)) / 1000.0
         self._pages = pages
         from ._sys import bpf, perf
-        from ._sys.fence import full_fence
+        from ._sys.fence import acquire_fence, release_fence
         import select
-        self._weak_fence = None if _TSO else full_fence
+        self._acquire_fence = acquire_fence
+        self._release_fence = release_fence
         self._bpf = bpf
         self._closed = False
         try:
@@ -290,9 +290,7 @@ class PerfBuffer(_Reader):
             raise ObjectFormatError(
                 f"perf ring of CPU {r.cpu} has inconsistent positions (head {head}, "
                 f"tail {tail}, size {r.size}); is another reader using it?")
-        weak = self._weak_fence
-        if weak is not None:
-            weak()
+        self._acquire_fence()
         data = r.data
         size = r.size
         mask = r.mask
@@ -337,8 +335,7 @@ class PerfBuffer(_Reader):
                 # other record types (none expected for BPF output) are skipped
         finally:
             if pos != tail:
-                if weak is not None:
-                    weak()
+                self._release_fence()
                 r.meta[_TAIL] = pos
                 r.tail = pos
         return n

@@ -38,7 +38,8 @@ The consumer, per batch (``_drain``):
      the first BUSY header;
   c. load (copy or decode) the data of the committed records;
   d. store the new ``consumer_pos``;
-  e. full fence, then go back to (a); stop when a pass finds nothing.
+  e. full fence; return if the caller's ``max`` is reached, else go back to
+     (a); a pass that finds nothing committed returns.
 
 x86-64 is TSO: loads are not reordered with older loads, and stores are not
 reordered with older loads.  So (a)->(b) cannot read a header older than the
@@ -54,8 +55,11 @@ consumer sees no new record and goes to sleep, while the producer, having just
 committed that record, still reads the *old* ``consumer_pos``, concludes the
 consumer is behind (so someone will come back for the data) and does not wake
 it.  Every later commit compares against the same old position and stays
-silent too, so the consumer can sleep forever with data waiting.  libbpf's and
-aya's consumers have both shipped variants of this bug.  The full fence in (e)
+silent too, so the consumer can sleep forever with data waiting.  libbpf's
+consumer had no store-load barrier there and was saved only by level-triggered
+epoll (whose re-poll of the map, under kernel locks, re-reads both positions);
+it broke as soon as edge-triggered epoll was tried (2023), and aya's first
+consumer had the same gap.  The full fence in (e)
 (``rawprobe._sys.fence.full_fence()``) closes it: it is the store-load barrier of
 the classic store-buffering pattern.  Either our reload of ``producer_pos`` /
 the header sees the new record (and we consume it instead of sleeping), or
@@ -64,7 +68,11 @@ its record's position, and it wakes us.  A record still BUSY at our position
 is the second case: its commit will find ``consumer_pos`` pointing at it.
 Hence every ``_drain`` that returns without hitting a caller's ``max`` leaves
 the ring in a state where the next commit wakes the map's waiters, which makes
-this safe for edge-triggered use of :meth:`RingBuffer.fileno` as well.
+this safe for edge-triggered use of :meth:`RingBuffer.fileno` as well.  One
+that stops at ``max`` leaves committed records behind, for which no commit
+will wake anyone: level-triggered epoll still reports them (the map is
+readable while ``producer_pos != consumer_pos``), edge-triggered does not, so
+edge-triggered callers must read until a call returns fewer than ``max``.
 
 As a second line of defence, and for producers that use ``BPF_RB_NO_WAKEUP``,
 :meth:`RingBuffer.poll` never sleeps in ``epoll_wait`` longer than
@@ -72,11 +80,11 @@ As a second line of defence, and for producers that use ``BPF_RB_NO_WAKEUP``,
 wake-up costs bounded latency, never a hang.
 
 arm64 is weakly ordered: loads may pass loads and stores may pass loads, so
-(a)->(b), (b)->(c) and (c)->(d) need barriers as well.  On any architecture
-other than x86 the consumer calls ``full_fence()`` (there a release store
-followed by an acquire read-modify-write, which ARMv8 keeps in order)
-between those steps too, once per batch, which is stronger than the
-acquire/release pairs libbpf uses.  The kernel side is already correct on
+(a)->(b), (b)->(c) and (c)->(d) need barriers as well.  The consumer calls
+``acquire_fence()`` after (a) and (b) and ``release_fence()`` before (d), once
+per batch; on x86 those are empty, elsewhere they are ``full_fence()`` (on
+arm64 a release store followed by an acquire read-modify-write, which ARMv8
+keeps in order), stronger than the acquire/release pairs libbpf uses.  The kernel side is already correct on
 arm64 (release/acquire and a fully ordered ``xchg``).
 
 Drops
@@ -93,7 +101,6 @@ function returning that count as ``RingBuffer(..., lost=...)``;
 from __future__ import annotations
 
 import mmap
-import os
 import struct
 import time
 from typing import Any, Callable
@@ -114,10 +121,6 @@ BPF_RINGBUF_HDR_SZ = 8
 _LEN_MASK = BPF_RINGBUF_DISCARD_BIT - 1
 _BPF_MAP_TYPE_RINGBUF = 27
 _U64 = struct.Struct("=Q")
-
-# Architectures whose hardware keeps load->load, load->store and store->store
-# order (TSO): only the store->load fence of step (e) is needed there.
-_TSO = os.uname().machine in ("x86_64", "i386", "i686")
 
 # One run of consecutive committed records: (pos, count, length, stride).
 Run = tuple
@@ -205,6 +208,10 @@ class RingBuffer(_Reader):
     ``max`` guarantees a wake-up for the next record (see the module notes),
     so edge-triggered loops are safe as long as they drain that far.
 
+    ``lost`` is the producer's drop counter as a function (see the module
+    notes and :func:`map_counter`).  ``wakeup_bound_ms`` caps each sleep in
+    ``epoll_wait`` so that a missed wake-up costs at most that much latency.
+
     Not thread-safe: one consumer per ring.  Close with ``close()`` or use it
     as a context manager.  Linux >= 5.8.
     """
@@ -222,7 +229,7 @@ class RingBuffer(_Reader):
             raise ObjectFormatError(
                 f"ring buffer size {size} is not a power of two multiple of the "
                 f"page size; is fd {fd} a BPF_MAP_TYPE_RINGBUF map?")
-        from ._sys.fence import full_fence
+        from ._sys import fence
         page = mmap.PAGESIZE
         try:
             cons_mm = mmap.mmap(fd, page, flags=mmap.MAP_SHARED,
@@ -240,12 +247,12 @@ class RingBuffer(_Reader):
         cons = memoryview(cons_mm)
         prod = memoryview(prod_mm)
         self._views += [cons, prod]
-        self._setup(cons[:8], prod[:8], prod[page:], size, full_fence)
+        self._setup(cons[:8], prod[:8], prod[page:], size,
+                    (fence.acquire_fence, fence.release_fence, fence.full_fence))
 
     @classmethod
     def _over_memory(cls, consumer: memoryview, producer: memoryview,
-                     data: memoryview, size: int,
-                     fence: Callable[[], None] | None = None) -> RingBuffer:
+                     data: memoryview, size: int) -> RingBuffer:
         """A RingBuffer over caller-provided memory laid out like the kernel's
         (``data`` holds the ring twice); used to test the decoder."""
         self = cls.__new__(cls)
@@ -256,11 +263,12 @@ class RingBuffer(_Reader):
         self._lost_fn = None
         self._bound = 0.2
         self._fd = -1
-        self._setup(consumer, producer, data, size, fence or (lambda: None))
+        nop = lambda: None  # noqa: E731 -- private memory needs no fences
+        self._setup(consumer, producer, data, size, (nop, nop, nop))
         return self
 
-    def _setup(self, consumer: memoryview, producer: memoryview,
-               data: memoryview, size: int, fence: Callable[[], None]) -> None:
+    def _setup(self, consumer: memoryview, producer: memoryview, data: memoryview,
+               size: int, fences: tuple[Callable[[], None], ...]) -> None:
         cons_q = consumer[:8].cast("Q")
         prod_q = producer[:8].cast("Q")
         data = data[:2 * size]
@@ -272,8 +280,7 @@ class RingBuffer(_Reader):
         self._u32 = u32
         self._size = size
         self._mask = size - 1
-        self._full_fence = fence
-        self._weak_fence = None if _TSO else fence
+        self._acquire_fence, self._release_fence, self._full_fence = fences
         self._cons = cons_q[0]
         self._structs: dict[tuple[str, int, int], struct.Struct] = {}
         self._closed = False
@@ -336,7 +343,8 @@ class RingBuffer(_Reader):
         Every record must be at least ``fmt.size`` bytes; longer records are
         decoded from their start (so a ``'@'`` format without trailing padding
         still matches ``sizeof`` of the C struct).  Runs of same-sized records
-        are decoded by one ``struct.iter_unpack`` call.  A record shorter than
+        are decoded by one ``struct.iter_unpack`` call; a ``max`` of a few
+        thousand keeps the batch in cache and is fastest.  A record shorter than
         ``fmt`` stops the batch before it; if it is the first one,
         ``ObjectFormatError`` is raised and it stays unconsumed (read it with
         ``read_batch``).
@@ -388,27 +396,24 @@ class RingBuffer(_Reader):
                emit: Callable[[list[Run], int], tuple[int, int]]) -> int:
         total = 0
         cons = self._cons
-        weak = self._weak_fence
+        acquire = self._acquire_fence       # no-ops on x86 (see module notes)
         while True:
             prod = self._prod_q[0]                       # (a)
-            if weak is not None:
-                weak()
+            acquire()
             runs, end = self._scan(cons, prod, limit - total)   # (b)
             if end == cons:
                 return total
-            if weak is not None:
-                weak()
+            acquire()
             n, end = emit(runs, end)                     # (c)
             if end == cons:
                 return total
-            if weak is not None:
-                weak()
+            self._release_fence()
             self._cons_q[0] = end                        # (d)
             self._cons = cons = end
             total += n
+            self._full_fence()                           # (e)
             if total >= limit:
                 return total
-            self._full_fence()                           # (e)
 
     def _scan(self, cons: int, prod: int, limit: int) -> tuple[list[Run], int]:
         """Committed records in ``[cons, prod)``, at most ``limit`` of them, as
@@ -544,8 +549,7 @@ class RingBuffer(_Reader):
         return st
 
     def _commit(self, end: int) -> None:
-        if self._weak_fence is not None:
-            self._weak_fence()
+        self._release_fence()
         self._cons_q[0] = end
         self._cons = end
         self._full_fence()
