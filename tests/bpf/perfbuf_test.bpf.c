@@ -1,8 +1,7 @@
 // Producer for the perf buffer consumer tests (tests/test_perfbuf.py).
 // Run with BPF_PROG_TEST_RUN (optionally BPF_F_TEST_RUN_ON_CPU); the raw
 // tracepoint context carries the arguments.
-// Build: clang -O2 -g -target bpf -I/usr/include/$(uname -m)-linux-gnu \
-//          -c perfbuf_test.bpf.c -o perfbuf_test.bpf.o
+// Built by `make test-objects` (UAPI headers only, no vmlinux.h).
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
 

@@ -1,7 +1,6 @@
 // Flood producer for tools/bench_ringbuf.py: fixed-size five-field events
 // into a large ring buffer, as fast as bpf_loop goes.
-// Build: clang -O2 -g -target bpf -I/usr/include/$(uname -m)-linux-gnu \
-//          -c ringbuf_bench.bpf.c -o ringbuf_bench.bpf.o
+// Built by `make test-objects` (UAPI headers only, no vmlinux.h).
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
 

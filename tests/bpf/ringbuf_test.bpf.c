@@ -1,7 +1,6 @@
 // Producers for the ring buffer consumer tests (tests/test_ringbuf.py).
 // Run with BPF_PROG_TEST_RUN; the raw tracepoint context carries the arguments.
-// Build: clang -O2 -g -target bpf -I/usr/include/$(uname -m)-linux-gnu \
-//          -c ringbuf_test.bpf.c -o ringbuf_test.bpf.o
+// Built by `make test-objects` (UAPI headers only, no vmlinux.h).
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
 
