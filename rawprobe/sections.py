@@ -57,8 +57,10 @@ class ProgType(IntEnum):
     NETFILTER = 32          # 6.4
 
 
-class AttachType(IntEnum):
-    """enum bpf_attach_type (the ``expected_attach_type`` of BPF_PROG_LOAD)."""
+class _AttachTypes:
+    """enum bpf_attach_type (the ``expected_attach_type`` of BPF_PROG_LOAD) as plain
+    ints.  :data:`AttachType`, an IntEnum with these names, is built on first use
+    (module ``__getattr__``): an enum costs ~15 us per member to create at import."""
     CGROUP_INET_INGRESS = 0
     CGROUP_INET_EGRESS = 1
     CGROUP_INET_SOCK_CREATE = 2
@@ -119,11 +121,27 @@ class AttachType(IntEnum):
     TRACE_UPROBE_SESSION = 57
 
 
+def build_int_enum(name: str, ints: type, namespace: dict, doc: str) -> type:
+    """An IntEnum ``name`` with the int attributes of ``ints``, cached in
+    ``namespace`` (a module's globals) so its ``__getattr__`` runs once."""
+    members = {k: v for k, v in vars(ints).items() if not k.startswith("_")}
+    cls = IntEnum(name, members, module=namespace["__name__"])
+    cls.__doc__ = doc
+    namespace[name] = cls
+    return cls
+
+
+def __getattr__(name: str) -> type:
+    if name == "AttachType":
+        return build_int_enum(name, _AttachTypes, globals(), "enum bpf_attach_type.")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 # prog_flags of BPF_PROG_LOAD
 BPF_F_SLEEPABLE = 1 << 4       # 5.10
 BPF_F_XDP_HAS_FRAGS = 1 << 5   # 5.18
 
-P, A = ProgType, AttachType
+P, A = ProgType, _AttachTypes
 _S, _FRAGS = BPF_F_SLEEPABLE, BPF_F_XDP_HAS_FRAGS
 
 

@@ -11,7 +11,8 @@ machine.  What this module does, following libbpf's object model:
   or callback references (``ld_imm64`` of a function, BPF_PSEUDO_FUNC, e.g. for
   ``bpf_loop``), transitively, each appended once, with the call offsets fixed.
   func_info / line_info / CO-RE relocations from ``.BTF.ext`` follow their
-  functions to the new layout, in instruction units as BPF_PROG_LOAD wants them.
+  functions to the new layout (func_info/line_info offsets in instructions, as
+  BPF_PROG_LOAD wants them; CO-RE relocation offsets stay in bytes).
 * maps: BTF-defined maps in ``.maps`` (``__uint``/``__type``/``__array``), and one
   single-entry array map per global-data section (``.rodata``, ``.data``, ``.bss``,
   ``.rodata.*``, ``.data.*``; string literals in ``.rodata.str1.1`` included),
@@ -29,22 +30,23 @@ from __future__ import annotations
 
 import errno as _errno
 import os
-from enum import IntEnum
+from bisect import bisect_left
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from . import elf as E
 from . import insn as I
-from .errors import (BTFError, NotFoundError, ObjectFormatError, PermissionDeniedError, RawprobeError,
-                     SyscallError)
-from .sections import ProgType, program_section
+from .errors import (BTFError, NotFoundError, ObjectFormatError, PermissionDeniedError,
+                     RawprobeError, SyscallError)
+from .sections import ProgType, build_int_enum, program_section
 
 if TYPE_CHECKING:  # pragma: no cover
     from .btf.ext import BTFExt, CoreRelo, FuncInfo, LineInfo
     from .btf.parse import BTFSpec
 
 
-class MapType(IntEnum):
-    """enum bpf_map_type."""
+class _MapTypes:
+    """enum bpf_map_type as plain ints; :data:`MapType`, an IntEnum with these
+    names, is built on first use (module ``__getattr__``) to keep import cheap."""
     UNSPEC = 0
     HASH = 1
     ARRAY = 2
@@ -81,6 +83,12 @@ class MapType(IntEnum):
     ARENA = 33
 
 
+def __getattr__(name: str) -> type:
+    if name == "MapType":
+        return build_int_enum(name, _MapTypes, globals(), "enum bpf_map_type.")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 # map_flags (uapi/linux/bpf.h)
 BPF_F_NO_PREALLOC = 1 << 0
 BPF_F_NUMA_NODE = 1 << 2
@@ -92,7 +100,7 @@ LIBBPF_PIN_NONE = 0
 LIBBPF_PIN_BY_NAME = 1
 
 BPF_OBJ_NAME_LEN = 16
-_MAP_IN_MAP = (MapType.ARRAY_OF_MAPS, MapType.HASH_OF_MAPS)
+_MAP_IN_MAP = (_MapTypes.ARRAY_OF_MAPS, _MapTypes.HASH_OF_MAPS)
 _MAX_DATA_SIZE = 1 << 29       # far above KMALLOC_MAX_SIZE, the kernel's limit
 _UINT_FIELDS = ("type", "max_entries", "map_flags", "numa_node", "key_size", "value_size",
                 "pinning", "map_extra")
@@ -127,7 +135,7 @@ class _Record:
 class MapSpec(_Record):
     """A map to create: BPF_MAP_CREATE's attributes with the kernel's names.
 
-    ``type`` is a :class:`MapType` (an int; unknown numbers stay plain ints).
+    ``type`` is the kernel's map type number (compare with :data:`MapType`).
     ``max_entries`` 0 on a PERF_EVENT_ARRAY means "one per possible CPU" (the
     loader fills it in).  ``contents`` is the initial value of a global-data map
     (its single entry; None for other maps); ``frozen`` maps are BPF_MAP_FREEZE'd
@@ -423,6 +431,7 @@ class _Parser:
         self.map_ranges: list[tuple[int, int, str]] = []  # [start, end) in .maps
         self.values_off: dict[str, int] = {}           # map -> offset of its values
         self.funcs: dict[tuple[int, int], _Func] = {}  # (shndx, start insn) -> func
+        self.ext_index: dict[str, tuple] = {}          # section -> .BTF.ext records
         # (section index, name) -> data symbol, for DATASEC offsets
         self.data_syms = {(s.shndx, s.name): s for s in reversed(self.elf.symbols)
                           if s.name and s.type in (E.STT_OBJECT, E.STT_NOTYPE)}
@@ -600,7 +609,7 @@ class _Parser:
                 raise self.err(f"{what}: unknown field {m.name!r}", ".maps")
         if "type" not in vals:
             raise self.err(f"{what} has no __uint(type, ...)", ".maps")
-        spec = MapSpec(name=name, type=_map_type(vals["type"]),
+        spec = MapSpec(name=name, type=vals["type"],
                        max_entries=vals.get("max_entries", 0),
                        map_flags=vals.get("map_flags", 0), pinning=vals.get("pinning", 0),
                        map_extra=vals.get("map_extra", 0), numa_node=vals.get("numa_node", 0))
@@ -631,7 +640,7 @@ class _Parser:
                 spec.inner = self._map_def(name + ".inner", target, inner=True)
                 spec.inner.kernel_name = _kernel_name(name + ".inner")
             elif isinstance(target, T.FuncProto):
-                if spec.type != MapType.PROG_ARRAY:
+                if spec.type != _MapTypes.PROG_ARRAY:
                     raise self.err(f"{what}: __array(values, <function>) needs "
                                    f"PROG_ARRAY", ".maps")
             else:
@@ -664,7 +673,7 @@ class _Parser:
                 raise self.err(f"map {owner!r}: initial value for slot {slot} but "
                                f"max_entries is {m.max_entries}", ".maps")
             sym = elf.symbols[r.sym]
-            if m.type == MapType.PROG_ARRAY:
+            if m.type == _MapTypes.PROG_ARRAY:
                 if sym.name not in programs:
                     raise self.err(f"map {owner!r}: slot {slot} refers to {sym.name!r}, "
                                    f"which is not a program", ".maps")
@@ -691,7 +700,7 @@ class _Parser:
                 contents = self.elf.contents(sec)
             ds_id, ds = self._datasec(sec.name)
             flags = BPF_F_MMAPABLE | (BPF_F_RDONLY_PROG if readonly else 0)
-            m = MapSpec(name=sec.name, type=MapType.ARRAY, key_size=4, value_size=sec.size,
+            m = MapSpec(name=sec.name, type=_MapTypes.ARRAY, key_size=4, value_size=sec.size,
                         max_entries=1, map_flags=flags, btf_value_type_id=ds_id,
                         contents=contents, frozen=readonly, section=sec.name,
                         kernel_name=_kernel_name(sec.name, self.obj_name))
@@ -766,51 +775,53 @@ class _Parser:
                 continue                       # code outside any function: never loaded
             sym = elf.symbols[r.sym]
             ins = I.decode(code, idx)
-            where = f"function {f.name!r}, {I.disasm(code, idx)}"
+
+            def where(f: _Func = f, idx: int = idx) -> str:   # only on error: disasm costs
+                return f"function {f.name!r}, {I.disasm(code, idx)}"
             if sym.shndx == E.SHN_UNDEF:
-                raise self.err(f"{where}: refers to extern {sym.name!r}; extern kconfig, "
+                raise self.err(f"{where()}: refers to extern {sym.name!r}; extern kconfig, "
                                f"ksym and kfunc symbols are not supported", sec.name)
             if not sym.shndx < len(elf.sections):
-                raise self.err(f"{where}: symbol {sym.name!r} has special section index "
+                raise self.err(f"{where()}: symbol {sym.name!r} has special section index "
                                f"{sym.shndx:#x}", sec.name)
             target = elf.sections[sym.shndx]
             relocated.add(idx)
             local = idx - f.start
             if ins.is_call():
                 if r.type != E.R_BPF_64_32 or ins.src_reg != I.BPF_PSEUDO_CALL:
-                    raise self.err(f"{where}: unexpected relocation type {r.type} on a call",
+                    raise self.err(f"{where()}: unexpected relocation type {r.type} on a call",
                                    sec.name)
                 if target.index != text_idx:
-                    raise self.err(f"{where}: calls {sym.name!r} in section "
+                    raise self.err(f"{where()}: calls {sym.name!r} in section "
                                    f"{target.name!r}; subprograms must be in .text",
                                    sec.name)
                 dest = sym.value // 8 + ins.imm + 1
                 f.refs.append((local, "call", (target.index, dest)))
             elif ins.is_ld_imm64():
                 if r.type != E.R_BPF_64_64 or idx + 1 >= n:
-                    raise self.err(f"{where}: unexpected relocation type {r.type} on "
+                    raise self.err(f"{where()}: unexpected relocation type {r.type} on "
                                    f"ld_imm64", sec.name)
                 off = sym.value + ins.imm
                 if target.is_code:
                     if target.index != text_idx or off % 8:
-                        raise self.err(f"{where}: takes the address of {sym.name!r} in "
+                        raise self.err(f"{where()}: takes the address of {sym.name!r} in "
                                        f"{target.name!r}; callbacks must be in .text",
                                        sec.name)
                     f.refs.append((local, "func", (target.index, off // 8)))
                 elif target.name == ".maps":
                     name = self.map_at.get(off)
                     if name is None:
-                        raise self.err(f"{where}: no map at offset {off} of .maps",
+                        raise self.err(f"{where()}: no map at offset {off} of .maps",
                                        sec.name)
                     f.refs.append((local, "map", name))
                 elif target.name in self.maps:
                     f.refs.append((local, "data", (target.name, off)))
                 else:
-                    raise self.err(f"{where}: refers to {sym.name!r} in section "
+                    raise self.err(f"{where()}: refers to {sym.name!r} in section "
                                    f"{target.name!r}, which is neither a map, global data "
                                    f"nor code", sec.name)
             else:
-                raise self.err(f"{where}: relocation type {r.type} on an instruction that "
+                raise self.err(f"{where()}: relocation type {r.type} on an instruction that "
                                f"is neither ld_imm64 nor call", sec.name)
         # bpf-to-bpf calls the compiler resolved itself (same section, no relocation):
         # code 0x85 with src_reg BPF_PSEUDO_CALL and dst_reg 0, found by bytes.find
@@ -894,32 +905,40 @@ class _Parser:
         if self.btf_ext is not None:
             self._rebase_ext(prog, layout, start_of)
 
+    def _ext_index(self, sec: str) -> tuple:
+        """This section's .BTF.ext records, indexed for slicing by byte offset."""
+        idx = self.ext_index.get(sec)
+        if idx is None:
+            ext = self.btf_ext
+            assert ext is not None
+            funcs = {r.insn_off: r for r in ext.func_infos.get(sec, ())}
+            lines = sorted(ext.line_infos.get(sec, ()), key=lambda r: r.insn_off)
+            cores = sorted(ext.core_relos.get(sec, ()), key=lambda r: r.insn_off)
+            idx = (funcs, [r.insn_off for r in lines], lines, [r.insn_off for r in cores], cores)
+            self.ext_index[sec] = idx
+        return idx
+
     def _rebase_ext(self, prog: ProgramSpec, layout: list[_Func],
                     start_of: dict[int, int]) -> None:
-        from dataclasses import replace   # the records are btf.ext's dataclasses
-        ext = self.btf_ext
-        assert ext is not None
+        from .btf.ext import CoreRelo, FuncInfo, LineInfo
+        any_func_info = bool(self.btf_ext and self.btf_ext.func_infos)
         for f in layout:
             base = start_of[id(f)]
             lo, hi = f.start * 8, (f.start + f.count) * 8
-            sec = f.sec.name
-            fis = [r for r in ext.func_infos.get(sec, ()) if r.insn_off == lo]
-            if fis:
-                prog.func_info.append(replace(fis[0], insn_off=base))
-            elif prog.func_info or ext.func_infos:
-                raise self.err(f"function {f.name!r} has no func_info in .BTF.ext", sec)
-            for r in ext.line_infos.get(sec, ()):
-                if lo <= r.insn_off < hi:
-                    prog.line_info.append(replace(r, insn_off=base + (r.insn_off - lo) // 8))
-            for r in ext.core_relos.get(sec, ()):     # these stay in bytes
-                if lo <= r.insn_off < hi:
-                    prog.core_relos.append(replace(r, insn_off=base * 8 + r.insn_off - lo))
+            funcs, line_offs, lines, core_offs, cores = self._ext_index(f.sec.name)
+            fi = funcs.get(lo)
+            if fi is not None:
+                prog.func_info.append(FuncInfo(insn_off=base, type_id=fi.type_id))
+            elif any_func_info:
+                raise self.err(f"function {f.name!r} has no func_info in .BTF.ext",
+                               f.sec.name)
+            for r in lines[bisect_left(line_offs, lo):bisect_left(line_offs, hi)]:
+                prog.line_info.append(LineInfo(
+                    insn_off=base + (r.insn_off - lo) // 8, file_name_off=r.file_name_off,
+                    line_off=r.line_off, line_col=r.line_col))
+            for r in cores[bisect_left(core_offs, lo):bisect_left(core_offs, hi)]:
+                prog.core_relos.append(CoreRelo(             # these stay in bytes
+                    insn_off=base * 8 + r.insn_off - lo, type_id=r.type_id,
+                    access_str_off=r.access_str_off, kind=r.kind, access_str=r.access_str))
         prog.line_info.sort(key=lambda r: r.insn_off)
         prog.core_relos.sort(key=lambda r: r.insn_off)
-
-
-def _map_type(value: int) -> int:
-    try:
-        return MapType(value)
-    except ValueError:
-        return value
