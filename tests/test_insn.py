@@ -98,7 +98,7 @@ def test_disasm(raw, text):
     assert I.disasm(raw, 0) == "0: " + text
 
 
-@settings(max_examples=150)
+@settings(max_examples=100)
 @given(st.binary(min_size=0, max_size=64), st.integers(-2, 10))
 def test_disasm_never_raises(data, index):
     assert isinstance(I.disasm(data, index), str)

@@ -7,6 +7,7 @@ parser under test.
 """
 from __future__ import annotations
 
+import functools
 import re
 import shutil
 import struct
@@ -51,6 +52,7 @@ def maps() -> ObjectSpec:
     return ObjectSpec.from_file(MAPS)
 
 
+@functools.lru_cache(maxsize=None)
 def objdump_sizes(path: Path) -> dict[str, int]:
     """Function name -> instruction slots, from llvm-objdump -d."""
     out = subprocess.run([OBJDUMP, "-d", "--no-show-raw-insn", str(path)], check=True,

@@ -22,7 +22,7 @@ BPF_DIR = Path(__file__).parent / "bpf"
 OBJECTS = {p.name: p.read_bytes() for p in sorted(BPF_DIR.glob("spec_*.bpf.o"))
            if p.name not in ("spec_legacy.bpf.o", "spec_extern.bpf.o")}
 
-SETTINGS = settings(max_examples=150, deadline=None,
+SETTINGS = settings(max_examples=100, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow])
 
 
@@ -80,7 +80,7 @@ def test_flipped_bytes(data):
     parse(data)
 
 
-@SETTINGS
+@settings(SETTINGS, max_examples=50)
 @given(st.sampled_from(sorted(OBJECTS)), st.data())
 def test_truncated(name, data):
     blob = OBJECTS[name]
