@@ -54,6 +54,7 @@ def _repr(obj: object) -> str:
 # Plain slotted classes rather than dataclasses: a dataclass costs ~1 ms of
 # import time to generate its methods, and these are only records.
 class Section:
+    """One section header; ``data`` slices the file on demand."""
     __slots__ = ("index", "name", "type", "flags", "offset", "size", "link", "info",
                  "addralign", "entsize", "_file")
     __repr__ = _repr
@@ -78,6 +79,8 @@ class Section:
 
 
 class Symbol:
+    """An ELF64 symbol: ``value`` is the offset into section ``shndx`` (or an
+    SHN_* index), ``type`` STT_*, ``bind`` STB_*, ``other`` the visibility."""
     __slots__ = ("index", "name", "value", "size", "type", "bind", "other", "shndx")
     __repr__ = _repr
 
@@ -85,16 +88,15 @@ class Symbol:
                  other: int, shndx: int) -> None:
         self.index, self.name, self.value, self.size = index, name, value, size
         self.type, self.bind, self.other, self.shndx = type, bind, other, shndx
-        # value: offset into its section; type STT_*, bind STB_*; other: visibility;
-        # shndx: section index or SHN_*
 
 
 class Reloc:
+    """A REL entry: byte ``offset`` into the target section, R_BPF_* ``type``,
+    ``sym`` index into the symbol table (addends live in the instruction)."""
     __slots__ = ("offset", "type", "sym")
     __repr__ = _repr
 
     def __init__(self, offset: int, type: int, sym: int) -> None:
-        # offset: byte offset into the target section; type R_BPF_*; sym: symbol index
         self.offset, self.type, self.sym = offset, type, sym
 
 
