@@ -15,7 +15,6 @@ import shutil
 import struct
 import subprocess
 from collections import defaultdict
-from functools import lru_cache
 from pathlib import Path
 
 import pytest
@@ -26,8 +25,8 @@ from rawprobe.btf.core import (KIND_NAMES, POISON_HELPER, CoreRelocator, CoreRes
                                compute)
 from rawprobe.btf.ext import BTFExt, CoreRelo, CoreReloKind as K
 from rawprobe.btf.kernel import KernelBTF
-from rawprobe.errors import CORERelocationError, RawprobeError
-from test_btf_kernel import VMLINUX, bpftool_dump, needs_vmlinux
+from rawprobe.errors import CORERelocationError
+from test_btf_kernel import bpftool_dump, needs_vmlinux
 from test_btf_parse import BPF_DIR, elf_sections, object_btf
 
 LOCAL, TARGET, READ = (BPF_DIR / f"core_{n}.bpf.o" for n in ("local", "target", "read"))

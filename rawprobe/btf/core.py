@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass, field
-from typing import Iterable, Optional, Sequence, Union
+from typing import Any, Iterable, Optional, Sequence
 
 from ..errors import BTFError, CORERelocationError, RawprobeError
 from . import types as T
@@ -60,7 +60,9 @@ KIND_NAMES = {
     K.ENUMVAL_VALUE: "enumval_value",
 }
 
-BTFLike = object   # BTFSpec or KernelBTF: type_by_id, size_of, essential_ids, ...
+# Either BTF flavour works as local or target: BTFSpec or KernelBTF (type_by_id,
+# size_of, essential_ids, types_by_name).
+BTFLike = Any
 
 
 class _Fail(Exception):
@@ -339,6 +341,10 @@ def parse_spec(btf, relo: CoreRelo) -> CoreSpec:
     s = relo.access_str
     if not s or s[0] == ":":
         raise _Fail(f"bad access string {s!r}")
+    try:
+        _type(btf, relo.type_id)
+    except BTFError as e:
+        raise _Fail(str(e)) from None
     spec = CoreSpec(btf, relo.type_id, relo.kind)
     if relo.kind in TYPE_KINDS:
         if s != "0":
@@ -692,7 +698,7 @@ class CoreRelocator:
             where = f"program {program!r}" if program else ""
             if section:
                 where += f" (section {section!r})" if where else f"section {section!r}"
-            path = local_spec.path() if local_spec is not None else \
+            path = _safe_path(local_spec) if local_spec is not None else \
                 _safe_type(self.local, relo.type_id)
             msg = (f"{where + ', ' if where else ''}insn #{insn}: CO-RE relocation "
                    f"{KIND_NAMES.get(relo.kind, relo.kind)} of {path} "
@@ -725,6 +731,13 @@ def _safe_type(btf, type_id: int) -> str:
         return f"{t.kind.name.lower()} {t.name or '<anon>'}"
     except RawprobeError:
         return f"type [{type_id}]"
+
+
+def _safe_path(spec: CoreSpec) -> str:
+    try:
+        return spec.path()
+    except RawprobeError:
+        return f"type [{spec.root_type_id}]"
 
 
 def _desc(r: CoreResult) -> str:

@@ -476,7 +476,7 @@ def size_of(btf, type_id: int) -> int:
             nelems *= t.nelems
             type_id = t.type
             continue
-        if isinstance(t, (T.Typedef, T.Var, *T.QUALIFIERS)):
+        if isinstance(t, (T.Typedef, T.Var, T.DeclTag, *T.QUALIFIERS)):
             type_id = t.type  # type: ignore[attr-defined]
             continue
         raise BTFError(f"BTF type [{type_id}] {t.kind.name} {t.name!r} has no size")
