@@ -40,8 +40,8 @@ pytestmark = pytest.mark.skipif(_loader_missing() is not None, reason=str(_loade
 def targets():
     made: list[Target] = []
 
-    def make(comm, *args):
-        t = Target(comm, *args)
+    def make(comm, *args, **kw):
+        t = Target(comm, *args, **kw)
         made.append(t)
         return t
     yield make
@@ -49,34 +49,42 @@ def targets():
         t.kill()
 
 
+AGREE_US = 10_000
+
+
 def test_cleanup_time_is_measured_in_kernel_and_by_pidfd(targets):
-    """The target takes 150 ms to clean up after SIGTERM.  The kernel's measure (signal
-    generated -> last thread exits) is within 2 ms of that; the pidfd's (signal sent ->
-    pidfd readable, seen from userspace) agrees within 5 ms: it also includes the
-    process's memory teardown, which 6.16+ kernels do after sched_process_exit, and the
-    tool's own wake-up.  This machine is shared by other jobs, so a run disturbed by
-    their load (the target not scheduled in time) is tried again, up to 3 runs."""
+    """The target cleans up for 150 ms after SIGTERM and reports, on its own clock
+    (CLOCK_MONOTONIC, the kernel's too), when its handler ran and when it called
+    exit.  The kernel's time to exit (signal generated -> last thread exits) must be
+    within 2 ms of what the target says it did (on a quiet machine that is 150 ms; the
+    target's own timestamps keep the check exact when other jobs load the machine).
+    The pidfd's measure must agree with the kernel's within AGREE_US: it also covers
+    the process's memory teardown (after sched_process_exit on 6.16+ kernels) and the
+    tool's own wake-up, both at the mercy of the scheduler (1-2 ms apart on a quiet
+    machine, 6-8 ms at a load average of 9 on 2 cores), so that one gets up to 3 runs."""
     runs = []
     for _ in range(3):
         comm = unique_comm()
-        t = targets(comm, "--cleanup-ms", "150", "--exit-code", "5")
+        t = targets(comm, "--cleanup-ms", "150", "--exit-code", "5", report=True)
         w = Watch("--comm", comm, "--count", "1", "--kill-after", "3s")
         t.go()
         assert w.finish() == 0, w.stderr
         ex = w.of("exit", t.pid)[0]
+        t_in, t_out = t.own_times()
+        assert t_out - t_in >= 150_000_000
+        truth_us = (t_out - ex["signal_ktime_ns"]) / 1000      # signal -> exit call
+        assert truth_us - 50 <= ex["time_to_exit_us"] <= truth_us + 2_000, (truth_us, ex)
         assert ex["escalated"] is False and ex["exit_code"] == 5
         sig = w.of("signal", t.pid)[0]
         assert sig["signal"] == "SIGTERM" and sig["latency_us"] > 0
         ic = w.of("intercept", t.pid)[0]
         assert ic["syscall"] == "write" and ic["hit"] == 1 and ic["data"] == "call 1\n"
         assert ic["comm"] == comm and len(ic["args"]) == 6
-        s = w.summary()
-        assert s["counts"]["exited"] == 1 and s["time_to_exit_us"]["n"] == 1
-        k, p = ex["time_to_exit_us"], ex["time_to_exit_pidfd_us"]
-        runs.append((k, p))
-        if 150_000 <= k <= 152_000 and abs(k - p) < 5_000:
+        assert w.summary()["counts"]["exited"] == 1
+        runs.append((ex["time_to_exit_us"], ex["time_to_exit_pidfd_us"]))
+        if abs(runs[-1][0] - runs[-1][1]) < AGREE_US:
             return
-    pytest.fail(f"time to exit (kernel us, pidfd us) over 3 runs: {runs}")
+    pytest.fail(f"kernel and pidfd measures (us) never agreed within {AGREE_US} us: {runs}")
 
 
 def test_ignored_sigterm_is_escalated_at_the_deadline(targets):
@@ -185,6 +193,10 @@ def test_a_reused_pid_is_not_signalled(targets):
     victim.p.wait(timeout=5)     # ... exits, and is reaped here
     other = spawn_with_pid(victim.pid, ["/bin/sleep", "30"])   # the same pid, another process
     try:
+        for _ in range(200):      # until it has exec'd: a pid of a live, different process
+            if open(f"/proc/{other}/comm").read().strip() == "sleep":
+                break
+            time.sleep(0.005)
         assert w.finish() == 0, w.stderr
         refused = w.of("refused", victim.pid)
         assert refused and refused[0]["reason"].startswith("pid reused"), w.events

@@ -376,6 +376,8 @@ class Tracker:
             start = kx.signal_ns or kx.kill_ns or t.signal_ns
             tte_k = round((kx.exit_ns - start) / 1000, 1)
             self.tte_kernel_us.append(tte_k)
+            # the raw stamps (CLOCK_MONOTONIC ns), to line up with other clocks' records
+            rec["signal_ktime_ns"], rec["exit_ktime_ns"] = start, kx.exit_ns
         tte_p = None
         if t.exit_seen_ns:
             tte_p = round((t.exit_seen_ns - t.signal_ns) / 1000, 1)

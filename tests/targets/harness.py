@@ -25,11 +25,19 @@ def unique_comm(prefix: str = "rpt_") -> str:
 class Target:
     """tests/targets/target.py, started and waiting for "go"."""
 
-    def __init__(self, comm: str, *args: str) -> None:
+    def __init__(self, comm: str, *args: str, report: bool = False) -> None:
         self.comm = comm
+        self.report_r = -1
+        extra: list[str] = []
+        fds: tuple[int, ...] = ()
+        if report:   # the target tells when its handler ran and when it called exit
+            self.report_r, w = os.pipe()
+            extra, fds = ["--report-fd", str(w)], (w,)
         self.p = subprocess.Popen([sys.executable, "-S", str(HERE / "target.py"), "--comm", comm,
-                                   "--wait-go", *args],
+                                   "--wait-go", *args, *extra], pass_fds=fds,
                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        for fd in fds:
+            os.close(fd)
         line = self.p.stdout.readline()
         assert line == "ready\n", f"target did not start: {line!r}"
         self.pid = self.p.pid
@@ -42,6 +50,13 @@ class Target:
         """Until the target closed its stdout after its writes."""
         r, _, _ = select.select([self.p.stdout], [], [], timeout)
         assert r and self.p.stdout.read() == "", "target did not finish its writes"
+
+    def own_times(self) -> tuple[int, int]:
+        """(handler entry, exit call) in CLOCK_MONOTONIC ns, as the target saw them."""
+        with os.fdopen(self.report_r, "rb") as f:
+            t_in, t_out = f.read().split()
+        self.report_r = -1
+        return int(t_in), int(t_out)
 
     def alive(self) -> bool:
         return self.p.poll() is None

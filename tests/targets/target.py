@@ -34,11 +34,17 @@ def main() -> None:
     ap.add_argument("--wait-go", action="store_true")
     ap.add_argument("--forks", type=int, default=0)
     ap.add_argument("--linger-s", type=float, default=30.0)
+    ap.add_argument("--report-fd", type=int, default=-1,
+                    help="on SIGTERM, write '<handler entry ns> <exit call ns>' (CLOCK_MONOTONIC)")
     a = ap.parse_args()
 
     def on_term(signum, frame):
+        t_in = time.monotonic_ns()
         if a.cleanup_ms:
             time.sleep(a.cleanup_ms / 1000)
+        if a.report_fd >= 0:
+            t_out = time.monotonic_ns()
+            os.write(a.report_fd, b"%d %d\n" % (t_in, t_out))
         os._exit(a.exit_code)
 
     signal.signal(signal.SIGTERM, signal.SIG_IGN if a.ignore_term else on_term)
