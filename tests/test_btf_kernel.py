@@ -232,6 +232,10 @@ def test_split_module_btf() -> None:
     assert mod.type_by_id(1) == T.Int("int", size=4, encoding=1, bits=32)
     assert mod.types_by_name("p") == [2] and mod.types_by_name("int") == [1]
     assert mod.essential_ids("int") == [1, 3]
+    # A module type may take its name from the base's string table.
+    mod = KernelBTF.from_bytes(blob(rec(1, Kind.TYPEDEF, 0, 1), b"\0"), base=base)
+    assert mod.types_by_name("int") == [1, 2]
+    assert mod.type_by_id(2) == T.Typedef("int", type=1)
 
 
 # -- fuzz: KernelBTF over a temp file only raises BTFError ------------------------------

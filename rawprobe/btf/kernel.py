@@ -310,17 +310,27 @@ class KernelBTF(BTFLookups):
         hi = bisect.bisect_left(keys, (name_off + 1) << 32, lo)
         return [self.first_id + (keys[k] & 0xFFFFFFFF) for k in range(lo, hi)]
 
+    def _string_offsets(self, name: str, flavoured: bool) -> list[int]:
+        """Offsets of ``name`` (or, with ``flavoured``, of its flavours) in the
+        whole string space: a module's types may name themselves with strings
+        of the base (vmlinux) table as well as their own."""
+        offs = []
+        off = self._name_offset(name)
+        if off is not None:
+            offs.append(off)
+        if flavoured:
+            offs += self._flavoured_offsets(name)
+        if isinstance(self.base, KernelBTF):
+            offs += self.base._string_offsets(name, flavoured)
+        return offs
+
     def _lookup(self, name: str, flavoured: bool) -> list[int]:
         ids: list[int] = []
         if self.base is not None:
             ids += (self.base.essential_ids(name) if flavoured
                     else self.base.types_by_name(name))
-        off = self._name_offset(name)
-        if off is not None:
+        for off in self._string_offsets(name, flavoured):
             ids += self._ids_named(off)
-        if flavoured:
-            for off in self._flavoured_offsets(name):
-                ids += self._ids_named(off)
         return sorted(set(ids))
 
     def types_by_name(self, name: str) -> list[int]:
