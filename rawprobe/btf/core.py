@@ -65,8 +65,10 @@ KIND_NAMES = {
 BTFLike = Any
 
 
-class _Fail(Exception):
-    """Internal: the relocation cannot be computed (becomes CORERelocationError)."""
+class _Fail(CORERelocationError):
+    """The relocation cannot be computed.  ``compute`` re-raises it as a plain
+    CORERelocationError with program, instruction and type path; the helpers
+    (parse_spec, match_spec, ...) let it out as it is."""
 
 
 class _Poison(Exception):
