@@ -154,40 +154,33 @@ def _open_pmu(symbol: str, offset: int, retprobe: bool):
 def _translate(err: "SyscallError", symbol: str, offset: int) -> Exception:
     """A clear error for a failed kprobe creation (PMU or tracefs)."""
     import errno
+    from ..errors import SyscallError
     e = err.errno
     target = f"{symbol}+{offset:#x}" if offset else symbol
-    if e in (errno.ENOENT, errno.EINVAL, errno.ENXIO):
+    if e in (errno.ENOENT, errno.EINVAL):
         try:
             exists = kernel_symbol_exists(symbol)
-        except NotSupportedError:
+        except NotSupportedError:      # kallsyms unreadable: cannot tell
             exists = True
         if not exists:
-            return NotFoundError(f"kprobe: kernel function {symbol!r} not found in "
-                                 f"{KALLSYMS}" + (f" (did you mean "
-                                 f"{resolve_syscall_symbol(symbol)!r}?)"
-                                 if _maybe_syscall(symbol) else ""))
+            try:
+                hint = f" (did you mean {resolve_syscall_symbol(symbol)!r}?)"
+            except NotFoundError:
+                hint = ""
+            return NotFoundError(
+                f"kprobe: kernel function {symbol!r} not found in {KALLSYMS}{hint}")
         if e == errno.EINVAL:
-            from ..errors import SyscallError
             return SyscallError(
                 f"kprobe {target}", e,
                 f"{symbol!r} exists but cannot be probed there: it may be on the kprobe "
                 "blacklist (/sys/kernel/debug/kprobes/blacklist), not a function, "
                 "or the offset lies outside it")
     if e == errno.EILSEQ:
-        from ..errors import SyscallError
         return SyscallError(
             f"kprobe {target}", e,
             f"offset {offset:#x} is not at an instruction boundary of {symbol}; pick one "
             "from its disassembly (gdb vmlinux, 'disassemble /r'), or use offset 0")
     return err
-
-
-def _maybe_syscall(symbol: str) -> bool:
-    try:
-        resolve_syscall_symbol(symbol)
-        return True
-    except NotFoundError:
-        return False
 
 
 def attach_kprobe(prog, symbol: str, offset: int = 0, retprobe: bool = False, *,
@@ -215,8 +208,8 @@ def attach_kprobe(prog, symbol: str, offset: int = 0, retprobe: bool = False, *,
     if retprobe and offset:
         raise ObjectFormatError(f"kretprobe {symbol}+{offset:#x}: return probes take no "
                                 "offset (the kernel hooks the return at entry)")
-    if _is_syscall_name(symbol):
-        symbol = resolve_syscall_symbol(symbol)
+    if _is_syscall_name(symbol) and not symbol.startswith(syscall_prefix() + "sys_"):
+        symbol = resolve_syscall_symbol(symbol)     # sys_write -> __x64_sys_write
     kind = "kretprobe" if retprobe else "kprobe"
     target = f"{symbol}+{offset:#x}" if offset else symbol
     use_pmu = via == "pmu" or (via == "auto" and _has_pmu())

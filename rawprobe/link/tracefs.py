@@ -194,14 +194,24 @@ class DynamicEvent:
         return f"<DynamicEvent {self.file}:{self.name}{state}>"
 
 
-def _error_log_tail(root: str) -> str:
-    # The kernel explains rejected probe definitions in error_log (4.19+).
+def _error_log_tail(root: str, command: str = "") -> str:
+    """The kernel's reason for rejecting ``command`` from ``error_log`` (4.19+).
+
+    Entries are ``[time] subsystem: error: <reason>`` followed by a
+    ``Command: <line>`` line and a caret line; only an entry whose command is
+    ours counts (the log also holds other writers' old errors).
+    """
     try:
         with open(os.path.join(root, "error_log"), "rb") as f:
-            lines = f.read().decode(errors="replace").strip().splitlines()
+            lines = f.read().decode(errors="replace").splitlines()
     except OSError:
         return ""
-    return " | ".join(ln.strip() for ln in lines[-2:])
+    for i in range(len(lines) - 1, 0, -1):
+        text = lines[i].strip()
+        if text.startswith("Command:") and (not command or text[8:].strip() == command):
+            reason = lines[i - 1]
+            return reason.split("error:", 1)[-1].strip()
+    return ""
 
 
 def _write(root: str, file: str, line: str) -> None:
@@ -268,28 +278,29 @@ def create_event(file: str, kind: str, target: str, label: str) -> DynamicEvent:
             _counter += 1
             group = f"{EVENT_PREFIX}{pid}_{_counter}"
         line = f"{kind}:{group}/{event} {target}"
+        # Tracked before the write, so that an interruption right after it
+        # still leaves the event to the atexit cleanup.
+        with _lock:
+            _live.add((file, group, event))
+            _install_atexit()
         try:
             _write(root, file, line)
-        except NotSupportedError:
-            raise
         except OSError as e:
+            with _lock:
+                _live.discard((file, group, event))
             err = e.errno or errno.EINVAL
             if err == errno.EEXIST:  # same pid in another pid namespace: next n
                 continue
             if err in (errno.EPERM, errno.EACCES):
                 raise PermissionDeniedError(f"write {line!r} to {file}", err,
                                             "tracefs probe events need root") from None
-            hint = _error_log_tail(root)
-            if err == errno.ENOENT or "not found" in hint.lower():
+            hint = _error_log_tail(root, line)
+            if err == errno.ENOENT:
                 raise NotFoundError(
                     f"{file}: cannot probe {target!r}: target not found"
                     + (f" (kernel says: {hint})" if hint else "")) from None
             raise SyscallError(f"write {line!r} to {file}", err, hint) from None
-        ev = DynamicEvent(file, group, event, root)
-        with _lock:
-            _live.add((file, group, event))
-            _install_atexit()
-        return ev
+        return DynamicEvent(file, group, event, root)
     raise SyscallError(f"create a unique event in {file}", errno.EEXIST,
                        "16 names were taken; run rawprobe.link.tracefs.remove_stale_events()")
 
@@ -316,7 +327,7 @@ def remove_event(file: str, group: str, event: str, *, root: str | None = None) 
                 delay = min(delay * 2, 0.05)
                 continue
             raise SyscallError(f"write {line!r} to {file}", e.errno or errno.EIO,
-                               _error_log_tail(root)) from None
+                               _error_log_tail(root, line)) from None
     with _lock:
         _live.discard((file, group, event))
 

@@ -78,6 +78,7 @@ int on_uprobe(void *ctx) { return bump(C_UPROBE); }
 SEC("uretprobe")
 int on_uretprobe(void *ctx) { return bump(C_URETPROBE); }
 
-/* libbpf-style target: a bare library name is searched like the dynamic linker does. */
-SEC("uprobe/libc.so.6:labs")
+/* libbpf-style target: a bare library name is searched like the dynamic linker
+ * does (LD_LIBRARY_PATH first); the test builds this library at run time. */
+SEC("uprobe/librawprobe_link_test.so:rp_lib_target")
 int on_uprobe_auto(void *ctx) { return bump(C_UPROBE_AUTO); }
