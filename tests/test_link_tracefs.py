@@ -192,6 +192,31 @@ def test_remove_stale_events(uprobe_events):
             tracefs.remove_event("uprobe_events", group, event)
 
 
+def test_tracefs_is_mounted_when_missing():
+    # In a private mount namespace (nothing outside it changes): unmount
+    # tracefs (and debugfs, whose tracing/ dir would automount it), then ask.
+    import shutil
+    if not shutil.which("unshare"):
+        pytest.skip("needs unshare(1) to get a private mount namespace")
+    code = ("from rawprobe.link import tracefs\n"
+            "try:\n    tracefs.tracefs_path(mount=False)\nexcept Exception as e:\n"
+            "    print('unmounted:', e)\n"
+            "print(tracefs.tracefs_path())\n"
+            "print(tracefs.tracepoint_id('syscalls', 'sys_enter_getpgid'))\n")
+    script = ("umount /sys/kernel/debug 2>/dev/null; umount /sys/kernel/tracing 2>/dev/null; "
+              f"exec {sys.executable} -c \"$0\"")
+    out = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", script,
+                          code], capture_output=True, text=True, cwd=os.path.dirname(
+                              os.path.dirname(os.path.abspath(__file__))))
+    if out.returncode and "unshare" in out.stderr:
+        pytest.skip(f"cannot make a mount namespace: {out.stderr.strip()}")
+    lines = out.stdout.splitlines()
+    assert out.returncode == 0, out.stderr
+    assert lines[0].startswith("unmounted:") and "mount -t tracefs" in lines[0]
+    assert lines[1] == "/sys/kernel/tracing"
+    assert int(lines[2]) == tracefs.tracepoint_id("syscalls", "sys_enter_getpgid")
+
+
 def test_tracefs_errors():
     with pytest.raises(NotFoundError):
         tracefs.tracepoint_id("syscalls", "../../x")
