@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -153,22 +154,42 @@ def _btf_load(blob: bytes) -> None:
         raise AssertionError(f"{e}\n{text[-1500:]}") from None
 
 
-@pytest.mark.parametrize("path", CORE_OBJECTS, ids=lambda p: p.name)
-@pytest.mark.parametrize("features", ["all", "none"])
-def test_kernel_accepts(path: Path, features: str) -> None:
-    feats = None if features == "all" else BTFFeatures.none()
-    _btf_load(encode(fresh_spec(path), fixups=fixups_from_elf(path), kernel_features=feats))
+
+
+# The first kernel release with each feature.
+SINCE = {"func": (5, 0), "datasec": (5, 2), "func_global": (5, 6), "float": (5, 13),
+         "decl_tag": (5, 16), "type_tag": (5, 17), "enum64": (6, 0), "qmark_datasec": (6, 9)}
+
+
+def _kernel_version() -> tuple[int, int]:
+    m = re.match(r"(\d+)\.(\d+)", os.uname().release)
+    assert m, os.uname().release
+    return int(m[1]), int(m[2])
 
 
 @pytest.mark.parametrize("feature", FEATURES)
-def test_kernel_accepts_probe_blobs(feature: str) -> None:
-    """Linux 6.18 has every feature, so each probe blob must load here."""
-    _btf_load(probe_blob(feature))
+def test_kernel_probe_blobs(feature: str) -> None:
+    """A probe blob loads exactly when the running kernel is new enough."""
+    if _kernel_version() >= SINCE[feature]:
+        _btf_load(probe_blob(feature))
+    else:
+        with pytest.raises(AssertionError, match="BPF_BTF_LOAD"):
+            _btf_load(probe_blob(feature))
+
+
+def _running_features() -> BTFFeatures:
+    return BTFFeatures(**{f: _kernel_version() >= v for f, v in SINCE.items()})
+
+
+@pytest.mark.parametrize("path", CORE_OBJECTS, ids=lambda p: p.name)
+@pytest.mark.parametrize("features", ["running", "none"])
+def test_kernel_accepts(path: Path, features: str) -> None:
+    feats = _running_features() if features == "running" else BTFFeatures.none()
+    _btf_load(encode(fresh_spec(path), fixups=fixups_from_elf(path), kernel_features=feats))
 
 
 # The order kernels gained them; a real kernel has a prefix of this list.
-BY_VERSION = ["func", "datasec", "func_global", "float", "decl_tag", "type_tag", "enum64",
-              "qmark_datasec"]
+BY_VERSION = sorted(SINCE, key=SINCE.__getitem__)
 
 
 @pytest.mark.parametrize("known", range(len(BY_VERSION) + 1))
@@ -176,6 +197,8 @@ def test_kernel_accepts_sanitised_synthetic(known: int) -> None:
     """What an older kernel would get (one with the first `known` features) is still
     valid BTF for this one."""
     assert sorted(BY_VERSION) == sorted(FEATURES)
+    if known and SINCE[BY_VERSION[known - 1]] > _kernel_version():
+        pytest.skip(f"the running kernel predates {BY_VERSION[known - 1]}")
     feats = BTFFeatures(**{f: i < known for i, f in enumerate(BY_VERSION)})
     _btf_load(encode(synthetic_spec(), kernel_features=feats))
 

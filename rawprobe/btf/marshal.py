@@ -20,7 +20,7 @@ Two things happen on the way, both as libbpf does them:
   DECL_TAG (5.16)                INT (1 byte)
   TYPE_TAG (5.17)                anonymous CONST
   ENUM64 (6.0)                   UNION of 1-byte ints; ENUM kflag cleared
-  DATASEC named ``?...`` (6.x)   ``_`` instead of ``?``
+  DATASEC named ``?...`` (6.9)   ``_`` instead of ``?``
   ============================  ==========================================
 
 The original string section is kept byte for byte at the start of the new
@@ -60,7 +60,7 @@ class BTFFeatures:
     decl_tag: bool = True        # BTF_KIND_DECL_TAG, 5.16
     type_tag: bool = True        # BTF_KIND_TYPE_TAG, 5.17
     enum64: bool = True          # BTF_KIND_ENUM64, 6.0
-    qmark_datasec: bool = True   # DATASEC names starting with '?', 6.x
+    qmark_datasec: bool = True   # DATASEC names starting with '?', 6.9
 
     @classmethod
     def none(cls) -> "BTFFeatures":
