@@ -185,6 +185,19 @@ def test_unwritable_cache_dir_is_fine(tmp_path, monkeypatch) -> None:
 
 
 @needs_vmlinux
+def test_read_fallback_without_mmap(cache_dir, monkeypatch) -> None:
+    """Kernels before 6.16 refuse to mmap /sys/kernel/btf/vmlinux: read() it instead."""
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+    with_mmap = fresh()
+    monkeypatch.setattr(K.mmap, "mmap", refuse)
+    buf = K._map_file(str(VMLINUX))
+    assert isinstance(buf, bytes) and len(buf) == VMLINUX.stat().st_size
+    kb = KernelBTF(buf, path=str(VMLINUX), use_cache=False)
+    assert kb.type_by_name("task_struct") == with_mmap.type_by_name("task_struct")
+
+
+@needs_vmlinux
 def test_load_is_per_process() -> None:
     assert KernelBTF.load() is KernelBTF.load()
 
