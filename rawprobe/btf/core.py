@@ -31,7 +31,7 @@ All kinds need a kernel with BTF (5.4+); TYPE_MATCHES needs clang 15+.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Iterable, Optional, Sequence
 
 from ..errors import BTFError, CORERelocationError, RawprobeError
@@ -77,24 +77,30 @@ class _Poison(Exception):
 
 # -- specs --------------------------------------------------------------------
 
-@dataclass(slots=True)
 class Accessor:
     """One high-level step: a named member of ``type_id`` (a struct/union),
     or, with ``name`` None, element ``idx`` of an array of ``type_id``."""
-    type_id: int
-    idx: int
-    name: Optional[str] = None
+    __slots__ = ("type_id", "idx", "name")
+
+    def __init__(self, type_id: int, idx: int, name: Optional[str] = None) -> None:
+        self.type_id, self.idx, self.name = type_id, idx, name
+
+    def __repr__(self) -> str:
+        return f"Accessor({self.type_id}, {self.idx}, {self.name!r})"
 
 
-@dataclass
 class CoreSpec:
-    """A parsed (local) or matched (target) access path."""
-    btf: BTFLike
-    root_type_id: int
-    kind: K
-    raw: list[int] = field(default_factory=list)       # low-level indices
-    acc: list[Accessor] = field(default_factory=list)  # high-level steps
-    bit_offset: int = 0
+    """A parsed (local) or matched (target) access path: ``raw`` low-level
+    indices, ``acc`` high-level steps, ``bit_offset`` from the root."""
+    __slots__ = ("btf", "root_type_id", "kind", "raw", "acc", "bit_offset")
+
+    def __init__(self, btf: BTFLike, root_type_id: int, kind: K) -> None:
+        self.btf = btf
+        self.root_type_id = root_type_id
+        self.kind = kind
+        self.raw: list[int] = []
+        self.acc: list[Accessor] = []
+        self.bit_offset = 0
 
     def path(self) -> str:
         """C-like path: ``task_struct.real_parent.tgid``, ``pid_type::PIDTYPE_SID``."""
@@ -476,12 +482,13 @@ def match_spec(local: CoreSpec, tbtf, tid: int) -> Optional[CoreSpec]:
 
 # -- values ---------------------------------------------------------------------
 
-@dataclass
 class _Val:
-    val: int = 0
-    sz: int = 0
-    type_id: int = 0
-    validate: bool = True
+    """One side's value (libbpf computes local and target the same way)."""
+    __slots__ = ("val", "sz", "type_id", "validate")
+
+    def __init__(self, val: int = 0, sz: int = 0, type_id: int = 0,
+                 validate: bool = True) -> None:
+        self.val, self.sz, self.type_id, self.validate = val, sz, type_id, validate
 
 
 def _innermost_elem_size(btf, type_id: int) -> tuple[int, int]:
