@@ -4,7 +4,7 @@ Like the original project's toy Java program, it is the process rawprobe's
 demo intercepts.  It names itself (its ``comm``) so a comm filter finds it and
 nothing else, writes one line to its file every ``--interval`` seconds with a
 real ``write(2)`` each time, and on SIGTERM spends ``--cleanup`` seconds
-"cleaning up" (a last write, a sleep, close, unlink) before it exits with
+"cleaning up" (a last write, a sleep, close) before it exits with
 status 143 (128 + SIGTERM, what a JVM reports).
 
 Standard library only and independent of rawprobe, so it can be started as
@@ -48,7 +48,7 @@ def set_comm(name: str) -> None:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--comm", default=DEFAULT_COMM, help="process name to take (default %(default)s)")
-    p.add_argument("--path", help="file to write (default: a new file in the temp dir, removed at exit)")
+    p.add_argument("--path", help="file to append to (default: an unnamed temporary file)")
     p.add_argument("--interval", type=float, default=0.1, help="seconds between writes (default %(default)s)")
     p.add_argument("--writes", type=int, default=0, help="stop writing after N writes, then idle (0 = no limit)")
     p.add_argument("--cleanup", type=float, default=0.25, help="seconds of cleanup after SIGTERM (default %(default)s)")
@@ -61,21 +61,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    own_file = args.path is None
-    if own_file:
-        fd_tmp, path = tempfile.mkstemp(prefix="rawprobe-demo-", suffix=".log")
-        os.close(fd_tmp)
+    if args.path is None:
+        # Unnamed (O_TMPFILE, or unlinked at once): nothing is left behind
+        # even when the target is SIGKILLed.
+        tmp = tempfile.TemporaryFile(prefix="rawprobe-demo-")
+        fd = tmp.fileno()
     else:
-        path = args.path
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
+        tmp = None
+        fd = os.open(args.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
 
     def finish(status: int) -> None:
-        os.close(fd)
-        if own_file:
-            try:
-                os.unlink(path)
-            except OSError:
-                pass
+        if tmp is None:
+            os.close(fd)
+        else:
+            tmp.close()
         # os._exit: no interpreter teardown, so the exit time is the cleanup time.
         os._exit(status)
 

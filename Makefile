@@ -1,0 +1,160 @@
+# rawprobe's build plumbing.
+#
+# Nothing here is needed to USE rawprobe: the wheel ships the compiled BPF
+# objects (prebuilt/) and `make test` runs against committed objects.  clang
+# is only needed to change BPF sources:
+#
+#   make bpf             compile rawprobe/bpf_src/*.bpf.c and tests/bpf/*.bpf.c into build/
+#   make prebuilt        refresh prebuilt/ (objects + manifest.json) from the sources
+#   make check-prebuilt  rebuild and verify prebuilt/ is what the sources build to (CI)
+#   make check-repro     build twice, from checkouts at different paths: byte-identical?
+#   make test-objects    rebuild the committed tests/bpf/*.bpf.o beside their sources
+#                        (only those older than their source; `make -B test-objects`: all)
+#   make check-test-objects  are the committed tests/bpf/*.bpf.o what their sources build to?
+#   make test            python3 -m pytest -q tests
+#   make vmtest          the tests marked `vm`, under a second kernel in qemu
+#   make bench           every tools/bench_*.py
+#   make run [ARGS=...]  python3 -m rawprobe $(ARGS)
+#
+# Reproducibility: every object is compiled from inside its source directory
+# with that directory mapped to "." (-ffile-prefix-map), so no absolute path
+# of the checkout ends up in DWARF, BTF or __FILE__, and the same clang
+# produces the same bytes from any checkout location.  The interceptor's
+# objects are also stripped of DWARF (BTF and .BTF.ext stay: the loader needs
+# only those), as libbpf-based projects do.
+
+CLANG      ?= clang-19
+LLVM_STRIP ?= llvm-strip-19
+BPFTOOL    ?= bpftool
+PYTHON     ?= python3
+# UAPI <asm/...> headers on Debian/Ubuntu x86-64 (linux-libc-dev).
+ARCH_INCLUDE ?= /usr/include/x86_64-linux-gnu
+
+BUILD       := build
+PREBUILT    := prebuilt
+BPF_SRC_DIR := rawprobe/bpf_src
+TEST_BPF_DIR := tests/bpf
+
+# Flags every BPF object gets; test objects get exactly these.
+BPF_CFLAGS := -g -O2 -target bpf -D__TARGET_ARCH_x86 -I$(ARCH_INCLUDE)
+# The interceptor also needs BPF ISA v3: atomic fetch-add/cmpxchg on map
+# values whose result is used (kernel 5.12+), and 32-bit jumps (5.1+).
+MAIN_CFLAGS := -mcpu=v3 -Wall -Wextra -Wno-unused-parameter -Werror
+
+BPF_SOURCES  := $(sort $(wildcard $(BPF_SRC_DIR)/*.bpf.c))
+BPF_OBJECTS  := $(patsubst $(BPF_SRC_DIR)/%.c,$(BUILD)/%.o,$(BPF_SOURCES))
+TEST_SOURCES := $(sort $(wildcard $(TEST_BPF_DIR)/*.bpf.c))
+TEST_BUILT   := $(patsubst %.c,$(BUILD)/%.o,$(TEST_SOURCES))
+TEST_OBJECTS := $(TEST_SOURCES:.c=.o)
+# Test sources may include a vmlinux.h generated from this machine's kernel
+# (never committed); only those depend on it.
+VMLINUX_USERS := $(shell grep -l '"vmlinux.h"' $(TEST_SOURCES) /dev/null 2>/dev/null)
+BENCH_SCRIPTS := $(sort $(wildcard tools/bench_*.py))
+
+.DEFAULT_GOAL := help
+.PHONY: help bpf main-objects prebuilt check-prebuilt check-repro test-objects check-test-objects \
+        test vmtest bench run clean
+
+help:
+	@sed -n 's/^#   make /  make /p' $(firstword $(MAKEFILE_LIST))
+
+bpf: main-objects $(TEST_BUILT)
+
+main-objects: $(BPF_OBJECTS)
+
+# $(call bpf_cc,SOURCE,OUTPUT,EXTRA_FLAGS): compile from the source's own
+# directory, which is mapped to "."; write clang's dependency file (paths
+# relative to that directory) beside OUTPUT.
+define bpf_cc
+	@mkdir -p $(dir $(2))
+	cd $(dir $(1)) && $(CLANG) $(BPF_CFLAGS) $(3) \
+	    -ffile-prefix-map=$(abspath $(dir $(1)))=. \
+	    -MD -MT $(2) -MF $(abspath $(2)).d \
+	    -c $(notdir $(1)) -o $(abspath $(2))
+endef
+
+# Coarse but sure: an object depends on every C file and header of its
+# directory (intercept_fentry.bpf.c includes intercept.bpf.c).  The exact
+# inputs, for the manifest, come from clang's dependency file (X.o.d).
+BPF_DIR_INPUTS  := $(wildcard $(BPF_SRC_DIR)/*.c $(BPF_SRC_DIR)/*.h)
+TEST_DIR_INPUTS := $(wildcard $(TEST_BPF_DIR)/*.h)
+
+$(BUILD)/%.bpf.o: $(BPF_SRC_DIR)/%.bpf.c $(BPF_DIR_INPUTS)
+	$(call bpf_cc,$<,$@,$(MAIN_CFLAGS))
+	$(LLVM_STRIP) -g $@
+
+$(BUILD)/$(TEST_BPF_DIR)/%.bpf.o: $(TEST_BPF_DIR)/%.bpf.c $(TEST_DIR_INPUTS)
+	$(call bpf_cc,$<,$@)
+
+test-objects: $(TEST_OBJECTS)
+
+$(TEST_BPF_DIR)/%.bpf.o: $(TEST_BPF_DIR)/%.bpf.c $(TEST_DIR_INPUTS)
+	$(call bpf_cc,$<,$@)
+	@rm -f $@.d
+
+$(patsubst %.c,$(BUILD)/%.o,$(VMLINUX_USERS)) $(VMLINUX_USERS:.c=.o): | $(BUILD)/vmlinux.h
+$(patsubst %.c,$(BUILD)/%.o,$(VMLINUX_USERS)) $(VMLINUX_USERS:.c=.o): \
+    BPF_CFLAGS += -I$(if $(filter /%,$(BUILD)),$(BUILD),../../$(BUILD))
+
+$(BUILD)/vmlinux.h:
+	@mkdir -p $(BUILD)
+	$(BPFTOOL) btf dump file /sys/kernel/btf/vmlinux format c > $@.tmp && mv $@.tmp $@
+
+check-test-objects:
+	rm -f $(TEST_BUILT)
+	$(MAKE) --no-print-directory $(TEST_BUILT)
+	@bad=0; for o in $(TEST_OBJECTS); do \
+	    if ! cmp -s $$o $(BUILD)/$$o; then \
+	        echo "check-test-objects: $$o is not what $${o%.o}.c builds to: run \`make -B $$o\` and commit it" >&2; bad=1; \
+	    fi; \
+	done; \
+	if [ $$bad = 0 ]; then echo "check-test-objects: $(words $(TEST_OBJECTS)) objects match their sources"; fi; \
+	exit $$bad
+
+prebuilt: main-objects
+	$(PYTHON) tools/prebuilt.py update --dest $(PREBUILT) --src-dir $(BPF_SRC_DIR) --clang $(CLANG) \
+	    --cflags "$(BPF_CFLAGS) $(MAIN_CFLAGS)" $(BPF_OBJECTS)
+
+# Always recompiles: a stale build/ must not hide a mismatch.
+check-prebuilt:
+	rm -f $(BPF_OBJECTS)
+	$(MAKE) --no-print-directory main-objects
+	$(PYTHON) tools/prebuilt.py check --dest $(PREBUILT) --src-dir $(BPF_SRC_DIR) --clang $(CLANG) \
+	    $(BPF_OBJECTS)
+
+# Two fresh builds from copies of the sources at different paths must be
+# byte-identical to each other and to build/.
+REPRO_DIRS := $(BUILD)/repro/a $(BUILD)/repro/b/checkout-elsewhere
+check-repro: main-objects
+	rm -rf $(BUILD)/repro
+	@set -e; for d in $(REPRO_DIRS); do \
+	    mkdir -p $$d/$(BPF_SRC_DIR); \
+	    cp $(BPF_SRC_DIR)/*.c $(BPF_SRC_DIR)/*.h $$d/$(BPF_SRC_DIR)/; \
+	    $(MAKE) --no-print-directory -s -C $$d -f $(abspath $(firstword $(MAKEFILE_LIST))) \
+	        BUILD=out main-objects; \
+	done
+	@set -e; for o in $(notdir $(BPF_OBJECTS)); do \
+	    for d in $(REPRO_DIRS); do cmp $(BUILD)/$$o $$d/out/$$o; done; \
+	    echo "reproducible: $$o"; \
+	done
+	rm -rf $(BUILD)/repro
+
+test:
+	python3 -m pytest -q tests
+
+vmtest:
+	@if [ -x tools/vmtest.sh ]; then \
+	    tools/vmtest.sh 'python3 -m pytest -q -m vm tests'; \
+	else \
+	    $(PYTHON) tools/vmtest.py -- python3 -m pytest -q -m vm tests; \
+	fi
+
+bench:
+	@if [ -z "$(BENCH_SCRIPTS)" ]; then echo "make bench: no tools/bench_*.py yet" >&2; exit 1; fi
+	@set -e; for s in $(BENCH_SCRIPTS); do echo "== $$s"; $(PYTHON) $$s; done
+
+run:
+	$(PYTHON) -m rawprobe $(ARGS)
+
+clean:
+	rm -rf $(BUILD)

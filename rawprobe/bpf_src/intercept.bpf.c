@@ -1,0 +1,583 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR MIT)
+/*
+ * rawprobe's interceptor, kernel side.
+ *
+ * One object, several hooks; userspace loads it, sets the .rodata
+ * configuration, and attaches ONE of the call hooks plus the bookkeeping
+ * programs:
+ *
+ *   call hooks (pick one)          rp_sys_enter     raw_tracepoint/sys_enter
+ *                                  rp_sys_enter_tp  tracepoint/syscalls/sys_enter_*
+ *                                  rp_kprobe        kprobe/SYMBOL[+OFFSET]
+ *                                  rp_fentry        fentry/FUNC (intercept_fentry.bpf.o)
+ *   bookkeeping (always)           rp_proc_exit     raw_tracepoint/sched_process_exit
+ *                                  rp_sig_generate  raw_tracepoint/signal_generate
+ *                                  rp_sig_deliver   raw_tracepoint/signal_deliver
+ *
+ * The fentry hook lives in a second object built from this same file
+ * (intercept_fentry.bpf.c defines RP_FENTRY_OBJECT): fentry needs its target's
+ * BTF id at load time and fails to load with EPERM on kernels without
+ * trampolines, and a whole-object load (bpftool prog loadall, or a loader that
+ * loads every program) must succeed on every kernel.
+ *
+ * Kernel structs are declared here with preserve_access_index instead of
+ * including a generated vmlinux.h: CO-RE relocates each field by name against
+ * the running kernel's BTF, so the object is machine-independent.
+ *
+ * Minimum kernel: 5.12 for this object (ring buffer 5.8, atomic fetch-add and
+ * cmpxchg on map values 5.12 -- built with -mcpu=v3); 5.17 for the fentry object
+ * (bpf_get_func_arg).
+ */
+#include <linux/bpf.h>
+#include <linux/types.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+
+#include "intercept.h"
+
+#define SIGKILL 9
+#define PF_KTHREAD 0x00200000
+
+/* ---- kernel types, relocated by CO-RE (only the fields used) ---- */
+
+struct pt_regs {
+	unsigned long r10;
+	unsigned long r9;
+	unsigned long r8;
+	unsigned long cx;
+	unsigned long dx;
+	unsigned long si;
+	unsigned long di;
+} __attribute__((preserve_access_index));
+
+typedef struct {
+	int counter;
+} rp_atomic_t;
+
+struct signal_struct {
+	rp_atomic_t live;	/* threads not yet past do_exit()'s group_dead test */
+} __attribute__((preserve_access_index));
+
+struct task_struct {
+	unsigned int flags;
+	int exit_code;
+	int pid;
+	int tgid;
+	struct task_struct *group_leader;
+	__u64 start_time;
+	__u64 start_boottime;
+	struct signal_struct *signal;
+} __attribute__((preserve_access_index));
+
+/* Context of a syscalls/sys_enter_* tracepoint program: the 8-byte common
+ * header, int __syscall_nr at 8, one 8-byte slot per argument from 16
+ * (events/syscalls/sys_enter_* /format).  Not BTF-typed: plain offsets. */
+struct rp_sys_enter_record {
+	__u64 common;
+	__s32 nr;
+	__u32 pad;
+	__u64 args[RP_NARGS];
+};
+
+/* ---- configuration: .rodata, set by userspace before load ---- */
+
+const volatile char target_comm[RP_COMM_LEN] __attribute__((aligned(8))) = {};
+const volatile __u32 filter_comm = 0;		/* 1: caller thread's comm == target_comm */
+const volatile __u32 filter_tgid = 0;		/* 1: caller's tgid is a key of target_tgids */
+const volatile __u32 filter_cgroup = 0;		/* enum rp_cgroup_mode */
+const volatile __u64 target_cgroup_id = 0;
+const volatile __u32 target_cgroup_level = 0;	/* for RP_CGROUP_SUBTREE; root is 0 */
+const volatile __u32 filter_uid = 0;		/* 1: caller's real uid == target_uid */
+const volatile __u32 target_uid = 0;
+const volatile __u32 self_tgid = 0;		/* the tool: never intercepted */
+const volatile __s32 syscall_nr = -1;		/* raw_tp/tracepoint filter; -1 = any */
+const volatile __u32 nargs = RP_NARGS;		/* args[i >= nargs] are reported as 0 */
+const volatile __u64 skip_count = 0;		/* let this many matching calls through */
+const volatile __u32 skip_mode = RP_SKIP_PER_PROCESS;
+const volatile __u32 action = RP_ACTION_REPORT;	/* enum rp_action */
+const volatile __u32 signal_nr = 15;		/* SIGTERM; the signal the tool sends */
+const volatile __u32 capture_len = 0;		/* bytes of user buffer to copy, <= 64 */
+const volatile __s32 buf_arg = -1;		/* index of the buffer argument, -1 = none */
+const volatile __s32 len_arg = -1;		/* index of its length argument, -1 = none */
+
+/* ---- counters: .bss, readable after load ---- */
+
+__u64 lost_events = 0;		/* ring buffer full: events dropped */
+__u64 handled_full = 0;		/* `handled` full: a matching process not handled */
+
+/* ---- maps ---- */
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 256 * 1024);
+} events SEC(".maps");
+
+/* tgid -> state of a process being handled; created at the intercept,
+ * deleted when its last thread exits. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 8192);
+	__type(key, __u32);
+	__type(value, struct rp_handled);
+} handled SEC(".maps");
+
+/* tgid -> 1: the --pid set, when filter_tgid is on. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, __u8);
+} target_tgids SEC(".maps");
+
+/* tgid -> matching calls seen so far (per-process skip counting). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u32);
+	__type(value, __u64);
+} skip_counts SEC(".maps");
+
+/* [0] -> matching calls seen so far by all processes (global skip counting). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} global_hits SEC(".maps");
+
+_Static_assert(sizeof(struct rp_intercept_event) == 208, "rp_intercept_event layout");
+_Static_assert(__builtin_offsetof(struct rp_intercept_event, args) == 48, "args offset");
+_Static_assert(__builtin_offsetof(struct rp_intercept_event, buf) == 144, "buf offset");
+_Static_assert(sizeof(struct rp_signal_event) == 64, "rp_signal_event layout");
+_Static_assert(__builtin_offsetof(struct rp_signal_event, comm) == 48, "comm offset");
+_Static_assert(sizeof(struct rp_exit_event) == 112, "rp_exit_event layout");
+_Static_assert(__builtin_offsetof(struct rp_exit_event, deliver_sig) == 104, "deliver_sig offset");
+_Static_assert(sizeof(struct rp_handled) == 72, "rp_handled layout");
+
+/* ---- the call hooks' common part ---- */
+
+static __always_inline __u64 leader_start_time(struct task_struct *task)
+{
+	return BPF_CORE_READ(task, group_leader, start_time);
+}
+
+/*
+ * Decide whether this call is intercepted.  Returns a reserved ring buffer
+ * record with the common fields filled, or NULL (call not ours, skipped, or
+ * slipped by an already handled process).  `hook` is a constant at every call
+ * site, so the kernel-thread test is only compiled into kprobe/fentry.
+ */
+static __always_inline struct rp_intercept_event *intercept_begin(__u32 hook, __s32 nr)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	__u32 tgid = pid_tgid >> 32;
+	struct task_struct *task;
+	struct rp_handled *st, fresh = {};
+	struct rp_intercept_event *e;
+	__u64 hit = 1, now, start;
+	long err;
+
+	if (tgid == self_tgid)
+		return NULL;
+
+	/* Filters, cheapest first: a non-target process pays only for these.
+	 * Disabled ones are dead code once the verifier sees .rodata frozen. */
+	if (filter_comm) {
+		union {
+			char c[RP_COMM_LEN];
+			__u64 w[2];
+		} comm = {};
+
+		bpf_get_current_comm(comm.c, sizeof(comm.c));
+		if (comm.w[0] != *(const volatile __u64 *)&target_comm[0] ||
+		    comm.w[1] != *(const volatile __u64 *)&target_comm[8])
+			return NULL;
+	}
+	if (filter_tgid && !bpf_map_lookup_elem(&target_tgids, &tgid))
+		return NULL;
+	if (filter_uid && (__u32)bpf_get_current_uid_gid() != target_uid)
+		return NULL;
+	if (filter_cgroup == RP_CGROUP_EXACT &&
+	    bpf_get_current_cgroup_id() != target_cgroup_id)
+		return NULL;
+	if (filter_cgroup == RP_CGROUP_SUBTREE &&
+	    bpf_get_current_ancestor_cgroup_id(target_cgroup_level) != target_cgroup_id)
+		return NULL;
+
+	task = (struct task_struct *)bpf_get_current_task();
+	if ((hook == RP_HOOK_KPROBE || hook == RP_HOOK_FENTRY) &&
+	    (BPF_CORE_READ(task, flags) & PF_KTHREAD))
+		return NULL;
+
+	/* Already handled: count the call, never report it again.  A call
+	 * before any delivery of our signal "slipped through"; after it, it is
+	 * the process reacting (its SIGTERM cleanup). */
+	st = bpf_map_lookup_elem(&handled, &tgid);
+	if (st) {
+		if (st->start_time == leader_start_time(task)) {
+			if (st->deliver_ns)
+				__sync_fetch_and_add(&st->after_signal, 1);
+			else
+				__sync_fetch_and_add(&st->slipped, 1);
+			return NULL;
+		}
+		/* A stale entry: the tgid was reused and the exit was missed. */
+		bpf_map_delete_elem(&handled, &tgid);
+	}
+
+	if (skip_mode == RP_SKIP_GLOBAL) {
+		__u32 zero = 0;
+		__u64 *count = bpf_map_lookup_elem(&global_hits, &zero);
+
+		if (!count)
+			return NULL;
+		hit = __sync_fetch_and_add(count, 1) + 1;
+	} else if (skip_count) {
+		__u64 *count = bpf_map_lookup_elem(&skip_counts, &tgid);
+
+		if (!count) {
+			__u64 init = 0;
+
+			bpf_map_update_elem(&skip_counts, &tgid, &init, BPF_NOEXIST);
+			count = bpf_map_lookup_elem(&skip_counts, &tgid);
+			if (!count)
+				return NULL;
+		}
+		hit = __sync_fetch_and_add(count, 1) + 1;
+	}
+	if (hit <= skip_count)
+		return NULL;
+
+	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e) {
+		__sync_fetch_and_add(&lost_events, 1);
+		return NULL;
+	}
+
+	now = bpf_ktime_get_ns();
+	start = leader_start_time(task);
+	fresh.intercept_ns = now;
+	fresh.start_time = start;
+	fresh.hit = hit;
+	err = bpf_map_update_elem(&handled, &tgid, &fresh, BPF_NOEXIST);
+	if (err) {
+		/* -EEXIST: another thread of this process won the race, so this
+		 * call slipped; anything else: the map is full. */
+		st = bpf_map_lookup_elem(&handled, &tgid);
+		if (st)
+			__sync_fetch_and_add(&st->slipped, 1);
+		else
+			__sync_fetch_and_add(&handled_full, 1);
+		bpf_ringbuf_discard(e, 0);
+		return NULL;
+	}
+
+	e->type = RP_EV_INTERCEPT;
+	e->tgid = tgid;
+	e->pid = (__u32)pid_tgid;
+	e->uid = (__u32)bpf_get_current_uid_gid();
+	bpf_get_current_comm(e->comm, sizeof(e->comm));
+	e->syscall_nr = nr;
+	e->hook = hook;
+	e->flags = 0;
+	e->signal_ret = 0;
+	e->ktime_ns = now;
+	e->start_time = start;
+	e->start_boottime = BPF_CORE_READ(task, group_leader, start_boottime);
+	e->hit = hit;
+	e->cgroup_id = bpf_get_current_cgroup_id();
+	e->buf_len = 0;
+	e->_pad0 = 0;
+	/* Reserved ring buffer space holds old records: leave no stale bytes. */
+	__builtin_memset(e->buf, 0, sizeof(e->buf));
+	return e;
+}
+
+/* Arguments are in e->args: act, copy the user buffer, publish. */
+static __always_inline int intercept_finish(struct rp_intercept_event *e)
+{
+	__u32 i;
+
+	/*
+	 * kernel-signal, first thing: the signal is queued to the whole thread
+	 * group before this call returns to user space.  The return path checks
+	 * for pending signals, so the caller runs no further user code -- makes
+	 * no further call -- until the signal is delivered (its handler runs, or
+	 * the default action kills it there).  Where the helper cannot send
+	 * directly (irqs or preemption disabled, e.g. an int3 kprobe, or
+	 * sys_enter on recent kernels) it defers to irq_work: a self-interrupt
+	 * that is taken at the latest on the way out to user space, with the
+	 * same effect.  Only other threads of the process, already running
+	 * elsewhere, can still slip a call in before they are stopped.
+	 */
+	if (action == RP_ACTION_KERNEL_SIGNAL) {
+		e->signal_ret = bpf_send_signal(signal_nr);
+		e->flags |= RP_F_KERNEL_SIGNAL;
+	}
+
+	for (i = 0; i < RP_NARGS; i++)
+		if (i >= nargs)
+			e->args[i] = 0;
+
+	if (capture_len && buf_arg >= 0 && buf_arg < RP_NARGS) {
+		__u64 n = capture_len;
+
+		if (len_arg >= 0 && len_arg < RP_NARGS && e->args[len_arg] < n)
+			n = e->args[len_arg];
+		if (n > RP_BUF_MAX)
+			n = RP_BUF_MAX;
+		if (bpf_probe_read_user(e->buf, n, (const void *)e->args[buf_arg]) == 0)
+			e->buf_len = n;
+		else
+			e->flags |= RP_F_BUF_FAULT;
+	}
+
+	bpf_ringbuf_submit(e, 0);
+	return 0;
+}
+
+/* ---- call hooks ---- */
+
+#ifndef RP_FENTRY_OBJECT
+
+/* Every syscall entry.  ctx->args[0] is the caller's struct pt_regs (kernel
+ * memory, read with probe reads), ctx->args[1] the syscall number.  Syscall
+ * argument registers on x86-64: di, si, dx, r10, r8, r9. */
+SEC("raw_tracepoint/sys_enter")
+int rp_sys_enter(struct bpf_raw_tracepoint_args *ctx)
+{
+	struct rp_intercept_event *e;
+	struct pt_regs *regs;
+	long nr = (long)ctx->args[1];
+
+	if (syscall_nr >= 0 && nr != syscall_nr)
+		return 0;
+	e = intercept_begin(RP_HOOK_RAW_TP, (__s32)nr);
+	if (!e)
+		return 0;
+	regs = (struct pt_regs *)ctx->args[0];
+	e->args[0] = BPF_CORE_READ(regs, di);
+	e->args[1] = BPF_CORE_READ(regs, si);
+	e->args[2] = BPF_CORE_READ(regs, dx);
+	e->args[3] = BPF_CORE_READ(regs, r10);
+	e->args[4] = BPF_CORE_READ(regs, r8);
+	e->args[5] = BPF_CORE_READ(regs, r9);
+	return intercept_finish(e);
+}
+
+/*
+ * One syscall's tracepoint.  The section names sys_enter_write; userspace may
+ * attach it to any syscalls/sys_enter_* tracepoint, all share this layout.
+ * The arguments are fetched with a probe read rather than loaded from ctx:
+ * the kernel refuses to attach (EACCES) a program whose direct ctx accesses
+ * reach past the tracepoint's record, and a record only has as many slots
+ * as its syscall has arguments (write: 3).  The perf glue hands BPF a
+ * 64-byte copy of the record, so reading all six slots stays in bounds; the
+ * ones past the syscall's arity hold junk, which `nargs` zeroes.
+ */
+SEC("tracepoint/syscalls/sys_enter_write")
+int rp_sys_enter_tp(struct rp_sys_enter_record *ctx)
+{
+	struct rp_intercept_event *e;
+	__s32 nr = ctx->nr;
+
+	if (syscall_nr >= 0 && nr != syscall_nr)
+		return 0;
+	e = intercept_begin(RP_HOOK_TRACEPOINT, nr);
+	if (!e)
+		return 0;
+	if (bpf_probe_read_kernel(e->args, sizeof(e->args), &ctx->args[0]))
+		__builtin_memset(e->args, 0, sizeof(e->args));
+	return intercept_finish(e);
+}
+
+/* Any kernel function, at any offset: the target is given at attach time.
+ * args are the kernel calling convention's registers (di, si, dx, cx, r8,
+ * r9), which hold the function's arguments only at offset 0. */
+SEC("kprobe/ksys_write")
+int rp_kprobe(struct pt_regs *ctx)
+{
+	struct rp_intercept_event *e;
+
+	e = intercept_begin(RP_HOOK_KPROBE, -1);
+	if (!e)
+		return 0;
+	e->args[0] = ctx->di;
+	e->args[1] = ctx->si;
+	e->args[2] = ctx->dx;
+	e->args[3] = ctx->cx;
+	e->args[4] = ctx->r8;
+	e->args[5] = ctx->r9;
+	return intercept_finish(e);
+}
+
+#else /* RP_FENTRY_OBJECT */
+
+/* fentry resolves its target (a BTF function) at LOAD time: userspace
+ * replaces the section's ksys_write with the wanted function before loading.
+ * bpf_get_func_arg() reads whatever arguments the target has, so one program
+ * fits any target; missing ones stay 0. */
+SEC("fentry/ksys_write")
+int rp_fentry(void *ctx)
+{
+	struct rp_intercept_event *e;
+	__u32 i;
+
+	e = intercept_begin(RP_HOOK_FENTRY, -1);
+	if (!e)
+		return 0;
+	for (i = 0; i < RP_NARGS; i++) {
+		__u64 v = 0;
+
+		bpf_get_func_arg(ctx, i, &v);
+		e->args[i] = v;
+	}
+	return intercept_finish(e);
+}
+
+#endif /* RP_FENTRY_OBJECT */
+
+/* ---- bookkeeping: signals and exit of handled processes ---- */
+
+/* Emitted once per handled process and kind (first generate of signal_nr,
+ * first generate of SIGKILL, first delivery). */
+static __always_inline void emit_signal(__u32 kind, __u32 tgid, __u32 pid, int sig,
+					 int result, __u32 group, __u64 now,
+					 const struct rp_handled *st)
+{
+	struct rp_signal_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+
+	if (!e) {
+		__sync_fetch_and_add(&lost_events, 1);
+		return;
+	}
+	e->type = RP_EV_SIGNAL;
+	e->tgid = tgid;
+	e->pid = pid;
+	e->kind = kind;
+	e->sig = sig;
+	e->result = result;
+	e->sender_tgid = bpf_get_current_pid_tgid() >> 32;
+	e->group = group;
+	e->ktime_ns = now;
+	e->intercept_ns = st->intercept_ns;
+	bpf_get_current_comm(e->comm, sizeof(e->comm));
+	bpf_ringbuf_submit(e, 0);
+}
+
+/* TP_PROTO(int sig, struct kernel_siginfo *info, struct task_struct *task,
+ *          int group, int result): runs in the sender's context. */
+SEC("raw_tracepoint/signal_generate")
+int rp_sig_generate(struct bpf_raw_tracepoint_args *ctx)
+{
+	int sig = (int)ctx->args[0];
+	struct task_struct *task = (struct task_struct *)ctx->args[2];
+	struct rp_handled *st;
+	__u32 tgid;
+	__u64 now;
+	int first = 0;
+
+	if (sig != (int)signal_nr && sig != SIGKILL)
+		return 0;
+	tgid = BPF_CORE_READ(task, tgid);
+	st = bpf_map_lookup_elem(&handled, &tgid);
+	if (!st)
+		return 0;
+	now = bpf_ktime_get_ns();
+	if (sig == (int)signal_nr && __sync_val_compare_and_swap(&st->signal_ns, 0, now) == 0)
+		first = 1;
+	if (sig == SIGKILL && __sync_val_compare_and_swap(&st->kill_ns, 0, now) == 0)
+		first = 1;
+	if (first)
+		emit_signal(RP_SIG_GENERATE, tgid, BPF_CORE_READ(task, pid), sig,
+			    (int)ctx->args[4], (__u32)ctx->args[3], now, st);
+	return 0;
+}
+
+/* TP_PROTO(int sig, struct kernel_siginfo *info, struct k_sigaction *ka):
+ * runs in the receiving thread, in get_signal(), as it takes the signal.
+ * A fatal signal without handler shows up here as SIGKILL (the kernel turns
+ * it into a group kill when it is queued). */
+SEC("raw_tracepoint/signal_deliver")
+int rp_sig_deliver(struct bpf_raw_tracepoint_args *ctx)
+{
+	int sig = (int)ctx->args[0];
+	__u64 pid_tgid, now;
+	struct rp_handled *st;
+	__u32 tgid;
+
+	if (sig != (int)signal_nr && sig != SIGKILL)
+		return 0;
+	pid_tgid = bpf_get_current_pid_tgid();
+	tgid = pid_tgid >> 32;
+	st = bpf_map_lookup_elem(&handled, &tgid);
+	if (!st)
+		return 0;
+	now = bpf_ktime_get_ns();
+	if (__sync_val_compare_and_swap(&st->deliver_ns, 0, now) != 0)
+		return 0;
+	st->deliver_sig = sig;
+	emit_signal(RP_SIG_DELIVER, tgid, (__u32)pid_tgid, sig, 0, 0, now, st);
+	return 0;
+}
+
+/*
+ * TP_PROTO(struct task_struct *p[, bool group_dead]) in do_exit(), after the
+ * thread has decremented signal->live: live == 0 means this is the last
+ * thread of the process, i.e. the process has exited (its pidfd becomes
+ * readable a little later, in exit_notify()).  task->exit_code already holds
+ * the group's wait status.  Two threads exiting together can both read 0;
+ * deleting the `handled` entry decides which one reports.
+ */
+SEC("raw_tracepoint/sched_process_exit")
+int rp_proc_exit(struct bpf_raw_tracepoint_args *ctx)
+{
+	struct task_struct *task = (struct task_struct *)ctx->args[0];
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	__u32 tgid = pid_tgid >> 32;
+	int per_process_skip = skip_mode == RP_SKIP_PER_PROCESS && skip_count;
+	struct rp_exit_event *e;
+	struct rp_handled *st, copy;
+	__u64 now;
+
+	st = bpf_map_lookup_elem(&handled, &tgid);
+	if (!st && !per_process_skip)
+		return 0;
+	if (BPF_CORE_READ(task, signal, live.counter) != 0)
+		return 0;
+	now = bpf_ktime_get_ns();
+	if (per_process_skip)
+		bpf_map_delete_elem(&skip_counts, &tgid);
+	if (!st)
+		return 0;
+	copy = *st;
+	if (bpf_map_delete_elem(&handled, &tgid) != 0)
+		return 0;
+
+	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e) {
+		__sync_fetch_and_add(&lost_events, 1);
+		return 0;
+	}
+	e->type = RP_EV_EXIT;
+	e->tgid = tgid;
+	e->pid = (__u32)pid_tgid;
+	e->exit_code = BPF_CORE_READ(task, exit_code);
+	bpf_get_current_comm(e->comm, sizeof(e->comm));
+	e->exit_ns = now;
+	e->intercept_ns = copy.intercept_ns;
+	e->signal_ns = copy.signal_ns;
+	e->kill_ns = copy.kill_ns;
+	e->deliver_ns = copy.deliver_ns;
+	e->slipped = copy.slipped;
+	e->after_signal = copy.after_signal;
+	e->hit = copy.hit;
+	e->start_time = copy.start_time;
+	e->deliver_sig = copy.deliver_sig;
+	e->_pad0 = 0;
+	bpf_ringbuf_submit(e, 0);
+	return 0;
+}
+
+/* GPL-compatible: bpf_probe_read_*() and bpf_send_signal() are GPL-only. */
+char LICENSE[] SEC("license") = "Dual MIT/GPL";
