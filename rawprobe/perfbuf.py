@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import mmap
 import os
+import select
 import struct
 from typing import Any, Callable, Iterable
 
@@ -135,10 +136,10 @@ class PerfBuffer(_Reader):
         self._epoll: Any = None
         self._map_fd = -1
         if pages <= 0 or pages & (pages - 1):
-            raise ValueError(f"pages must be a power of two, not {pages}")
+            raise RawprobeError(f"pages must be a power of two, not {pages}")
         if watermark < 0 or watermark >= pages * mmap.PAGESIZE:
-            raise ValueError(f"watermark {watermark} must be below the ring size "
-                             f"{pages * mmap.PAGESIZE}")
+            raise RawprobeError(f"watermark {watermark} must be below the ring size "
+                                f"{pages * mmap.PAGESIZE}")
         self._map_fd, max_entries = _map_fd_and_size(
             events, _BPF_MAP_TYPE_PERF_EVENT_ARRAY, "BPF_MAP_TYPE_PERF_EVENT_ARRAY")
         want = online_cpus() if cpus is None else sorted(set(cpus))
@@ -154,7 +155,6 @@ class PerfBuffer(_Reader):
         self._pages = pages
         from ._sys import bpf, perf
         from ._sys.fence import acquire_fence, release_fence
-        import select
         self._acquire_fence = acquire_fence
         self._release_fence = release_fence
         self._bpf = bpf
@@ -190,7 +190,6 @@ class PerfBuffer(_Reader):
         key = _KEY.pack(cpu)
         self._bpf.map_update_elem(self._map_fd, key, _KEY.pack(fd.fileno()))
         self._keys.append(key)
-        import select
         self._epoll.register(fd.fileno(), select.EPOLLIN)
 
     # -- public API ---------------------------------------------------------
@@ -215,16 +214,13 @@ class PerfBuffer(_Reader):
         self._check_open()
         return self._epoll.fileno()
 
-    def poll(self, timeout_ms: int = -1,
-             callback: Callable[[int, bytes], object] | None = None,
+    def poll(self, timeout_ms: int, callback: Callable[[int, bytes], object],
              max: int | None = None) -> int:
         """Wait up to ``timeout_ms`` (negative: forever, 0: do not wait), then
         call ``callback(cpu, data)`` for each available sample, CPU by CPU
         and in order within a CPU.  Returns the number of samples handled.
         If the callback raises, the samples up to and including that one are
         consumed and the exception propagates."""
-        if callback is None:
-            raise TypeError("poll() needs a callback; use read_batch() to get a list")
         return self._read(timeout_ms, max, callback)
 
     def consume(self, callback: Callable[[int, bytes], object],

@@ -101,6 +101,7 @@ function returning that count as ``RingBuffer(..., lost=...)``;
 from __future__ import annotations
 
 import mmap
+import select
 import struct
 import time
 from typing import Any, Callable
@@ -194,9 +195,10 @@ class RingBuffer(_Reader):
 
     Three ways to read, all of which consume what they return:
 
-    * ``poll(timeout_ms, callback)``: wait for data, call ``callback(view)``
-      per record; ``view`` is a ``memoryview`` over a private copy, so it may
-      be kept.  Returns the number of records handled.
+    * ``poll(timeout_ms, callback, max=None, fmt=None)``: wait for data, call
+      ``callback(view)`` per record; ``view`` is a ``memoryview`` over a
+      private copy, so it may be kept (with ``fmt``: the decoded tuple).
+      Returns the number of records handled.
     * ``read_batch(max=None, timeout_ms=0)`` -> ``list[bytes]``.
     * ``read_structs(fmt, max=None, timeout_ms=0)`` -> ``list[tuple]``: the fast
       path for fixed-layout records, decoded at C speed with
@@ -309,25 +311,30 @@ class RingBuffer(_Reader):
         self._check_open()
         return self._fd
 
-    def poll(self, timeout_ms: int = -1,
-             callback: Callable[[memoryview], object] | None = None,
-             max: int | None = None) -> int:
+    def poll(self, timeout_ms: int, callback: Callable[[Any], object],
+             max: int | None = None, fmt: struct.Struct | str | None = None) -> int:
         """Wait up to ``timeout_ms`` (negative: forever, 0: do not wait) for
         records, then call ``callback(view)`` for each one available, in
-        order.  Returns how many were handled (0 on timeout).
+        order.  Returns how many were handled (0 on timeout).  With ``fmt``
+        the callback gets each record decoded as by :meth:`read_structs`
+        (a tuple, unpacked at C speed) instead of the bytes.
 
         If the callback raises, the records before it and the one it raised on
         are consumed and the exception propagates.
         """
-        if callback is None:
-            raise TypeError("poll() needs a callback; use read_batch() to get a list")
-        return self._read(timeout_ms, max,
-                          lambda runs, end: self._emit_calls(runs, end, callback))
+        if fmt is None:
+            return self._read(timeout_ms, max,
+                              lambda runs, end: self._emit_calls(runs, end, callback))
+        if not isinstance(fmt, struct.Struct):
+            fmt = struct.Struct(fmt)
+        done = [0]
+        return self._read(timeout_ms, max, lambda runs, end: self._emit_struct_calls(
+            runs, end, fmt, callback, done))
 
-    def consume(self, callback: Callable[[memoryview], object],
-                max: int | None = None) -> int:
-        """``poll(0, callback)``: handle what is available without waiting."""
-        return self.poll(0, callback, max)
+    def consume(self, callback: Callable[[Any], object], max: int | None = None,
+                fmt: struct.Struct | str | None = None) -> int:
+        """``poll(0, callback, max, fmt)``: handle what is available without waiting."""
+        return self.poll(0, callback, max, fmt)
 
     def read_batch(self, max: int | None = None, timeout_ms: int = 0) -> list[bytes]:
         """The available records (at most ``max``) as ``bytes``, in order,
@@ -380,7 +387,6 @@ class RingBuffer(_Reader):
 
     def _epoll_obj(self) -> Any:
         if self._epoll is None:
-            import select
             ep = select.epoll()
             try:
                 ep.register(self._fd, select.EPOLLIN)
@@ -512,25 +518,49 @@ class RingBuffer(_Reader):
 
     def _emit_structs(self, runs: list[Run], end: int, fmt: struct.Struct,
                       out: list[tuple]) -> tuple[int, int]:
-        data = self._data
-        mask = self._mask
         n = 0
-        for pos, count, length, stride in runs:
-            if length < fmt.size:
-                if n == 0 and not out:
-                    raise ObjectFormatError(
-                        f"ring buffer record at position {pos} has {length} bytes but "
-                        f"the struct format {fmt.format!r} needs {fmt.size}; read it "
-                        f"with read_batch()")
-                return n, pos
-            off = pos & mask
-            st = self._run_struct(fmt, length, stride)
-            if count == 1:
-                out.append(st.unpack_from(data, off))
-            else:
-                out.extend(st.iter_unpack(data[off:off + count * stride]))
-            n += count
+        for run in runs:
+            rows = self._decode_run(run, fmt, first=not (n or out))
+            if rows is None:
+                return n, run[0]
+            out.extend(rows)
+            n += run[1]
         return n, end
+
+    def _emit_struct_calls(self, runs: list[Run], end: int, fmt: struct.Struct,
+                           callback: Callable[[tuple], object], state: list[int]) -> tuple[int, int]:
+        n = 0
+        for run in runs:
+            rows = self._decode_run(run, fmt, first=not (n or state[0]))
+            if rows is None:
+                return n, run[0]
+            i = 0
+            try:
+                for i, row in enumerate(rows):
+                    callback(row)
+            except BaseException:
+                self._commit(run[0] + (i + 1) * run[3])
+                raise
+            n += run[1]
+            state[0] += run[1]
+        return n, end
+
+    def _decode_run(self, run: Run, fmt: struct.Struct, first: bool) -> list[tuple] | None:
+        """The records of ``run`` decoded with ``fmt``; None if they are too
+        short for it (an error if ``first``: nothing could be returned)."""
+        pos, count, length, stride = run
+        if length < fmt.size:
+            if first:
+                raise ObjectFormatError(
+                    f"ring buffer record at position {pos} has {length} bytes but "
+                    f"the struct format {fmt.format!r} needs {fmt.size}; read it "
+                    f"with read_batch()")
+            return None
+        off = pos & self._mask
+        st = self._run_struct(fmt, length, stride)
+        if count == 1:
+            return [st.unpack_from(self._data, off)]
+        return list(st.iter_unpack(self._data[off:off + count * stride]))
 
     def _run_struct(self, fmt: struct.Struct, length: int, stride: int) -> struct.Struct:
         """``fmt`` widened to a whole record: header skipped, padding after."""

@@ -153,8 +153,10 @@ def test_close_releases_fds_and_map_entries(obj):
 
 def test_failure_paths_leak_nothing(obj):
     before = open_fds()
-    with pytest.raises(ValueError):
+    with pytest.raises(RawprobeError, match="power of two"):
         PerfBuffer(obj.maps["events"], pages=3)
+    with pytest.raises(RawprobeError, match="watermark"):
+        PerfBuffer(obj.maps["events"], pages=1, watermark=4096)
     with pytest.raises(RawprobeError):
         PerfBuffer(obj.maps["events"], cpus=[999])
     arr = bpf.map_create(2, 4, 8, 1)                 # an ARRAY, not a perf event array

@@ -260,6 +260,10 @@ def test_callback_path_on_kernel_records(obj):
         assert rb.consume(cb) == 20
         assert seen == list(range(30))
         assert EVENT.unpack(keep[0])[0] == 0
+        assert emit(obj, 90, 100) == 90
+        rows: list[tuple] = []
+        assert rb.poll(0, rows.append, fmt=EVENT) == 90
+        assert [r[0] for r in rows] == list(range(100, 190))
 
 
 def test_no_fd_leak_and_failure_paths(obj):

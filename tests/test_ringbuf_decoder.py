@@ -150,8 +150,8 @@ def test_decoder_matches_list_model(ops, size_log):
 @settings(max_examples=200, deadline=None)
 @given(kinds=st.lists(st.sampled_from(["ev", "ev", "ev", "disc", "short", "busy"]),
                       max_size=60),
-       size_log=st.integers(8, 10), limit=st.integers(1, 80))
-def test_read_structs_matches_model(kinds, size_log, limit):
+       size_log=st.integers(8, 10), limit=st.integers(1, 80), calls=st.booleans())
+def test_read_structs_matches_model(kinds, size_log, limit, calls):
     fmt = struct.Struct("<QIhbx")      # 16 bytes
     img = KernelImage(1 << size_log)
     rb = img.ring()
@@ -177,12 +177,19 @@ def test_read_structs_matches_model(kinds, size_log, limit):
         want = expected[len(got):len(got) + limit]
         if want[0] == "short":
             with pytest.raises(ObjectFormatError, match="read_batch"):
-                rb.read_structs(fmt, max=limit)
+                if calls:
+                    rb.consume(lambda row: None, max=limit, fmt=fmt)
+                else:
+                    rb.read_structs(fmt, max=limit)
             assert len(rb.read_batch(max=1)[0]) == 3
             got.append("short")
             continue
         want = want[:want.index("short")] if "short" in want else want
-        part = rb.read_structs(fmt, max=limit)
+        if calls:
+            part = []
+            assert rb.consume(part.append, max=limit, fmt=fmt) == len(part)
+        else:
+            part = rb.read_structs(fmt, max=limit)
         assert part == want
         got += part
     assert rb.read_structs(fmt) == []
@@ -245,6 +252,28 @@ def test_callback_exception_consumes_up_to_failing_record():
         rb.consume(cb)
     assert seen == [0, 1, 2]
     assert [r[0] for r in rb.read_batch()] == [3, 4]
+
+
+def test_struct_callback_exception_consumes_up_to_failing_record():
+    img = KernelImage(512)
+    rb = img.ring()
+    for i in range(6):
+        img.commit(img.reserve(struct.pack("<QQ", i, 0)), False)
+    img.commit(img.reserve(b"odd one"), False)
+    img.commit(img.reserve(struct.pack("<QQ", 6, 0)), False)
+    seen = []
+
+    def cb(row):
+        seen.append(row[0])
+        if row[0] == 3:
+            raise KeyError("stop")
+    with pytest.raises(KeyError):
+        rb.consume(cb, fmt="<QQ")
+    assert seen == [0, 1, 2, 3]
+    assert rb.consume(seen.append, fmt="<QQ") == 2        # stops before "odd one"
+    assert seen[4:] == [(4, 0), (5, 0)]
+    assert rb.read_batch(max=1) == [b"odd one"]
+    assert rb.consume(seen.append, fmt="<QQ") == 1
 
 
 def test_native_format_with_trailing_padding():
