@@ -105,6 +105,12 @@ const volatile __s32 len_arg = -1;		/* index of its length argument, -1 = none *
 __u64 lost_events = 0;		/* ring buffer full: events dropped */
 __u64 handled_full = 0;		/* `handled` full: a matching process not handled */
 
+/* Never used: they put the record types into the object's BTF, so the
+ * Python side can check its struct formats against the object itself. */
+struct rp_intercept_event *_btf_intercept_event __attribute__((unused));
+struct rp_signal_event *_btf_signal_event __attribute__((unused));
+struct rp_exit_event *_btf_exit_event __attribute__((unused));
+
 /* ---- maps ---- */
 
 struct {
@@ -128,6 +134,17 @@ struct {
 	__type(key, __u32);
 	__type(value, __u8);
 } target_tgids SEC(".maps");
+
+/* tgid -> 1: never signalled by the kernel-signal action (the tool's
+ * ancestors, anything userspace wants spared); tgid 1 never is either.
+ * Their intercepted calls are still reported, flagged RP_F_PROTECTED (with
+ * every action), so userspace can log the refusal. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 256);
+	__type(key, __u32);
+	__type(value, __u8);
+} protected_tgids SEC(".maps");
 
 /* tgid -> matching calls seen so far (per-process skip counting). */
 struct {
@@ -296,21 +313,24 @@ static __always_inline struct rp_intercept_event *intercept_begin(__u32 hook, __
 /* Arguments are in e->args: act, copy the user buffer, publish. */
 static __always_inline int intercept_finish(struct rp_intercept_event *e)
 {
-	__u32 i;
+	__u32 i, tgid;
 
 	/*
 	 * kernel-signal, first thing: the signal is queued to the whole thread
 	 * group before this call returns to user space.  The return path checks
 	 * for pending signals, so the caller runs no further user code -- makes
 	 * no further call -- until the signal is delivered (its handler runs, or
-	 * the default action kills it there).  Where the helper cannot send
-	 * directly (irqs or preemption disabled, e.g. an int3 kprobe, or
-	 * sys_enter on recent kernels) it defers to irq_work: a self-interrupt
-	 * that is taken at the latest on the way out to user space, with the
-	 * same effect.  Only other threads of the process, already running
-	 * elsewhere, can still slip a call in before they are stopped.
+	 * the default action kills it there).  Where the helper may not send
+	 * directly (irqs or, since 6.13, preemption disabled: every hook here)
+	 * it queues an irq_work, a self-interrupt taken as soon as interrupts
+	 * are on; the return from that interrupt checks for signals too, so the
+	 * effect is the same.  Only other threads of the process, already
+	 * running elsewhere, can slip a call in before they are stopped.
 	 */
-	if (action == RP_ACTION_KERNEL_SIGNAL) {
+	tgid = e->tgid;	/* map keys from the stack: older kernels want that */
+	if (tgid == 1 || bpf_map_lookup_elem(&protected_tgids, &tgid)) {
+		e->flags |= RP_F_PROTECTED;
+	} else if (action == RP_ACTION_KERNEL_SIGNAL) {
 		e->signal_ret = bpf_send_signal(signal_nr);
 		e->flags |= RP_F_KERNEL_SIGNAL;
 	}

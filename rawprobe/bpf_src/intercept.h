@@ -72,6 +72,7 @@ enum rp_signal_kind {
 /* rp_intercept_event.flags */
 #define RP_F_KERNEL_SIGNAL 0x1	/* bpf_send_signal() was called; see signal_ret */
 #define RP_F_BUF_FAULT 0x2	/* reading the user buffer failed; buf_len is 0 */
+#define RP_F_PROTECTED 0x4	/* tgid 1 or in protected_tgids: kernel-signal withheld */
 
 struct rp_intercept_event {
 	__u32 type;		/*   0  RP_EV_INTERCEPT */
