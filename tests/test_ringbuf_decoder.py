@@ -98,7 +98,7 @@ ops = st.lists(st.one_of(
 ), max_size=120)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(ops=ops, size_log=st.integers(6, 9))
 def test_decoder_matches_list_model(ops, size_log):
     img = KernelImage(1 << size_log)
@@ -147,7 +147,7 @@ def test_decoder_matches_list_model(ops, size_log):
     rb.close()
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=120, deadline=None)
 @given(kinds=st.lists(st.sampled_from(["ev", "ev", "ev", "disc", "short", "busy"]),
                       max_size=60),
        size_log=st.integers(8, 10), limit=st.integers(1, 80), calls=st.booleans())
@@ -297,7 +297,7 @@ def test_corrupt_positions_raise_rawprobe_error():
         rb.read_batch()
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(data=st.binary(min_size=128, max_size=128), cons=st.integers(0, 1 << 20),
        delta=st.integers(0, 80))
 def test_garbage_raises_only_rawprobe_error(data, cons, delta):
