@@ -8,9 +8,15 @@ read-write over virtio-9p, runs ONE command inside as root and exits with that
 command's exit status.  `make vmtest` uses it to run the tests marked `vm`.
 
     tools/vmtest.py [options] [--] COMMAND [ARG...]
-    tools/vmtest.py -- python3 -m pytest -q -m vm tests
+    tools/vmtest.py -- python3 -m pytest -q -m vm tests/test_link.py
     tools/vmtest.py --kernel 6.12 -- uname -r
     tools/vmtest.py --setup            # download and prepare the kernel only
+
+Under TCG (no usable KVM) the guest runs Python ~20x slower than the host, so
+run only what needs this kernel, all in one boot: pass pytest only the files
+holding `vm` tests (collecting the rest costs a minute), and set
+PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 (hypothesis's plugin imports hypothesis at the
+end of every session: ~30 s in the guest).  `make vmtest` does both.
 
 The guest needs nothing installed: a busybox PID 1 loads the 9p modules, mounts
 the host's / (read-only) and the shared directories (read-write, same paths),
@@ -25,6 +31,8 @@ Inside the guest these are set (tests use them, see tests/conftest.py):
     RAWPROBE_VM_KERNEL          the guest kernel's release (`uname -r`)
     RAWPROBE_VM_SERIES          the kernel series booted (6.1 or 6.12)
     RAWPROBE_VM_KCONFIG         path of the guest kernel's .config
+    RAWPROBE_VM_PYTHON          the interpreter running this script; its
+                                directory leads PATH (no pyenv shims)
     XDG_CACHE_HOME=/tmp/.cache  the host's home is read-only in the guest
 
 Kernels: the newest `linux-image-<series>.*-amd64[-unsigned]` package apt knows
@@ -67,6 +75,8 @@ PASS_ENV = ("HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "TZ", "VIRTUAL_ENV",
             "PYTHONWARNINGS", "PYTEST_ADDOPTS", "HYPOTHESIS_PROFILE", "CI",
             "NO_COLOR")
 GUEST_DIR = "/run/rawprobe-vm"   # where cmd.sh and the kernel config land
+# Mounted afresh in the guest: the host's files there are not visible.
+GUEST_FRESH = ("/tmp", "/run", "/dev", "/proc", "/sys")
 EXIT_TIMEOUT, EXIT_SETUP, EXIT_NO_STATUS = 124, 125, 255
 
 
@@ -121,6 +131,14 @@ def cached_kernels(cache: Path, series: str) -> list[Path]:
     return sorted(dirs, key=lambda d: version_key(d.name), reverse=True)
 
 
+def release_of(package: str) -> str:
+    """linux-image-6.1.0-56-amd64-unsigned -> 6.1.0-56-amd64 (its uname -r)."""
+    m = re.fullmatch(r"linux-image-(.+?)(?:-unsigned)?", package)
+    if not m:
+        raise SetupError(f"{package}: not a linux-image-<release> package name")
+    return m[1]
+
+
 def ensure_kernel(cache: Path, series: str, package: str | None, refresh: bool) -> Path:
     """Return the directory of a prepared kernel, preparing it if needed."""
     cache.mkdir(parents=True, exist_ok=True)
@@ -130,17 +148,23 @@ def ensure_kernel(cache: Path, series: str, package: str | None, refresh: bool) 
         if have and not refresh and not package:
             return have[0]
         candidates = [package] if package else apt_packages(series)
-        release = package_pattern(series).fullmatch(candidates[0])
-        kdir = cache / (release[1] if release else candidates[0])
+        kdir = cache / release_of(candidates[0])
         if (kdir / "ready").exists():
             return kdir
         errors = []
         for pkg in candidates[:2]:            # the -unsigned image, else the signed
             try:
-                return prepare_kernel(cache, pkg)
+                kdir = prepare_kernel(cache, pkg)
+                break
             except SetupError as e:
                 errors.append(str(e))
-        raise SetupError("; ".join(errors))
+        else:
+            raise SetupError("; ".join(errors))
+        if not package:                       # a newer kernel replaces older ones
+            for old in cached_kernels(cache, series):
+                if old != kdir:
+                    shutil.rmtree(old, ignore_errors=True)
+        return kdir
 
 
 def prepare_kernel(cache: Path, package: str) -> Path:
@@ -380,6 +404,24 @@ def choose_accel(accel: str) -> list[str]:
     return ["-accel", "tcg,thread=multi", "-cpu", "max"]
 
 
+def qemu_command(args: argparse.Namespace, kdir: Path, io: Path, fsdev: list[str]) -> list[str]:
+    # Serial ports: ttyS0 the kernel console (a log file), ttyS1 the command's
+    # output (our stdout), ttyS2 its exit status (a file).
+    # cryptomgr.notests skips the crypto self-tests: ~0.4 s of boot under TCG.
+    append = ("console=ttyS0 quiet loglevel=4 panic=-1 rdinit=/init 8250.nr_uarts=4 "
+              "cryptomgr.notests " + args.append).strip()
+    return ["qemu-system-x86_64", *choose_accel(args.accel), "-M", "pc",
+            "-smp", str(args.cpus), "-m", args.mem, "-nodefaults", "-no-user-config",
+            "-display", "none", "-nic", "none", "-no-reboot",
+            "-kernel", str(kdir / "kernel"), "-initrd", str(io / "initrd"),
+            "-append", append,
+            "-chardev", f"file,id=con,path={qemu_opt(str(io / 'console.log'))}",
+            "-serial", "chardev:con",
+            "-chardev", "stdio,id=out,signal=off", "-serial", "chardev:out",
+            "-chardev", f"file,id=rc,path={qemu_opt(str(io / 'rc'))}",
+            "-serial", "chardev:rc", *fsdev]
+
+
 def qemu_opt(value: str) -> str:
     return value.replace(",", ",,")         # qemu's escape for a comma in a value
 
@@ -390,14 +432,18 @@ def run(args: argparse.Namespace) -> int:
         raise SetupError("qemu-system-x86_64 missing: apt-get install qemu-system-x86")
     busybox = static_busybox()
     kdir = ensure_kernel(args.cache, args.kernel, args.package, args.refresh)
+    args.kernel = next((s for s in SERIES if kdir.name.startswith(s + ".")), args.kernel)
     if args.setup:
         log(f"ready: {kdir}")
         return 0
     cwd = os.path.realpath(args.cwd)
     shares = [os.path.realpath(s) for s in args.share]
     for s in shares:
-        if "\n" in s:
-            raise SetupError(f"cannot share a path with a newline: {s!r}")
+        if "\n" in s or s == "/":
+            raise SetupError(f"cannot share {s!r} read-write")
+    if not any(within(cwd, s) for s in shares) and any(within(cwd, d) for d in GUEST_FRESH):
+        raise SetupError(f"{cwd} is not visible in the guest, which has fresh "
+                         f"{', '.join(GUEST_FRESH)}: share it with --share or change --cwd")
     fsdev = ["-fsdev", "local,id=root,path=/,security_model=none,readonly=on,multidevs=remap",
              "-device", "virtio-9p-pci,fsdev=root,mount_tag=root"]
     tags = []
@@ -410,19 +456,7 @@ def run(args: argparse.Namespace) -> int:
     qemu = None
     try:
         (io / "initrd").write_bytes(build_initramfs(kdir, busybox, script, tags))
-        # cryptomgr.notests skips the crypto self-tests: ~0.4 s of boot under TCG.
-        append = ("console=ttyS0 quiet loglevel=4 panic=-1 rdinit=/init 8250.nr_uarts=4 "
-                  "cryptomgr.notests " + args.append).strip()
-        argv = ["qemu-system-x86_64", *choose_accel(args.accel), "-M", "pc",
-                "-smp", str(args.cpus), "-m", args.mem, "-nodefaults", "-no-user-config",
-                "-display", "none", "-nic", "none", "-no-reboot",
-                "-kernel", str(kdir / "kernel"), "-initrd", str(io / "initrd"),
-                "-append", append,
-                "-chardev", f"file,id=con,path={qemu_opt(str(io / 'console.log'))}",
-                "-serial", "chardev:con",
-                "-chardev", "stdio,id=out,signal=off", "-serial", "chardev:out",
-                "-chardev", f"file,id=rc,path={qemu_opt(str(io / 'rc'))}",
-                "-serial", "chardev:rc", *fsdev]
+        argv = qemu_command(args, kdir, io, fsdev)
         if args.verbose:
             log(f"kernel {kdir.name}, setup {time.monotonic() - t0:.2f} s; booting")
         sys.stdout.flush()
@@ -432,28 +466,32 @@ def run(args: argparse.Namespace) -> int:
         except subprocess.TimeoutExpired:
             qemu.kill()
             qemu.wait()
-            log(f"timed out after {args.timeout} s; console tail:")
+            log(f"timed out after {args.timeout:g} s")
             tail(io / "console.log")
             return EXIT_TIMEOUT
         console = read_text(io / "console.log")
         status = read_text(io / "rc").strip()
+        if not status.isdigit():
+            log(f"the guest reported no exit status (boot failure or panic; "
+                f"qemu exit {qemu.returncode})")
+            tail(io / "console.log")
+            return EXIT_NO_STATUS
         if args.verbose:
             sys.stderr.write(console)
+            log(f"done in {time.monotonic() - t0:.2f} s, status {status}")
         elif re.search(r"\b(BUG|WARNING|Oops|Kernel panic)\b", console):
             log("the guest kernel reported problems; its console:")
             sys.stderr.write(console)
-        if args.verbose:
-            log(f"done in {time.monotonic() - t0:.2f} s, status {status or '?'}")
-        if not status.isdigit():
-            log(f"the guest reported no exit status (qemu exit {qemu.returncode}); console tail:")
-            tail(io / "console.log")
-            return EXIT_NO_STATUS
         return int(status)
     finally:
         if qemu is not None and qemu.poll() is None:
             qemu.kill()
             qemu.wait()
         shutil.rmtree(io, ignore_errors=True)
+
+
+def within(path: str, top: str) -> bool:
+    return path == top or path.startswith(top.rstrip("/") + "/")
 
 
 def read_text(p: Path) -> str:
@@ -464,7 +502,10 @@ def read_text(p: Path) -> str:
 
 
 def tail(p: Path, n: int = 30) -> None:
-    sys.stderr.write("".join(read_text(p).splitlines(True)[-n:]))
+    lines = read_text(p).splitlines(True)[-n:]
+    if lines:
+        log("the guest console's last lines:")
+        sys.stderr.write("".join(lines))
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
