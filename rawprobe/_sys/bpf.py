@@ -268,7 +268,7 @@ def prog_load(prog_type: int, insns: Buffer, license: bytes, *,
               func_info: Buffer = b"", func_info_rec_size: int = 0,
               line_info: Buffer = b"", line_info_rec_size: int = 0,
               attach_btf_id: int = 0, attach_btf_obj_fd: int = 0,
-              attach_prog_fd: int = 0, fd_array: Optional[Sequence[int]] = None,
+              attach_prog_fd: int = 0, fd_array: Optional[Sequence[FDLike]] = None,
               log_level: int = 0, log_buf: Optional[bytearray] = None) -> FD:
     """BPF_PROG_LOAD.
 
@@ -314,7 +314,7 @@ def prog_load(prog_type: int, insns: Buffer, license: bytes, *,
         attr.attach_btf_id = attach_btf_id
         attr.attach_prog_fd = attach_prog_fd or attach_btf_obj_fd
         if fd_array:
-            fds = ffi.new(_INTS, list(fd_array))
+            fds = ffi.new(_INTS, [_fileno(f) for f in fd_array])
             attr.fd_array = _addr(fds)
         if log_buf is not None:
             attr.log_level = log_level or 1
