@@ -11,10 +11,10 @@
 #   make test-objects    rebuild the committed tests/bpf/*.bpf.o beside their sources
 #                        (only those older than their source; `make -B test-objects`: all)
 #   make check-test-objects  are the committed tests/bpf/*.bpf.o what their sources build to?
-#   make test            python3 -m pytest -q tests
+#   make test            python3 -m pytest -q tests (installs missing packages, mounts tracefs/bpffs)
 #   make vmtest          the tests marked `vm`, under a second kernel in qemu
 #   make bench           every tools/bench_*.py
-#   make run [ARGS=...]  python3 -m rawprobe $(ARGS)
+#   make run [ARGS=...]  python3 -m rawprobe $(ARGS): no ARGS runs the demo
 #
 # Reproducibility: every object is compiled from inside its source directory
 # with that directory mapped to "." (-ffile-prefix-map), so no absolute path
@@ -53,7 +53,7 @@ BENCH_SCRIPTS := $(sort $(wildcard tools/bench_*.py))
 
 .DEFAULT_GOAL := help
 .PHONY: help bpf main-objects prebuilt check-prebuilt check-repro test-objects check-test-objects \
-        test vmtest bench run clean
+        test vmtest bench run clean deps-run deps-test mounts
 
 help:
 	@sed -n 's/^#   make /  make /p' $(firstword $(MAKEFILE_LIST))
@@ -139,7 +139,22 @@ check-repro: main-objects
 	done
 	rm -rf $(BUILD)/repro
 
-test:
+# A fresh machine: install what is missing (editable, so tests import this
+# tree), and mount tracefs/bpffs when root and not mounted yet.
+PIP_INSTALL := $(PYTHON) -m pip install -q --disable-pip-version-check
+deps-run:
+	@$(PYTHON) -c "import cffi, elftools" 2>/dev/null || \
+	    $(PIP_INSTALL) -e . || PIP_BREAK_SYSTEM_PACKAGES=1 $(PIP_INSTALL) -e .
+deps-test:
+	@$(PYTHON) -c "import cffi, elftools, pytest, hypothesis" 2>/dev/null || \
+	    $(PIP_INSTALL) -e '.[test]' || PIP_BREAK_SYSTEM_PACKAGES=1 $(PIP_INSTALL) -e '.[test]'
+mounts:
+	@if [ "$$(id -u)" = 0 ]; then \
+	    mountpoint -q /sys/kernel/tracing || mount -t tracefs nodev /sys/kernel/tracing; \
+	    mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf; \
+	fi
+
+test: deps-test mounts
 	python3 -m pytest -q tests
 
 vmtest:
@@ -153,7 +168,7 @@ bench:
 	@if [ -z "$(BENCH_SCRIPTS)" ]; then echo "make bench: no tools/bench_*.py yet" >&2; exit 1; fi
 	@set -e; for s in $(BENCH_SCRIPTS); do echo "== $$s"; $(PYTHON) $$s; done
 
-run:
+run: deps-run mounts
 	$(PYTHON) -m rawprobe $(ARGS)
 
 clean:
