@@ -283,7 +283,8 @@ def test_link_detach_cgroup_link():
 def test_link_create_on_tracepoint_perf_event():
     from rawprobe._sys import perf
     from rawprobe._sys.consts import PerfType
-    tp = perf.tracepoint_id("syscalls", "sys_enter_getppid")
+    from rawprobe.link.tracefs import tracepoint_id
+    tp = tracepoint_id("syscalls", "sys_enter_getppid")
     with bpf.enable_stats(), \
             bpf.prog_load(ProgType.TRACEPOINT, RET0, b"GPL") as p, \
             perf.perf_event_open({"type": PerfType.TRACEPOINT, "config": tp}) as ev, \

@@ -38,7 +38,7 @@ def _modules_after(stmt: str) -> set[str]:
 
 
 def test_no_c_parser_at_run_time():
-    mods = _modules_after("import rawprobe._sys.bpf, rawprobe._sys.perf, rawprobe._sys.proc")
+    mods = _modules_after("import rawprobe._sys.bpf, rawprobe._sys.perf, rawprobe._sys.proc, rawprobe._sys.fs")
     assert "_cffi_backend" in mods
     assert not {"cffi", "pycparser"} & mods
 
@@ -91,6 +91,9 @@ def test_errno_translation():
     v = syscall_error("BPF_PROG_LOAD", errno.EACCES, verifier=True)
     assert type(v) is SyscallError and "verifier" in str(v)
     assert type(syscall_error("x", errno.EPERM, privilege=False)) is SyscallError
+    m = syscall_error("mount", errno.EPERM, "extra", permission_hint="needs CAP_SYS_ADMIN")
+    assert isinstance(m, PermissionDeniedError) and "CAP_BPF" not in str(m)
+    assert str(m).endswith("; needs CAP_SYS_ADMIN; extra")
     assert isinstance(syscall_error("x", ENOTSUPP, not_supported="no such map type"),
                       NotSupportedError)
     assert type(syscall_error("x", ENOTSUPP)) is SyscallError

@@ -23,13 +23,16 @@ _VERIFIER_LOG_HINT = "load it with a log_buf to see why"
 
 
 def syscall_error(call: str, err: int, hint: str = "", *, verifier: bool = False,
-                  privilege: bool = True, not_supported: str = "") -> RawprobeError:
+                  privilege: bool = True, not_supported: str = "",
+                  permission_hint: str = "") -> RawprobeError:
     """The exception for ``call`` failing with ``err``.
 
     * EPERM, and EACCES outside the verifier: :class:`PermissionDeniedError`
       with a hint about privileges (and ``hint``, if given).
     * ``verifier=True`` (BPF_PROG_LOAD): EACCES/EINVAL are the verifier's
       answers, not missing privileges: a :class:`SyscallError` with a hint.
+    * ``permission_hint``: replaces the BPF-privileges hint for calls that
+      need some other capability (mount(2): CAP_SYS_ADMIN).
     * ``privilege=False``: the call never checks privileges (e.g. writing
       to a frozen map gives EPERM), so EPERM/EACCES are a plain SyscallError.
     * ``not_supported``: the caller's sentence for EOPNOTSUPP/ENOTSUPP,
@@ -39,7 +42,8 @@ def syscall_error(call: str, err: int, hint: str = "", *, verifier: bool = False
     if not_supported and err in (_errno.EOPNOTSUPP, ENOTSUPP):
         return NotSupportedError(f"{call}: {not_supported}")
     if privilege and (err == _errno.EPERM or (err == _errno.EACCES and not verifier)):
-        return PermissionDeniedError(call, err, _join(_permission_hint(), hint))
+        return PermissionDeniedError(call, err, _join(permission_hint or _permission_hint(),
+                                                      hint))
     if verifier and err in (_errno.EACCES, _errno.EINVAL):
         hint = _join(_VERIFIER_HINT, hint or _VERIFIER_LOG_HINT)
     return SyscallError(call, err, hint)
@@ -54,7 +58,8 @@ def _join(first: str, second: str) -> str:
 
 
 def raise_errno(call: str, err: int, hint: str = "", *, verifier: bool = False,
-                privilege: bool = True, not_supported: str = "") -> NoReturn:
+                privilege: bool = True, not_supported: str = "",
+                permission_hint: str = "") -> NoReturn:
     """Raise :func:`syscall_error` for ``call`` failing with ``err``."""
     raise syscall_error(call, err, hint, verifier=verifier, privilege=privilege,
-                        not_supported=not_supported)
+                        not_supported=not_supported, permission_hint=permission_hint)

@@ -1,19 +1,20 @@
-"""perf_event_open(2), the perf ioctls rawprobe uses, and PMU/tracefs lookups.
+"""perf_event_open(2), the perf ioctls rawprobe uses, and dynamic PMU lookups.
 
 A BPF program is attached to a tracepoint, kprobe or uprobe by opening a
 perf event for it and then either ``PERF_EVENT_IOC_SET_BPF`` (4.1; the
 event must be enabled) or ``BPF_LINK_CREATE`` with attach type PERF_EVENT
 (5.15).  kprobe/uprobe events use dynamic PMUs (4.17) whose type number and
-config bit layout are read from sysfs.
+config bit layout are read from sysfs.  Tracepoint ids come from tracefs,
+which is not a syscall: see ``rawprobe.link.tracefs``.
 """
 from __future__ import annotations
 
 import errno as _E
 import os
 import weakref
-from typing import Any, Mapping, Optional, Union
+from typing import Any, Mapping, Union
 
-from ..errors import NotFoundError, NotSupportedError
+from ..errors import NotSupportedError
 from ._native import call, ffi, lib
 from .consts import (PERF_EVENT_IOC_DISABLE, PERF_EVENT_IOC_ENABLE, PERF_EVENT_IOC_SET_BPF,
                      PERF_FLAG_FD_CLOEXEC, syscall_numbers)
@@ -22,11 +23,10 @@ from .fd import FD
 
 __all__ = [
     "perf_attr", "perf_event_open", "ioctl", "set_bpf", "enable", "disable",
-    "pmu_type", "pmu_format", "retprobe_bit", "tracefs_root", "tracepoint_id",
+    "pmu_type", "pmu_format", "retprobe_bit",
 ]
 
 PMU_ROOT = "/sys/bus/event_source/devices"
-_TRACEFS_ROOTS = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
 
 _NR_PERF_EVENT_OPEN = ffi.cast("long", syscall_numbers()["perf_event_open"])
 _ATTR_P = ffi.typeof("struct perf_event_attr *")
@@ -110,7 +110,7 @@ def disable(fd: Any) -> None:
     ioctl(fd, PERF_EVENT_IOC_DISABLE)
 
 
-# ---- sysfs / tracefs lookups ------------------------------------------------
+# ---- sysfs PMU lookups ------------------------------------------------
 
 def _read(path: str) -> str:
     with open(path, encoding="ascii") as f:
@@ -151,22 +151,3 @@ def retprobe_bit(pmu: str) -> int:
     if field != "config":
         raise NotSupportedError(f"the {pmu!r} PMU's retprobe bit is in {field}, not config")
     return lo
-
-
-def tracefs_root() -> str:
-    """Where tracefs is mounted; NotSupportedError with the fix if nowhere."""
-    for root in _TRACEFS_ROOTS:
-        if os.path.exists(os.path.join(root, "events")):
-            return root
-    raise NotSupportedError(
-        "tracefs is not mounted: mount -t tracefs nodev /sys/kernel/tracing")
-
-
-def tracepoint_id(group: str, name: str, root: Optional[str] = None) -> int:
-    """The perf ``config`` of tracepoint ``group:name`` (tracefs events/<group>/<name>/id)."""
-    root = root or tracefs_root()
-    try:
-        return int(_read(os.path.join(root, "events", group, name, "id")))
-    except FileNotFoundError:
-        raise NotFoundError(
-            f"no tracepoint {group}:{name} (see {root}/available_events)") from None

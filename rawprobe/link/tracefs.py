@@ -69,23 +69,17 @@ def _find_tracefs() -> str | None:
 
 
 def _mount_tracefs() -> None:
-    # ctypes, not cffi: one rarely-used call, imported only when needed.
-    import ctypes
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p,
-                           ctypes.c_ulong, ctypes.c_void_p]
-    if libc.mount(b"nodev", TRACEFS.encode(), b"tracefs", 0, None) != 0:
-        err = ctypes.get_errno()
-        if err == errno.EBUSY:      # mounted meanwhile (another process)
+    from .._sys import fs
+    try:
+        fs.mount("nodev", TRACEFS, "tracefs", hint=_MOUNT_HINT)
+    except SyscallError as e:
+        if e.errno == errno.EBUSY:      # mounted meanwhile (another process)
             return
-        if err in (errno.EPERM, errno.EACCES):
-            raise PermissionDeniedError(f"mount tracefs on {TRACEFS}", err,
-                                        "needs CAP_SYS_ADMIN; " + _MOUNT_HINT)
-        if err == errno.ENODEV:
+        if e.errno == errno.ENODEV:
             raise NotSupportedError(
                 "tracefs: this kernel has no tracefs (CONFIG_TRACING is off), so "
-                "tracepoints and tracefs probe events cannot be used")
-        raise SyscallError(f"mount tracefs on {TRACEFS}", err, _MOUNT_HINT)
+                "tracepoints and tracefs probe events cannot be used") from None
+        raise
 
 
 def tracefs_path(mount: bool = True) -> str:
