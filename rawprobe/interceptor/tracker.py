@@ -89,7 +89,8 @@ class Tracker:
     def __init__(self, reactor: Reactor, emit: Callable[[dict], None],
                  config: TrackerConfig, drain: Callable[[], None] | None = None) -> None:
         self.r = reactor
-        self.emit = emit
+        self._out = emit
+        self._held: Intercept | None = None   # its event is written once we have acted
         self.cfg = config
         self.drain = drain            # pull pending kernel records now (ring buffer)
         self.active: dict[int, Target] = {}
@@ -105,6 +106,10 @@ class Tracker:
         self.in_flight = 0            # targets holding a slot (started, not done)
 
     # -- helpers ---------------------------------------------------------------------
+    def emit(self, ev: dict) -> None:
+        self.emit_held()
+        self._out(ev)
+
     @property
     def done(self) -> bool:
         """Nothing more to do: stopping and no process left in flight."""
@@ -125,6 +130,7 @@ class Tracker:
             self.in_flight -= 1
         t.state = "done"
         self.active.pop(t.ev.tgid, None)
+        self._early_exits.pop(t.ev.tgid, None)
         self.handled += 1
         if self.cfg.count is not None and self.handled >= self.cfg.count and not self.stopping:
             self.stop()
@@ -163,6 +169,20 @@ class Tracker:
     # -- input: intercepted calls ----------------------------------------------------
     def on_intercept(self, ev: Intercept) -> None:
         self.counts.intercepted += 1
+        # Act first and write the events after (output is the slow part); the
+        # intercept event is still written before anything it led to.
+        self._held = ev
+        try:
+            self._act(ev)
+        finally:
+            self.emit_held()
+
+    def emit_held(self) -> None:
+        ev, self._held = self._held, None
+        if ev is not None:
+            self._out(self._intercept_record(ev))
+
+    def _intercept_record(self, ev: Intercept) -> dict:
         rec = {"event": "intercept", **self._base(ev), "tid": ev.pid}
         if ev.nr >= 0:
             rec["syscall"] = (self.cfg.syscall_name(ev.nr) if self.cfg.syscall_name
@@ -177,9 +197,10 @@ class Tracker:
         if ev.hook:
             rec["hook"] = ev.hook
         rec["ktime_ns"] = ev.ktime_ns
-        self.emit(rec)
+        return rec
 
-        if self.stopping:
+    def _act(self, ev: Intercept) -> None:
+        if self.stopping and not ev.kernel_signalled:
             return
         if ev.tgid in self.active:
             self.counts.duplicates += 1

@@ -79,39 +79,58 @@ class Watch:
             cmd = [sys.executable, "-c", code, comm, "watch", *args, "--json"]
         env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
         self.p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                  text=True, env=env, cwd=str(ROOT))
+                                  env=env, cwd=str(ROOT))
         self.timeout = timeout
         self.events: list[dict] = []
         self.stderr = ""
+        self._buf = b""
+        self._queue: list[dict] = []
+        self._eof = False
         self.armed = self._until("armed")
 
+    def _lines(self, wait: float) -> list[bytes]:
+        """Complete lines read from the raw pipe (select() on a buffered file object
+        would miss lines already sitting in its buffer)."""
+        fd = self.p.stdout.fileno()
+        r, _, _ = select.select([fd], [], [], max(0.0, wait))
+        if r:
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                self._eof = True
+            self._buf += chunk
+        *lines, self._buf = self._buf.split(b"\n")
+        return lines
+
     def _until(self, kind: str) -> dict:
+        """Read events until one of ``kind`` (all read ones go to ``events``)."""
         end = time.monotonic() + self.timeout
-        while time.monotonic() < end:
-            r, _, _ = select.select([self.p.stdout], [], [], end - time.monotonic())
-            if not r:
+        while True:
+            while self._queue:
+                ev = self._queue.pop(0)
+                self.events.append(ev)
+                if ev["event"] == kind:
+                    return ev
+            if self._eof or time.monotonic() >= end:
                 break
-            line = self.p.stdout.readline()
-            if not line:
-                break
-            ev = json.loads(line)
-            self.events.append(ev)
-            if ev["event"] == kind:
-                return ev
+            self._queue += [json.loads(x) for x in self._lines(end - time.monotonic())]
         self.p.kill()
-        out, err = self.p.communicate()
-        raise AssertionError(f"no {kind!r} event; stderr: {err.strip()[-2000:]}; "
+        _, err = self.p.communicate()
+        raise AssertionError(f"no {kind!r} event; stderr: {err.decode()[-2000:]}; "
                              f"events: {self.events}")
 
     def finish(self) -> int:
         """Wait for the tool to exit; all its events are then in ``events``."""
         try:
-            out, self.stderr = self.p.communicate(timeout=self.timeout)
+            out, err = self.p.communicate(timeout=self.timeout)
         except subprocess.TimeoutExpired:
             self.p.kill()
-            out, self.stderr = self.p.communicate()
+            out, err = self.p.communicate()
             raise AssertionError(f"watch did not finish; events so far: {self.events}")
-        self.events += [json.loads(x) for x in out.splitlines() if x.strip()]
+        self.stderr = err.decode()
+        self.events += self._queue
+        self._queue = []
+        data = self._buf + out
+        self.events += [json.loads(x) for x in data.splitlines() if x.strip()]
         return self.p.returncode
 
     def of(self, kind: str, pid: int | None = None) -> list[dict]:

@@ -1,0 +1,175 @@
+"""``python -m rawprobe``: exit statuses, one-line errors, signals to the tool, the demo."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests" / "targets"))
+from harness import Target, Watch, unique_comm  # noqa: E402
+
+
+def run(*args: str, timeout: float = 60, **kw) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    return subprocess.run([sys.executable, "-m", "rawprobe", *args], capture_output=True,
+                          text=True, timeout=timeout, env=env, cwd=str(ROOT), **kw)
+
+
+def one_line_error(r: subprocess.CompletedProcess) -> str:
+    assert "Traceback" not in r.stderr, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1, r.stderr
+    assert lines[0].startswith("rawprobe: ")
+    return lines[0]
+
+
+def test_help_and_version():
+    r = run("--help")
+    assert r.returncode == 0 and "watch" in r.stdout and "features" in r.stdout
+    r = run("watch", "--help")
+    assert r.returncode == 0 and "--kill-after" in r.stdout
+    assert run("--version").stdout.startswith("rawprobe ")
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["watch", "--comm", "x", "--kill-after", "2"], "needs a unit"),
+    (["watch", "--comm", "x", "--syscall", "wrte"], "did you mean 'write'"),
+    (["watch", "--comm", "x", "--signal", "TERMINATE"], "unknown signal"),
+    (["watch", "--comm", "x", "--frobnicate"], "unrecognized arguments"),
+    (["watch"], "name the processes"),
+    (["watch", "--comm", "x", "--json", "/nonexistent/dir/out.jsonl"], "--json"),
+    (["bogus"], "unknown command"),
+    (["demo", "--wat"], "demo takes only"),
+])
+def test_bad_arguments_are_one_line_and_status_2(args, needle):
+    r = run(*args)
+    line = one_line_error(r)
+    assert needle in line and r.returncode == 2, (line, r.returncode)
+
+
+def _as_nobody():
+    os.setgroups([])
+    os.setgid(65534)
+    os.setuid(65534)
+
+
+def test_missing_privilege_is_one_line():
+    if os.geteuid() != 0:
+        pytest.skip("needs root to drop to an unprivileged user")
+    try:
+        probe = subprocess.run([sys.executable, "-c", "import rawprobe"], preexec_fn=_as_nobody,
+                               capture_output=True, env=dict(os.environ, PYTHONPATH=str(ROOT)),
+                               cwd="/")
+    except PermissionError:
+        probe = None
+    if probe is None or probe.returncode != 0:
+        pytest.skip("this Python or checkout is not readable by an unprivileged user")
+    r = run("watch", "--comm", "x", preexec_fn=_as_nobody)
+    line = one_line_error(r)
+    assert r.returncode == 1 and "permission denied" in line and "root" in line
+
+
+# -- with the kernel side -------------------------------------------------------------
+
+def _kernel_side_missing() -> str | None:
+    from test_interceptor_e2e import _loader_missing
+    return _loader_missing()
+
+
+needs_kernel = pytest.mark.skipif(_kernel_side_missing() is not None,
+                                  reason=str(_kernel_side_missing()))
+
+
+@needs_kernel
+def test_features_runs():
+    r = run("features")
+    assert r.returncode == 0 and "ring buffer" in r.stdout and "pidfd" in r.stdout, r.stderr
+
+
+@needs_kernel
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_sigint_and_sigterm_detach_print_the_summary_and_exit_0(sig):
+    w = Watch("--comm", unique_comm())
+    time.sleep(0.1)
+    w.p.send_signal(sig)
+    assert w.finish() == 0, w.stderr
+    assert w.summary()["counts"]["intercepted"] == 0
+    assert "summary:" in w.stderr          # the text summary goes to stderr with --json
+
+
+@needs_kernel
+def test_sigint_abandons_targets_in_flight():
+    comm = unique_comm()
+    t = Target(comm, "--ignore-term")
+    try:
+        w = Watch("--comm", comm, "--kill-after", "30s")
+        t.go()
+        w._until("signal")
+        w.p.send_signal(signal.SIGINT)
+        assert w.finish() == 0, w.stderr
+        assert w.summary()["counts"]["abandoned"] == 1
+        assert t.alive()                   # not SIGKILLed by a tool told to stop
+    finally:
+        t.kill()
+
+
+@needs_kernel
+def test_duration_bounds_the_watch():
+    t0 = time.monotonic()
+    w = Watch("--comm", unique_comm(), "--duration", "300ms")
+    assert w.finish() == 0, w.stderr
+    assert 0.3 <= time.monotonic() - t0 < 10
+    assert w.of("summary")
+
+
+@needs_kernel
+def test_json_to_a_file_and_text_to_stdout(tmp_path):
+    comm = unique_comm()
+    t = Target(comm)
+    out = tmp_path / "events.jsonl"
+    try:
+        env = dict(os.environ, PYTHONPATH=str(ROOT))
+        p = subprocess.Popen([sys.executable, "-m", "rawprobe", "watch", "--comm", comm,
+                              "--count", "1", "--json", str(out)], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, env=env, cwd=str(ROOT))
+        assert p.stdout.readline().startswith("armed:")
+        t.go()
+        rest, err = p.communicate(timeout=30)
+        assert p.returncode == 0, err
+        assert "intercept" in rest and "summary:" in rest and "time to exit" in rest
+        kinds = [json.loads(x)["event"] for x in out.read_text().splitlines()]
+        assert kinds[0] == "armed" and kinds[-1] == "summary" and "exit" in kinds
+    finally:
+        t.kill()
+
+
+@needs_kernel
+def test_kernel_signal_refuses_to_arm_when_the_filter_selects_an_ancestor():
+    comm = unique_comm()
+    code = ("import subprocess, sys; open('/proc/self/comm', 'w').write(sys.argv[1]); "
+            "r = subprocess.run([sys.executable, '-m', 'rawprobe', 'watch', '--comm', sys.argv[1], "
+            "'--action', 'kernel-signal', '--duration', '1s'], capture_output=True, text=True); "
+            "sys.stderr.write(r.stderr); sys.exit(r.returncode)")
+    r = subprocess.run([sys.executable, "-c", code, comm], capture_output=True, text=True,
+                       env=dict(os.environ, PYTHONPATH=str(ROOT)), cwd=str(ROOT), timeout=60)
+    line = one_line_error(r)
+    assert r.returncode == 1 and "ancestor" in line and comm in line
+
+
+@needs_kernel
+def test_the_demo():
+    r = run(timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "time to exit" in r.stdout and "exit code 143" in r.stdout
+    r = run("demo", "--json", timeout=60)
+    assert r.returncode == 0, r.stderr
+    ev = [json.loads(x) for x in r.stdout.splitlines()]
+    ex = [e for e in ev if e["event"] == "exit"][0]
+    assert ex["exit_code"] == 143 and 250_000 <= ex["time_to_exit_us"] < 400_000
