@@ -3,7 +3,10 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import IO, Callable
+TYPE_CHECKING = False  # typing costs an import; checkers treat this name as True
+
+if TYPE_CHECKING:
+    from typing import IO, Callable
 
 from .options import WatchOptions, signal_name
 

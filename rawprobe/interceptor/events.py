@@ -9,7 +9,8 @@ starts with a u32 type; little-endian, explicit padding, sizes 208 / 64 / 112).
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+
+from .record import Record
 
 RP_EV_INTERCEPT, RP_EV_SIGNAL, RP_EV_EXIT = 1, 2, 3
 RP_SIG_GENERATE, RP_SIG_DELIVER = 1, 2
@@ -28,53 +29,52 @@ EXIT = struct.Struct("<IIIi16sQQQQQQQQQiI")
 assert (INTERCEPT.size, SIGNAL.size, EXIT.size) == (208, 64, 112)
 
 
-@dataclass(slots=True)
-class Intercept:
-    tgid: int
-    pid: int                      # the calling thread
-    comm: str
-    ktime_ns: int                 # the call, CLOCK_MONOTONIC (bpf_ktime_get_ns)
-    start_ns: int                 # the thread-group leader's start time
-    start_clock: str = "monotonic"  # "monotonic" (task->start_time) or "boottime"
-    pid_ino: int = 0              # pidfs inode of the leader's struct pid, 0 = unknown
-    nr: int = -1                  # syscall number; -1 for a kprobe/fentry hook
-    symbol: str | None = None
-    args: tuple[int, ...] = ()
-    data: bytes = b""             # first bytes of a write-like call's buffer
-    hit: int = 0                  # which matching call this was (skip + 1 ...)
-    kernel_signalled: bool = False  # --action kernel-signal: bpf_send_signal() done
-    signal_ret: int = 0           # bpf_send_signal()'s return
-    signal_ns: int = 0            # when the kernel sent it, if known
-    kernel_thread: bool = False
-    uid: int = -1
-    cgroup_id: int = 0
-    hook: str = ""
+class Intercept(Record):
+    """One intercepted call."""
+    __slots__ = (
+        "tgid", "pid",         # process, and the calling thread
+        "comm",
+        "ktime_ns",            # the call, CLOCK_MONOTONIC (bpf_ktime_get_ns)
+        "start_ns",            # the thread-group leader's start time ...
+        "start_clock",         # ... on "monotonic" (start_time) or "boottime" (start_boottime)
+        "pid_ino",             # pidfs inode of the leader's struct pid, 0 = unknown
+        "nr",                  # syscall number; -1 for a kprobe/fentry hook
+        "symbol",              # kprobe/fentry target
+        "args",                # the six argument registers
+        "data",                # first bytes of a write-like call's buffer
+        "hit",                 # which matching call this was (skip + 1, ...)
+        "kernel_signalled",    # --action kernel-signal: bpf_send_signal() was called
+        "signal_ret",          # ... and returned this
+        "signal_ns",           # when the kernel sent it, if known
+        "kernel_thread", "uid", "cgroup_id", "hook",
+    )
+    _defaults = {"start_clock": "monotonic", "pid_ino": 0, "nr": -1, "symbol": None,
+                 "args": (), "data": b"", "hit": 0, "kernel_signalled": False,
+                 "signal_ret": 0, "signal_ns": 0, "kernel_thread": False, "uid": -1,
+                 "cgroup_id": 0, "hook": ""}
 
 
-@dataclass(slots=True)
-class KernelSignal:
-    tgid: int
-    pid: int
-    kind: int                     # RP_SIG_GENERATE or RP_SIG_DELIVER
-    sig: int
-    result: int
-    sender_tgid: int
-    ktime_ns: int
-    intercept_ns: int
+class KernelSignal(Record):
+    """A signal generated for (kind 1) or delivered to (kind 2) a handled process."""
+    __slots__ = ("tgid", "pid", "kind", "sig", "result", "sender_tgid", "ktime_ns",
+                 "intercept_ns")
 
 
-@dataclass(slots=True)
-class KernelExit:
-    tgid: int
-    exit_ns: int                  # the last thread's exit, CLOCK_MONOTONIC
-    signal_ns: int = 0            # first generate of the signal (0 = none seen)
-    exit_code: int | None = None  # wait-status form: (code << 8) | termsig
-    slipped: int | None = None    # calls after the intercepted one, before delivery
-    kill_ns: int = 0              # first generate of SIGKILL
-    deliver_ns: int = 0           # first delivery of the signal or SIGKILL
-    after_signal: int = 0         # calls after delivery (its cleanup)
-    intercept_ns: int = 0
-    deliver_sig: int = 0
+class KernelExit(Record):
+    """The kernel's record of a handled process's exit (CLOCK_MONOTONIC stamps)."""
+    __slots__ = (
+        "tgid",
+        "exit_ns",             # the last thread passed sched_process_exit
+        "signal_ns",           # first generate of the signal (0 = none seen)
+        "exit_code",           # wait-status form: (code << 8) | termsig
+        "slipped",             # calls after the intercepted one, before delivery
+        "kill_ns",             # first generate of SIGKILL
+        "deliver_ns",          # first delivery of the signal or SIGKILL
+        "after_signal",        # calls after delivery (its cleanup)
+        "intercept_ns", "deliver_sig",
+    )
+    _defaults = {"signal_ns": 0, "exit_code": None, "slipped": None, "kill_ns": 0,
+                 "deliver_ns": 0, "after_signal": 0, "intercept_ns": 0, "deliver_sig": 0}
 
 
 def _cstr(b: bytes) -> str:

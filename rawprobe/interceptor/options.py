@@ -5,10 +5,10 @@ the CLI prints it and exits 2 (argparse's own usage dump is turned into the same
 """
 from __future__ import annotations
 
-import argparse
 import os
 import re
-from dataclasses import dataclass
+
+from .record import Record
 
 from ..errors import RawprobeError
 
@@ -146,42 +146,32 @@ def cgroup_id(path: str) -> tuple[int, int]:
     return st.st_ino, level
 
 
-@dataclass
-class WatchOptions:
-    comm: str | None = None
-    pids: tuple[int, ...] = ()
-    cgroup: str | None = None
-    cgroup_id: int | None = None
-    cgroup_level: int = 0
-    uid: int | None = None
-    syscall: str | None = "write"
-    syscall_nr: int | None = None
-    kprobe: str | None = None          # symbol for kprobe/fentry hooks
-    kprobe_offset: int = 0
-    hook: str = "auto"
-    skip: int = 0
-    skip_global: bool = False
-    signal: int = 15
-    kill_after_ns: int = 2_000_000_000
-    action: str = "signal"
-    max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
-    count: int | None = None
-    duration_ns: int | None = None
-    json: str | None = None            # "-" = stdout
-    syslog: bool = False
-    quiet: bool = False
+class WatchOptions(Record):
+    """A validated ``watch`` command line (see build_parser for the meaning)."""
+    __slots__ = ("comm", "pids", "cgroup", "cgroup_id", "cgroup_level", "uid", "syscall",
+                 "syscall_nr", "kprobe", "kprobe_offset", "hook", "skip", "skip_global",
+                 "signal", "kill_after_ns", "action", "max_in_flight", "count", "duration_ns",
+                 "json", "syslog", "quiet")
+    _defaults = {"comm": None, "pids": (), "cgroup": None, "cgroup_id": None,
+                 "cgroup_level": 0, "uid": None, "syscall": "write", "syscall_nr": None,
+                 "kprobe": None, "kprobe_offset": 0, "hook": "auto", "skip": 0,
+                 "skip_global": False, "signal": 15, "kill_after_ns": 2_000_000_000,
+                 "action": "signal", "max_in_flight": DEFAULT_MAX_IN_FLIGHT, "count": None,
+                 "duration_ns": None, "json": None, "syslog": False, "quiet": False}
 
     @property
     def has_filter(self) -> bool:
         return bool(self.comm or self.pids or self.cgroup_id is not None or self.uid is not None)
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # argparse would print usage and exit(2)
-        raise UsageError(message)
+def build_parser():
+    """The ``watch`` argparse parser; its errors raise UsageError (one line)."""
+    import argparse
 
+    class _Parser(argparse.ArgumentParser):
+        def error(self, message: str):  # argparse would print usage and exit(2)
+            raise UsageError(message)
 
-def build_parser() -> argparse.ArgumentParser:
     ap = _Parser(prog="rawprobe watch", description=(
         "Signal the processes that call a kernel routine and time their exit."))
     f = ap.add_argument_group("which processes")

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import IO
+TYPE_CHECKING = False  # typing costs an import; checkers treat this name as True
+
+if TYPE_CHECKING:
+    from typing import IO
 
 SYSLOG_PRIORITY = {   # syslog module constants, resolved lazily
     "intercept": "LOG_INFO", "signal": "LOG_INFO", "exit": "LOG_INFO",

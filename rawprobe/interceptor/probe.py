@@ -14,7 +14,10 @@ from __future__ import annotations
 
 import os
 import struct
-from typing import Any
+TYPE_CHECKING = False  # typing costs an import; checkers treat this name as True
+
+if TYPE_CHECKING:
+    from typing import Any
 
 from .options import WatchOptions
 

@@ -24,7 +24,8 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
+
+from .record import Record
 
 PF_KTHREAD = 0x00200000
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -32,14 +33,9 @@ TICK_NS = 1_000_000_000 // CLK_TCK
 _STAMP_GAP_NS = 100_000
 
 
-@dataclass(slots=True)
-class ProcStat:
-    pid: int
-    comm: str
-    state: str
-    ppid: int
-    flags: int
-    starttime: int        # clock ticks since boot (CLOCK_BOOTTIME)
+class ProcStat(Record):
+    """pid, comm, state, ppid, flags, and starttime (clock ticks since boot, BOOTTIME)."""
+    __slots__ = ("pid", "comm", "state", "ppid", "flags", "starttime")
 
     @property
     def kernel_thread(self) -> bool:

@@ -23,7 +23,10 @@ import os
 import select
 import signal
 import time
-from typing import Callable
+TYPE_CHECKING = False  # typing costs an import; checkers treat this name as True
+
+if TYPE_CHECKING:
+    from typing import Callable
 
 now_ns = time.monotonic_ns
 

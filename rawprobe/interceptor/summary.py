@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import math
-from typing import Iterable, Sequence
+TYPE_CHECKING = False  # typing costs an import; checkers treat this name as True
+
+if TYPE_CHECKING:
+    from typing import Iterable, Sequence
 
 PERCENTILES = (50, 90, 99)
 

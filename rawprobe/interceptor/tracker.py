@@ -25,12 +25,17 @@ from __future__ import annotations
 import collections
 import os
 import signal as _signal
-from dataclasses import dataclass, field
-from typing import Callable
+TYPE_CHECKING = False  # typing costs an import; checkers treat this name as True
 
 from . import pidfd, procinfo
 from .events import RP_SIG_GENERATE, Intercept, KernelExit, KernelSignal
-from .reactor import Reactor, Timer, now_ns
+from .reactor import now_ns
+from .record import Record
+
+if TYPE_CHECKING:
+    from typing import Callable
+
+    from .reactor import Reactor, Timer
 
 # After the pidfd says "exited", how long to wait for the kernel's exit record.
 EXIT_RECORD_GRACE_NS = 200_000_000
@@ -38,49 +43,44 @@ EXIT_RECORD_GRACE_NS = 200_000_000
 KILL_GRACE_NS = 10_000_000_000
 
 
-@dataclass(slots=True)
-class Target:
-    ev: Intercept
-    fd: int = -1
-    state: str = "waiting"        # waiting, signalled, exited, done
-    signal_ns: int = 0            # when the signal was sent (userspace or kernel stamp)
-    exit_seen_ns: int = 0         # when the pidfd became readable
-    escalated: bool = False
-    kernel_exit: KernelExit | None = None
-    kernel_signal_ns: int = 0     # signal_generate seen by the kernel side
-    signal_reported: bool = False
-    timer: Timer | None = None
+class Target(Record):
+    """One process being handled.  ``state``: waiting, signalled, exited, done."""
+    __slots__ = (
+        "ev", "fd", "state",
+        "signal_ns",           # when the signal was sent (userspace or kernel stamp)
+        "exit_seen_ns",        # when the pidfd became readable
+        "escalated",
+        "kernel_exit",         # its KernelExit, once it arrived
+        "kernel_signal_ns",    # signal_generate seen by the kernel side
+        "signal_reported", "timer",
+    )
+    _defaults = {"fd": -1, "state": "waiting", "signal_ns": 0, "exit_seen_ns": 0,
+                 "escalated": False, "kernel_exit": None, "kernel_signal_ns": 0,
+                 "signal_reported": False, "timer": None}
 
 
-@dataclass
-class TrackerConfig:
-    action: str = "signal"            # signal | kernel-signal | report
-    signal: int = 15
-    kill_after_ns: int = 2_000_000_000
-    max_in_flight: int = 4096
-    count: int | None = None
-    protected: frozenset[int] = frozenset()   # the tool and its ancestors
-    syscall_name: Callable[[int], str] | None = None
+class TrackerConfig(Record):
+    """action (signal | kernel-signal | report), signal, kill_after_ns, max_in_flight,
+    count, protected (the tool and its ancestors), syscall_name (nr -> name)."""
+    __slots__ = ("action", "signal", "kill_after_ns", "max_in_flight", "count",
+                 "protected", "syscall_name")
+    _defaults = {"action": "signal", "signal": 15, "kill_after_ns": 2_000_000_000,
+                 "max_in_flight": 4096, "count": None, "protected": frozenset(),
+                 "syscall_name": None}
 
 
-@dataclass
-class Counts:
-    intercepted: int = 0
-    signalled: int = 0
-    escalated: int = 0
-    exited: int = 0
-    refused: int = 0
-    errors: int = 0
-    reported: int = 0
-    waited: int = 0          # had to wait for a free --max-in-flight slot
-    max_waiting: int = 0
-    dropped: int = 0         # still waiting when the watch ended
-    abandoned: int = 0       # in flight when the watch was interrupted
-    duplicates: int = 0      # a second record for a process already handled
-    lost: int = 0            # records the kernel could not submit (ring buffer full)
-
-    def as_dict(self) -> dict:
-        return dict(self.__dict__)
+class Counts(Record):
+    """What happened, for the summary."""
+    __slots__ = (
+        "intercepted", "signalled", "escalated", "exited", "refused", "errors", "reported",
+        "waited",              # had to wait for a free --max-in-flight slot
+        "max_waiting",
+        "dropped",             # still waiting when the watch ended
+        "abandoned",           # in flight when the watch was interrupted
+        "duplicates",          # a second record for a process already handled
+        "lost",                # records the kernel could not submit (ring buffer full)
+    )
+    _defaults = dict.fromkeys(__slots__, 0)
 
 
 class Tracker:
@@ -213,7 +213,7 @@ class Tracker:
                 if self.on_count_reached is not None:
                     self.on_count_reached()
             return
-        t = Target(ev)
+        t = Target(ev=ev)
         self.active[ev.tgid] = t
         if self.in_flight >= self.cfg.max_in_flight:
             self.waiting.append(t)
