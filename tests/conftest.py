@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import os
 import platform
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
