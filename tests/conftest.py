@@ -48,21 +48,15 @@ def _check_kprobes() -> str | None:
 
 
 def _check_fentry() -> str | None:
-    # Only loading a program tells whether fentry attaches (a kernel whose
-    # config allows it may still refuse with EPERM, as this project's dev
-    # machine does).  Until rawprobe.features probes it, trust only the config
-    # of the test VM's stock kernel.
-    config = vm_kernel_config()
-    if config is None:
-        return "fentry/fexit not confirmed (not probed; only the test VM's kernel config is trusted)"
-    needed = ("CONFIG_BPF_JIT", "CONFIG_FUNCTION_TRACER", "CONFIG_DEBUG_INFO_BTF",
-              "CONFIG_DYNAMIC_FTRACE_WITH_DIRECT_CALLS")
-    off = [c for c in needed if config.get(c) != "y"]
-    return f"no fentry/fexit ({', '.join(off)} not set)" if off else None
+    # Only loading a program tells whether fentry attaches: a kernel whose config
+    # allows it may still refuse (this project's dev machine answers EPERM to
+    # root), so ask rawprobe's own cached probe, which loads one.
+    from rawprobe import features
+    f = features.fentry()
+    return None if f.supported else f"fentry/fexit refused ({f.detail})"
 
 
-# The hook for rawprobe.features: once it probes a feature for real (cached),
-# point the entry at that probe instead of the stand-in above.
+# Feature name -> check; fentry asks rawprobe.features, which probes for real.
 FEATURE_CHECKS: dict[str, Callable[[], str | None]] = {
     "kprobes": _check_kprobes,
     "fentry": _check_fentry,
