@@ -30,15 +30,6 @@ def pytest_configure(config: pytest.Config) -> None:
 # ------------------------------------------------------------ feature checks --
 # Each check returns None when the running kernel has the feature, else why not.
 
-def vm_kernel_config() -> dict[str, str] | None:
-    """The test VM kernel's CONFIG_* options; None outside the VM."""
-    path = os.environ.get("RAWPROBE_VM_KCONFIG")
-    if not IN_VM or not path:
-        return None
-    return dict(line.split("=", 1) for line in Path(path).read_text().splitlines()
-                if line.startswith("CONFIG_") and "=" in line)
-
-
 def _check_kprobes() -> str | None:
     if Path("/sys/bus/event_source/devices/kprobe/type").exists():
         return None
