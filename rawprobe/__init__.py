@@ -12,8 +12,6 @@ Every error rawprobe raises on purpose is a ``rawprobe.RawprobeError``.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
 from .errors import (BTFError, CORERelocationError, FormatError, NotFoundError,
                      NotSupportedError, ObjectFormatError, PermissionDeniedError,
                      RawprobeError, SyscallError, VerifierError)
@@ -43,7 +41,12 @@ __all__ = [
     "CORERelocationError", *_LAZY,
 ]
 
+# ``typing`` is not imported at run time (it pulls in re, enum, collections...:
+# several ms); type checkers treat any ``TYPE_CHECKING`` name as true.
+TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
+    from typing import Any
+
     from .collection import Collection, Variable, load
     from .link import Link
     from .maps import Map
@@ -57,12 +60,14 @@ def __getattr__(name: str) -> Any:
     modname = _LAZY.get(name)
     if modname is None:
         raise AttributeError(f"module 'rawprobe' has no attribute {name!r}")
-    import importlib
-    mod = importlib.import_module(f".{modname}", __name__)
+    import sys              # (the name _sys is taken by the subpackage rawprobe._sys)
+    qualname = f"{__name__}.{modname}"
+    __import__(qualname)    # not importlib.import_module: importlib costs an import
+    mod = sys.modules[qualname]
     value = mod if name == modname else getattr(mod, name)
     globals()[name] = value
     return value
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+    return sorted((set(globals()) - {"TYPE_CHECKING"}) | set(_LAZY))

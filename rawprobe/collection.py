@@ -23,7 +23,6 @@ from errno import errorcode as _errorcode
 import mmap
 import os
 import struct
-from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional, Union
 
 from ._sys import bpf as _bpf
 from ._sys.fd import FD
@@ -32,7 +31,11 @@ from .errors import (NotFoundError, NotSupportedError, PermissionDeniedError,
 from .maps import Map, possible_cpus
 from .programs import Program
 
+# No run-time ``typing``: it imports re, enum, collections... (several ms).
+TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
+    from typing import Any, Iterable, Mapping, Optional, Union
+
     from .link import Link
     from .spec import MapSpec, ObjectSpec, ProgramSpec, VariableSpec
 
@@ -239,14 +242,19 @@ class _Loader:
         btf = self.spec.btf
         if btf is None:
             return
-        from .btf import marshal
-        blob = marshal.encode(btf)
+        # The object's own blob with the DATASEC fix-ups patched in: the common
+        # case needs no re-encoding (nor importing marshal, which needs dataclasses).
+        blob = btf.load_blob()
+        if blob is None:
+            from .btf import marshal
+            blob = marshal.encode(btf)
         try:
             self.coll._btf_fd = _bpf.btf_load(blob)
             return
         except PermissionDeniedError:
             raise
         except SyscallError as first:
+            from .btf import marshal
             feats = _btf_features()
             if feats is not None:
                 try:

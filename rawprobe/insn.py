@@ -13,9 +13,13 @@ kernel objects (BPF_PSEUDO_BTF_ID) or subprograms (BPF_PSEUDO_FUNC).
 from __future__ import annotations
 
 import struct
-from typing import Iterator, NamedTuple
 
+from ._records import RecordTuple
 from .errors import ObjectFormatError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # pragma: no cover
+    from typing import Iterator
 
 INSN_SIZE = 8
 _INSN = struct.Struct("<BBhi")
@@ -65,13 +69,17 @@ CALL = BPF_JMP | BPF_CALL                  # 0x85
 EXIT = BPF_JMP | BPF_EXIT                  # 0x95
 
 
-class Insn(NamedTuple):
-    """One decoded ``struct bpf_insn``."""
-    code: int
-    dst_reg: int
-    src_reg: int
-    off: int
-    imm: int
+class Insn(RecordTuple):
+    """One decoded ``struct bpf_insn``: ``(code, dst_reg, src_reg, off, imm)``
+    (a named tuple; :mod:`rawprobe._records` says why not typing.NamedTuple)."""
+    __slots__ = ()
+    _fields = ("code", "dst_reg", "src_reg", "off", "imm")
+    if TYPE_CHECKING:  # pragma: no cover
+        code: int
+        dst_reg: int
+        src_reg: int
+        off: int
+        imm: int
 
     def encode(self) -> bytes:
         return _INSN.pack(self.code, (self.src_reg << 4) | (self.dst_reg & 0xF),

@@ -8,20 +8,21 @@ return one value per possible CPU, each padded to 8 bytes as the kernel wants:
 from __future__ import annotations
 
 import os
-from functools import lru_cache
-from typing import TYPE_CHECKING, Iterator, Union
 
 from ._sys import bpf as _bpf
 from ._sys.fd import FD
 from .errors import NotSupportedError, RawprobeError
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
+    from typing import Iterator, Union
+
     from .spec import MapSpec
 
-__all__ = ["Map", "possible_cpus"]
+    Key = Union[bytes, bytearray, memoryview, int]
+    Value = Union[bytes, bytearray, memoryview, int]
 
-Key = Union[bytes, bytearray, memoryview, int]
-Value = Union[bytes, bytearray, memoryview, int]
+__all__ = ["Map", "possible_cpus"]
 
 # enum bpf_map_type values that have per-CPU values
 _PERCPU_TYPES = {5, 6, 10, 21}       # PERCPU_HASH, PERCPU_ARRAY, LRU_PERCPU_HASH, PERCPU_CGROUP_STORAGE
@@ -29,9 +30,19 @@ _PERCPU_TYPES = {5, 6, 10, 21}       # PERCPU_HASH, PERCPU_ARRAY, LRU_PERCPU_HAS
 _NO_ELEMS = {27, 31}                 # RINGBUF, USER_RINGBUF
 
 
-@lru_cache(maxsize=None)
+_possible_cpus = 0
+
+
 def possible_cpus() -> int:
-    """Number of possible CPUs (the kernel's nr_cpu_ids): per-CPU value slots."""
+    """Number of possible CPUs (the kernel's nr_cpu_ids): per-CPU value slots.
+    Read once per process (cached by hand: functools is one more import)."""
+    global _possible_cpus
+    if not _possible_cpus:
+        _possible_cpus = _read_possible_cpus()
+    return _possible_cpus
+
+
+def _read_possible_cpus() -> int:
     try:
         with open("/sys/devices/system/cpu/possible") as f:
             text = f.read().strip()

@@ -7,11 +7,12 @@ which closes them before the program.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Optional
-
 from ._sys.fd import FD
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
+    from typing import Any, Callable, Optional
+
     from .link import Link
     from .spec import ProgramSpec
 

@@ -14,13 +14,12 @@ kernel versions are given where a type arrived after 4.19.
 """
 from __future__ import annotations
 
-import re
-from enum import IntEnum
-
+from ._records import IntConst
 from .errors import ObjectFormatError
 
 
-class ProgType(IntEnum):
+# IntConst rather than enum.IntEnum: same use (ints with names), no enum import.
+class ProgType(IntConst):
     """enum bpf_prog_type."""
     UNSPEC = 0
     SOCKET_FILTER = 1
@@ -57,10 +56,8 @@ class ProgType(IntEnum):
     NETFILTER = 32          # 6.4
 
 
-class _AttachTypes:
-    """enum bpf_attach_type (the ``expected_attach_type`` of BPF_PROG_LOAD) as plain
-    ints.  :data:`AttachType`, an IntEnum with these names, is built on first use
-    (module ``__getattr__``): an enum costs ~15 us per member to create at import."""
+class AttachType(IntConst):
+    """enum bpf_attach_type (the ``expected_attach_type`` of BPF_PROG_LOAD)."""
     CGROUP_INET_INGRESS = 0
     CGROUP_INET_EGRESS = 1
     CGROUP_INET_SOCK_CREATE = 2
@@ -121,27 +118,11 @@ class _AttachTypes:
     TRACE_UPROBE_SESSION = 57
 
 
-def build_int_enum(name: str, ints: type, namespace: dict, doc: str) -> type:
-    """An IntEnum ``name`` with the int attributes of ``ints``, cached in
-    ``namespace`` (a module's globals) so its ``__getattr__`` runs once."""
-    members = {k: v for k, v in vars(ints).items() if not k.startswith("_")}
-    cls = IntEnum(name, members, module=namespace["__name__"])
-    cls.__doc__ = doc
-    namespace[name] = cls
-    return cls
-
-
-def __getattr__(name: str) -> type:
-    if name == "AttachType":
-        return build_int_enum(name, _AttachTypes, globals(), "enum bpf_attach_type.")
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 # prog_flags of BPF_PROG_LOAD
 BPF_F_SLEEPABLE = 1 << 4       # 5.10
 BPF_F_XDP_HAS_FRAGS = 1 << 5   # 5.18
 
-P, A = ProgType, _AttachTypes
+P, A = ProgType, AttachType
 _S, _FRAGS = BPF_F_SLEEPABLE, BPF_F_XDP_HAS_FRAGS
 
 
@@ -326,7 +307,10 @@ def program_section(section: str, where: str = "") -> SectionInfo:
 
 # --- attach-target parsers (used by the attach layer) -----------------------------
 
-_SYMBOL = re.compile(r"[A-Za-z0-9_.]+\Z")
+def _is_symbol(text: str) -> bool:
+    """[A-Za-z0-9_.]+ (no ``re`` import for one character class)."""
+    return bool(text) and text.isascii() and \
+        all(c.isalnum() or c == "_" or c == "." for c in text)
 
 
 def _parse_int(text: str, what: str) -> int:
@@ -343,7 +327,7 @@ def parse_kprobe_target(target: str, retprobe: bool = False) -> tuple[str, int]:
     Return probes cannot take an offset (the kernel attaches them at entry).
     """
     symbol, plus, off = target.partition("+")
-    if not _SYMBOL.match(symbol):
+    if not _is_symbol(symbol):
         raise ObjectFormatError(f"kprobe target {target!r}: expected <symbol>[+<offset>] "
                                 f"with a kernel symbol name")
     offset = _parse_int(off, f"kprobe target {target!r}") if plus else 0

@@ -31,22 +31,25 @@ from __future__ import annotations
 import errno as _errno
 import os
 from bisect import bisect_left
-from typing import TYPE_CHECKING, Any, NamedTuple
 
 from . import elf as E
 from . import insn as I
+from ._records import IntConst, RecordTuple
 from .errors import (BTFError, NotFoundError, ObjectFormatError, PermissionDeniedError,
                      RawprobeError, SyscallError)
-from .sections import ProgType, build_int_enum, program_section
+from .sections import ProgType, program_section
 
+# No run-time ``typing`` (it imports re, enum, collections...: several ms of start-up).
+TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
+    from typing import Any
+
     from .btf.ext import BTFExt, CoreRelo, FuncInfo, LineInfo
     from .btf.parse import BTFSpec
 
 
-class _MapTypes:
-    """enum bpf_map_type as plain ints; :data:`MapType`, an IntEnum with these
-    names, is built on first use (module ``__getattr__``) to keep import cheap."""
+class MapType(IntConst):
+    """enum bpf_map_type (IntEnum-like, see :mod:`rawprobe._records`)."""
     UNSPEC = 0
     HASH = 1
     ARRAY = 2
@@ -83,12 +86,6 @@ class _MapTypes:
     ARENA = 33
 
 
-def __getattr__(name: str) -> type:
-    if name == "MapType":
-        return build_int_enum(name, _MapTypes, globals(), "enum bpf_map_type.")
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 # map_flags (uapi/linux/bpf.h)
 BPF_F_NO_PREALLOC = 1 << 0
 BPF_F_NUMA_NODE = 1 << 2
@@ -100,7 +97,7 @@ LIBBPF_PIN_NONE = 0
 LIBBPF_PIN_BY_NAME = 1
 
 BPF_OBJ_NAME_LEN = 16
-_MAP_IN_MAP = (_MapTypes.ARRAY_OF_MAPS, _MapTypes.HASH_OF_MAPS)
+_MAP_IN_MAP = (MapType.ARRAY_OF_MAPS, MapType.HASH_OF_MAPS)
 _MAX_DATA_SIZE = 1 << 29       # far above KMALLOC_MAX_SIZE, the kernel's limit
 _UINT_FIELDS = ("type", "max_entries", "map_flags", "numa_node", "key_size", "value_size",
                 "pinning", "map_extra")
@@ -110,16 +107,19 @@ class InvalidValueError(RawprobeError, ValueError):
     """A value that does not fit the variable it is meant for."""
 
 
-class MapReloc(NamedTuple):
+class MapReloc(RecordTuple):
     """An ``ld_imm64`` at instruction ``insn`` that must receive map ``map``'s fd.
 
     ``offset`` is 0 for a map reference (BPF_PSEUDO_MAP_FD) and the byte offset
     into the value for a global variable (BPF_PSEUDO_MAP_VALUE); both src_reg and
     offset are already encoded in ``ProgramSpec.insns``.
     """
-    insn: int
-    map: str
-    offset: int
+    __slots__ = ()
+    _fields = ("insn", "map", "offset")
+    if TYPE_CHECKING:  # pragma: no cover
+        insn: int
+        map: str
+        offset: int
 
 
 class _Record:
@@ -640,7 +640,7 @@ class _Parser:
                 spec.inner = self._map_def(name + ".inner", target, inner=True)
                 spec.inner.kernel_name = _kernel_name(name + ".inner")
             elif isinstance(target, T.FuncProto):
-                if spec.type != _MapTypes.PROG_ARRAY:
+                if spec.type != MapType.PROG_ARRAY:
                     raise self.err(f"{what}: __array(values, <function>) needs "
                                    f"PROG_ARRAY", ".maps")
             else:
@@ -673,7 +673,7 @@ class _Parser:
                 raise self.err(f"map {owner!r}: initial value for slot {slot} but "
                                f"max_entries is {m.max_entries}", ".maps")
             sym = elf.symbols[r.sym]
-            if m.type == _MapTypes.PROG_ARRAY:
+            if m.type == MapType.PROG_ARRAY:
                 if sym.name not in programs:
                     raise self.err(f"map {owner!r}: slot {slot} refers to {sym.name!r}, "
                                    f"which is not a program", ".maps")
@@ -700,7 +700,7 @@ class _Parser:
                 contents = self.elf.contents(sec)
             ds_id, ds = self._datasec(sec.name)
             flags = BPF_F_MMAPABLE | (BPF_F_RDONLY_PROG if readonly else 0)
-            m = MapSpec(name=sec.name, type=_MapTypes.ARRAY, key_size=4, value_size=sec.size,
+            m = MapSpec(name=sec.name, type=int(MapType.ARRAY), key_size=4, value_size=sec.size,
                         max_entries=1, map_flags=flags, btf_value_type_id=ds_id,
                         contents=contents, frozen=readonly, section=sec.name,
                         kernel_name=_kernel_name(sec.name, self.obj_name))

@@ -64,6 +64,40 @@ def test_round_trip(path: Path) -> None:
     assert spec.types == fresh_spec(path).types        # encode did not touch its input
 
 
+@pytest.mark.parametrize("path", BTF_OBJECTS, ids=lambda p: p.name)
+def test_load_blob_is_encode_without_reencoding(path: Path) -> None:
+    """BTFSpec.load_blob (the loader's fast path): the object's own bytes with the
+    DATASEC fix-ups patched in decode to exactly what encode() produces, and
+    leave the blob as clang wrote it wherever nothing needed fixing."""
+    from rawprobe.errors import ObjectFormatError
+    from rawprobe.spec import ObjectSpec
+    raw = elf_sections(path)[".BTF"]
+    try:
+        obj = ObjectSpec.from_file(path)        # fills DATASEC sizes and offsets
+    except ObjectFormatError:
+        pytest.skip("an object the loader rejects (tested in test_spec)")
+    blob = obj.btf.load_blob()
+    assert blob is not None and len(blob) == len(raw)
+    assert BTFSpec.from_bytes(blob).types == BTFSpec.from_bytes(encode(obj.btf)).types
+    assert BTFSpec.from_bytes(blob).types == \
+        BTFSpec.from_bytes(encode(fresh_spec(path), fixups=fixups_from_elf(path))).types
+    datasecs = [t for t in fresh_spec(path).types if isinstance(t, T.Datasec)]
+    if not any(t.size == 0 for t in datasecs):
+        assert blob == raw
+
+
+def test_load_blob_declines_what_it_cannot_patch() -> None:
+    spec = fresh_spec(CORE_OBJECTS[0])
+    assert spec.load_blob() is None              # DATASEC sizes still 0: encode explains
+    assert synthetic_spec().load_blob() is None  # not parsed from a blob
+
+
+@pytest.mark.parametrize("path", CORE_OBJECTS, ids=lambda p: p.name)
+def test_kernel_accepts_load_blob(path: Path) -> None:
+    from rawprobe.spec import ObjectSpec
+    _btf_load(ObjectSpec.from_file(path).btf.load_blob())
+
+
 def test_missing_fixups_are_explained() -> None:
     spec = fresh_spec(CORE_OBJECTS[0])
     with pytest.raises(BTFError, match="size 0 .*BTFFixups"):

@@ -2,7 +2,7 @@
 
 Modules (import the one you need; this package imports nothing eagerly):
 
-* ``types``   the type model, one dataclass per BTF kind, ids not references
+* ``types``   the type model, one class per BTF kind, ids not references
 * ``parse``   ``BTFSpec.from_bytes``: a whole blob, validated
 * ``ext``     ``BTFExt.from_bytes``: func_info, line_info, CO-RE relocations
 * ``kernel``  ``KernelBTF.load()``: vmlinux (and module) BTF, indexed lazily

@@ -31,13 +31,19 @@ All kinds need a kernel with BTF (5.4+); TYPE_MATCHES needs clang 15+.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
-from typing import Any, Iterable, Optional, Sequence
 
 from ..errors import BTFError, CORERelocationError, RawprobeError
 from . import types as T
 from .ext import CoreRelo, CoreReloKind as K
 from .parse import essential_name
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # pragma: no cover
+    from typing import Any, Iterable, Optional, Sequence
+
+    # Either BTF flavour works as local or target: BTFSpec or KernelBTF
+    # (type_by_id, size_of, essential_ids, types_by_name).
+    BTFLike = Any
 
 POISON_HELPER = 0xBAD2310           # 195896080: "invalid func unknown#195896080"
 SPEC_MAX_LEN = 64                   # BPF_CORE_SPEC_MAX_LEN
@@ -59,10 +65,6 @@ KIND_NAMES = {
     K.TYPE_SIZE: "type_size", K.ENUMVAL_EXISTS: "enumval_exists",
     K.ENUMVAL_VALUE: "enumval_value",
 }
-
-# Either BTF flavour works as local or target: BTFSpec or KernelBTF (type_by_id,
-# size_of, essential_ids, types_by_name).
-BTFLike = Any
 
 
 class _Fail(CORERelocationError):
@@ -118,8 +120,7 @@ class CoreSpec:
         return s
 
 
-@dataclass
-class CoreResult:
+class CoreResult(T._Record):
     """What one relocation computes to; field names follow libbpf's
     ``struct bpf_core_relo_res``.
 
@@ -128,20 +129,34 @@ class CoreResult:
     field sizes for load/store instructions: when they differ the patcher
     changes the access size, unless ``fail_memsz_adjust`` (a signed or
     non-integer field changed size), in which case the load/store is poisoned.
+    ``local_path`` is e.g. ``"task_struct.real_parent"``; ``target_type_id`` the
+    matched root type in the target (0: none), ``target_btf`` which BTF
+    (vmlinux or a module) matched.
+
+    A slotted class rather than a dataclass (``import dataclasses`` costs ~10 ms).
     """
-    kind: K
-    orig_val: int = 0
-    new_val: int = 0
-    poison: bool = False
-    validate: bool = True
-    fail_memsz_adjust: bool = False
-    orig_sz: int = 0
-    new_sz: int = 0
-    orig_type_id: int = 0
-    new_type_id: int = 0
-    local_path: str = ""                 # e.g. "task_struct.real_parent"
-    target_type_id: int = 0              # matched root type in the target (0: none)
-    target_btf: Optional[BTFLike] = None  # which BTF (vmlinux or a module) matched
+    __slots__ = ("kind", "orig_val", "new_val", "poison", "validate", "fail_memsz_adjust",
+                 "orig_sz", "new_sz", "orig_type_id", "new_type_id", "local_path",
+                 "target_type_id", "target_btf")
+
+    def __init__(self, kind: K, orig_val: int = 0, new_val: int = 0, poison: bool = False,
+                 validate: bool = True, fail_memsz_adjust: bool = False, orig_sz: int = 0,
+                 new_sz: int = 0, orig_type_id: int = 0, new_type_id: int = 0,
+                 local_path: str = "", target_type_id: int = 0,
+                 target_btf: Optional[BTFLike] = None) -> None:
+        self.kind = kind
+        self.orig_val = orig_val
+        self.new_val = new_val
+        self.poison = poison
+        self.validate = validate
+        self.fail_memsz_adjust = fail_memsz_adjust
+        self.orig_sz = orig_sz
+        self.new_sz = new_sz
+        self.orig_type_id = orig_type_id
+        self.new_type_id = new_type_id
+        self.local_path = local_path
+        self.target_type_id = target_type_id
+        self.target_btf = target_btf
 
     # The brief's names for the two values.
     @property
@@ -412,26 +427,30 @@ def _match_member(lbtf, lacc: Accessor, tbtf, tid: int, spec: CoreSpec) -> Optio
     tid, tt = _skip(tbtf, tid)
     if not isinstance(tt, T.COMPOSITES):
         return None
-    lt = _type(lbtf, lacc.type_id)
-    lm = lt.members[lacc.idx]  # type: ignore[attr-defined]
-    for i, m in enumerate(tt.members):
-        if len(spec.raw) >= SPEC_MAX_LEN:
-            raise _Fail("target struct nesting too deep")
-        spec.bit_offset += m.offset
-        spec.raw.append(i)
-        if not m.name:
+    members = tt.members
+    if members and len(spec.raw) >= SPEC_MAX_LEN:
+        raise _Fail("target struct nesting too deep")
+    want = lacc.name            # the local member's name (set: only named steps get here)
+    # Members in order: the first anonymous member holding ``want`` or the
+    # member named ``want``, whichever comes first, decides (libbpf's order).
+    for i, m in enumerate(members):
+        name = m.name
+        if name == want:
+            lm = _type(lbtf, lacc.type_id).members[lacc.idx]  # type: ignore[attr-defined]
+            if not fields_are_compat(lbtf, lm.type, tbtf, m.type):
+                return None   # same name, incompatible type: no match at all
+            spec.bit_offset += m.offset
+            spec.raw.append(i)
+            spec.acc.append(Accessor(tid, i, name))
+            return m.type
+        if not name:
+            spec.bit_offset += m.offset
+            spec.raw.append(i)
             found = _match_member(lbtf, lacc, tbtf, m.type, spec)
             if found is not None:
                 return found
-        elif m.name == lm.name:
-            if fields_are_compat(lbtf, lm.type, tbtf, m.type):
-                spec.acc.append(Accessor(tid, i, m.name))
-                return m.type
             spec.bit_offset -= m.offset
             spec.raw.pop()
-            return None   # same name, incompatible type: no match at all
-        spec.bit_offset -= m.offset
-        spec.raw.pop()
     return None
 
 

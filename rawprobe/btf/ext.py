@@ -17,13 +17,13 @@ the start of the loaded program, which the ELF/loader layer computes.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass, field
-from enum import IntEnum
-from typing import TYPE_CHECKING
 
+from .._records import IntConst
 from ..errors import BTFError, RawprobeError
+from .types import _Record
 
-if TYPE_CHECKING:
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # pragma: no cover
     from .parse import BTFSpec
 
 EXT_HEADER_V1 = struct.Struct("<HBBIIIII")   # up to line_info_len (24 bytes)
@@ -31,8 +31,8 @@ U32X2 = struct.Struct("<II")
 U32X4 = struct.Struct("<IIII")
 
 
-class CoreReloKind(IntEnum):
-    """enum bpf_core_relo_kind (uapi/linux/bpf.h)."""
+class CoreReloKind(IntConst):
+    """enum bpf_core_relo_kind (uapi/linux/bpf.h); IntEnum-like, without ``enum``."""
     FIELD_BYTE_OFFSET = 0
     FIELD_BYTE_SIZE = 1
     FIELD_EXISTS = 2
@@ -48,24 +48,33 @@ class CoreReloKind(IntEnum):
     TYPE_MATCHES = 12
 
 
-@dataclass(slots=True)
-class FuncInfo:
+# Records are slotted classes with equality and repr from their slots
+# (types._Record), not dataclasses: ``import dataclasses`` alone costs ~10 ms
+# (inspect, ast, dis, tokenize), more than parsing a whole object.
+
+class FuncInfo(_Record):
     """struct bpf_func_info; ``insn_off`` in bytes from the section start."""
-    insn_off: int
-    type_id: int
+    __slots__ = ("insn_off", "type_id")
+
+    def __init__(self, insn_off: int, type_id: int) -> None:
+        self.insn_off = insn_off
+        self.type_id = type_id
 
 
-@dataclass(slots=True)
-class LineInfo:
+class LineInfo(_Record):
     """struct bpf_line_info; ``insn_off`` in bytes from the section start.
 
     ``file_name_off``/``line_off`` index the BTF string section, which is why
     the marshaller keeps the original string table intact.
     """
-    insn_off: int
-    file_name_off: int
-    line_off: int
-    line_col: int
+    __slots__ = ("insn_off", "file_name_off", "line_off", "line_col")
+
+    def __init__(self, insn_off: int, file_name_off: int, line_off: int,
+                 line_col: int) -> None:
+        self.insn_off = insn_off
+        self.file_name_off = file_name_off
+        self.line_off = line_off
+        self.line_col = line_col
 
     @property
     def line(self) -> int:
@@ -76,32 +85,42 @@ class LineInfo:
         return self.line_col & 0x3FF
 
 
-@dataclass(slots=True)
-class CoreRelo:
+class CoreRelo(_Record):
     """struct bpf_core_relo; ``insn_off`` in bytes from the section start.
 
     ``access_str`` is the decoded ``access_str_off`` (e.g. ``"0:1:2"``).
     """
-    insn_off: int
-    type_id: int
-    access_str_off: int
-    kind: CoreReloKind
-    access_str: str = ""
+    __slots__ = ("insn_off", "type_id", "access_str_off", "kind", "access_str")
+
+    def __init__(self, insn_off: int, type_id: int, access_str_off: int,
+                 kind: CoreReloKind, access_str: str = "") -> None:
+        self.insn_off = insn_off
+        self.type_id = type_id
+        self.access_str_off = access_str_off
+        self.kind = kind
+        self.access_str = access_str
 
 
 # (record class, minimum record size, decoder from the first 4 u32s)
 _MIN_FUNC, _MIN_LINE, _MIN_CORE = 8, 16, 16
 
 
-@dataclass
-class BTFExt:
+class BTFExt(_Record):
     """Parsed ``.BTF.ext``: records grouped per ELF section name, in file order."""
-    func_info_rec_size: int = 8
-    line_info_rec_size: int = 16
-    core_relo_rec_size: int = 16
-    func_infos: dict[str, list[FuncInfo]] = field(default_factory=dict)
-    line_infos: dict[str, list[LineInfo]] = field(default_factory=dict)
-    core_relos: dict[str, list[CoreRelo]] = field(default_factory=dict)
+    __slots__ = ("func_info_rec_size", "line_info_rec_size", "core_relo_rec_size",
+                 "func_infos", "line_infos", "core_relos")
+
+    def __init__(self, func_info_rec_size: int = 8, line_info_rec_size: int = 16,
+                 core_relo_rec_size: int = 16,
+                 func_infos: dict[str, list[FuncInfo]] | None = None,
+                 line_infos: dict[str, list[LineInfo]] | None = None,
+                 core_relos: dict[str, list[CoreRelo]] | None = None) -> None:
+        self.func_info_rec_size = func_info_rec_size
+        self.line_info_rec_size = line_info_rec_size
+        self.core_relo_rec_size = core_relo_rec_size
+        self.func_infos = {} if func_infos is None else func_infos
+        self.line_infos = {} if line_infos is None else line_infos
+        self.core_relos = {} if core_relos is None else core_relos
 
     @classmethod
     def from_bytes(cls, data: bytes, btf: "BTFSpec") -> "BTFExt":

@@ -29,19 +29,23 @@ import mmap
 import os
 import struct
 import sys
-import zlib
-from array import array
-from typing import Iterator, Optional
 
 from ..errors import BTFError, NotFoundError, NotSupportedError
 from . import types as T
 from .parse import (TAIL_FIXED, TAIL_ITEM, BTFLookups, Header, check_strings, decode_type,
                     essential_name, make_string_reader, record_end)
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # pragma: no cover
+    from array import array
+    from typing import Any, Iterator, Optional
+
 VMLINUX = "/sys/kernel/btf/vmlinux"
-_INDEX_MAGIC = b"RPBTFIX2"
+_INDEX_MAGIC = b"RPBTFIX3"
 _FIXED_W = tuple(n // 4 for n in TAIL_FIXED)
 _ITEM_W = tuple(n // 4 for n in TAIL_ITEM)
+
+_KEY_ENDS = 16384        # bytes of each end of the blob kept in the cache key
 
 _loaded: dict[str, "KernelBTF"] = {}
 
@@ -88,9 +92,10 @@ class KernelBTF(BTFLookups):
         self._memo: dict[int, T.Type] = {}
         self._from_cache = False
         # array('I'/'Q') when built here, memoryviews of the mapped cache file
-        self.offsets = array("I")
-        self._name_keys = array("Q")
-        self._flavoured = array("I")
+        # (``array`` is imported only to build: it imports collections.abc, ~3 ms)
+        self.offsets: Any = ()
+        self._name_keys: Any = ()
+        self._flavoured: Any = ()
         self._flavour_names: Optional[dict[str, list[int]]] = None
         self._load_index(use_cache)
 
@@ -148,6 +153,7 @@ class KernelBTF(BTFLookups):
         finally:
             words.release()
         keys = sorted(n << 32 | i for i, n in enumerate(names) if n)
+        from array import array
         self.offsets = array("I", offs)
         self._name_keys = array("Q", keys)
         self._flavoured = array("I", self._scan_flavoured())
@@ -201,14 +207,14 @@ class KernelBTF(BTFLookups):
 
     def _cache_key(self) -> bytes:
         # The kernel cannot change its BTF without a reboot, and a reboot into
-        # another build changes uname or the blob; the CRC of the header and
-        # both ends of the blob is the cheap content check on top.
+        # another build changes uname or the blob; both ends of the blob (the
+        # header and first types, the last strings), kept verbatim, are the
+        # content check on top (no checksum: zlib is one more import).
         u = os.uname()
         b = self._buf
-        crc = zlib.crc32(b[:65536])
-        crc = zlib.crc32(b[max(0, len(b) - 65536):], crc)
+        n = _KEY_ENDS
         return (f"{u.release}\0{u.version}\0{u.machine}\0{self.path}\0{len(b)}\0"
-                f"{crc:08x}").encode()
+                .encode() + b[:n] + b[max(0, len(b) - n):])
 
     def _rebuild_index(self) -> None:
         self._build_index()
@@ -387,7 +393,7 @@ def _cache_file(kb: KernelBTF) -> Optional[str]:
     d = cache_dir()
     if not d or not kb.path:
         return None
-    tag = f"{zlib.crc32(kb.path.encode()):08x}"
+    tag = f"{_fnv1a32(kb.path.encode()):08x}"
     return os.path.join(d, f"btf-index-{os.path.basename(kb.path)}-{tag}.bin")
 
 
@@ -417,6 +423,14 @@ def _read_index(path: str, key: bytes, nwords: int):
     if not len(offs) or offs[0] != 0 or offs[-1] >= nwords:
         return None
     return out[0], out[1], out[2]
+
+
+def _fnv1a32(data: bytes) -> int:
+    """32-bit FNV-1a: a stable short tag for a path in a file name."""
+    h = 0x811C9DC5
+    for c in data:
+        h = ((h ^ c) * 0x01000193) & 0xFFFFFFFF
+    return h
 
 
 def _align8(n: int) -> int:

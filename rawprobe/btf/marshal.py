@@ -33,12 +33,15 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass, field, fields
-from typing import Mapping, Optional, Union
 
 from ..errors import BTFError
 from . import types as T
 from .parse import BTF_MAGIC, BTF_VERSION, HEADER, BTFSpec
 from .types import Kind
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # pragma: no cover
+    from typing import Mapping, Optional, Union
 
 _TYPE = struct.Struct("<III")
 _U32 = struct.Struct("<I")

@@ -19,11 +19,14 @@ only ever reads through ``unpack_from`` after checking the bounds itself.
 from __future__ import annotations
 
 import struct
-from typing import Callable, Iterator, Optional
 
 from ..errors import BTFError, NotFoundError
 from . import types as T
 from .types import Kind
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # pragma: no cover
+    from typing import Callable, Iterator, Optional
 
 BTF_MAGIC = 0xEB9F
 BTF_VERSION = 1
@@ -365,6 +368,8 @@ class BTFSpec(BTFLookups):
         self._by_name: Optional[dict[str, list[int]]] = None
         self._by_essential: Optional[dict[str, list[int]]] = None
         self._name = make_string_reader(strings, base=base)
+        self._raw: Optional[bytes] = None          # the blob, when parsed by from_bytes
+        self._datasec_at: dict[int, int] = {}      # DATASEC id -> record offset in _raw
 
     # -- construction ---------------------------------------------------------
 
@@ -380,12 +385,50 @@ class BTFSpec(BTFLookups):
         types, name = spec.types, spec._name
         first_own = len(types)
         off, end = hdr.types_start, hdr.types_end
+        datasecs = spec._datasec_at
+        Datasec = T.Datasec
         while off < end:
             nxt = record_end(data, off, end)
-            types.append(decode_type(data, off, name))
+            t = decode_type(data, off, name)
+            if type(t) is Datasec:
+                datasecs[len(types)] = off
+            types.append(t)
             off = nxt
         spec._validate(first_own)
+        if base is None:
+            spec._raw = data
         return spec
+
+    def load_blob(self) -> Optional[bytes]:
+        """This blob as parsed, with each DATASEC's current size and variables
+        (sorted by offset) written over the originals: what ``BPF_BTF_LOAD``
+        needs for an object's BTF once the ELF layer has filled in what clang
+        left 0, when the kernel needs nothing sanitised.  Skips re-encoding
+        every type (:func:`rawprobe.btf.marshal.encode`), and keeps the string
+        section byte for byte.  None if the blob was not parsed here (or is
+        split BTF), or a DATASEC cannot be patched in place (size still 0, a
+        different number of variables): use ``marshal.encode`` then.
+        """
+        raw = self._raw
+        if raw is None:
+            return None
+        out = None
+        for tid, off in self._datasec_at.items():
+            t = self.types[tid]
+            if type(t) is not T.Datasec or t.size == 0:
+                return None
+            info, size = U32X2.unpack_from(raw, off + 4)
+            if info & 0xFFFF != len(t.vars):
+                return None
+            recs = b"".join(U32X3.pack(v.type, v.offset, v.size)
+                            for v in sorted(t.vars, key=lambda v: v.offset))
+            if size == t.size and recs == raw[off + 12:off + 12 + len(recs)]:
+                continue
+            if out is None:
+                out = bytearray(raw)
+            U32.pack_into(out, off + 8, t.size)
+            out[off + 12:off + 12 + len(recs)] = recs
+        return raw if out is None else bytes(out)
 
     def _validate(self, first: int) -> None:
         n = len(self.types)

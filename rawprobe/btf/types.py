@@ -14,12 +14,15 @@ module is on every load's path.  ``_Record`` supplies ``__repr__`` and
 """
 from __future__ import annotations
 
-from enum import IntEnum
-from typing import Optional
+from .._records import IntConst
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # pragma: no cover
+    from typing import Optional
 
 
-class Kind(IntEnum):
-    """BTF_KIND_* (uapi/linux/btf.h)."""
+class Kind(IntConst):
+    """BTF_KIND_* (uapi/linux/btf.h); IntEnum-like members without ``enum``."""
     UNKN = 0
     INT = 1
     PTR = 2
