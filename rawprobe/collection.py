@@ -381,13 +381,15 @@ class _Loader:
         if btf_fd is not None:
             kw["prog_btf_fd"] = btf_fd.fileno()
             if p.func_info:
-                kw["func_info"] = b"".join(_FUNC_INFO.pack(f.insn_off, f.type_id)
-                                           for f in p.func_info)
+                pack = _FUNC_INFO.pack
+                kw["func_info"] = b"".join([pack(f.insn_off, f.type_id)
+                                            for f in p.func_info])
                 kw["func_info_rec_size"] = _FUNC_INFO.size
             if p.line_info:
-                kw["line_info"] = b"".join(
-                    _LINE_INFO.pack(li.insn_off, li.file_name_off, li.line_off, li.line_col)
-                    for li in p.line_info)
+                pack = _LINE_INFO.pack
+                kw["line_info"] = b"".join([
+                    pack(li.insn_off, li.file_name_off, li.line_off, li.line_col)
+                    for li in p.line_info])
                 kw["line_info_rec_size"] = _LINE_INFO.size
         license = (p.license or self.spec.license or "").encode()
         log_text = ""

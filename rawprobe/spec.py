@@ -928,17 +928,17 @@ class _Parser:
             funcs, line_offs, lines, core_offs, cores = self._ext_index(f.sec.name)
             fi = funcs.get(lo)
             if fi is not None:
-                prog.func_info.append(FuncInfo(insn_off=base, type_id=fi.type_id))
+                prog.func_info.append(FuncInfo(base, fi.type_id))
             elif any_func_info:
                 raise self.err(f"function {f.name!r} has no func_info in .BTF.ext",
                                f.sec.name)
-            for r in lines[bisect_left(line_offs, lo):bisect_left(line_offs, hi)]:
-                prog.line_info.append(LineInfo(
-                    insn_off=base + (r.insn_off - lo) // 8, file_name_off=r.file_name_off,
-                    line_off=r.line_off, line_col=r.line_col))
+            d = base * 8 - lo       # insn_off (bytes, >= lo) -> instruction in the program
+            prog.line_info += [
+                LineInfo((r.insn_off + d) >> 3, r.file_name_off, r.line_off, r.line_col)
+                for r in lines[bisect_left(line_offs, lo):bisect_left(line_offs, hi)]]
             for r in cores[bisect_left(core_offs, lo):bisect_left(core_offs, hi)]:
                 prog.core_relos.append(CoreRelo(             # these stay in bytes
                     insn_off=base * 8 + r.insn_off - lo, type_id=r.type_id,
                     access_str_off=r.access_str_off, kind=r.kind, access_str=r.access_str))
-        prog.line_info.sort(key=lambda r: r.insn_off)
-        prog.core_relos.sort(key=lambda r: r.insn_off)
+        # Sorted by insn_off as they are: each function's records are sorted
+        # (_ext_index) and the functions sit at increasing, disjoint ranges.

@@ -205,6 +205,26 @@ def test_ambiguous_candidates_are_an_error() -> None:
         assert part in msg
 
 
+def test_repeated_relocations_reuse_results() -> None:
+    """One relocator computes a repeated (type, access string, kind) once; callers
+    get equal but separate results, and failures are raised for every occurrence
+    with that occurrence's program."""
+    local, ext = ext_of(LOCAL)
+    target = object_btf(TARGET)
+    relos = [(sec, r) for sec, rs in ext.core_relos.items() if not sec.endswith("ambiguous")
+             for r in rs]
+    shared = CoreRelocator(local, target)
+    first = [shared.compute(r, section=sec) for sec, r in relos]
+    again = [shared.compute(r, section=sec) for sec, r in relos]
+    fresh = [CoreRelocator(local, target).compute(r, section=sec) for sec, r in relos]
+    assert first == again == fresh
+    assert all(a is not b for a, b in zip(first, again))
+    (relo,) = ext.core_relos["raw_tracepoint/ambiguous"]
+    for prog in ("one", "two"):
+        with pytest.raises(CORERelocationError, match=f"program '{prog}'"):
+            shared.compute(relo, section="raw_tracepoint/ambiguous", program=prog)
+
+
 def test_patched_instructions(synthetic) -> None:
     _, ext, target, res, want = synthetic
     sec = "raw_tracepoint/fields"

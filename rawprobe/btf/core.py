@@ -158,6 +158,12 @@ class CoreResult(T._Record):
         self.target_type_id = target_type_id
         self.target_btf = target_btf
 
+    def copy(self) -> CoreResult:
+        new = CoreResult.__new__(CoreResult)
+        for name in CoreResult.__slots__:
+            setattr(new, name, getattr(self, name))
+        return new
+
     # The brief's names for the two values.
     @property
     def local_value(self) -> int:
@@ -654,6 +660,11 @@ class CoreRelocator:
         self.target = target
         self.modules = list(modules)
         self._cands: dict[int, list[tuple[object, int]]] = {}
+        # (type id, access string, kind) -> result: programs of one object repeat
+        # the same accesses (task->tgid in every program), and a relocation's
+        # result depends on nothing else.  Failures are not kept (they re-raise
+        # with the program and instruction of each occurrence).
+        self._results: dict[tuple[int, str, int], CoreResult] = {}
 
     def candidates(self, local_id: int) -> list[tuple[object, int]]:
         """(btf, id) of every target type that may correspond to ``local_id``."""
@@ -685,7 +696,16 @@ class CoreRelocator:
         """Compute one relocation.  Raises CORERelocationError naming the
         program/section, instruction and type path when it cannot be computed
         (unresolvable-but-valid relocations are *poisoned*, not errors)."""
-        insn = relo.insn_off // 8 if insn_idx is None else insn_idx
+        key = (relo.type_id, relo.access_str, relo.kind)
+        done = self._results.get(key)
+        if done is not None:
+            return done.copy()
+        res = self._compute(relo, section, program,
+                            relo.insn_off // 8 if insn_idx is None else insn_idx)
+        self._results[key] = res.copy()
+        return res
+
+    def _compute(self, relo: CoreRelo, section: str, program: str, insn: int) -> CoreResult:
         local_spec: Optional[CoreSpec] = None
         try:
             try:

@@ -178,13 +178,19 @@ class BTFExt(_Record):
                 raise BTFError(f".BTF.ext {area}_info block for {sec!r} claims {num} "
                                f"records of {rec_size} bytes: runs past the area's end")
             recs = out.setdefault(sec, [])
-            for _ in range(num):
-                if area == "func":
-                    recs.append(FuncInfo(*U32X2.unpack_from(data, pos)))
-                elif area == "line":
-                    recs.append(LineInfo(*U32X4.unpack_from(data, pos)))
-                else:
-                    insn_off, type_id, acc_off, kind = U32X4.unpack_from(data, pos)
+            size = num * rec_size
+            block = memoryview(data)[pos:pos + size]
+            # One unpack per record; records longer than we know (a newer
+            # format) keep their known prefix.
+            fmt = U32X2 if area == "func" else U32X4
+            rows = fmt.iter_unpack(block) if rec_size == fmt.size else \
+                (fmt.unpack_from(block, o) for o in range(0, size, rec_size))
+            if area == "func":
+                recs += [FuncInfo(off, tid) for off, tid in rows]
+            elif area == "line":
+                recs += [LineInfo(off, fn, ln, lc) for off, fn, ln, lc in rows]
+            else:
+                for insn_off, type_id, acc_off, kind in rows:
                     try:
                         k = CoreReloKind(kind)
                     except ValueError:
@@ -196,7 +202,7 @@ class BTFExt(_Record):
                                        f"{insn_off} refers to missing type id {type_id}")
                     recs.append(CoreRelo(insn_off, type_id, acc_off, k,
                                          _string(btf, acc_off, "CO-RE access string")))
-                pos += rec_size
+            pos += size
 
 
 def _string(btf: "BTFSpec", off: int, what: str) -> str:

@@ -312,6 +312,13 @@ _CHAIN = (T.Ptr, T.Typedef, T.Volatile, T.Const, T.Restrict, T.TypeTag, T.Array,
           T.Func, T.Var, T.DeclTag)
 
 
+# For _validate's fast paths (exact classes: decode_type makes no subclasses).
+_CHAIN_SET = frozenset(_CHAIN)
+_ONE_REF = frozenset({T.Ptr, T.Typedef, T.Volatile, T.Const, T.Restrict, T.TypeTag,
+                      T.Func, T.Var})          # DeclTag has a component_idx to check too
+_NO_REF = frozenset({T.Int, T.Enum, T.Enum64, T.Fwd, T.Float})
+
+
 def essential_name(name: str) -> str:
     """``name`` without a ``___flavour`` suffix, by libbpf's rule: cut at the
     last ``___`` that follows a non-underscore and precedes a non-underscore."""
@@ -431,9 +438,14 @@ class BTFSpec(BTFLookups):
         return raw if out is None else bytes(out)
 
     def _validate(self, first: int) -> None:
-        n = len(self.types)
+        types = self.types
+        n = len(types)
+        one_ref, no_ref = _ONE_REF, _NO_REF
         for i in range(first, n):
-            t = self.types[i]
+            t = types[i]
+            cls = type(t)
+            if cls in no_ref or (cls in one_ref and t.type < n):  # the common cases, fast
+                continue
             for r in referenced_ids(t):
                 if r >= n:
                     raise BTFError(f"BTF type [{i}] {t.kind.name} {t.name!r} refers to "
@@ -442,13 +454,16 @@ class BTFSpec(BTFLookups):
                 raise BTFError(f"BTF decl tag [{i}] has bad component_idx {t.component_idx}")
         # Cycle check over non-composite references (iterative colouring).
         state = bytearray(n)              # 0 new, 1 on stack, 2 done
+        chain = _CHAIN_SET
         for i in range(first, n):
+            if state[i] or type(types[i]) not in chain:
+                continue                  # done already, or no chain starts here
             j = i
             path = []
-            while j and state[j] == 0 and isinstance(self.types[j], _CHAIN):
+            while j and state[j] == 0 and isinstance(types[j], _CHAIN):
                 state[j] = 1
                 path.append(j)
-                j = self.types[j].type  # type: ignore[attr-defined]
+                j = types[j].type  # type: ignore[attr-defined]
             if j and state[j] == 1:
                 names = " -> ".join(f"[{k}]" for k in path)
                 raise BTFError(f"BTF type loop: {names} -> [{j}]")
