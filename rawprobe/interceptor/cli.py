@@ -88,8 +88,19 @@ def run_watch(o: WatchOptions, text: IO[str] | None = sys.stdout,
             tracker.stop()
 
         tracker.on_count_reached = stop_intake
+        # act on a whole batch of records first, write the events after it
+        tracker.buffer = []
+        reactor.after_dispatch = tracker.flush
         reactor.add_reader(probe.ring.fileno(), lambda fd: pump())
         reactor.install_signal_handlers()
+        if o.action == "kernel-signal":
+            # The kernel signals at the call; what is left here is bookkeeping.  As a
+            # SCHED_BATCH task the tool's wake-up (ring buffer) does not preempt the
+            # target on its way back to user space, where the signal is delivered.
+            try:
+                os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
+            except (AttributeError, OSError):
+                pass
         armed = {"event": "armed", "pid": os.getpid(),
                  "comm": procinfo.read_comm(os.getpid()), "hook": hook,
                  "target": o.syscall or probe.symbol, "filter": describe_filter(o),
@@ -107,6 +118,7 @@ def run_watch(o: WatchOptions, text: IO[str] | None = sys.stdout,
             stop_intake()                    # --duration is over: finish those in flight
             pump()
             reactor.run(lambda: tracker.done)
+        tracker.flush()
         counters = probe.counters()
         if reactor.stop_requested is not None:
             probe.close()                    # detach everything at once

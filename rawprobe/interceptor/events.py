@@ -89,15 +89,19 @@ def decode(rec: bytes | memoryview, symbol: str | None = None):
     if kind == RP_EV_INTERCEPT and len(rec) >= INTERCEPT.size:
         (_, tgid, pid, uid, comm, nr, hook, flags, sret, a0, a1, a2, a3, a4, a5, ktime,
          start, start_boot, hit, cgid, buf_len, _pad, buf) = INTERCEPT.unpack_from(rec)
-        return Intercept(
-            tgid=tgid, pid=pid, comm=_cstr(comm), ktime_ns=ktime,
-            # start_boottime compares exactly with /proc's start ticks
-            start_ns=start_boot if start_boot else start,
-            start_clock="boottime" if start_boot else "monotonic",
-            nr=nr, symbol=symbol if nr < 0 else None, args=(a0, a1, a2, a3, a4, a5),
-            data=bytes(buf[:min(buf_len, len(buf))]), hit=hit,
-            kernel_signalled=bool(flags & RP_F_KERNEL_SIGNAL), signal_ret=sret,
-            uid=uid, cgroup_id=cgid, hook=HOOK_NAMES.get(hook, str(hook)))
+        # On the signalling path: filled directly, not through Record's keyword loop.
+        ev = Intercept.__new__(Intercept)
+        ev.tgid, ev.pid, ev.comm, ev.ktime_ns = tgid, pid, _cstr(comm), ktime
+        # start_boottime compares exactly with /proc's start ticks
+        ev.start_ns = start_boot if start_boot else start
+        ev.start_clock = "boottime" if start_boot else "monotonic"
+        ev.pid_ino, ev.nr, ev.symbol = 0, nr, symbol if nr < 0 else None
+        ev.args = (a0, a1, a2, a3, a4, a5)
+        ev.data = bytes(buf[:min(buf_len, len(buf))])
+        ev.hit, ev.kernel_signalled = hit, bool(flags & RP_F_KERNEL_SIGNAL)
+        ev.signal_ret, ev.signal_ns, ev.kernel_thread = sret, 0, False
+        ev.uid, ev.cgroup_id, ev.hook = uid, cgid, HOOK_NAMES.get(hook, str(hook))
+        return ev
     if kind == RP_EV_SIGNAL and len(rec) >= SIGNAL.size:
         (_, tgid, pid, skind, sig, result, sender, _group, ktime, ins,
          _comm) = SIGNAL.unpack_from(rec)

@@ -131,13 +131,15 @@ class Probe:
         return self._open_function(o.kprobe, o.kprobe_offset, o.hook,
                                    capture=WRITE_LIKE.get(o.kprobe) if not o.kprobe_offset else None)
 
-    def _load(self, name: str, nr: int, nargs: int, capture, prepare=None) -> Any:
+    def _load(self, name: str, call_prog: str, nr: int, nargs: int, capture,
+              prepare=None) -> Any:
         import rawprobe
         spec = rawprobe.ObjectSpec.from_file(object_path(name))
         self._configure(spec, nr, nargs, capture)
         if prepare is not None:
             prepare(spec)
-        self.coll = spec.load()
+        # only the programs this watch attaches: each load is a verifier run
+        self.coll = spec.load(programs=[call_prog, *(p for p, _ in BOOKKEEPING)])
         self._fill_maps()
         self.ring = rawprobe.RingBuffer(self.coll.maps["events"])
         return self.coll
@@ -151,13 +153,14 @@ class Probe:
         from .syscalls import tracepoint_for
         capture = WRITE_LIKE.get(o.syscall)
         if hook == "tracepoint":
-            coll = self._load(OBJECT, o.syscall_nr, syscall_arity(o.syscall), capture)
+            coll = self._load(OBJECT, "rp_sys_enter_tp", o.syscall_nr, syscall_arity(o.syscall),
+                              capture)
             self._attach_bookkeeping()
             tp = tracepoint_for(o.syscall)
             self.call_links.append(coll.programs["rp_sys_enter_tp"].attach_tracepoint("syscalls", tp))
             self.hook = f"tracepoint syscalls/{tp}"
         else:
-            coll = self._load(OBJECT, o.syscall_nr, 6, capture)
+            coll = self._load(OBJECT, "rp_sys_enter", o.syscall_nr, 6, capture)
             self._attach_bookkeeping()
             self.call_links.append(coll.programs["rp_sys_enter"].attach_raw_tracepoint("sys_enter"))
             self.hook = f"raw_tp sys_enter (syscall {o.syscall_nr} = {o.syscall})"
@@ -187,12 +190,12 @@ class Probe:
                 if h == "fentry":
                     def retarget(spec: Any, symbol: str = symbol) -> None:
                         spec.programs["rp_fentry"].attach_to = symbol
-                    coll = self._load(FENTRY_OBJECT, -1, 6, capture, retarget)
+                    coll = self._load(FENTRY_OBJECT, "rp_fentry", -1, 6, capture, retarget)
                     self._attach_bookkeeping()
                     self.call_links.append(coll.programs["rp_fentry"].attach())
                     self.hook = f"fentry {symbol}"
                 else:
-                    coll = self._load(OBJECT, -1, 6, capture)
+                    coll = self._load(OBJECT, "rp_kprobe", -1, 6, capture)
                     self._attach_bookkeeping()
                     self.call_links.append(coll.programs["rp_kprobe"].attach_kprobe(symbol, offset))
                     self.hook = f"kprobe {self.symbol}"

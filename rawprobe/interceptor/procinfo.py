@@ -43,18 +43,26 @@ class ProcStat(Record):
 
 
 def read_stat(pid: int) -> ProcStat | None:
-    """``/proc/PID/stat``; None when the process is gone."""
+    """``/proc/PID/stat``; None when the process is gone.  On the signalling path, so
+    it reads with raw fd calls (a file object costs ~3x more)."""
     try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
+        fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY | os.O_CLOEXEC)
     except (FileNotFoundError, ProcessLookupError):
         return None
+    try:
+        data = os.read(fd, 4096)
+    except ProcessLookupError:     # exited and reaped between open and read
+        return None
+    finally:
+        os.close(fd)
     # comm may contain spaces and parentheses: it ends at the LAST ')'.
     head, _, rest = data.rpartition(b")")
-    comm = head.partition(b"(")[2].decode(errors="replace")
-    fields = rest.split()
-    return ProcStat(pid=pid, comm=comm, state=fields[0].decode(), ppid=int(fields[1]),
-                    flags=int(fields[6]), starttime=int(fields[19]))
+    fields = rest.split(None, 20)
+    st = ProcStat.__new__(ProcStat)
+    st.pid, st.comm, st.state = pid, head.partition(b"(")[2].decode(errors="replace"), \
+        fields[0].decode()
+    st.ppid, st.flags, st.starttime = int(fields[1]), int(fields[6]), int(fields[19])
+    return st
 
 
 def read_comm(pid: int) -> str | None:

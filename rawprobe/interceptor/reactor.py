@@ -58,6 +58,8 @@ class Reactor:
         self._old_handlers: dict[int, object] = {}
         self._old_wakeup: int | None = None
         self._pipe: tuple[int, int] | None = None
+        # called after each batch of fd events and deadlines (e.g. to write output)
+        self.after_dispatch: Callable[[], None] | None = None
 
     # -- fds -------------------------------------------------------------------------
     def add_reader(self, fd: int, callback: Callable[[int], None]) -> None:
@@ -133,6 +135,8 @@ class Reactor:
             if cb is not None:
                 cb(fd)
         self._run_due()
+        if self.after_dispatch is not None:
+            self.after_dispatch()
 
     def run(self, done: Callable[[], bool], until_ns: int | None = None) -> None:
         """Loop until ``done()``, a stop signal, or the monotonic time ``until_ns``."""

@@ -15,10 +15,13 @@ One ``Target`` per intercepted process (thread group).  Its life::
     pidfd readable = the process exited; the kernel's exit record
       (signal and exit stamps, exit code, slipped calls) is joined  ──► exit
 
-Identity check, in this order, is free of races: after ``pidfd_open`` the pidfd is
-pinned to one process; /proc/PID is read next; then the pidfd is checked still not
-exited.  A process keeps its pid until it is reaped, after it exits, so if the pidfd's
-process is still alive after the /proc read, /proc described that same process.
+Identity check, free of races: ``pidfd_open(pid)`` pins whichever process holds the
+pid now; /proc/PID is read next.  A pid is only freed when its process is reaped, and
+the intercepted process was alive at the call, before ``pidfd_open``; so if /proc
+shows the intercepted process's start time, that process held the pid all along and
+the pidfd is it.  Anything else (another start time, no /proc entry) is a refusal.
+And since the signal goes through the pidfd, it can only ever reach the process the
+pidfd pins, never a later holder of the pid.
 """
 from __future__ import annotations
 
@@ -54,9 +57,11 @@ class Target(Record):
         "kernel_signal_ns",    # signal_generate seen by the kernel side
         "signal_reported", "timer",
     )
-    _defaults = {"fd": -1, "state": "waiting", "signal_ns": 0, "exit_seen_ns": 0,
-                 "escalated": False, "kernel_exit": None, "kernel_signal_ns": 0,
-                 "signal_reported": False, "timer": None}
+
+    def __init__(self, ev: Intercept) -> None:   # on the signalling path: no keyword loop
+        self.ev, self.fd, self.state, self.signal_ns, self.exit_seen_ns = ev, -1, "waiting", 0, 0
+        self.escalated, self.kernel_exit, self.kernel_signal_ns = False, None, 0
+        self.signal_reported, self.timer = False, None
 
 
 class TrackerConfig(Record):
@@ -91,6 +96,9 @@ class Tracker:
         self.r = reactor
         self._out = emit
         self._held: Intercept | None = None   # its event is written once we have acted
+        # None: events are written at once.  A list: they are kept until flush(), so a
+        # batch of ring buffer records is acted on first and written out after.
+        self.buffer: list[dict] | None = None
         self.cfg = config
         self.drain = drain            # pull pending kernel records now (ring buffer)
         self.active: dict[int, Target] = {}
@@ -108,7 +116,16 @@ class Tracker:
     # -- helpers ---------------------------------------------------------------------
     def emit(self, ev: dict) -> None:
         self.emit_held()
-        self._out(ev)
+        if self.buffer is not None:
+            self.buffer.append(ev)
+        else:
+            self._out(ev)
+
+    def flush(self) -> None:
+        """Write the events buffered while acting (see ``buffer``)."""
+        buf, self.buffer = self.buffer, []
+        for ev in buf or ():
+            self._out(ev)
 
     @property
     def done(self) -> bool:
@@ -180,7 +197,11 @@ class Tracker:
     def emit_held(self) -> None:
         ev, self._held = self._held, None
         if ev is not None:
-            self._out(self._intercept_record(ev))
+            rec = self._intercept_record(ev)
+            if self.buffer is not None:
+                self.buffer.append(rec)
+            else:
+                self._out(rec)
 
     def _intercept_record(self, ev: Intercept) -> dict:
         rec = {"event": "intercept", **self._base(ev), "tid": ev.pid}
@@ -213,7 +234,7 @@ class Tracker:
                 if self.on_count_reached is not None:
                     self.on_count_reached()
             return
-        t = Target(ev=ev)
+        t = Target(ev)
         self.active[ev.tgid] = t
         if self.in_flight >= self.cfg.max_in_flight:
             self.waiting.append(t)
@@ -292,7 +313,7 @@ class Tracker:
                 return "pid reused: the process now holding this pid is another one"
             return None
         st = procinfo.read_stat(ev.tgid)
-        if st is None or pidfd.has_exited(t.fd):
+        if st is None:
             return "gone"
         if st.kernel_thread:
             return "kernel thread"
@@ -419,6 +440,7 @@ class Tracker:
             if kx.deliver_ns:
                 # call -> the signal taken by one of its threads (kernel stamps)
                 rec["delivery_latency_us"] = round((kx.deliver_ns - t.ev.ktime_ns) / 1000, 1)
+                rec["deliver_ktime_ns"] = kx.deliver_ns
         self.counts.exited += 1
         self.emit(rec)
         self._finish(t)
