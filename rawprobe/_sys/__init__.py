@@ -17,7 +17,11 @@ importing a cffi-free submodule such as ``consts`` does not load cffi.
 """
 from __future__ import annotations
 
-from typing import Any
+# No run-time ``typing`` anywhere in _sys: it costs ~5 ms of start-up (re, enum,
+# collections, contextlib...); type checkers treat ``TYPE_CHECKING`` as true.
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # pragma: no cover
+    from typing import Any
 
 
 def __getattr__(name: str) -> Any:

@@ -7,9 +7,12 @@ time); ``lib`` is the C library already loaded into the process
 from __future__ import annotations
 
 from errno import EINTR
-from typing import Any, Callable
 
 from ._ffi import ffi
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # pragma: no cover
+    from typing import Any, Callable
 
 lib = ffi.dlopen(None)
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import errno as _E
 import os
-from typing import Any, Optional, Sequence, Union
 
 from ._native import call, ffi, lib
 from .consts import BPF_OBJ_NAME_LEN, syscall_numbers
@@ -34,8 +33,12 @@ __all__ = [
     "enable_stats", "get_next_id", "get_fd_by_id", "info_to_dict",
 ]
 
-FDLike = Union[int, FD, Any]   # an int or anything with fileno()
-Buffer = Union[bytes, bytearray, memoryview]
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # pragma: no cover
+    from typing import Any, Optional, Sequence, Union
+
+    FDLike = Union[int, FD, Any]   # an int or anything with fileno()
+    Buffer = Union[bytes, bytearray, memoryview]
 
 _NR_BPF = ffi.cast("long", syscall_numbers()["bpf"])
 _ATTR = ffi.typeof("union bpf_attr")

@@ -3,9 +3,12 @@ from __future__ import annotations
 
 import errno as _errno
 import os as _os
-from typing import NoReturn
 
 from ..errors import NotSupportedError, PermissionDeniedError, RawprobeError, SyscallError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # pragma: no cover
+    from typing import NoReturn
 
 __all__ = ["ENOTSUPP", "syscall_error", "raise_errno"]
 

@@ -9,11 +9,15 @@ from __future__ import annotations
 import errno as _E
 import os
 import time
-from typing import Any, Iterable, NamedTuple
 
+from .._records import RecordTuple
 from ._native import ffi, lib
 from .errno import syscall_error
 from .fd import FD
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # pragma: no cover
+    from typing import Any, Iterable
 
 __all__ = ["timerfd_create", "timerfd_settime", "timerfd_read",
            "signalfd", "signalfd_update", "SignalInfo", "signalfd_read"]
@@ -81,13 +85,17 @@ def signalfd_update(fd: Any, signals: Iterable[int]) -> None:
     _check("signalfd", lib.signalfd(fdn, mask, 0))
 
 
-class SignalInfo(NamedTuple):
-    """The parts of a ``struct signalfd_siginfo`` an event loop needs."""
-    signo: int
-    code: int
-    pid: int        # sender
-    uid: int
-    status: int     # SIGCHLD: exit status or signal
+class SignalInfo(RecordTuple):
+    """The parts of a ``struct signalfd_siginfo`` an event loop needs: ``signo``,
+    ``code``, ``pid`` (the sender), ``uid``, ``status`` (SIGCHLD: exit status or signal)."""
+    __slots__ = ()
+    _fields = ("signo", "code", "pid", "uid", "status")
+    if TYPE_CHECKING:  # pragma: no cover
+        signo: int
+        code: int
+        pid: int
+        uid: int
+        status: int
 
 
 def signalfd_read(fd: Any) -> list[SignalInfo]:

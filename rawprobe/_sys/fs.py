@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import errno as _E
 import os
-from typing import Optional, Union
 
 from ._native import call, ffi, lib
 from .errno import syscall_error
 
-__all__ = ["mount"]
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # pragma: no cover
+    from typing import Optional, Union
 
-_PathLike = Union[str, bytes, "os.PathLike[str]", "os.PathLike[bytes]"]
+    _PathLike = Union[str, bytes, "os.PathLike[str]", "os.PathLike[bytes]"]
+
+__all__ = ["mount"]
 
 
 def _hint(err: int, fstype: str, target: str) -> str:

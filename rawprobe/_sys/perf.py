@@ -12,7 +12,6 @@ from __future__ import annotations
 import errno as _E
 import os
 import weakref
-from typing import Any, Mapping, Union
 
 from ..errors import NotSupportedError
 from ._native import call, ffi, lib
@@ -20,6 +19,10 @@ from .consts import (PERF_EVENT_IOC_DISABLE, PERF_EVENT_IOC_ENABLE, PERF_EVENT_I
                      PERF_FLAG_FD_CLOEXEC, syscall_numbers)
 from .errno import syscall_error
 from .fd import FD
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # pragma: no cover
+    from typing import Any, Mapping, Union
 
 __all__ = [
     "perf_attr", "perf_event_open", "ioctl", "set_bpf", "enable", "disable",
@@ -68,7 +71,7 @@ def perf_event_open(attr: Union[Mapping[str, Any], Any], pid: int = -1, cpu: int
     program runs on every CPU regardless).  PERF_FLAG_FD_CLOEXEC is always
     added.
     """
-    if isinstance(attr, Mapping):
+    if not isinstance(attr, ffi.CData):     # a mapping of field names
         attr = perf_attr(**attr)
     r = call(lib.syscall, _NR_PERF_EVENT_OPEN, attr, ffi.cast(_LONG, pid),
              ffi.cast(_LONG, cpu), ffi.cast(_LONG, group_fd),

@@ -7,12 +7,15 @@ process has exited, so it can sit in the same epoll set as a ring buffer.
 from __future__ import annotations
 
 import errno as _E
-from typing import Any
 
 from ._native import call, ffi, lib
 from .consts import syscall_numbers
 from .errno import syscall_error
 from .fd import FD
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # pragma: no cover
+    from typing import Any
 
 __all__ = ["PIDFD_NONBLOCK", "pidfd_open", "pidfd_send_signal", "pidfd_getfd"]
 
