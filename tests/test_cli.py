@@ -151,16 +151,22 @@ def test_json_to_a_file_and_text_to_stdout(tmp_path):
 
 
 @needs_kernel
-def test_kernel_signal_refuses_to_arm_when_the_filter_selects_an_ancestor():
+def test_kernel_signal_spares_the_tools_ancestors():
+    """The tool's parent has the watched comm and calls write(): the kernel withholds
+    the signal (protected_tgids), the tool reports a refusal, the parent lives on."""
     comm = unique_comm()
-    code = ("import subprocess, sys; open('/proc/self/comm', 'w').write(sys.argv[1]); "
-            "r = subprocess.run([sys.executable, '-m', 'rawprobe', 'watch', '--comm', sys.argv[1], "
-            "'--action', 'kernel-signal', '--duration', '1s'], capture_output=True, text=True); "
-            "sys.stderr.write(r.stderr); sys.exit(r.returncode)")
+    code = ("import json, os, subprocess, sys; open('/proc/self/comm', 'w').write(sys.argv[1]); "
+            "p = subprocess.Popen([sys.executable, '-m', 'rawprobe', 'watch', '--comm', sys.argv[1], "
+            "'--action', 'kernel-signal', '--count', '1', '--json'], stdout=subprocess.PIPE, "
+            "text=True); p.stdout.readline(); os.write(2, b'a write by the parent\\n'); "
+            "out, _ = p.communicate(timeout=30); print(out, end=''); sys.exit(p.returncode)")
     r = subprocess.run([sys.executable, "-c", code, comm], capture_output=True, text=True,
                        env=dict(os.environ, PYTHONPATH=str(ROOT)), cwd=str(ROOT), timeout=60)
-    line = one_line_error(r)
-    assert r.returncode == 1 and "ancestor" in line and comm in line
+    assert r.returncode == 0, r.stderr          # the parent was not killed
+    ev = [json.loads(x) for x in r.stdout.splitlines()]
+    refused = [e for e in ev if e["event"] == "refused"]
+    assert refused and "ancestors" in refused[0]["reason"], ev
+    assert not [e for e in ev if e["event"] == "signal"]
 
 
 @needs_kernel

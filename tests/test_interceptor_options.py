@@ -237,3 +237,32 @@ def test_syslog_sink_opens(monkeypatch):
     out.emit({"event": "refused", "pid": 1, "comm": "init", "reason": "pid 1"})
     out.close()
     assert calls and calls[0][0] == syslog.LOG_WARNING and "refused" in calls[0][1]
+
+
+# -- the record layouts against the shipped object's own BTF -----------------------------
+
+@pytest.mark.parametrize("name,fmt", [("rp_intercept_event", events.INTERCEPT),
+                                      ("rp_signal_event", events.SIGNAL),
+                                      ("rp_exit_event", events.EXIT)])
+def test_struct_formats_match_the_objects_btf(name, fmt):
+    """intercept.bpf.o carries its record types in BTF: every member of the C struct
+    must sit where the Python format puts it (one format item per member)."""
+    import re
+
+    import rawprobe
+    from rawprobe.interceptor.probe import object_path
+    spec = rawprobe.ObjectSpec.from_file(object_path())
+    st = spec.btf.type_by_id(spec.btf.types_by_name(name)[0])
+    items = re.findall(r"\d*[a-zA-Z]", fmt.format[1:])
+    assert len(items) == len(st.members)
+    for i, m in enumerate(st.members):
+        assert struct.calcsize("<" + "".join(items[:i])) * 8 == m.offset, (name, m.name)
+    assert fmt.size == st.size
+
+
+def test_decode_flags():
+    rec = events.INTERCEPT.pack(1, 1, 1, 0, b"init".ljust(16, b"\0"), 1, 1,
+                                events.RP_F_PROTECTED, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 1, 0, 0, 0,
+                                b"\0" * 64)
+    ev = events.decode(rec)
+    assert ev.protected and not ev.kernel_signalled and ev.start_clock == "monotonic"

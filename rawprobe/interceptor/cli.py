@@ -42,8 +42,7 @@ def run_watch(o: WatchOptions, text: IO[str] | None = sys.stdout,
     """Run one watch to its end.  Returns (exit status, Output, Tracker)."""
     from . import procinfo
     from .output import Output
-    from .preflight import (PreflightError, check_privileges, kernel_signal_hazards,
-                            raise_nofile)
+    from .preflight import check_privileges, raise_nofile
     from .probe import Probe
     from .reactor import Reactor, now_ns
     from .summary import histogram
@@ -53,17 +52,11 @@ def run_watch(o: WatchOptions, text: IO[str] | None = sys.stdout,
 
     check_privileges(o.action)
     protected = procinfo.ancestors()
-    if o.action == "kernel-signal":
-        hits = kernel_signal_hazards(o, protected)
-        if hits:
-            raise PreflightError(
-                "--action kernel-signal would signal " + ", ".join(hits) +
-                " (pid 1 or an ancestor of rawprobe): narrow the filter")
     max_in_flight = raise_nofile(o.max_in_flight) if o.action != "report" else o.max_in_flight
 
     out = Output(text=text, json=json_stream, use_syslog=o.syslog, quiet=o.quiet)
     out.record = record
-    probe = Probe(o)
+    probe = Probe(o, protected=protected)
     reactor = Reactor()
     try:
         hook = probe.open()

@@ -14,7 +14,7 @@ from .record import Record
 
 RP_EV_INTERCEPT, RP_EV_SIGNAL, RP_EV_EXIT = 1, 2, 3
 RP_SIG_GENERATE, RP_SIG_DELIVER = 1, 2
-RP_F_KERNEL_SIGNAL, RP_F_BUF_FAULT = 0x1, 0x2
+RP_F_KERNEL_SIGNAL, RP_F_BUF_FAULT, RP_F_PROTECTED = 0x1, 0x2, 0x4
 HOOK_NAMES = {1: "raw_tp", 2: "tracepoint", 3: "kprobe", 4: "fentry"}
 
 # struct rp_intercept_event (208): type tgid pid uid comm[16] syscall_nr hook flags
@@ -46,11 +46,13 @@ class Intercept(Record):
         "kernel_signalled",    # --action kernel-signal: bpf_send_signal() was called
         "signal_ret",          # ... and returned this
         "signal_ns",           # when the kernel sent it, if known
+        "protected",           # tgid 1 or in protected_tgids: the kernel withheld its signal
         "kernel_thread", "uid", "cgroup_id", "hook",
     )
     _defaults = {"start_clock": "monotonic", "pid_ino": 0, "nr": -1, "symbol": None,
                  "args": (), "data": b"", "hit": 0, "kernel_signalled": False,
-                 "signal_ret": 0, "signal_ns": 0, "kernel_thread": False, "uid": -1,
+                 "signal_ret": 0, "signal_ns": 0, "protected": False,
+                 "kernel_thread": False, "uid": -1,
                  "cgroup_id": 0, "hook": ""}
 
 
@@ -100,6 +102,7 @@ def decode(rec: bytes | memoryview, symbol: str | None = None):
         ev.data = bytes(buf[:min(buf_len, len(buf))])
         ev.hit, ev.kernel_signalled = hit, bool(flags & RP_F_KERNEL_SIGNAL)
         ev.signal_ret, ev.signal_ns, ev.kernel_thread = sret, 0, False
+        ev.protected = bool(flags & RP_F_PROTECTED)
         ev.uid, ev.cgroup_id, ev.hook = uid, cgid, HOOK_NAMES.get(hook, str(hook))
         return ev
     if kind == RP_EV_SIGNAL and len(rec) >= SIGNAL.size:

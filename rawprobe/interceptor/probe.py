@@ -69,9 +69,11 @@ def syscall_arity(name: str) -> int:
 class Probe:
     """The kernel side of one ``watch``: loaded, armed, read, detached."""
 
-    def __init__(self, opts: WatchOptions, self_tgid: int | None = None) -> None:
+    def __init__(self, opts: WatchOptions, self_tgid: int | None = None,
+                 protected: frozenset[int] = frozenset()) -> None:
         self.opts = opts
         self.self_tgid = os.getpid() if self_tgid is None else self_tgid
+        self.protected = protected      # the tool and its ancestors
         self.coll: Any = None
         self.ring: Any = None
         self.call_links: list = []
@@ -115,6 +117,11 @@ class Probe:
         if self.opts.pids:
             m = self.coll.maps["target_tgids"]
             for pid in self.opts.pids:
+                m.update(struct.pack("<I", pid), b"\x01")
+        if self.protected and "protected_tgids" in self.coll.maps:
+            # the kernel withholds kernel-signal from these (tgid 1 always)
+            m = self.coll.maps["protected_tgids"]
+            for pid in sorted(self.protected)[:256]:
                 m.update(struct.pack("<I", pid), b"\x01")
 
     # -- arming ----------------------------------------------------------------------

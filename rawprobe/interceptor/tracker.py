@@ -260,7 +260,7 @@ class Tracker:
         self.in_flight += 1
         if ev.tgid <= 1:
             return self._refuse(t, "pid 1 (init) is never signalled")
-        if ev.tgid in self.cfg.protected:
+        if ev.tgid in self.cfg.protected or ev.protected:
             return self._refuse(t, "this is rawprobe itself or one of its ancestors")
         if ev.kernel_thread:
             return self._refuse(t, "kernel thread")
