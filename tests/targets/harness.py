@@ -16,6 +16,8 @@ from pathlib import Path
 
 HERE = Path(__file__).parent
 ROOT = HERE.parent.parent
+# Python runs ~20x slower in the TCG test VM (tools/vmtest.py sets RAWPROBE_VM)
+SLOW = 10.0 if os.environ.get("RAWPROBE_VM") else 1.0
 
 
 def unique_comm(prefix: str = "rpt_") -> str:
@@ -48,7 +50,7 @@ class Target:
 
     def wait_writes_done(self, timeout: float = 10.0) -> None:
         """Until the target closed its stdout after its writes."""
-        r, _, _ = select.select([self.p.stdout], [], [], timeout)
+        r, _, _ = select.select([self.p.stdout], [], [], timeout * SLOW)
         assert r and self.p.stdout.read() == "", "target did not finish its writes"
 
     def own_times(self) -> tuple[int, int]:
@@ -80,7 +82,7 @@ class Watch:
         env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
         self.p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                   env=env, cwd=str(ROOT))
-        self.timeout = timeout
+        self.timeout = timeout * SLOW
         self.events: list[dict] = []
         self.stderr = ""
         self._buf = b""
