@@ -208,14 +208,7 @@ def test_a_reused_pid_is_not_signalled(targets):
         os.waitpid(other, 0)
 
 
-# The VM's kernel (Debian's) has kprobes and fentry; this machine's has neither.
-VM_KERNEL = os.path.exists("/sys/bus/event_source/devices/kprobe")
-needs_vm = pytest.mark.skipif(not VM_KERNEL, reason="no kprobes/fentry on this kernel "
-                              "(CONFIG_KPROBES off); runs in the VM by make vmtest")
-
-
-@pytest.mark.vm
-@needs_vm
+@pytest.mark.vm("kprobes")
 def test_kprobe_with_offset(targets):
     comm = unique_comm()
     t = targets(comm, "--cleanup-ms", "10")
@@ -237,8 +230,7 @@ def test_kprobe_with_offset(targets):
     assert w.of("exit", t.pid)[0]["escalated"] is False
 
 
-@pytest.mark.vm
-@needs_vm
+@pytest.mark.vm("fentry")
 def test_fentry_hook(targets):
     comm = unique_comm()
     t = targets(comm, "--cleanup-ms", "10")
