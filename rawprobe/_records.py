@@ -8,9 +8,11 @@ The loader needs a few small enumerations and many small records, so:
 * :class:`IntConst`: a class listing ``NAME = value`` int attributes; each
   becomes an ``int`` subclass instance with ``.name`` and ``.value`` that
   compares, hashes and packs exactly like the int and prints like an IntEnum
-  member.  ``Kind(4)`` looks a member up by value (ValueError if none);
-  iterating the class yields the members in order of definition; a second
-  name for a value (an alias) refers to the first member.
+  member.  ``Kind(4)`` looks a member up by value (ValueError if none),
+  ``Kind["STRUCT"]`` by name (KeyError if none); iterating the class yields
+  the members in order of definition; a second name for a value (an alias)
+  refers to the first member.  Flags are members too, but ``|`` of two gives
+  a plain int (no IntFlag-style combined members).
 * :class:`RecordTuple`: a tuple with named fields (``_fields``), read-only
   properties for them, positional or keyword construction, ``_make`` and
   ``_replace``, and a ``Name(field=value, ...)`` repr.
@@ -39,6 +41,12 @@ class _IntConstMeta(type):
             return cls._value2member_[value]  # type: ignore[index]
         except (KeyError, TypeError):
             raise ValueError(f"{value!r} is not a valid {cls.__qualname__}") from None
+
+    def __getitem__(cls, name: str) -> IntConst:
+        member = cls.__dict__.get(name)
+        if type(member) is not cls:
+            raise KeyError(name)
+        return member
 
     def __iter__(cls):  # type: ignore[no-untyped-def]
         return iter(cls._value2member_.values())

@@ -9,121 +9,21 @@ The rules are libbpf's (Documentation/bpf/libbpf/program_types.rst):
 * a ``.s`` variant (``fentry.s``, ``uprobe.s``, ``lsm.s`` ...) loads the program as
   sleepable (``BPF_F_SLEEPABLE``, kernel 5.10+).
 
-Program and attach type numbers are the kernel's (uapi/linux/bpf.h); minimum
-kernel versions are given where a type arrived after 4.19.
+Program and attach types are :mod:`rawprobe.uapi`'s (``ProgType`` and ``AttachType``
+are importable from here too); minimum kernel versions are given there.
 """
 from __future__ import annotations
 
-from ._records import IntConst
 from .errors import ObjectFormatError
+from .uapi import AttachType, ProgFlags, ProgType
 
+__all__ = ["ProgType", "AttachType", "SECTION_DEFS", "SectionInfo", "match", "lookup",
+           "program_section", "parse_kprobe_target", "parse_uprobe_target",
+           "parse_tracepoint_target"]
 
-# IntConst rather than enum.IntEnum: same use (ints with names), no enum import.
-class ProgType(IntConst):
-    """enum bpf_prog_type."""
-    UNSPEC = 0
-    SOCKET_FILTER = 1
-    KPROBE = 2
-    SCHED_CLS = 3
-    SCHED_ACT = 4
-    TRACEPOINT = 5
-    XDP = 6
-    PERF_EVENT = 7
-    CGROUP_SKB = 8
-    CGROUP_SOCK = 9
-    LWT_IN = 10
-    LWT_OUT = 11
-    LWT_XMIT = 12
-    SOCK_OPS = 13
-    SK_SKB = 14
-    CGROUP_DEVICE = 15
-    SK_MSG = 16
-    RAW_TRACEPOINT = 17
-    CGROUP_SOCK_ADDR = 18
-    LWT_SEG6LOCAL = 19
-    LIRC_MODE2 = 20
-    SK_REUSEPORT = 21
-    FLOW_DISSECTOR = 22
-    CGROUP_SYSCTL = 23
-    RAW_TRACEPOINT_WRITABLE = 24
-    CGROUP_SOCKOPT = 25
-    TRACING = 26            # 5.5: tp_btf, fentry/fexit, fmod_ret, iter
-    STRUCT_OPS = 27
-    EXT = 28
-    LSM = 29                # 5.7
-    SK_LOOKUP = 30
-    SYSCALL = 31            # 5.14
-    NETFILTER = 32          # 6.4
-
-
-class AttachType(IntConst):
-    """enum bpf_attach_type (the ``expected_attach_type`` of BPF_PROG_LOAD)."""
-    CGROUP_INET_INGRESS = 0
-    CGROUP_INET_EGRESS = 1
-    CGROUP_INET_SOCK_CREATE = 2
-    CGROUP_SOCK_OPS = 3
-    SK_SKB_STREAM_PARSER = 4
-    SK_SKB_STREAM_VERDICT = 5
-    CGROUP_DEVICE = 6
-    SK_MSG_VERDICT = 7
-    CGROUP_INET4_BIND = 8
-    CGROUP_INET6_BIND = 9
-    CGROUP_INET4_CONNECT = 10
-    CGROUP_INET6_CONNECT = 11
-    CGROUP_INET4_POST_BIND = 12
-    CGROUP_INET6_POST_BIND = 13
-    CGROUP_UDP4_SENDMSG = 14
-    CGROUP_UDP6_SENDMSG = 15
-    LIRC_MODE2 = 16
-    FLOW_DISSECTOR = 17
-    CGROUP_SYSCTL = 18
-    CGROUP_UDP4_RECVMSG = 19
-    CGROUP_UDP6_RECVMSG = 20
-    CGROUP_GETSOCKOPT = 21
-    CGROUP_SETSOCKOPT = 22
-    TRACE_RAW_TP = 23
-    TRACE_FENTRY = 24
-    TRACE_FEXIT = 25
-    MODIFY_RETURN = 26
-    LSM_MAC = 27
-    TRACE_ITER = 28
-    CGROUP_INET4_GETPEERNAME = 29
-    CGROUP_INET6_GETPEERNAME = 30
-    CGROUP_INET4_GETSOCKNAME = 31
-    CGROUP_INET6_GETSOCKNAME = 32
-    XDP_DEVMAP = 33
-    CGROUP_INET_SOCK_RELEASE = 34
-    XDP_CPUMAP = 35
-    SK_LOOKUP = 36
-    XDP = 37
-    SK_SKB_VERDICT = 38
-    SK_REUSEPORT_SELECT = 39
-    SK_REUSEPORT_SELECT_OR_MIGRATE = 40
-    PERF_EVENT = 41
-    TRACE_KPROBE_MULTI = 42
-    LSM_CGROUP = 43
-    STRUCT_OPS = 44
-    NETFILTER = 45
-    TCX_INGRESS = 46
-    TCX_EGRESS = 47
-    TRACE_UPROBE_MULTI = 48
-    CGROUP_UNIX_CONNECT = 49
-    CGROUP_UNIX_SENDMSG = 50
-    CGROUP_UNIX_RECVMSG = 51
-    CGROUP_UNIX_GETPEERNAME = 52
-    CGROUP_UNIX_GETSOCKNAME = 53
-    NETKIT_PRIMARY = 54
-    NETKIT_PEER = 55
-    TRACE_KPROBE_SESSION = 56
-    TRACE_UPROBE_SESSION = 57
-
-
-# prog_flags of BPF_PROG_LOAD
-BPF_F_SLEEPABLE = 1 << 4       # 5.10
-BPF_F_XDP_HAS_FRAGS = 1 << 5   # 5.18
 
 P, A = ProgType, AttachType
-_S, _FRAGS = BPF_F_SLEEPABLE, BPF_F_XDP_HAS_FRAGS
+_S, _FRAGS = ProgFlags.SLEEPABLE, ProgFlags.XDP_HAS_FRAGS
 
 
 # One row: (pattern, prog_type, expected_attach_type, prog_flags, attach_kind,
@@ -281,7 +181,7 @@ class SectionInfo:
 
     @property
     def sleepable(self) -> bool:
-        return bool(self.prog_flags & BPF_F_SLEEPABLE)
+        return bool(self.prog_flags & ProgFlags.SLEEPABLE)
 
 
 def lookup(section: str) -> SectionInfo | None:

@@ -34,10 +34,11 @@ from bisect import bisect_left
 
 from . import elf as E
 from . import insn as I
-from ._records import IntConst, RecordTuple
+from ._records import RecordTuple
 from .errors import (BTFError, NotFoundError, ObjectFormatError, PermissionDeniedError,
                      RawprobeError, SyscallError)
 from .sections import ProgType, program_section
+from .uapi import BPF_OBJ_NAME_LEN, MapFlags, MapType
 
 # No run-time ``typing`` (it imports re, enum, collections...: several ms of start-up).
 TYPE_CHECKING = False
@@ -48,55 +49,10 @@ if TYPE_CHECKING:  # pragma: no cover
     from .btf.parse import BTFSpec
 
 
-class MapType(IntConst):
-    """enum bpf_map_type (IntEnum-like, see :mod:`rawprobe._records`)."""
-    UNSPEC = 0
-    HASH = 1
-    ARRAY = 2
-    PROG_ARRAY = 3
-    PERF_EVENT_ARRAY = 4
-    PERCPU_HASH = 5
-    PERCPU_ARRAY = 6
-    STACK_TRACE = 7
-    CGROUP_ARRAY = 8
-    LRU_HASH = 9
-    LRU_PERCPU_HASH = 10
-    LPM_TRIE = 11
-    ARRAY_OF_MAPS = 12
-    HASH_OF_MAPS = 13
-    DEVMAP = 14
-    SOCKMAP = 15
-    CPUMAP = 16
-    XSKMAP = 17
-    SOCKHASH = 18
-    CGROUP_STORAGE = 19
-    REUSEPORT_SOCKARRAY = 20
-    PERCPU_CGROUP_STORAGE = 21
-    QUEUE = 22
-    STACK = 23
-    SK_STORAGE = 24
-    DEVMAP_HASH = 25
-    STRUCT_OPS = 26
-    RINGBUF = 27            # 5.8
-    INODE_STORAGE = 28
-    TASK_STORAGE = 29
-    BLOOM_FILTER = 30       # 5.16
-    USER_RINGBUF = 31
-    CGRP_STORAGE = 32
-    ARENA = 33
-
-
-# map_flags (uapi/linux/bpf.h)
-BPF_F_NO_PREALLOC = 1 << 0
-BPF_F_NUMA_NODE = 1 << 2
-BPF_F_RDONLY_PROG = 1 << 7      # 5.2: programs may not write (.rodata)
-BPF_F_MMAPABLE = 1 << 10        # 5.5: array value can be mmap()ed (.data/.bss/.rodata)
-
 # the ``pinning`` map attribute (libbpf's enum libbpf_pin_type)
 LIBBPF_PIN_NONE = 0
 LIBBPF_PIN_BY_NAME = 1
 
-BPF_OBJ_NAME_LEN = 16
 _MAP_IN_MAP = (MapType.ARRAY_OF_MAPS, MapType.HASH_OF_MAPS)
 _MAX_DATA_SIZE = 1 << 29       # far above KMALLOC_MAX_SIZE, the kernel's limit
 _UINT_FIELDS = ("type", "max_entries", "map_flags", "numa_node", "key_size", "value_size",
@@ -699,7 +655,7 @@ class _Parser:
             else:
                 contents = self.elf.contents(sec)
             ds_id, ds = self._datasec(sec.name)
-            flags = BPF_F_MMAPABLE | (BPF_F_RDONLY_PROG if readonly else 0)
+            flags = MapFlags.MMAPABLE | (MapFlags.RDONLY_PROG if readonly else 0)
             m = MapSpec(name=sec.name, type=int(MapType.ARRAY), key_size=4, value_size=sec.size,
                         max_entries=1, map_flags=flags, btf_value_type_id=ds_id,
                         contents=contents, frozen=readonly, section=sec.name,

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from rawprobe.btf.ext import CoreReloKind
 from rawprobe.btf.types import Kind
 from rawprobe.insn import Insn
+from rawprobe import uapi
 from rawprobe.sections import AttachType, ProgType
 from rawprobe.spec import MapReloc, MapType
 
@@ -43,6 +44,10 @@ def test_int_const_behaves_like_int_enum() -> None:
         assert str(mine) == str(int(theirs)) and f"{mine:#x}" == f"{theirs:#x}"
         assert C(int(theirs)) is mine and isinstance(mine, C) and isinstance(mine, int)
     assert C.ALSO_RED is C.RED and list(C) == [C.RED, C.GREEN] and len(C) == 2
+    assert C["GREEN"] is C.GREEN and C["ALSO_RED"] is C.RED and C["GREEN"] == Colour["GREEN"]
+    for missing in ("BLUE", "_value2member_", "name", 1):
+        with pytest.raises(KeyError):
+            C[missing]
     assert max(C) is C.GREEN and C.RED + 1 == 2 and {1: "x"}[C.RED] == "x"
     with pytest.raises(ValueError, match="3 is not a valid"):
         C(3)
@@ -50,12 +55,23 @@ def test_int_const_behaves_like_int_enum() -> None:
         C("RED")
 
 
-@pytest.mark.parametrize("cls", [Kind, CoreReloKind, ProgType, AttachType, MapType])
+UAPI_CLASSES = [c for c in map(uapi.__dict__.get, uapi.__all__) if isinstance(c, type)]
+
+
+@pytest.mark.parametrize("cls", [Kind, CoreReloKind, *UAPI_CLASSES])
 def test_constant_classes(cls) -> None:
     members = list(cls)
-    assert members and all(cls(int(m)) is m and getattr(cls, m.name) is m for m in members)
+    assert members and all(cls(int(m)) is m and getattr(cls, m.name) is m is cls[m.name]
+                           for m in members)
     m = members[-1]
     assert pickle.loads(pickle.dumps(m)) is m and copy.deepcopy(m) is m
+
+
+def test_one_definition_of_each_kernel_enum() -> None:
+    from rawprobe._sys import consts
+    assert ProgType is uapi.ProgType is consts.ProgType
+    assert AttachType is uapi.AttachType is consts.AttachType
+    assert MapType is uapi.MapType is consts.MapType
 
 
 def test_known_values() -> None:

@@ -21,9 +21,9 @@ from rawprobe import insn as I
 from rawprobe.errors import (BTFError, NotFoundError, ObjectFormatError, RawprobeError,
                              SyscallError)
 from rawprobe.sections import AttachType, ProgType
-from rawprobe.spec import (BPF_F_MMAPABLE, BPF_F_NO_PREALLOC, BPF_F_RDONLY_PROG,
-                           LIBBPF_PIN_BY_NAME, InvalidValueError, MapReloc, MapSpec,
-                           MapType, ObjectSpec, ProgramSpec, VariableSpec)
+from rawprobe.spec import (LIBBPF_PIN_BY_NAME, InvalidValueError, MapReloc, MapSpec, MapType,
+                           ObjectSpec, ProgramSpec, VariableSpec)
+from rawprobe.uapi import MapFlags
 
 BPF_DIR = Path(__file__).parent / "bpf"
 BASIC = BPF_DIR / "spec_basic.bpf.o"
@@ -225,7 +225,7 @@ def test_global_data_maps(basic):
         assert m.value_size == len(m.contents)
         ro = name.startswith(".rodata")
         assert m.frozen == ro
-        assert m.map_flags == BPF_F_MMAPABLE | (BPF_F_RDONLY_PROG if ro else 0)
+        assert m.map_flags == MapFlags.MMAPABLE | (MapFlags.RDONLY_PROG if ro else 0)
         assert len(m.kernel_name) <= 15 and name in m.kernel_name
     assert basic.maps[".rodata"].kernel_name == "spec_ba.rodata"
     assert basic.maps[".rodata.str1.1"].contents == b"string literal\0"
@@ -243,7 +243,7 @@ def test_global_data_maps(basic):
 def test_btf_maps(maps):
     m = maps.maps
     expect = {
-        "hash_map": (MapType.HASH, 4, 8, 128, BPF_F_NO_PREALLOC),
+        "hash_map": (MapType.HASH, 4, 8, 128, MapFlags.NO_PREALLOC),
         "array_map": (MapType.ARRAY, 4, 24, 4, 0),
         "percpu_hash": (MapType.PERCPU_HASH, 8, 4, 32, 0),
         "percpu_array": (MapType.PERCPU_ARRAY, 4, 24, 1, 0),

@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 
 from rawprobe.errors import ObjectFormatError
-from rawprobe.sections import (BPF_F_SLEEPABLE, BPF_F_XDP_HAS_FRAGS, SECTION_DEFS, AttachType,
-                               ProgType, lookup, parse_kprobe_target, parse_tracepoint_target,
-                               parse_uprobe_target, program_section)
+from rawprobe.sections import (SECTION_DEFS, AttachType, ProgType, lookup, parse_kprobe_target,
+                               parse_tracepoint_target, parse_uprobe_target, program_section)
 from rawprobe.spec import ObjectSpec
+from rawprobe.uapi import ProgFlags
 
 P, A = ProgType, AttachType
 
@@ -63,7 +63,7 @@ def test_lookup(section):
     assert info is not None
     assert (info.prog_type, info.expected_attach_type, info.attach_to, info.sleepable,
             info.attach_kind) == (pt, at, target, sleepable, kind)
-    assert bool(info.prog_flags & BPF_F_SLEEPABLE) == sleepable
+    assert bool(info.prog_flags & ProgFlags.SLEEPABLE) == sleepable
     assert info.attach_btf == (pt in (P.TRACING, P.LSM))
     assert info.retprobe == section.startswith(("kretprobe", "uretprobe"))
 
@@ -76,7 +76,7 @@ def test_enum_values_match_uapi():
 
 
 def test_xdp_frags_flag():
-    assert lookup("xdp.frags").prog_flags == BPF_F_XDP_HAS_FRAGS
+    assert lookup("xdp.frags").prog_flags == ProgFlags.XDP_HAS_FRAGS
     assert lookup("xdp").prog_flags == 0
 
 
@@ -108,7 +108,7 @@ def test_object_sections_match_table():
         assert p.kern_version == 0x060100
         seen += 1
     assert seen == len(spec.programs) - 1                # all but xdp.frags
-    assert spec.programs["p_xdp_frags"].prog_flags == BPF_F_XDP_HAS_FRAGS
+    assert spec.programs["p_xdp_frags"].prog_flags == ProgFlags.XDP_HAS_FRAGS
     assert spec.programs["p_kretprobe"].retprobe
 
 

@@ -43,27 +43,45 @@ def test_no_c_parser_at_run_time():
     assert not {"cffi", "pycparser"} & mods
 
 
-def test_consts_do_not_load_cffi_and_build_enums_on_demand():
-    mods = _modules_after("from rawprobe._sys.consts import MapType, syscall_numbers")
-    assert "_cffi_backend" not in mods
-    code = ("import rawprobe._sys.consts as c; built = [n for n in c._ENUMS if n in vars(c)]; "
-            "c.MapType; print(built, [n for n in c._ENUMS if n in vars(c)])")
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True,
-                         capture_output=True, text=True).stdout.strip()
-    assert out == "[] ['MapType']"
+def _new_modules(stmt: str) -> set[str]:
+    """The modules ``stmt`` imports, under ``python -S`` (site's .pth hooks may
+    import typing, enum, re... at start-up and hide rawprobe's own imports)."""
+    import _cffi_backend            # its directory is left off sys.path by -S
+    code = (f"import sys; before = set(sys.modules); {stmt}; "
+            f"print(' '.join(sorted(set(sys.modules) - before)))")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [ROOT, os.path.dirname(_cffi_backend.__file__)]))
+    return set(subprocess.run([sys.executable, "-S", "-c", code], cwd=ROOT, env=env,
+                              check=True, capture_output=True, text=True).stdout.split())
 
 
-def test_enums_are_lazy_intenums_with_kernel_values():
-    import enum
+def test_consts_load_neither_cffi_nor_enum_nor_typing():
+    mods = _new_modules("from rawprobe._sys.consts import MapType, syscall_numbers")
+    assert not {"_cffi_backend", "enum", "typing"} & mods
+
+
+def test_syscall_layer_imports_nothing_heavy():
+    """No typing/enum/re/collections at run time in _sys: each costs ms of start-up."""
+    mods = _new_modules("import rawprobe._sys.bpf, rawprobe._sys.perf, rawprobe._sys.proc, "
+                        "rawprobe._sys.fs, rawprobe._sys.fdevents, rawprobe._sys.fence")
+    heavy = {"typing", "enum", "re", "collections", "functools", "contextlib", "cffi",
+             "pycparser"}
+    assert "_cffi_backend" in mods and not heavy & mods, sorted(heavy & mods)
+
+
+def test_consts_reexport_the_uapi_classes():
     import pickle
-    assert issubclass(consts.MapType, enum.IntEnum)
+
+    from rawprobe import uapi
+    assert consts.MapType is uapi.MapType and consts.PerfFlag is uapi.PerfFlag
     assert consts.MapType.RINGBUF == 27 and consts.MapType(27).name == "RINGBUF"
     assert consts.ProgType.TRACEPOINT == 5 and consts.AttachType.PERF_EVENT == 41
     assert consts.BpfCmd.PROG_RUN is consts.BpfCmd.PROG_TEST_RUN
     assert consts.BpfFunc.send_signal == 109 and consts.BpfFunc.loop == 181
     assert consts.MapFlags.MMAPABLE == 1024 and consts.PerfSampleFormat.RAW == 1 << 10
     assert pickle.loads(pickle.dumps(consts.LinkType.PERF_EVENT)) is consts.LinkType.PERF_EVENT
-    assert set(consts._ENUMS) <= set(dir(consts))
+    assert set(consts.__all__) <= set(dir(consts))
+    assert all(getattr(consts, n) is getattr(uapi, n) for n in uapi.__all__)
 
 
 def test_bpf_command_table_agrees_with_bpfcmd():

@@ -14,9 +14,10 @@ import os
 import weakref
 
 from ..errors import NotSupportedError
+from ..uapi import PerfFlag
 from ._native import call, ffi, lib
 from .consts import (PERF_EVENT_IOC_DISABLE, PERF_EVENT_IOC_ENABLE, PERF_EVENT_IOC_SET_BPF,
-                     PERF_FLAG_FD_CLOEXEC, syscall_numbers)
+                     syscall_numbers)
 from .errno import syscall_error
 from .fd import FD
 
@@ -63,7 +64,7 @@ def perf_attr(**fields: Any) -> Any:
 
 
 def perf_event_open(attr: Union[Mapping[str, Any], Any], pid: int = -1, cpu: int = 0,
-                    group_fd: int = -1, flags: int = PERF_FLAG_FD_CLOEXEC) -> FD:
+                    group_fd: int = -1, flags: int = PerfFlag.FD_CLOEXEC) -> FD:
     """perf_event_open(2) -> FD.  ``attr`` is a dict of field names (see
     :func:`perf_attr`) or a ``struct perf_event_attr *``.
 
@@ -75,7 +76,7 @@ def perf_event_open(attr: Union[Mapping[str, Any], Any], pid: int = -1, cpu: int
         attr = perf_attr(**attr)
     r = call(lib.syscall, _NR_PERF_EVENT_OPEN, attr, ffi.cast(_LONG, pid),
              ffi.cast(_LONG, cpu), ffi.cast(_LONG, group_fd),
-             ffi.cast(_ULONG, flags | PERF_FLAG_FD_CLOEXEC))
+             ffi.cast(_ULONG, flags | PerfFlag.FD_CLOEXEC))
     if r < 0:
         raise syscall_error("perf_event_open", -r, _open_hint(-r))
     return FD(r)
