@@ -218,7 +218,7 @@ def raw_tracepoint() -> Feature:
     """BPF_RAW_TRACEPOINT_OPEN (4.17+): a no-op program on sys_enter."""
     def run() -> str:
         from ._sys import bpf
-        from ._sys.consts import ProgType
+        from .uapi import ProgType
         with _load(ProgType.RAW_TRACEPOINT, _ret0()) as prog:
             bpf.raw_tracepoint_open(b"sys_enter", prog).close()
         return "raw_tracepoint_open(sys_enter) works"
@@ -226,7 +226,7 @@ def raw_tracepoint() -> Feature:
 
 
 def _load_tp_btf():
-    from ._sys.consts import AttachType, ProgType
+    from .uapi import AttachType, ProgType
     return _load(ProgType.TRACING, _ret0(), expected_attach_type=AttachType.TRACE_RAW_TP,
                  attach_btf_id=_btf_id("btf_trace_sched_switch", "Typedef"))
 
@@ -246,7 +246,7 @@ _FENTRY_TARGETS = ("bpf_fentry_test1", "do_nanosleep")
 
 
 def _load_fentry():
-    from ._sys.consts import AttachType, ProgType
+    from .uapi import AttachType, ProgType
     last: Exception = NotFoundError("no fentry target in the kernel's BTF")
     for name in _FENTRY_TARGETS:
         try:
@@ -277,7 +277,7 @@ def ringbuf() -> Feature:
     """BPF_MAP_TYPE_RINGBUF (5.8+)."""
     def run() -> str:
         from ._sys import bpf
-        from ._sys.consts import MapType
+        from .uapi import MapType
         bpf.map_create(MapType.RINGBUF, 0, 0, 4096).close()
         return "created a 4 KiB ring buffer map"
     return _probe("ring buffer map", run)
@@ -287,7 +287,7 @@ def ringbuf() -> Feature:
 def send_signal() -> Feature:
     """The bpf_send_signal helper (5.3+), in a tracepoint program."""
     def run() -> str:
-        from ._sys.consts import BpfFunc, ProgType
+        from .uapi import BpfFunc, ProgType
         _load(ProgType.TRACEPOINT, _call(BpfFunc.send_signal) + _ret0()).close()
         return "a tracepoint program calling it loads"
     return _probe("bpf_send_signal", run)
@@ -313,7 +313,7 @@ def _link_create(prog, target_fd: int, attach_type: int) -> None:
 def link_perf_tracepoint() -> Feature:
     """BPF_LINK_CREATE on a tracepoint perf event (5.15+)."""
     def run() -> str:
-        from ._sys.consts import AttachType, ProgType
+        from .uapi import AttachType, ProgType
         from .link import tracefs
         from .link.tracepoint import open_tracepoint_event
         tp_id = tracefs.tracepoint_id("syscalls", "sys_enter_getpid",
@@ -330,7 +330,7 @@ def link_perf_kprobe() -> Feature:
     def run() -> str:
         if not kprobe_pmu():
             raise NotSupportedError("no kprobe PMU to link to")
-        from ._sys.consts import AttachType, ProgType
+        from .uapi import AttachType, ProgType
         from .link.kprobe import _open_pmu, resolve_syscall_symbol
         symbol = resolve_syscall_symbol("getpid")
         with _load(ProgType.KPROBE, _ret0()) as prog, _open_pmu(symbol, 0, False) as pfd:
@@ -345,7 +345,7 @@ def link_perf_uprobe() -> Feature:
     def run() -> str:
         if not uprobe_pmu():
             raise NotSupportedError("no uprobe PMU to link to")
-        from ._sys.consts import AttachType, ProgType
+        from .uapi import AttachType, ProgType
         from .link.uprobe import _open_pmu
         # A uprobe in an unmapped memfd: registered, never hit by anyone.
         mfd = os.memfd_create("rawprobe-probe", os.MFD_CLOEXEC)
@@ -364,7 +364,7 @@ def link_perf_uprobe() -> Feature:
 def link_tp_btf() -> Feature:
     """BPF_LINK_CREATE for a tp_btf program (attach type BPF_TRACE_RAW_TP)."""
     def run() -> str:
-        from ._sys.consts import AttachType
+        from .uapi import AttachType
         with _load_tp_btf() as prog:
             _link_create(prog, 0, AttachType.TRACE_RAW_TP)
         return "link on sched_switch"
@@ -377,7 +377,7 @@ def link_tracing() -> Feature:
     def run() -> str:
         if not fentry():
             raise NotSupportedError("fentry itself is not supported")
-        from ._sys.consts import AttachType
+        from .uapi import AttachType
         name, prog = _load_fentry()
         with prog:
             _link_create(prog, 0, AttachType.TRACE_FENTRY)

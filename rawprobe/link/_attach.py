@@ -44,7 +44,7 @@ def check_type(prog: Any, allowed: tuple[int, ...], what: str, hint: str) -> Non
     ptype = getattr(prog, "type", None)
     if ptype is None or int(ptype) in allowed:
         return
-    from ..sections import ProgType
+    from ..uapi import ProgType
     try:
         tname = ProgType(int(ptype)).name
     except ValueError:
@@ -59,7 +59,7 @@ def attach(prog: Any, pfd: Any, kind: str, target: str, event: Any = None):
     ``pfd`` (and ``event``).  On any failure ``pfd`` is closed and ``event`` removed."""
     global _perf_link
     from .._sys import bpf, perf
-    from .._sys.consts import AttachType
+    from ..uapi import AttachType
     from . import Link
 
     pfd_int = pfd.fileno()

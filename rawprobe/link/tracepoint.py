@@ -23,7 +23,7 @@ def open_tracepoint_event(tp_id: int, pid: int = -1):
     """A perf event (FD) for tracepoint id ``tp_id``: all processes on CPU 0,
     or only ``pid`` on any CPU."""
     from .._sys import perf
-    from .._sys.consts import PerfType
+    from ..uapi import PerfType
     attr = {"type": PerfType.TRACEPOINT, "config": tp_id,
             "sample_period": 1, "wakeup_events": 1}
     return perf.perf_event_open(attr, pid=pid if pid >= 0 else -1,
