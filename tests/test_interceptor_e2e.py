@@ -241,3 +241,42 @@ def test_fentry_hook(targets):
     ic = w.of("intercept", t.pid)[0]
     assert ic["hook"] == "fentry" and ic["data"] == "call 1\n"   # ksys_write(fd, buf, count)
     assert w.of("exit", t.pid)
+
+
+def test_pid_filter_selects_only_that_process(targets):
+    comm = unique_comm()
+    a = targets(comm, "--writes", "5")
+    b = targets(comm, "--writes", "5")
+    w = Watch("--pid", str(b.pid), "--count", "1")
+    a.go()
+    b.go()
+    assert w.finish() == 0, w.stderr
+    assert {e["pid"] for e in w.of("intercept")} == {b.pid}
+    assert a.alive()
+
+
+def test_cgroup_filter_selects_its_members(targets):
+    mounts = [ln.split()[1] for ln in open("/proc/self/mounts") if ln.split()[2] == "cgroup2"]
+    if not mounts:
+        pytest.skip("no cgroup2 mount")
+    group = os.path.join(mounts[0], unique_comm())
+    try:
+        os.mkdir(group)
+    except OSError as e:
+        pytest.skip(f"cannot create a cgroup under {mounts[0]}: {e.strerror}")
+    comm = unique_comm()
+    inside = targets(comm, "--writes", "5")
+    outside = targets(comm, "--writes", "5")
+    try:
+        with open(os.path.join(group, "cgroup.procs"), "w") as f:
+            f.write(str(inside.pid))
+        w = Watch("--cgroup", group, "--count", "1")
+        outside.go()
+        inside.go()
+        assert w.finish() == 0, w.stderr
+        assert {e["pid"] for e in w.of("intercept")} == {inside.pid}
+        assert outside.alive()
+    finally:
+        inside.kill()
+        outside.kill()
+        os.rmdir(group)
