@@ -280,3 +280,16 @@ def test_cgroup_filter_selects_its_members(targets):
         inside.kill()
         outside.kill()
         os.rmdir(group)
+
+
+def test_per_syscall_tracepoint_hook(targets):
+    comm = unique_comm()
+    t = targets(comm, "--cleanup-ms", "5")
+    w = Watch("--comm", comm, "--hook", "tracepoint", "--count", "1")
+    assert w.armed["hook"] == "tracepoint syscalls/sys_enter_write"
+    t.go()
+    assert w.finish() == 0, w.stderr
+    ic = w.of("intercept", t.pid)[0]
+    assert ic["hook"] == "tracepoint" and ic["data"] == "call 1\n"
+    assert ic["args"][2] == len("call 1\n") and ic["args"][3:] == [0, 0, 0]   # write has 3
+    assert w.of("exit", t.pid)[0]["exit_code"] == 0
