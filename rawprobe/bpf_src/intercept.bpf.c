@@ -61,6 +61,7 @@ struct signal_struct {
 struct task_struct {
 	unsigned int flags;
 	int exit_code;
+	char comm[16];
 	int pid;
 	int tgid;
 	struct task_struct *group_leader;
@@ -83,6 +84,9 @@ struct rp_sys_enter_record {
 
 const volatile char target_comm[RP_COMM_LEN] __attribute__((aligned(8))) = {};
 const volatile __u32 filter_comm = 0;		/* 1: caller thread's comm == target_comm */
+/* The bytes of the comm that count, up to and including its NUL: the kernel
+ * does not promise zeroes after it (a shorter name set over a longer one). */
+const volatile __u64 target_comm_mask[2] = {};
 const volatile __u32 filter_tgid = 0;		/* 1: caller's tgid is a key of target_tgids */
 const volatile __u32 filter_cgroup = 0;		/* enum rp_cgroup_mode */
 const volatile __u64 target_cgroup_id = 0;
@@ -186,30 +190,29 @@ static __always_inline __u64 leader_start_time(struct task_struct *task)
  */
 static __always_inline struct rp_intercept_event *intercept_begin(__u32 hook, __s32 nr)
 {
-	__u64 pid_tgid = bpf_get_current_pid_tgid();
-	__u32 tgid = pid_tgid >> 32;
-	struct task_struct *task;
-	struct rp_handled *st, fresh = {};
+	/* A BTF pointer: its fields are plain loads, no helper call per field. */
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct rp_handled *st;
 	struct rp_intercept_event *e;
-	__u64 hit = 1, now, start;
+	__u64 hit = 1, now, start, pid_tgid;
+	__u32 tgid;
 	long err;
 
-	if (tgid == self_tgid)
-		return NULL;
-
-	/* Filters, cheapest first: a non-target process pays only for these.
-	 * Disabled ones are dead code once the verifier sees .rodata frozen. */
+	/*
+	 * Filters, cheapest first: a non-target process pays only for these, and
+	 * the comm test, the one nearly every watch has, costs two loads and no
+	 * helper call.  Disabled filters are dead code (.rodata is frozen).
+	 */
 	if (filter_comm) {
-		union {
-			char c[RP_COMM_LEN];
-			__u64 w[2];
-		} comm = {};
+		const __u64 *c = (const __u64 *)task->comm;
 
-		bpf_get_current_comm(comm.c, sizeof(comm.c));
-		if (comm.w[0] != *(const volatile __u64 *)&target_comm[0] ||
-		    comm.w[1] != *(const volatile __u64 *)&target_comm[8])
+		if ((c[0] & target_comm_mask[0]) != *(const volatile __u64 *)&target_comm[0] ||
+		    (c[1] & target_comm_mask[1]) != *(const volatile __u64 *)&target_comm[8])
 			return NULL;
 	}
+	tgid = task->tgid;
+	if (tgid == self_tgid)
+		return NULL;
 	if (filter_tgid && !bpf_map_lookup_elem(&target_tgids, &tgid))
 		return NULL;
 	if (filter_uid && (__u32)bpf_get_current_uid_gid() != target_uid)
@@ -221,9 +224,7 @@ static __always_inline struct rp_intercept_event *intercept_begin(__u32 hook, __
 	    bpf_get_current_ancestor_cgroup_id(target_cgroup_level) != target_cgroup_id)
 		return NULL;
 
-	task = (struct task_struct *)bpf_get_current_task();
-	if ((hook == RP_HOOK_KPROBE || hook == RP_HOOK_FENTRY) &&
-	    (BPF_CORE_READ(task, flags) & PF_KTHREAD))
+	if ((hook == RP_HOOK_KPROBE || hook == RP_HOOK_FENTRY) && (task->flags & PF_KTHREAD))
 		return NULL;
 
 	/* Already handled: count the call, never report it again.  A call
@@ -273,10 +274,15 @@ static __always_inline struct rp_intercept_event *intercept_begin(__u32 hook, __
 
 	now = bpf_ktime_get_ns();
 	start = leader_start_time(task);
-	fresh.intercept_ns = now;
-	fresh.start_time = start;
-	fresh.hit = hit;
-	err = bpf_map_update_elem(&handled, &tgid, &fresh, BPF_NOEXIST);
+	{
+		struct rp_handled fresh = {
+			.intercept_ns = now,
+			.start_time = start,
+			.hit = hit,
+		};
+
+		err = bpf_map_update_elem(&handled, &tgid, &fresh, BPF_NOEXIST);
+	}
 	if (err) {
 		/* -EEXIST: another thread of this process won the race, so this
 		 * call slipped; anything else: the map is full. */
@@ -289,6 +295,7 @@ static __always_inline struct rp_intercept_event *intercept_begin(__u32 hook, __
 		return NULL;
 	}
 
+	pid_tgid = bpf_get_current_pid_tgid();
 	e->type = RP_EV_INTERCEPT;
 	e->tgid = tgid;
 	e->pid = (__u32)pid_tgid;

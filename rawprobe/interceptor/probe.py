@@ -90,7 +90,10 @@ class Probe:
             v[name].set(value)
 
         if o.comm:
-            put("target_comm", o.comm.encode().ljust(16, b"\0"))
+            name = o.comm.encode()
+            put("target_comm", name.ljust(16, b"\0"))
+            # compare the name and its NUL only: bytes after it are not always zero
+            put("target_comm_mask", (b"\xff" * (len(name) + 1)).ljust(16, b"\0"))
             put("filter_comm", 1)
         if o.pids:
             put("filter_tgid", 1)
