@@ -25,11 +25,13 @@ import os
 import struct
 
 from ._sys import bpf as _bpf
+from ._sys.errno import ENOTSUPP
 from ._sys.fd import FD
 from .errors import (NotFoundError, NotSupportedError, PermissionDeniedError,
                      RawprobeError, SyscallError, VerifierError)
 from .maps import Map, possible_cpus
 from .programs import Program
+from .uapi import MapFlags, MapType, ProgType
 
 # No run-time ``typing``: it imports re, enum, collections... (several ms).
 TYPE_CHECKING = False
@@ -44,14 +46,11 @@ __all__ = ["Collection", "Variable", "load"]
 _FUNC_INFO = struct.Struct("<II")
 _LINE_INFO = struct.Struct("<IIII")
 _IMM = struct.Struct("<i")
-BPF_F_MMAPABLE = 1 << 10
-BPF_MAP_TYPE_PERF_EVENT_ARRAY = 4
-BPF_MAP_TYPE_PROG_ARRAY = 3
-_MAP_IN_MAP = (12, 13)
+_MAP_IN_MAP = (MapType.ARRAY_OF_MAPS, MapType.HASH_OF_MAPS)
 # errnos with which the verifier (not a missing feature or privilege) refuses
 _VERIFIER_ERRNOS = {_errno.EINVAL, _errno.EACCES, _errno.E2BIG, _errno.ENOSPC, _errno.EFAULT,
-                    _errno.ERANGE, 524}          # 524: the kernel's ENOTSUPP
-_TRAMPOLINE_TYPES = (26, 29)     # BPF_PROG_TYPE_TRACING, BPF_PROG_TYPE_LSM
+                    _errno.ERANGE, ENOTSUPP}
+_TRAMPOLINE_TYPES = (ProgType.TRACING, ProgType.LSM)
 _LOG_START = 1 << 18           # 256 KiB; grown up to _LOG_MAX on ENOSPC
 _LOG_MAX = 1 << 28            # the kernel caps log_size near 2^30 - 1
 
@@ -279,7 +278,7 @@ class _Loader:
 
     def _create_map(self, m: MapSpec) -> Map:
         max_entries = m.max_entries
-        if m.type == BPF_MAP_TYPE_PERF_EVENT_ARRAY and max_entries == 0:
+        if m.type == MapType.PERF_EVENT_ARRAY and max_entries == 0:
             max_entries = possible_cpus()
         inner_fd: Optional[FD] = None
         btf_fd = self.coll._btf_fd
@@ -342,7 +341,7 @@ class _Loader:
                                             views[vs.map_name])
 
     def _map_view(self, mp: Map) -> Optional[memoryview]:
-        if not mp.map_flags & BPF_F_MMAPABLE or mp.value_size == 0:
+        if not mp.map_flags & MapFlags.MMAPABLE or mp.value_size == 0:
             return None
         size = (mp.value_size + mmap.PAGESIZE - 1) & ~(mmap.PAGESIZE - 1)
         writable = not (mp.spec is not None and mp.spec.frozen)
@@ -471,7 +470,7 @@ class _Loader:
                 continue
             mp = coll.maps[name]
             for slot, target in sorted(m.values.items()):
-                obj = coll.programs.get(target) if m.type == BPF_MAP_TYPE_PROG_ARRAY \
+                obj = coll.programs.get(target) if m.type == MapType.PROG_ARRAY \
                     else coll.maps.get(target)
                 if obj is None:
                     continue      # a program not selected for loading

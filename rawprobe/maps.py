@@ -12,6 +12,7 @@ import os
 from ._sys import bpf as _bpf
 from ._sys.fd import FD
 from .errors import NotSupportedError, RawprobeError
+from .uapi import MapType
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
@@ -24,10 +25,11 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["Map", "possible_cpus"]
 
-# enum bpf_map_type values that have per-CPU values
-_PERCPU_TYPES = {5, 6, 10, 21}       # PERCPU_HASH, PERCPU_ARRAY, LRU_PERCPU_HASH, PERCPU_CGROUP_STORAGE
-# maps with no key/value interface from user space
-_NO_ELEMS = {27, 31}                 # RINGBUF, USER_RINGBUF
+# map types whose values are per-CPU
+_PERCPU_TYPES = frozenset({MapType.PERCPU_HASH, MapType.PERCPU_ARRAY, MapType.LRU_PERCPU_HASH,
+                           MapType.PERCPU_CGROUP_STORAGE})
+# map types with no key/value interface from user space
+_NO_ELEMS = frozenset({MapType.RINGBUF, MapType.USER_RINGBUF})
 
 
 _possible_cpus = 0
