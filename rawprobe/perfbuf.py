@@ -42,19 +42,21 @@ import mmap
 import os
 import select
 import struct
-from typing import Any, Callable, Iterable
 
 from .errors import ObjectFormatError, RawprobeError
 from .ringbuf import _map_fd_and_size, _Reader
+from .uapi import MapType, PerfRecordType, PerfSampleFormat, PerfSwId, PerfType
+
+# No run-time ``typing`` (it imports re, enum, collections...: several ms).
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # pragma: no cover
+    from typing import Any, Callable, Iterable
 
 __all__ = ["PerfBuffer", "online_cpus"]
 
-_BPF_MAP_TYPE_PERF_EVENT_ARRAY = 4
-_PERF_TYPE_SOFTWARE = 1
-_PERF_COUNT_SW_BPF_OUTPUT = 10
-_PERF_SAMPLE_RAW = 1 << 10
-PERF_RECORD_LOST = 2
-PERF_RECORD_SAMPLE = 9
+# module globals: the read loop compares every record's type with them
+_RECORD_SAMPLE = PerfRecordType.SAMPLE
+_RECORD_LOST = PerfRecordType.LOST
 
 # struct perf_event_mmap_page: u64 indexes of data_head, data_tail,
 # data_offset, data_size (offsets 1024..1048, fixed since Linux 3.x / 4.1).
@@ -141,7 +143,7 @@ class PerfBuffer(_Reader):
             raise RawprobeError(f"watermark {watermark} must be below the ring size "
                                 f"{pages * mmap.PAGESIZE}")
         self._map_fd, max_entries = _map_fd_and_size(
-            events, _BPF_MAP_TYPE_PERF_EVENT_ARRAY, "BPF_MAP_TYPE_PERF_EVENT_ARRAY")
+            events, MapType.PERF_EVENT_ARRAY, "BPF_MAP_TYPE_PERF_EVENT_ARRAY")
         want = online_cpus() if cpus is None else sorted(set(cpus))
         cpu_list = [c for c in want if c < max_entries]
         if not cpu_list:
@@ -161,8 +163,8 @@ class PerfBuffer(_Reader):
         self._closed = False
         try:
             self._epoll = select.epoll()
-            attr = perf.perf_attr(type=_PERF_TYPE_SOFTWARE, config=_PERF_COUNT_SW_BPF_OUTPUT,
-                                  sample_type=_PERF_SAMPLE_RAW, sample_period=1)
+            attr = perf.perf_attr(type=PerfType.SOFTWARE, config=PerfSwId.BPF_OUTPUT,
+                                  sample_type=PerfSampleFormat.RAW, sample_period=1)
             if watermark:
                 attr.watermark = 1
                 attr.wakeup_watermark = watermark
@@ -306,7 +308,7 @@ class PerfBuffer(_Reader):
                         f"not fit below the head {head}; the ring is corrupt")
                 rec_pos = pos
                 pos += sz
-                if typ == PERF_RECORD_SAMPLE:
+                if typ == _RECORD_SAMPLE:
                     if off + sz <= size:
                         raw = _U32.unpack_from(data, off + 8)[0] if sz >= 12 else -1
                         if raw < 0 or 12 + raw > sz:
@@ -320,7 +322,7 @@ class PerfBuffer(_Reader):
                         sample = rec[12:12 + raw]
                     n += 1
                     emit(cpu, sample)
-                elif typ == PERF_RECORD_LOST and sz >= 24:
+                elif typ == _RECORD_LOST and sz >= 24:
                     body = (data[off:off + sz].tobytes() if off + sz <= size
                             else _wrapped(data, off, sz, size))
                     count = _U64.unpack_from(body, 16)[0]

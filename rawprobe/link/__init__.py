@@ -24,10 +24,13 @@ first use, so ``import rawprobe.link`` is cheap.
 """
 from __future__ import annotations
 
-import weakref
-from typing import Any
-
 from ..errors import NotSupportedError, ObjectFormatError
+
+# No run-time ``typing`` (it imports re, enum, collections...: several ms).
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # pragma: no cover
+    import weakref
+    from typing import Any
 
 __all__ = [
     "Link", "attach", "attach_tracepoint", "attach_raw_tracepoint", "attach_tp_btf",
@@ -93,7 +96,7 @@ class Link:
         if event is not None:
             event.remove()
 
-    def __enter__(self) -> "Link":
+    def __enter__(self) -> Link:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -112,19 +115,24 @@ class Link:
 
 
 # Links that own a tracefs event, closed before the atexit hook of tracefs
-# deletes leftover events (a perf fd still open keeps its event busy).
-_tracefs_links: "weakref.WeakSet[Link]" = weakref.WeakSet()
+# deletes leftover events (a perf fd still open keeps its event busy).  Made
+# by the first such Link: most programs never create a tracefs event.
+_tracefs_links: weakref.WeakSet[Link] | None = None
 
 
 def _register_tracefs_link(link: Link) -> None:
+    global _tracefs_links
     from . import tracefs
+    if _tracefs_links is None:
+        import weakref
+        _tracefs_links = weakref.WeakSet()
     if not _tracefs_links and _close_tracefs_links not in tracefs._before_exit_cleanup:
         tracefs._before_exit_cleanup.append(_close_tracefs_links)
     _tracefs_links.add(link)
 
 
 def _close_tracefs_links() -> None:
-    for link in list(_tracefs_links):
+    for link in list(_tracefs_links or ()):
         try:
             link.close()
         except Exception:  # noqa: BLE001 - interpreter exit, best effort
@@ -142,6 +150,7 @@ def attach(prog: Any) -> Link:
     without a target (``SEC("kprobe")``) needs the explicit ``attach_*`` call.
     """
     from .. import sections
+    from ..uapi import AttachType
     spec = getattr(prog, "spec", None)
     section = getattr(spec, "section", None)
     name = getattr(prog, "name", "?")
@@ -156,7 +165,7 @@ def attach(prog: Any) -> Link:
             "fentry, fexit, fmod_ret, uprobe, uretprobe)")
     kind, target = info.attach_kind, info.attach_to
     if kind == "tracing":
-        if info.expected_attach_type == sections.AttachType.TRACE_RAW_TP:   # tp_btf
+        if info.expected_attach_type == AttachType.TRACE_RAW_TP:   # tp_btf
             from .raw_tracepoint import attach_tp_btf
             return attach_tp_btf(prog)
         from .tracing import attach_fentry

@@ -21,9 +21,13 @@ runs on every CPU, and the perf event only keeps it registered.
 from __future__ import annotations
 
 import errno
-from typing import Any
 
 from ..errors import NotSupportedError, ObjectFormatError, SyscallError
+
+# No run-time ``typing`` (it imports re, enum, collections...: several ms).
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # pragma: no cover
+    from typing import Any
 
 # None = unknown, True = this kernel has BPF perf links, False = it has not.
 _perf_link: bool | None = None
@@ -97,12 +101,13 @@ def attach_btf_target(prog: Any, kind: str, needs: str):
     fixed at load time by ``attach_btf_id`` (tp_btf, fentry, fexit, fmod_ret,
     lsm; 5.5+).  ``needs`` completes the not-supported message."""
     from .._sys import bpf
+    from .._sys.errno import ENOTSUPP
     from . import Link
     target = getattr(getattr(prog, "spec", None), "attach_to", "") or ""
     try:
         fd = bpf.raw_tracepoint_open(None, prog_fd(prog))
     except SyscallError as e:
-        if e.errno in (errno.EOPNOTSUPP, 524):     # 524: the kernel's ENOTSUPP
+        if e.errno in (errno.EOPNOTSUPP, ENOTSUPP):
             raise NotSupportedError(
                 f"{kind}: cannot attach {prog_label(prog)!r} to {target or '?'} ({e}); "
                 + needs) from None

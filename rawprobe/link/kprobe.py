@@ -35,6 +35,7 @@ import os
 import re
 
 from ..errors import NotFoundError, NotSupportedError, ObjectFormatError
+from ..uapi import ProgType
 
 __all__ = ["attach_kprobe", "resolve_syscall_symbol", "kernel_symbol_exists",
            "syscall_prefix"]
@@ -125,7 +126,6 @@ def resolve_syscall_symbol(name: str) -> str:
 
 # -- attaching -------------------------------------------------------------
 
-_KPROBE = 2     # BPF_PROG_TYPE_KPROBE
 _NO_KPROBES = ("kprobes: this kernel has neither the kprobe PMU "
                "(/sys/bus/event_source/devices/kprobe) nor tracefs kprobe_events "
                "(CONFIG_KPROBES is off); kprobe programs cannot be attached here. "
@@ -198,7 +198,7 @@ def attach_kprobe(prog, symbol: str, offset: int = 0, retprobe: bool = False, *,
     """
     from ..errors import SyscallError
     from . import _attach, tracefs
-    _attach.check_type(prog, (_KPROBE,), "a kprobe", 'SEC("kprobe/<function>")')
+    _attach.check_type(prog, (ProgType.KPROBE,), "a kprobe", 'SEC("kprobe/<function>")')
     if via not in ("auto", "pmu", "tracefs"):
         raise ValueError(f"via must be 'auto', 'pmu' or 'tracefs', not {via!r}")
     if not symbol or not re.fullmatch(r"[A-Za-z0-9_.]+", symbol):

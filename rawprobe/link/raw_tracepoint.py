@@ -12,21 +12,23 @@ of ``btf_trace_<name>``, so ``BPF_RAW_TRACEPOINT_OPEN`` takes no name.
 from __future__ import annotations
 
 import errno
-from typing import Any
 
 from ..errors import NotFoundError, SyscallError
+from ..uapi import ProgType
 from . import Link, _attach
 
-__all__ = ["attach_raw_tracepoint", "attach_tp_btf"]
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # pragma: no cover
+    from typing import Any
 
-_RAW_TRACEPOINT, _TRACING, _RAW_TRACEPOINT_WRITABLE = 17, 26, 24
+__all__ = ["attach_raw_tracepoint", "attach_tp_btf"]
 
 
 def attach_raw_tracepoint(prog: Any, name: str) -> Link:
     """Attach a raw tracepoint program to tracepoint ``name`` (no group)."""
     from .._sys import bpf
-    _attach.check_type(prog, (_RAW_TRACEPOINT, _RAW_TRACEPOINT_WRITABLE), "a raw tracepoint",
-                     'SEC("raw_tracepoint/<name>")')
+    _attach.check_type(prog, (ProgType.RAW_TRACEPOINT, ProgType.RAW_TRACEPOINT_WRITABLE),
+                       "a raw tracepoint", 'SEC("raw_tracepoint/<name>")')
     if not name or "/" in name or "\0" in name:
         raise NotFoundError(f"raw tracepoint {name!r}: give the tracepoint name without "
                             "its group, e.g. 'sys_enter' or 'sched_switch'")
@@ -43,6 +45,6 @@ def attach_raw_tracepoint(prog: Any, name: str) -> Link:
 
 def attach_tp_btf(prog: Any) -> Link:
     """Attach a ``tp_btf`` program to the tracepoint it was loaded for (5.5+)."""
-    _attach.check_type(prog, (_TRACING,), "tp_btf", 'SEC("tp_btf/<name>")')
+    _attach.check_type(prog, (ProgType.TRACING,), "tp_btf", 'SEC("tp_btf/<name>")')
     return _attach.attach_btf_target(prog, "tp_btf", "BTF-typed tracepoints need "
                                      "Linux 5.5+ with CONFIG_DEBUG_INFO_BTF")

@@ -10,20 +10,20 @@ as described by ``events/<group>/<name>/format``.
 """
 from __future__ import annotations
 
-from typing import Any
-
+from ..uapi import PerfType, ProgType
 from . import Link, _attach, tracefs
 
-__all__ = ["attach_tracepoint", "open_tracepoint_event"]
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # pragma: no cover
+    from typing import Any
 
-_TRACEPOINT = 5         # BPF_PROG_TYPE_TRACEPOINT
+__all__ = ["attach_tracepoint", "open_tracepoint_event"]
 
 
 def open_tracepoint_event(tp_id: int, pid: int = -1):
     """A perf event (FD) for tracepoint id ``tp_id``: all processes on CPU 0,
     or only ``pid`` on any CPU."""
     from .._sys import perf
-    from ..uapi import PerfType
     attr = {"type": PerfType.TRACEPOINT, "config": tp_id,
             "sample_period": 1, "wakeup_events": 1}
     return perf.perf_event_open(attr, pid=pid if pid >= 0 else -1,
@@ -33,8 +33,8 @@ def open_tracepoint_event(tp_id: int, pid: int = -1):
 def attach_tracepoint(prog: Any, group: str, name: str) -> Link:
     """Attach a tracepoint program to ``group/name`` (e.g. ``"syscalls"``,
     ``"sys_enter_write"``).  NotFoundError if the tracepoint does not exist."""
-    _attach.check_type(prog, (_TRACEPOINT,), "a tracepoint",
-                     'SEC("tracepoint/<group>/<name>")')
+    _attach.check_type(prog, (ProgType.TRACEPOINT,), "a tracepoint",
+                       'SEC("tracepoint/<group>/<name>")')
     tp_id = tracefs.tracepoint_id(group, name)
     pfd = open_tracepoint_event(tp_id)
     return _attach.attach(prog, pfd, "tracepoint", f"{group}/{name}")

@@ -11,22 +11,25 @@ entry with its arguments; fexit at its return with arguments and return value.
 """
 from __future__ import annotations
 
-from typing import Any
-
+from ..uapi import AttachType, ProgType
 from . import Link, _attach
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # pragma: no cover
+    from typing import Any
 
 __all__ = ["attach_fentry"]
 
-_TRACING = 26
 # expected_attach_type -> Link.kind
-_KINDS = {24: "fentry", 25: "fexit", 26: "fmod_ret"}
+_KINDS = {AttachType.TRACE_FENTRY: "fentry", AttachType.TRACE_FEXIT: "fexit",
+          AttachType.MODIFY_RETURN: "fmod_ret"}
 
 
 def attach_fentry(prog: Any) -> Link:
     """Attach an fentry/fexit/fmod_ret program to the function it was loaded for."""
-    _attach.check_type(prog, (_TRACING,), "fentry/fexit", 'SEC("fentry/<function>")')
+    _attach.check_type(prog, (ProgType.TRACING,), "fentry/fexit", 'SEC("fentry/<function>")')
     spec = getattr(prog, "spec", None)
-    kind = _KINDS.get(int(getattr(spec, "expected_attach_type", 0) or 24), "fentry")
+    kind = _KINDS.get(getattr(spec, "expected_attach_type", None), "fentry")
     return _attach.attach_btf_target(
         prog, kind, "BPF trampolines need Linux 5.5+ (x86-64) / 6.0+ (arm64) with "
         "CONFIG_DYNAMIC_FTRACE_WITH_DIRECT_CALLS")

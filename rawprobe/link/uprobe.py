@@ -25,6 +25,7 @@ import shutil
 from functools import lru_cache
 
 from ..errors import NotFoundError, NotSupportedError, ObjectFormatError
+from ..uapi import ProgType
 
 __all__ = ["attach_uprobe", "resolve_binary_path", "symbol_file_offset"]
 
@@ -227,8 +228,6 @@ def _vaddr_to_offset(elf, path: str, symbol: str, vaddr: int) -> int:
 
 # -- attaching -------------------------------------------------------------
 
-_KPROBE = 2     # uprobe programs are BPF_PROG_TYPE_KPROBE
-
 
 def _has_pmu() -> bool:
     return os.path.exists("/sys/bus/event_source/devices/uprobe/type")
@@ -268,7 +267,8 @@ def attach_uprobe(prog, path: str, symbol: str | None = None, offset: int = 0,
     """
     from ..errors import SyscallError
     from . import _attach, tracefs
-    _attach.check_type(prog, (_KPROBE,), "a uprobe", 'SEC("uprobe/<path>:<function>")')
+    # uprobe programs are BPF_PROG_TYPE_KPROBE too
+    _attach.check_type(prog, (ProgType.KPROBE,), "a uprobe", 'SEC("uprobe/<path>:<function>")')
     if via not in ("auto", "pmu", "tracefs"):
         raise ValueError(f"via must be 'auto', 'pmu' or 'tracefs', not {via!r}")
     if offset < 0:
