@@ -1,7 +1,8 @@
 """What the running kernel supports, probed by trying it; each answer cached.
 
 Every probe returns a :class:`Feature` (``supported``, ``detail``; truthy when
-supported) and runs at most once per process (``functools.cache``).  Probes
+supported) and runs at most once per process (its result is cached;
+``probe.cache_clear()`` forgets it).  Probes
 that need a program load a tiny hand-encoded one (``r0 = 0; exit`` or a single
 helper call) straight through ``_sys.bpf.prog_load``: no object file, no
 compiler.  Everything a probe creates is closed before it returns; a probe that
@@ -21,10 +22,14 @@ from __future__ import annotations
 import errno
 import os
 import sys
-from functools import cache
-from typing import Callable, NamedTuple
 
+from ._records import RecordTuple
 from .errors import NotFoundError, NotSupportedError, RawprobeError, SyscallError
+
+# No run-time ``typing`` or ``functools``: start-up time (re, enum, collections...).
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # pragma: no cover
+    from typing import Callable
 
 __all__ = [
     "Feature", "report", "main_features", "PROBES",
@@ -37,15 +42,33 @@ __all__ = [
 PMU_ROOT = "/sys/bus/event_source/devices"
 
 
-class Feature(NamedTuple):
-    """One probe's answer: ``supported`` and a one-line ``detail`` saying why.
-    (A NamedTuple, not a dataclass: importing dataclasses costs ~25 ms.)"""
+class Feature(RecordTuple):
+    """One probe's answer (``name``, ``supported``, and a one-line ``detail``
+    saying why), truthy when supported.  A named tuple, not a dataclass:
+    importing dataclasses costs ~25 ms."""
+    __slots__ = ()
+    _fields = ("name", "supported", "detail")
     name: str
     supported: bool
     detail: str
 
     def __bool__(self) -> bool:
         return self.supported
+
+
+def _once(probe: Callable[[], Feature]) -> Callable[[], Feature]:
+    """``functools.cache`` for a probe (no arguments), with ``cache_clear()``."""
+    result: list[Feature] = []
+
+    def cached() -> Feature:
+        if not result:
+            result.append(probe())
+        return result[0]
+    cached.__name__ = cached.__qualname__ = probe.__name__
+    cached.__doc__ = probe.__doc__
+    cached.__wrapped__ = probe              # type: ignore[attr-defined]
+    cached.cache_clear = result.clear       # type: ignore[attr-defined]
+    return cached
 
 
 # -- tiny programs -----------------------------------------------------------
@@ -117,8 +140,9 @@ def _why(exc: BaseException) -> str:
                 f"the kernel refuses it ({mode}an LSM, a sandbox policy, or a kernel "
                 "built without it)")
     if isinstance(exc, SyscallError):
+        from ._sys.errno import ENOTSUPP
         return f"{exc.call}: {errno.errorcode.get(exc.errno, exc.errno)}" + (
-            " (unknown to this kernel)" if exc.errno in (errno.EINVAL, errno.EOPNOTSUPP, 524)
+            " (unknown to this kernel)" if exc.errno in (errno.EINVAL, errno.EOPNOTSUPP, ENOTSUPP)
             else "")
     return str(exc).split("\n")[0]
 
@@ -164,26 +188,26 @@ def _tracefs_file(name: str, config: str) -> str:
     return path
 
 
-@cache
+@_once
 def kprobe_pmu() -> Feature:
     """The kprobe PMU (4.17+, CONFIG_KPROBE_EVENTS): kprobes without tracefs."""
     return _probe("kprobe PMU", lambda: _pmu("kprobe"))
 
 
-@cache
+@_once
 def kprobe_events() -> Feature:
     """tracefs kprobe_events (CONFIG_KPROBE_EVENTS): the pre-4.17 kprobe route."""
     return _probe("tracefs kprobe_events",
                   lambda: _tracefs_file("kprobe_events", "CONFIG_KPROBE_EVENTS"))
 
 
-@cache
+@_once
 def uprobe_pmu() -> Feature:
     """The uprobe PMU (4.17+, CONFIG_UPROBE_EVENTS)."""
     return _probe("uprobe PMU", lambda: _pmu("uprobe"))
 
 
-@cache
+@_once
 def uprobe_events() -> Feature:
     """tracefs uprobe_events (CONFIG_UPROBE_EVENTS)."""
     return _probe("tracefs uprobe_events",
@@ -201,7 +225,7 @@ _MIN_BTF = (
 )
 
 
-@cache
+@_once
 def btf() -> Feature:
     """BPF_BTF_LOAD (4.18+) of a one-type blob, and kernel BTF (5.4+)."""
     def run() -> str:
@@ -213,7 +237,7 @@ def btf() -> Feature:
     return _probe("BTF", run)
 
 
-@cache
+@_once
 def raw_tracepoint() -> Feature:
     """BPF_RAW_TRACEPOINT_OPEN (4.17+): a no-op program on sys_enter."""
     def run() -> str:
@@ -231,7 +255,7 @@ def _load_tp_btf():
                  attach_btf_id=_btf_id("btf_trace_sched_switch", "Typedef"))
 
 
-@cache
+@_once
 def tp_btf() -> Feature:
     """BTF-typed raw tracepoints (5.5+): load on sched_switch and attach."""
     def run() -> str:
@@ -260,7 +284,7 @@ def _load_fentry():
     raise last
 
 
-@cache
+@_once
 def fentry() -> Feature:
     """fentry/fexit (BPF trampolines, 5.5+): load on bpf_fentry_test1 and attach."""
     def run() -> str:
@@ -272,7 +296,7 @@ def fentry() -> Feature:
     return _probe("fentry/fexit", run)
 
 
-@cache
+@_once
 def ringbuf() -> Feature:
     """BPF_MAP_TYPE_RINGBUF (5.8+)."""
     def run() -> str:
@@ -283,7 +307,7 @@ def ringbuf() -> Feature:
     return _probe("ring buffer map", run)
 
 
-@cache
+@_once
 def send_signal() -> Feature:
     """The bpf_send_signal helper (5.3+), in a tracepoint program."""
     def run() -> str:
@@ -293,7 +317,7 @@ def send_signal() -> Feature:
     return _probe("bpf_send_signal", run)
 
 
-@cache
+@_once
 def pidfd() -> Feature:
     """pidfd_open(2) (5.3+) and pidfd_send_signal(2) (5.1+)."""
     def run() -> str:
@@ -309,7 +333,7 @@ def _link_create(prog, target_fd: int, attach_type: int) -> None:
     bpf.link_create(prog, target_fd, attach_type).close()
 
 
-@cache
+@_once
 def link_perf_tracepoint() -> Feature:
     """BPF_LINK_CREATE on a tracepoint perf event (5.15+)."""
     def run() -> str:
@@ -324,7 +348,7 @@ def link_perf_tracepoint() -> Feature:
     return _probe("BPF_LINK_CREATE tracepoint", run)
 
 
-@cache
+@_once
 def link_perf_kprobe() -> Feature:
     """BPF_LINK_CREATE on a kprobe PMU perf event (5.15+; needs kprobes)."""
     def run() -> str:
@@ -339,7 +363,7 @@ def link_perf_kprobe() -> Feature:
     return _probe("BPF_LINK_CREATE kprobe", run)
 
 
-@cache
+@_once
 def link_perf_uprobe() -> Feature:
     """BPF_LINK_CREATE on a uprobe PMU perf event (5.15+)."""
     def run() -> str:
@@ -360,7 +384,7 @@ def link_perf_uprobe() -> Feature:
     return _probe("BPF_LINK_CREATE uprobe", run)
 
 
-@cache
+@_once
 def link_tp_btf() -> Feature:
     """BPF_LINK_CREATE for a tp_btf program (attach type BPF_TRACE_RAW_TP)."""
     def run() -> str:
@@ -371,7 +395,7 @@ def link_tp_btf() -> Feature:
     return _probe("BPF_LINK_CREATE tp_btf", run)
 
 
-@cache
+@_once
 def link_tracing() -> Feature:
     """BPF_LINK_CREATE for an fentry program (attach type BPF_TRACE_FENTRY)."""
     def run() -> str:
