@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import os
 
+from ._fdowner import FDOwner
 from ._sys import bpf as _bpf
-from ._sys.fd import FD
 from .errors import NotSupportedError, RawprobeError
 from .uapi import MapType
 
@@ -18,6 +18,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
     from typing import Iterator, Union
 
+    from ._sys.fd import FD
     from .spec import MapSpec
 
     Key = Union[bytes, bytearray, memoryview, int]
@@ -57,13 +58,14 @@ def _read_possible_cpus() -> int:
     return n
 
 
-class Map:
-    """A BPF map in the kernel.  Closed by its Collection, or by :meth:`close`."""
+class Map(FDOwner):
+    """A BPF map in the kernel.  Closed by its Collection, or by :meth:`close`
+    (``.fd``, ``fileno()``, ``closed``, ``with``: see :class:`~rawprobe._fdowner.FDOwner`)."""
 
     def __init__(self, name: str, fd: FD, type: int, key_size: int, value_size: int,
                  max_entries: int, map_flags: int = 0, spec: MapSpec | None = None) -> None:
+        super().__init__(fd)
         self.name = name
-        self._fd = fd
         self.type = type
         self.key_size = key_size
         self.value_size = value_size
@@ -75,32 +77,8 @@ class Map:
         self._value_len = ((value_size + 7) & ~7) * possible_cpus() if self.percpu \
             else value_size
 
-    # -- identity and lifetime ----------------------------------------------------------
-
-    @property
-    def fd(self) -> int:
-        """The map's file descriptor number (owned by this object)."""
-        return self._fd.fileno()
-
-    def fileno(self) -> int:
-        return self._fd.fileno()
-
-    @property
-    def closed(self) -> bool:
-        return self._fd.closed
-
-    def close(self) -> None:
-        self._fd.close()
-
-    def __enter__(self) -> Map:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     def __repr__(self) -> str:
-        state = "closed" if self.closed else f"fd={self.fd}"
-        return f"<Map {self.name!r} type={self.type} {state}>"
+        return f"<Map {self.name!r} type={self.type} {self._fd_state()}>"
 
     # -- elements -----------------------------------------------------------------------
 

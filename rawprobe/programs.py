@@ -7,56 +7,38 @@ which closes them before the program.
 """
 from __future__ import annotations
 
-from ._sys.fd import FD
+from ._fdowner import FDOwner
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
     from typing import Any, Callable, Optional
 
+    from ._sys.fd import FD
     from .link import Link
     from .spec import ProgramSpec
 
 __all__ = ["Program"]
 
 
-class Program:
+class Program(FDOwner):
     """A BPF program in the kernel.
 
     ``name`` is the ELF function name, ``type`` its ``bpf_prog_type``,
-    ``spec`` the :class:`~rawprobe.spec.ProgramSpec` it was loaded from.
+    ``spec`` the :class:`~rawprobe.spec.ProgramSpec` it was loaded from;
+    ``.fd``, ``fileno()``, ``closed``, ``close()``, ``with``: see
+    :class:`~rawprobe._fdowner.FDOwner`.
     """
 
     def __init__(self, name: str, fd: FD, spec: ProgramSpec,
                  on_link: Optional[Callable[[Link], None]] = None) -> None:
+        super().__init__(fd)
         self.name = name
-        self._fd = fd
         self.spec = spec
         self.type = spec.type
         self._on_link = on_link
 
-    @property
-    def fd(self) -> int:
-        return self._fd.fileno()
-
-    def fileno(self) -> int:
-        return self._fd.fileno()
-
-    @property
-    def closed(self) -> bool:
-        return self._fd.closed
-
-    def close(self) -> None:
-        self._fd.close()
-
-    def __enter__(self) -> Program:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     def __repr__(self) -> str:
-        state = "closed" if self.closed else f"fd={self.fd}"
-        return f"<Program {self.name!r} section={self.spec.section!r} {state}>"
+        return f"<Program {self.name!r} section={self.spec.section!r} {self._fd_state()}>"
 
     def info(self) -> dict[str, Any]:
         """BPF_OBJ_GET_INFO_BY_FD: id, tag, run_cnt/run_time_ns (with stats on), ..."""

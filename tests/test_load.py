@@ -52,6 +52,34 @@ def test_global_data_subprograms_and_bpf_loop(basic):
     assert sum(struct.unpack("<Q", x)[0] for x in per_cpu) == 4
 
 
+def _fd_target(fd: int) -> str:
+    try:
+        return os.readlink(f"/proc/self/fd/{fd}")
+    except FileNotFoundError:
+        return ""
+
+
+def test_map_and_program_own_their_fd():
+    """Map and Program share one fd-owner interface: .fd, fileno(), closed,
+    close() (idempotent), with; the kernel object goes when its fd is closed."""
+    spec = rawprobe.ObjectSpec.from_file(BASIC)
+    with spec.load(programs=["count_getppid"]) as coll:
+        objs = [coll.programs["count_getppid"], coll.maps["per_tgid"]]
+        for obj in objs:
+            fd = obj.fd
+            assert isinstance(fd, int) and fd >= 3 and obj.fileno() == fd
+            assert not obj.closed and f"fd={fd}" in repr(obj)
+            assert _fd_target(fd).startswith("anon_inode:bpf-")
+            with obj as same:
+                assert same is obj
+            assert obj.closed and "closed" in repr(obj)
+            assert not _fd_target(fd).startswith("anon_inode:bpf-")
+            with pytest.raises(ValueError):
+                obj.fileno()
+            obj.close()                                  # idempotent
+    assert all(obj.closed for obj in objs)               # and the Collection's close too
+
+
 def test_const_variable_not_settable_after_load(basic):
     with pytest.raises(rawprobe.RawprobeError, match="const"):
         basic.variables["multiplier"].set(7)
