@@ -11,6 +11,8 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -378,3 +380,24 @@ def test_fexit(fentry_counters, no_leaks):
     link = fentry_counters.programs["on_fexit"].attach_fentry()
     assert link.kind == "fexit"
     check_fires(fentry_counters, link, FEXIT)
+
+
+def test_attach_path_imports_nothing_heavy():
+    """Loading and attaching (collection, every link kind but uprobe, the
+    feature probes) import none of the standard library's slow modules at
+    import time: each costs milliseconds of every start-up.  (uprobe reads
+    ELF files with pyelftools, which is heavier than all of them.)"""
+    import _cffi_backend            # its directory is left off sys.path by -S
+    root = Path(__file__).resolve().parent.parent
+    code = ("import sys; before = set(sys.modules)\n"
+            "import rawprobe.collection, rawprobe.features, rawprobe.link\n"
+            "from rawprobe.link import (_attach, kprobe, raw_tracepoint, tracefs,\n"
+            "                           tracepoint, tracing)\n"
+            "print(' '.join(sorted(set(sys.modules) - before)))\n")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [str(root), os.path.dirname(_cffi_backend.__file__)]))
+    out = set(subprocess.run([sys.executable, "-S", "-c", code], env=env, cwd=root,
+                             check=True, capture_output=True, text=True).stdout.split())
+    heavy = {"typing", "enum", "re", "collections", "functools", "contextlib", "threading",
+             "weakref", "dataclasses", "cffi", "pycparser", "elftools"}
+    assert "rawprobe.link.tracefs" in out and not heavy & out, sorted(heavy & out)

@@ -28,11 +28,9 @@ including other tools'.
 """
 from __future__ import annotations
 
+import _thread
 import errno
 import os
-import re
-import threading
-from functools import lru_cache
 
 from ..errors import NotFoundError, NotSupportedError, PermissionDeniedError, SyscallError
 
@@ -57,15 +55,22 @@ def _populated(path: str) -> bool:
     return os.path.isdir(os.path.join(path, "events"))
 
 
-@lru_cache(maxsize=1)
+# Where tracefs was found, once found (attaching a tracepoint is on every
+# load's path: no functools/re/threading imports here).
+_found: str | None = None
+
+
 def _find_tracefs() -> str | None:
-    for path in (TRACEFS, DEBUGFS_TRACEFS):
-        try:
-            if _populated(path):
-                return path
-        except OSError:
-            continue
-    return None
+    global _found
+    if _found is None:
+        for path in (TRACEFS, DEBUGFS_TRACEFS):
+            try:
+                if _populated(path):
+                    _found = path
+                    break
+            except OSError:
+                continue
+    return _found
 
 
 def _mount_tracefs() -> None:
@@ -97,7 +102,6 @@ def tracefs_path(mount: bool = True) -> str:
                 f"tracefs: {TRACEFS} does not exist (kernel without CONFIG_TRACING, "
                 "or /sys is not sysfs)")
         _mount_tracefs()
-        _find_tracefs.cache_clear()
         path = _find_tracefs()
         if path is not None:
             return path
@@ -133,17 +137,17 @@ def tracepoint_id(group: str, name: str, *, root: str | None = None) -> int:
 
 # -- dynamic events --------------------------------------------------------
 
-_lock = threading.Lock()
+_lock = _thread.allocate_lock()       # threading.Lock without importing threading
 _counter = 0
 # (file, group, event) of every event this process created and has not removed.
 _live: set[tuple[str, str, str]] = set()
 _atexit_installed = False
 
-_BAD_CHARS = re.compile(r"[^A-Za-z0-9_]")
-
 
 def _sanitize(name: str, limit: int) -> str:
-    s = _BAD_CHARS.sub("_", name)[:limit] or "probe"
+    # every character but [A-Za-z0-9_] becomes "_"
+    s = "".join(c if c.isascii() and (c.isalnum() or c == "_") else "_"
+                for c in name[:limit]) or "probe"
     return s if not s[0].isdigit() else "_" + s[:limit - 1]
 
 
@@ -326,11 +330,13 @@ def remove_event(file: str, group: str, event: str, *, root: str | None = None) 
         _live.discard((file, group, event))
 
 
-_EVENT_LINE = re.compile(r"^[pr]\d*:(?P<group>[^/\s]+)/(?P<event>\S+)\s")
+_EVENT_LINE = r"^[pr]\d*:(?P<group>[^/\s]+)/(?P<event>\S+)\s"
 
 
 def list_rawprobe_events(file: str) -> list[str]:
     """``group/event`` of every rawprobe event in ``file`` (any process)."""
+    import re
+    event_line = re.compile(_EVENT_LINE)
     root = tracefs_path(mount=False)
     try:
         with open(os.path.join(root, file)) as f:
@@ -339,7 +345,7 @@ def list_rawprobe_events(file: str) -> list[str]:
         return []
     out = []
     for line in text.splitlines():
-        m = _EVENT_LINE.match(line)
+        m = event_line.match(line)
         if m and m["group"].startswith(EVENT_PREFIX):
             out.append(f"{m['group']}/{m['event']}")
     return out
