@@ -175,13 +175,13 @@ def test_start_time_comparison():
 def test_decode_intercept():
     rec = events.INTERCEPT.pack(1, 100, 101, 0, b"rpt_x\0".ljust(16, b"\0"), 1, 1, 1, 0,
                                 3, 0x7F00, 5, 0, 0, 0, 1000, 2000, 3000, 4, 55, 5, 0,
-                                b"hello".ljust(64, b"\0"))
+                                b"hello".ljust(64, b"\0"), 77)
     ev = events.decode(rec)
     assert isinstance(ev, events.Intercept)
     assert (ev.tgid, ev.pid, ev.comm, ev.nr, ev.hit) == (100, 101, "rpt_x", 1, 4)
     assert ev.args == (3, 0x7F00, 5, 0, 0, 0) and ev.data == b"hello"
     assert (ev.start_ns, ev.start_clock) == (3000, "boottime") and ev.kernel_signalled
-    assert ev.hook == "raw_tp" and ev.cgroup_id == 55
+    assert ev.hook == "raw_tp" and ev.cgroup_id == 55 and ev.pid_ino == 77
 
 
 def test_decode_signal_and_exit():
@@ -263,6 +263,6 @@ def test_struct_formats_match_the_objects_btf(name, fmt):
 def test_decode_flags():
     rec = events.INTERCEPT.pack(1, 1, 1, 0, b"init".ljust(16, b"\0"), 1, 1,
                                 events.RP_F_PROTECTED, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 1, 0, 0, 0,
-                                b"\0" * 64)
+                                b"\0" * 64, 0)
     ev = events.decode(rec)
     assert ev.protected and not ev.kernel_signalled and ev.start_clock == "monotonic"

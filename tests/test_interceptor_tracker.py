@@ -152,6 +152,54 @@ def test_reused_pid_is_refused_and_not_signalled(harness):
         os.waitpid(b, 0)
 
 
+def raw_intercept(ev: Intercept, start_boottime: int = 0, pid_ino: int = 0) -> bytes:
+    """The kernel's record of ``ev`` (intercept.h), as the fast path reads it."""
+    from rawprobe.interceptor import events
+    return events.INTERCEPT.pack(
+        events.RP_EV_INTERCEPT, ev.tgid, ev.pid, 0, ev.comm.encode().ljust(16, b"\0"), 1, 1,
+        0, 0, *(ev.args or (0,) * 6), ev.ktime_ns, 0, start_boottime, 1, 0, 0, 0,
+        b"\0" * 64, pid_ino)
+
+
+def test_strike_signals_first_and_the_intercept_finds_it(harness):
+    comm = unique_comm()
+    p = start_target(comm, "--cleanup-ms", "0")
+    try:
+        h = harness()
+        ev = intercept_of(p, comm)
+        assert h.tracker.strike(raw_intercept(ev, start_boottime=ev.start_ns)) == 1
+        assert h.tracker.strike(raw_intercept(ev, start_boottime=ev.start_ns)) == 0  # once
+        h.tracker.on_intercept(ev)           # no second pidfd, no second signal
+        assert len(h.of("signal")) == 1 and h.tracker.counts.signalled == 1
+        h.run(lambda: h.of("exit"))
+        assert h.tracker.in_flight == 0 and not h.tracker._struck
+    finally:
+        reap(p)
+
+
+def test_strike_never_signals_a_reused_pid(harness):
+    from setpid import spawn_with_pid
+    comm = unique_comm()
+    a = start_target(comm)
+    ev = intercept_of(a, comm)
+    fd = pidfd.open_pidfd(a.pid)
+    ino_a = pidfd.pid_inode(fd)
+    os.close(fd)
+    reap(a)
+    time.sleep(0.011)                        # past the 10 ms tick of /proc's start time
+    b = spawn_with_pid(a.pid, ["/bin/sleep", "30"])
+    try:
+        h = harness()
+        assert h.tracker.strike(raw_intercept(ev, start_boottime=ev.start_ns)) == 0
+        assert h.tracker.strike(raw_intercept(ev, pid_ino=ino_a)) == 0
+        assert not h.tracker._struck and procinfo.read_stat(b).state in "RSD"
+        h.tracker.on_intercept(ev)           # the full path refuses and says why
+        assert h.of("refused")[0]["reason"].startswith("pid reused") and not h.of("signal")
+    finally:
+        os.kill(b, signal.SIGKILL)
+        os.waitpid(b, 0)
+
+
 def test_protected_pids_are_refused(harness):
     h = harness()
     me = os.getpid()

@@ -54,6 +54,11 @@ typedef struct {
 	int counter;
 } rp_atomic_t;
 
+/* pidfs (6.9+) numbers every struct pid: the inode number its pidfds show. */
+struct pid {
+	__u64 ino;
+} __attribute__((preserve_access_index));
+
 struct signal_struct {
 	rp_atomic_t live;	/* threads not yet past do_exit()'s group_dead test */
 } __attribute__((preserve_access_index));
@@ -65,6 +70,7 @@ struct task_struct {
 	int pid;
 	int tgid;
 	struct task_struct *group_leader;
+	struct pid *thread_pid;
 	__u64 start_time;
 	__u64 start_boottime;
 	struct signal_struct *signal;
@@ -166,7 +172,8 @@ struct {
 	__type(value, __u64);
 } global_hits SEC(".maps");
 
-_Static_assert(sizeof(struct rp_intercept_event) == 208, "rp_intercept_event layout");
+_Static_assert(sizeof(struct rp_intercept_event) == 216, "rp_intercept_event layout");
+_Static_assert(__builtin_offsetof(struct rp_intercept_event, pid_ino) == 208, "pid_ino offset");
 _Static_assert(__builtin_offsetof(struct rp_intercept_event, args) == 48, "args offset");
 _Static_assert(__builtin_offsetof(struct rp_intercept_event, buf) == 144, "buf offset");
 _Static_assert(sizeof(struct rp_signal_event) == 64, "rp_signal_event layout");
@@ -312,6 +319,11 @@ static __always_inline struct rp_intercept_event *intercept_begin(__u32 hook, __
 	e->cgroup_id = bpf_get_current_cgroup_id();
 	e->buf_len = 0;
 	e->_pad0 = 0;
+	/* The exact identity for userspace's pid-reuse guard (64-bit: pidfs
+	 * inode numbers are never reused within a boot). */
+	e->pid_ino = 0;
+	if (bpf_core_field_exists(struct pid, ino) && sizeof(long) == 8)
+		e->pid_ino = BPF_CORE_READ(task, group_leader, thread_pid, ino);
 	/* Reserved ring buffer space holds old records: leave no stale bytes. */
 	__builtin_memset(e->buf, 0, sizeof(e->buf));
 	return e;
@@ -489,7 +501,9 @@ static __always_inline void emit_signal(__u32 kind, __u32 tgid, __u32 pid, int s
 	e->ktime_ns = now;
 	e->intercept_ns = st->intercept_ns;
 	bpf_get_current_comm(e->comm, sizeof(e->comm));
-	bpf_ringbuf_submit(e, 0);
+	/* Sent by the tool itself: it is running and reads the ring again before
+	 * it sleeps, so no wake-up (an irq_work inside its pidfd_send_signal). */
+	bpf_ringbuf_submit(e, e->sender_tgid == self_tgid ? BPF_RB_NO_WAKEUP : 0);
 }
 
 /* TP_PROTO(int sig, struct kernel_siginfo *info, struct task_struct *task,

@@ -8,7 +8,7 @@
  * written next to each field and checked by _Static_assert in
  * intercept.bpf.c; Python's struct formats (all "<", no implicit padding):
  *
- *   rp_intercept_event  "<IIII16siIIi6QQQQQQII64s"        208 bytes
+ *   rp_intercept_event  "<IIII16siIIi6QQQQQQII64sQ"       216 bytes
  *   rp_signal_event     "<IIIIiiIIQQ16s"                   64 bytes
  *   rp_exit_event       "<IIIi16sQQQQQQQQQiI"              112 bytes
  *   rp_handled          "<QQQQQQQQiI"                       72 bytes
@@ -93,7 +93,10 @@ struct rp_intercept_event {
 	__u32 buf_len;		/* 136  valid bytes in buf */
 	__u32 _pad0;		/* 140 */
 	__u8 buf[RP_BUF_MAX];	/* 144  first bytes of the user buffer (write-like calls) */
-};				/* 208 */
+	__u64 pid_ino;		/* 208  inode number of the group leader's struct pid in
+				 *      pidfs (what fstat() of its pidfd shows, 64-bit
+				 *      kernels 6.9+); 0 where the kernel has none */
+};				/* 216 */
 
 struct rp_signal_event {
 	__u32 type;		/*   0  RP_EV_SIGNAL */

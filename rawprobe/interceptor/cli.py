@@ -48,7 +48,7 @@ def run_watch(o: WatchOptions, text: IO[str] | None = sys.stdout,
     from .summary import histogram
     from .syscalls import name_of
     from .tracker import Tracker, TrackerConfig
-    from .events import Intercept, KernelExit, KernelSignal
+    from .events import RP_EV_INTERCEPT, Intercept, KernelExit, KernelSignal, decode
 
     check_privileges(o.action)
     protected = procinfo.ancestors()
@@ -62,8 +62,23 @@ def run_watch(o: WatchOptions, text: IO[str] | None = sys.stdout,
         hook = probe.open()
         tracker: Tracker
 
+        ring, symbol = probe.ring, probe.symbol
+        strike = o.action == "signal"
+
         def pump() -> None:
-            for ev in probe.read():
+            recs = ring.read_batch()
+            if strike:
+                # signal first (tracker.strike); decoding, bookkeeping, output after
+                n = 0
+                for rec in recs:
+                    if rec[0] == RP_EV_INTERCEPT:
+                        n += tracker.strike(rec)
+                if n:
+                    # Woken on the target's CPU, we would keep it off that CPU (where
+                    # it takes the signal) for all the work below: let it run first.
+                    os.sched_yield()
+            for rec in recs:
+                ev = decode(rec, symbol)
                 if type(ev) is Intercept:
                     tracker.on_intercept(ev)
                 elif type(ev) is KernelExit:

@@ -4,7 +4,7 @@
 or delivered to a handled process; ``KernelExit`` the in-kernel record of a handled
 process's exit.  ``decode(record)`` turns one ring buffer record of intercept.bpf.c
 into one of them; the layouts are rawprobe/bpf_src/intercept.h's (every record
-starts with a u32 type; little-endian, explicit padding, sizes 208 / 64 / 112).
+starts with a u32 type; little-endian, explicit padding, sizes 216 / 64 / 112).
 """
 from __future__ import annotations
 
@@ -17,16 +17,17 @@ RP_SIG_GENERATE, RP_SIG_DELIVER = 1, 2
 RP_F_KERNEL_SIGNAL, RP_F_BUF_FAULT, RP_F_PROTECTED = 0x1, 0x2, 0x4
 HOOK_NAMES = {1: "raw_tp", 2: "tracepoint", 3: "kprobe", 4: "fentry"}
 
-# struct rp_intercept_event (208): type tgid pid uid comm[16] syscall_nr hook flags
+# struct rp_intercept_event (216): type tgid pid uid comm[16] syscall_nr hook flags
 # signal_ret args[6] ktime_ns start_time start_boottime hit cgroup_id buf_len _pad0 buf[64]
-INTERCEPT = struct.Struct("<IIII16siIIi6QQQQQQII64s")
+# pid_ino
+INTERCEPT = struct.Struct("<IIII16siIIi6QQQQQQII64sQ")
 # struct rp_signal_event (64): type tgid pid kind sig result sender_tgid group
 # ktime_ns intercept_ns comm[16]
 SIGNAL = struct.Struct("<IIIIiiIIQQ16s")
 # struct rp_exit_event (112): type tgid pid exit_code comm[16] exit_ns intercept_ns
 # signal_ns kill_ns deliver_ns slipped after_signal hit start_time deliver_sig _pad0
 EXIT = struct.Struct("<IIIi16sQQQQQQQQQiI")
-assert (INTERCEPT.size, SIGNAL.size, EXIT.size) == (208, 64, 112)
+assert (INTERCEPT.size, SIGNAL.size, EXIT.size) == (216, 64, 112)
 
 
 class Intercept(Record):
@@ -90,14 +91,14 @@ def decode(rec: bytes | memoryview, symbol: str | None = None):
     kind = int.from_bytes(rec[:4], "little")
     if kind == RP_EV_INTERCEPT and len(rec) >= INTERCEPT.size:
         (_, tgid, pid, uid, comm, nr, hook, flags, sret, a0, a1, a2, a3, a4, a5, ktime,
-         start, start_boot, hit, cgid, buf_len, _pad, buf) = INTERCEPT.unpack_from(rec)
+         start, start_boot, hit, cgid, buf_len, _pad, buf, pid_ino) = INTERCEPT.unpack_from(rec)
         # On the signalling path: filled directly, not through Record's keyword loop.
         ev = Intercept.__new__(Intercept)
         ev.tgid, ev.pid, ev.comm, ev.ktime_ns = tgid, pid, _cstr(comm), ktime
         # start_boottime compares exactly with /proc's start ticks
         ev.start_ns = start_boot if start_boot else start
         ev.start_clock = "boottime" if start_boot else "monotonic"
-        ev.pid_ino, ev.nr, ev.symbol = 0, nr, symbol if nr < 0 else None
+        ev.pid_ino, ev.nr, ev.symbol = pid_ino, nr, symbol if nr < 0 else None
         ev.args = (a0, a1, a2, a3, a4, a5)
         ev.data = bytes(buf[:min(buf_len, len(buf))])
         ev.hit, ev.kernel_signalled = hit, bool(flags & RP_F_KERNEL_SIGNAL)

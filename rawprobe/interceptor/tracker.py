@@ -28,10 +28,11 @@ from __future__ import annotations
 import collections
 import os
 import signal as _signal
+import struct
 TYPE_CHECKING = False  # typing costs an import; checkers treat this name as True
 
 from . import pidfd, procinfo
-from .events import RP_SIG_GENERATE, Intercept, KernelExit, KernelSignal
+from .events import RP_F_PROTECTED, RP_SIG_GENERATE, Intercept, KernelExit, KernelSignal
 from .reactor import now_ns
 from .record import Record
 
@@ -39,6 +40,10 @@ if TYPE_CHECKING:
     from typing import Callable
 
     from .reactor import Reactor, Timer
+
+# The fields of a raw intercept record (intercept.h) the signalling fast path needs:
+# tgid, flags, start_time, start_boottime, pid_ino.
+_STRIKE = struct.Struct("<4xI32xI60xQQ88xQ")
 
 # After the pidfd says "exited", how long to wait for the kernel's exit record.
 EXIT_RECORD_GRACE_NS = 200_000_000
@@ -112,6 +117,8 @@ class Tracker:
         self.latency_us: list[float] = []
         self._early_exits: dict[int, KernelExit] = {}
         self.in_flight = 0            # targets holding a slot (started, not done)
+        # tgid -> (pidfd, when signalled): signalled by strike(), not yet started
+        self._struck: dict[int, tuple[int, int]] = {}
 
     # -- helpers ---------------------------------------------------------------------
     def emit(self, ev: dict) -> None:
@@ -182,8 +189,50 @@ class Tracker:
                     t.fd = -1
         self.active.clear()
         self.in_flight = 0
+        for fd, _ in self._struck.values():
+            os.close(fd)
+        self._struck.clear()
 
     # -- input: intercepted calls ----------------------------------------------------
+    def strike(self, rec: bytes) -> int:
+        """The signalling fast path (``--action signal``), run on a raw intercept
+        record as soon as it is read, before decoding, bookkeeping or output: waking
+        a sleeping Python costs tens of microseconds per line touched (cold caches),
+        so the signal goes out first.  Only the plain case is handled here, under
+        the same guard as ``_start``: pidfd_open, the pidfd's process is the
+        intercepted one, pidfd_send_signal.  Anything else (a refusal, an error, no
+        free slot, the count nearly reached) is left to ``on_intercept``, which
+        redoes it all and reports.  ``on_intercept`` finds the signalled pidfd."""
+        if len(rec) < _STRIKE.size:
+            return 0
+        tgid, flags, start, start_boot, ino = _STRIKE.unpack_from(rec)
+        cfg = self.cfg
+        if (self.stopping or tgid <= 1 or flags & RP_F_PROTECTED or tgid in self.active
+                or tgid in self._struck or tgid in cfg.protected):
+            return 0
+        busy = self.in_flight + len(self._struck)
+        if busy >= cfg.max_in_flight or (cfg.count is not None
+                                         and self.handled + busy >= cfg.count):
+            return 0
+        try:
+            fd = os.pidfd_open(tgid, 0)
+        except OSError:
+            return 0
+        if start_boot:
+            why = _identity_mismatch(fd, tgid, start_boot, "boottime", ino)
+        else:
+            why = _identity_mismatch(fd, tgid, start, "monotonic", ino)
+        if why is None:
+            try:
+                _signal.pidfd_send_signal(fd, cfg.signal)
+            except OSError:
+                why = "failed"
+        if why is not None:
+            os.close(fd)
+            return 0
+        self._struck[tgid] = (fd, now_ns())
+        return 1
+
     def on_intercept(self, ev: Intercept) -> None:
         self.counts.intercepted += 1
         # Act first and write the events after (output is the slow part); the
@@ -221,7 +270,7 @@ class Tracker:
         return rec
 
     def _act(self, ev: Intercept) -> None:
-        if self.stopping and not ev.kernel_signalled:
+        if self.stopping and not ev.kernel_signalled and ev.tgid not in self._struck:
             return
         if ev.tgid in self.active:
             self.counts.duplicates += 1
@@ -264,13 +313,17 @@ class Tracker:
             return self._refuse(t, "this is rawprobe itself or one of its ancestors")
         if ev.kernel_thread:
             return self._refuse(t, "kernel thread")
+        struck = self._struck.pop(ev.tgid, None) if self._struck else None
+        if struck is not None:            # strike() already sent the signal
+            t.fd, t.signal_ns = struck
+            return self._signalled(t)
         try:
             t.fd = pidfd.open_pidfd(ev.tgid)
         except pidfd.Gone:
             return self._gone(t)
         except OSError as e:
             return self._error(t, f"pidfd_open: {e.strerror}")
-        why = self._identity_mismatch(t)
+        why = _identity_mismatch(t.fd, ev.tgid, ev.start_ns, ev.start_clock, ev.pid_ino)
         if why == "gone":
             return self._gone(t)
         if why:
@@ -292,11 +345,22 @@ class Tracker:
             except OSError as e:
                 return self._error(t, f"pidfd_send_signal: {e.strerror}")
             t.signal_ns = now_ns()
-            self.counts.signalled += 1
-            lat = (t.signal_ns - ev.ktime_ns) / 1000
-            self.latency_us.append(lat)
-            self.emit({"event": "signal", **self._base(ev), "signal": _signame(self.cfg.signal),
-                       "latency_us": round(lat, 1)})
+            return self._signalled(t)
+        self._track(t)
+
+    def _signalled(self, t: Target) -> None:
+        """Userspace sent the signal at ``t.signal_ns``: report it, track the exit."""
+        ev = t.ev
+        self.counts.signalled += 1
+        lat = (t.signal_ns - ev.ktime_ns) / 1000
+        self.latency_us.append(lat)
+        self.emit({"event": "signal", **self._base(ev), "signal": _signame(self.cfg.signal),
+                   "latency_us": round(lat, 1)})
+        self._track(t)
+
+    def _track(self, t: Target) -> None:
+        """Signalled: watch its pidfd for the exit, arm the --kill-after deadline."""
+        ev = t.ev
         self.r.add_reader(t.fd, lambda fd, t=t: self._on_exit_seen(t))
         if self.cfg.kill_after_ns > 0:
             t.timer = self.r.call_at(t.signal_ns + self.cfg.kill_after_ns,
@@ -304,22 +368,6 @@ class Tracker:
         early = self._early_exits.pop(ev.tgid, None)
         if early is not None:
             t.kernel_exit = early
-
-    def _identity_mismatch(self, t: Target) -> str | None:
-        """None if the pidfd is the intercepted process; "gone"; or why it is not."""
-        ev = t.ev
-        if ev.pid_ino:
-            if pidfd.pid_inode(t.fd) != ev.pid_ino:
-                return "pid reused: the process now holding this pid is another one"
-            return None
-        st = procinfo.read_stat(ev.tgid)
-        if st is None:
-            return "gone"
-        if st.kernel_thread:
-            return "kernel thread"
-        if not procinfo.start_time_matches(st.starttime, ev.start_ns, ev.start_clock):
-            return "pid reused: the process now holding this pid started at another time"
-        return None
 
     def _gone(self, t: Target) -> None:
         """The process exited before we could signal it (or right after the kernel did)."""
@@ -455,6 +503,25 @@ class Tracker:
             rec[key] = distribution(vals)
         rec["histogram_of"] = "kernel" if self.tte_kernel_us else "pidfd"
         return rec
+
+
+def _identity_mismatch(fd: int, tgid: int, start_ns: int, clock: str,
+                       pid_ino: int) -> str | None:
+    """None if ``fd`` (a pidfd just opened on ``tgid``) is the intercepted process,
+    whose leader started at ``start_ns`` on ``clock`` and whose struct pid has the
+    pidfs inode ``pid_ino`` (0: unknown); "gone"; or why it is not."""
+    if pid_ino:
+        if pidfd.pid_inode(fd) != pid_ino:
+            return "pid reused: the process now holding this pid is another one"
+        return None
+    st = procinfo.read_stat(tgid)
+    if st is None:
+        return "gone"
+    if st.kernel_thread:
+        return "kernel thread"
+    if not procinfo.start_time_matches(st.starttime, start_ns, clock):
+        return "pid reused: the process now holding this pid started at another time"
+    return None
 
 
 def _signame(n: int) -> str:
