@@ -125,7 +125,10 @@ def test_ignored_sigterm_escalates_to_sigkill_at_the_deadline(harness):
         reap(p)
 
 
-def test_reused_pid_is_refused_and_not_signalled(harness):
+@pytest.fixture
+def reused_pid():
+    """(intercept of a process A that exited, A's pidfs inode, pid of B): B is another
+    process that now holds A's pid."""
     from setpid import spawn_with_pid
     comm = unique_comm()
     a = start_target(comm)
@@ -137,19 +140,25 @@ def test_reused_pid_is_refused_and_not_signalled(harness):
     time.sleep(0.011)                        # past the 10 ms tick of /proc's start time
     b = spawn_with_pid(a.pid, ["/bin/sleep", "30"])  # same pid, another process
     try:
-        h = harness()
-        h.tracker.on_intercept(ev)            # start time check
-        ev2 = Intercept(
-            tgid=a.pid, pid=a.pid, comm=comm, ktime_ns=now_ns(), start_ns=0, pid_ino=ino_a)
-        h.tracker.on_intercept(ev2)           # pidfs inode check
-        refused = h.of("refused")
-        assert [r["reason"].split(":")[0] for r in refused] == ["pid reused", "pid reused"]
-        assert not h.of("signal")
-        assert procinfo.read_stat(b).state in "RSD"   # b is alive and untouched
-        assert h.tracker.handled == 2 and h.tracker.in_flight == 0
+        yield ev, ino_a, b
     finally:
         os.kill(b, signal.SIGKILL)
         os.waitpid(b, 0)
+
+
+def test_reused_pid_is_refused_and_not_signalled(harness, reused_pid):
+    ev, ino_a, b = reused_pid
+    comm = ev.comm
+    h = harness()
+    h.tracker.on_intercept(ev)            # start time check
+    ev2 = Intercept(
+        tgid=ev.tgid, pid=ev.tgid, comm=comm, ktime_ns=now_ns(), start_ns=0, pid_ino=ino_a)
+    h.tracker.on_intercept(ev2)           # pidfs inode check
+    refused = h.of("refused")
+    assert [r["reason"].split(":")[0] for r in refused] == ["pid reused", "pid reused"]
+    assert not h.of("signal")
+    assert procinfo.read_stat(b).state in "RSD"   # b is alive and untouched
+    assert h.tracker.handled == 2 and h.tracker.in_flight == 0
 
 
 def raw_intercept(ev: Intercept, start_boottime: int = 0, pid_ino: int = 0) -> bytes:
@@ -177,27 +186,14 @@ def test_strike_signals_first_and_the_intercept_finds_it(harness):
         reap(p)
 
 
-def test_strike_never_signals_a_reused_pid(harness):
-    from setpid import spawn_with_pid
-    comm = unique_comm()
-    a = start_target(comm)
-    ev = intercept_of(a, comm)
-    fd = pidfd.open_pidfd(a.pid)
-    ino_a = pidfd.pid_inode(fd)
-    os.close(fd)
-    reap(a)
-    time.sleep(0.011)                        # past the 10 ms tick of /proc's start time
-    b = spawn_with_pid(a.pid, ["/bin/sleep", "30"])
-    try:
-        h = harness()
-        assert h.tracker.strike(raw_intercept(ev, start_boottime=ev.start_ns)) == 0
-        assert h.tracker.strike(raw_intercept(ev, pid_ino=ino_a)) == 0
-        assert not h.tracker._struck and procinfo.read_stat(b).state in "RSD"
-        h.tracker.on_intercept(ev)           # the full path refuses and says why
-        assert h.of("refused")[0]["reason"].startswith("pid reused") and not h.of("signal")
-    finally:
-        os.kill(b, signal.SIGKILL)
-        os.waitpid(b, 0)
+def test_strike_never_signals_a_reused_pid(harness, reused_pid):
+    ev, ino_a, b = reused_pid
+    h = harness()
+    assert h.tracker.strike(raw_intercept(ev, start_boottime=ev.start_ns)) == 0
+    assert h.tracker.strike(raw_intercept(ev, pid_ino=ino_a)) == 0
+    assert not h.tracker._struck and procinfo.read_stat(b).state in "RSD"
+    h.tracker.on_intercept(ev)               # the full path refuses and says why
+    assert h.of("refused")[0]["reason"].startswith("pid reused") and not h.of("signal")
 
 
 def test_protected_pids_are_refused(harness):
