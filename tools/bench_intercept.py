@@ -14,7 +14,9 @@
    write per byte), with no probe, with an empty program on the same hook, and
    with rawprobe watching another comm; for the raw_tp and the tracepoint hooks.
 3. Launch to armed (``python -m rawprobe watch`` started -> its "armed" line),
-   first run (no byte-code cache, no kernel BTF index cache) and second run.
+   first run (no byte-code cache, no kernel BTF index cache) and second run, run
+   as bench_load.py runs Python (byte-compiled, ``-S``), next to the bare
+   interpreter's start; and with site's hooks, as this environment has them.
 
 Needs root.  The empty baseline program is compiled here with clang (any
 clang with the BPF target); without clang that baseline is skipped and said so.
@@ -231,9 +233,10 @@ def overhead(count: int, repeat: int) -> dict:
 
 # -- 3. launch to armed ------------------------------------------------------------------
 
-def launch_to_armed(env: dict) -> float:
+def launch_to_armed(env: dict, flags: list[str]) -> float:
     t0 = time.perf_counter()
-    p = subprocess.Popen([sys.executable, "-m", "rawprobe", "watch", "--comm", comm(), "--json"],
+    p = subprocess.Popen([sys.executable, *flags, "-m", "rawprobe", "watch", "--comm", comm(),
+                          "--json"],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=str(ROOT))
     line = p.stdout.readline()
     t = time.perf_counter() - t0
@@ -244,26 +247,31 @@ def launch_to_armed(env: dict) -> float:
     return t * 1000
 
 
-def python_start(flags: list[str]) -> float:
+def python_start(flags: list[str], env: dict) -> float:
     best = float("inf")
     for _ in range(5):
         t0 = time.perf_counter()
-        subprocess.run([sys.executable, *flags, "-c", "pass"], check=True)
+        subprocess.run([sys.executable, *flags, "-c", "pass"], check=True, env=env)
         best = min(best, time.perf_counter() - t0)
     return best * 1000
 
 
-def startup() -> dict:
+def startup(runs: int = 7) -> dict:
+    """Launch to armed as an installed rawprobe starts (see bench_load.py): byte code
+    in a private PYTHONPYCACHEPREFIX (filled by the first run, as pip's compile step
+    would), ``-S`` with the site-packages on PYTHONPATH so this environment's .pth
+    hooks are not counted, and the same interpreter's bare start measured alongside;
+    with site (.pth hooks and all) too."""
+    from bench_load import child_env
     with tempfile.TemporaryDirectory() as tmp:
-        # byte code as an installed wheel has it (pip compiles it): written by the
-        # first run into a fresh cache even if PYTHONDONTWRITEBYTECODE is set here
-        env = dict(ENV, PYTHONPYCACHEPREFIX=os.path.join(tmp, "pyc"),
-                   RAWPROBE_CACHE_DIR=os.path.join(tmp, "cache"))
-        env.pop("PYTHONDONTWRITEBYTECODE", None)
-        first = launch_to_armed(env)
-        second = [launch_to_armed(env) for _ in range(5)]
-    return {"first_ms": first, "second_ms": min(second), "second_median_ms": p50(second),
-            "python_c_pass_ms": python_start([]), "python_S_c_pass_ms": python_start(["-S"])}
+        env = child_env(os.path.join(tmp, "cache"), os.path.join(tmp, "pyc"))
+        first = launch_to_armed(env, ["-S"])    # no byte code, no kernel BTF index cache
+        second = [launch_to_armed(env, ["-S"]) for _ in range(runs)]
+        site_runs = [launch_to_armed(env, []) for _ in range(runs)]
+        return {"first_ms": first, "second_ms": min(second), "second_median_ms": p50(second),
+                "site_ms": min(site_runs), "site_median_ms": p50(site_runs),
+                "python_S_c_pass_ms": python_start(["-S"], env),
+                "python_c_pass_ms": python_start([], env)}
 
 
 def main() -> int:
@@ -309,12 +317,15 @@ def main() -> int:
                 extra = f"; {v / empty:.3f}x the empty program"
             print(f"  {k:<20} {v:7.1f} ns  ({v / none:.2f}x no probe{extra})")
 
-    print("\n3. launch to armed (python -m rawprobe watch ... -> its armed line)")
+    print("\n3. launch to armed (python -m rawprobe watch ... -> its armed line), byte-compiled")
     s = startup()
-    print(f"  first run  {s['first_ms']:.0f} ms (no byte-code, no kernel BTF index cache)")
-    print(f"  second run {s['second_ms']:.0f} ms best, {s['second_median_ms']:.0f} ms median of 5")
-    print(f"  baseline: python -c pass {s['python_c_pass_ms']:.0f} ms, "
-          f"python -S -c pass {s['python_S_c_pass_ms']:.0f} ms (same interpreter)")
+    print(f"  first run   {s['first_ms']:.0f} ms (-S; no byte code, no kernel BTF index cache)")
+    print(f"  second run  {s['second_ms']:.0f} ms best, {s['second_median_ms']:.0f} ms median "
+          f"(-S, site-packages on PYTHONPATH); bare python -S -c pass "
+          f"{s['python_S_c_pass_ms']:.0f} ms")
+    print(f"  with site   {s['site_ms']:.0f} ms best, {s['site_median_ms']:.0f} ms median "
+          f"(this environment's .pth hooks run); bare python -c pass "
+          f"{s['python_c_pass_ms']:.0f} ms")
     return 0
 
 

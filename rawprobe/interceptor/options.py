@@ -164,16 +164,20 @@ class WatchOptions(Record):
         return bool(self.comm or self.pids or self.cgroup_id is not None or self.uid is not None)
 
 
-def build_parser():
-    """The ``watch`` argparse parser; its errors raise UsageError (one line)."""
+def build_parser(for_help: bool = True):
+    """The ``watch`` argparse parser; its errors raise UsageError (one line).
+    ``for_help=False``: for parsing only, at a fixed width, so argparse does not
+    import shutil (and bz2, lzma...) to ask the terminal's, which costs ms at start."""
     import argparse
 
     class _Parser(argparse.ArgumentParser):
         def error(self, message: str):  # argparse would print usage and exit(2)
             raise UsageError(message)
 
+    extra = {} if for_help else {
+        "formatter_class": lambda prog: argparse.HelpFormatter(prog, width=80)}
     ap = _Parser(prog="rawprobe watch", description=(
-        "Signal the processes that call a kernel routine and time their exit."))
+        "Signal the processes that call a kernel routine and time their exit."), **extra)
     f = ap.add_argument_group("which processes")
     f.add_argument("--comm", help="task name (as in /proc/PID/comm, at most 15 bytes)")
     f.add_argument("--pid", action="append", default=[], metavar="PID",
@@ -204,7 +208,7 @@ def build_parser():
 
 
 def parse_watch(argv: list[str], arch: str | None = None) -> WatchOptions:
-    ns = build_parser().parse_args(argv)
+    ns = build_parser(for_help=False).parse_args(argv)
     o = WatchOptions()
     if ns.comm is not None:
         comm = ns.comm
