@@ -23,6 +23,9 @@ from rawprobe.interceptor.reactor import Reactor, now_ns
 from rawprobe.interceptor.tracker import Tracker, TrackerConfig
 
 TARGETS = Path(__file__).parent / "targets"
+# How late a deadline or an exit may be seen on a busy 2-CPU machine: the lower
+# bounds say "never early"; this only keeps a scheduler stall from failing a run.
+LATE_US = 250_000
 sys.path.insert(0, str(TARGETS))
 
 
@@ -96,7 +99,7 @@ def test_signal_then_exit_timed_by_pidfd(harness):
         # Reap as soon as it exits so the pidfd can also report the exit status.
         h.run(lambda: p.poll() is not None and h.of("exit"))
         ex = h.of("exit")[0]
-        assert 100_000 <= ex["time_to_exit_pidfd_us"] < 130_000, ex
+        assert 100_000 <= ex["time_to_exit_pidfd_us"] < 100_000 + LATE_US, ex
         assert ex["escalated"] is False and ex["time_to_exit_us"] is None
         assert p.returncode == 7
         assert h.tracker.counts.exited == 1 and h.tracker.handled == 1
@@ -114,10 +117,10 @@ def test_ignored_sigterm_escalates_to_sigkill_at_the_deadline(harness):
         h.run(lambda: h.of("exit"))
         esc = h.of("escalate")[0]
         assert esc["signal"] == "SIGKILL"
-        assert 295_000 <= esc["after_us"] < 350_000
+        assert 295_000 <= esc["after_us"] < 300_000 + LATE_US
         ex = h.of("exit")[0]
         assert ex["escalated"] is True
-        assert 300_000 <= ex["time_to_exit_pidfd_us"] < 400_000
+        assert 300_000 <= ex["time_to_exit_pidfd_us"] < 300_000 + LATE_US
         assert (now_ns() - t0) < 2e9
         p.wait(timeout=5)
         assert p.returncode == -signal.SIGKILL
