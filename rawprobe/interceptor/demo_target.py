@@ -31,16 +31,12 @@ DEFAULT_COMM = "rawprobe-demo"
 
 
 def set_comm(name: str) -> None:
-    """Set the calling thread's comm (truncated to 15 bytes as the kernel does)."""
-    raw = name.encode()[: COMM_LEN - 1]
-    try:
-        import ctypes
+    """Set the calling thread's comm (truncated to 15 bytes as the kernel does).
 
-        libc = ctypes.CDLL(None, use_errno=True)
-        if libc.prctl(PR_SET_NAME, ctypes.c_char_p(raw), 0, 0, 0) == 0:
-            return
-    except (OSError, AttributeError):
-        pass
+    Writing /proc/thread-self/comm is what prctl(PR_SET_NAME) does for the
+    calling thread, without a native call (cffi is rawprobe's only native piece,
+    and this toy target stays standard-library only)."""
+    raw = name.encode()[: COMM_LEN - 1]
     with open("/proc/thread-self/comm", "wb") as f:
         f.write(raw)
 
