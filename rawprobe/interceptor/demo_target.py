@@ -24,7 +24,6 @@ import sys
 import tempfile
 import time
 
-PR_SET_NAME = 15
 COMM_LEN = 16  # TASK_COMM_LEN, including the NUL
 
 DEFAULT_COMM = "rawprobe-demo"
