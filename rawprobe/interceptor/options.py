@@ -6,7 +6,6 @@ the CLI prints it and exits 2 (argparse's own usage dump is turned into the same
 from __future__ import annotations
 
 import os
-import re
 
 from .record import Record
 
@@ -22,7 +21,7 @@ class UsageError(RawprobeError):
     """A bad command-line argument; the message says what is accepted."""
 
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m)\s*$")
+_DURATION = r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m)\s*$"
 _UNIT_NS = {"ms": 1_000_000, "s": 1_000_000_000, "m": 60_000_000_000}
 
 
@@ -30,7 +29,12 @@ def parse_duration(text: str, what: str = "duration") -> int:
     """``"300ms"`` -> 300_000_000 ns.  Units: ms, s, m; ``0`` alone is allowed."""
     if text.strip() == "0":
         return 0
-    m = _DURATION.match(text)
+    # the usual "2s" / "300ms" without importing re (milliseconds at start-up)
+    for unit in ("ms", "s", "m"):
+        if text.endswith(unit) and text[:-len(unit)].isdigit() and text[:-len(unit)].isascii():
+            return int(text[:-len(unit)]) * _UNIT_NS[unit]
+    import re
+    m = re.match(_DURATION, text)
     if not m:
         if re.match(r"^\s*\d+(\.\d*)?\s*$", text):
             raise UsageError(f"{what} {text!r} needs a unit: ms, s or m (e.g. 300ms, 2s, 1m)")
@@ -40,7 +44,7 @@ def parse_duration(text: str, what: str = "duration") -> int:
 
 def parse_signal(text: str) -> int:
     """``TERM``, ``SIGTERM``, ``sigterm``, ``15``, ``RTMIN+2`` -> signal number."""
-    import signal as _signal
+    import _signal            # the C module: ``signal`` builds enums (ms at start-up)
     t = text.strip().upper()
     rtmin, rtmax = _signal.SIGRTMIN, _signal.SIGRTMAX
     if t.isdigit():
@@ -48,12 +52,16 @@ def parse_signal(text: str) -> int:
     else:
         if t.startswith("SIG"):
             t = t[3:]
-        m = re.match(r"^RTMIN(?:\+(\d+))?$", t) or re.match(r"^RTMAX(?:-(\d+))?$", t)
+        m = None
+        if t.startswith("RT"):
+            import re
+            m = re.match(r"^RTMIN(?:\+(\d+))?$", t) or re.match(r"^RTMAX(?:-(\d+))?$", t)
         if m:
             off = int(m.group(1) or 0)
             n = rtmin + off if t.startswith("RTMIN") else rtmax - off
         else:
-            sig = getattr(_signal.Signals, "SIG" + t, None)
+            # the names signal.Signals has: SIG + letters and digits (not SIG_DFL...)
+            sig = getattr(_signal, "SIG" + t, None) if t.isalnum() and t.isascii() else None
             if sig is None:
                 raise UsageError(f"unknown signal {text!r}: use a name like TERM, INT, KILL, "
                                  "USR1 or a number 1-64")
@@ -63,22 +71,37 @@ def parse_signal(text: str) -> int:
     return n
 
 
+_SIGNAL_NAMES: dict[int, str] = {}
+
+
 def signal_name(n: int) -> str:
-    import signal as _signal
+    import _signal
+    if not _SIGNAL_NAMES:
+        # signal.Signals(n).name without the enum, whose members are sorted by
+        # (value, name): of aliases the alphabetically first wins (SIGABRT, not SIGIOT)
+        for k, v in vars(_signal).items():
+            if k.startswith("SIG") and not k.startswith("SIG_") and isinstance(v, int):
+                if k < _SIGNAL_NAMES.get(v, "SIH"):
+                    _SIGNAL_NAMES[v] = k
     try:
-        return _signal.Signals(n).name
-    except ValueError:
+        return _SIGNAL_NAMES[n]
+    except KeyError:
         if _signal.SIGRTMIN <= n <= _signal.SIGRTMAX:
             return f"SIGRTMIN+{n - _signal.SIGRTMIN}"
         return f"SIG{n}"
 
 
-_SYMBOL = re.compile(r"^([A-Za-z_][A-Za-z0-9_.]*)(?:\+(0x[0-9a-fA-F]+|\d+))?$")
+def _re():
+    import re      # only for the rarer inputs: re costs milliseconds at start-up
+    return re
+
+
+_SYMBOL = r"^([A-Za-z_][A-Za-z0-9_.]*)(?:\+(0x[0-9a-fA-F]+|\d+))?$"
 
 
 def parse_kprobe(text: str) -> tuple[str, int]:
     """``do_sys_openat2+0x1a`` -> (``"do_sys_openat2"``, 26)."""
-    m = _SYMBOL.match(text.strip())
+    m = _re().match(_SYMBOL, text.strip())
     if not m:
         raise UsageError(f"bad --kprobe {text!r}: write SYMBOL or SYMBOL+OFFSET "
                          "(e.g. ksys_write or ksys_write+0x10)")
@@ -207,8 +230,61 @@ def build_parser(for_help: bool = True):
     return ap
 
 
+_VALUE_OPTS = {"--comm": "comm", "--cgroup": "cgroup", "--uid": "uid", "--syscall": "syscall",
+               "--kprobe": "kprobe", "--hook": "hook", "--skip": "skip", "--action": "action",
+               "--signal": "signal", "--kill-after": "kill_after",
+               "--max-in-flight": "max_in_flight", "--count": "count", "--duration": "duration"}
+_FLAG_OPTS = {"--global-skip": "global_skip", "--syslog": "syslog", "--quiet": "quiet",
+              "-q": "quiet"}
+
+
+class _Args:
+    pass
+
+
+def _fast_args(argv: list[str]) -> _Args | None:
+    """What build_parser().parse_args(argv) gives, for plain command lines (full
+    option names, values not starting with '-'); None for anything else, which
+    argparse then parses and reports.  Saves importing argparse, gettext, locale
+    and re: several milliseconds of every start."""
+    ns = _Args()
+    ns.__dict__.update(comm=None, pid=[], cgroup=None, uid=None, syscall=None, kprobe=None,
+                       hook="auto", skip="0", global_skip=False, action="signal",
+                       signal="TERM", kill_after="2s",
+                       max_in_flight=str(DEFAULT_MAX_IN_FLIGHT), count=None,
+                       duration=None, json=None, syslog=False, quiet=False)
+    i, n = 0, len(argv)
+    while i < n:
+        arg = argv[i]
+        i += 1
+        name, eq, value = arg.partition("=") if arg.startswith("--") else (arg, "", "")
+        if name in _FLAG_OPTS and not eq:
+            setattr(ns, _FLAG_OPTS[name], True)
+            continue
+        if name == "--json":
+            if not eq:
+                value = "-"
+                if i < n and argv[i] and not argv[i].startswith("-"):
+                    value = argv[i]
+                    i += 1
+            ns.json = value
+            continue
+        if name not in _VALUE_OPTS and name != "--pid":
+            return None
+        if not eq:
+            if i >= n or argv[i].startswith("-"):
+                return None
+            value = argv[i]
+            i += 1
+        if name == "--pid":
+            ns.pid = [*ns.pid, value]
+        else:
+            setattr(ns, _VALUE_OPTS[name], value)
+    return ns
+
+
 def parse_watch(argv: list[str], arch: str | None = None) -> WatchOptions:
-    ns = build_parser(for_help=False).parse_args(argv)
+    ns = _fast_args(argv) or build_parser(for_help=False).parse_args(argv)
     o = WatchOptions()
     if ns.comm is not None:
         comm = ns.comm

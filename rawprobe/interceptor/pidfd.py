@@ -12,7 +12,7 @@ from __future__ import annotations
 import errno
 import os
 import select
-import signal
+import _signal as signal  # the C module: "signal" builds enums at import (ms)
 import struct
 
 # linux/pidfd.h (6.13+): _IOWR(PIDFS_IOCTL_MAGIC 0xFF, 11, struct pidfd_info), VER0 = 64 bytes

@@ -21,7 +21,7 @@ from __future__ import annotations
 import heapq
 import os
 import select
-import signal
+import _signal as signal  # the C module: "signal" builds enums at import (ms)
 import time
 TYPE_CHECKING = False  # typing costs an import; checkers treat this name as True
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import collections
 import os
-import signal as _signal
+import _signal  # the C module: "signal" builds enums at import (ms)
 import struct
 TYPE_CHECKING = False  # typing costs an import; checkers treat this name as True
 
@@ -44,6 +44,8 @@ if TYPE_CHECKING:
 # The fields of a raw intercept record (intercept.h) the signalling fast path needs:
 # tgid, flags, start_time, start_boottime, pid_ino.
 _STRIKE = struct.Struct("<4xI32xI60xQQ88xQ")
+# The same with the record type first, for RingBuffer.peek: (type, *_STRIKE fields).
+STRIKE_PEEK = struct.Struct("<II32xI60xQQ88xQ")
 
 # After the pidfd says "exited", how long to wait for the kernel's exit record.
 EXIT_RECORD_GRACE_NS = 200_000_000
@@ -205,7 +207,12 @@ class Tracker:
         redoes it all and reports.  ``on_intercept`` finds the signalled pidfd."""
         if len(rec) < _STRIKE.size:
             return 0
-        tgid, flags, start, start_boot, ino = _STRIKE.unpack_from(rec)
+        return self.strike_fields(*_STRIKE.unpack_from(rec))
+
+    def strike_fields(self, tgid: int, flags: int, start: int, start_boot: int,
+                      ino: int) -> int:
+        """``strike`` on the fields it needs, already unpacked (``STRIKE_PEEK``
+        read straight from the ring, minus its leading record type)."""
         cfg = self.cfg
         if (self.stopping or tgid <= 1 or flags & RP_F_PROTECTED or tgid in self.active
                 or tgid in self._struck or tgid in cfg.protected):
@@ -218,16 +225,18 @@ class Tracker:
             fd = os.pidfd_open(tgid, 0)
         except OSError:
             return 0
-        if start_boot:
-            why = _identity_mismatch(fd, tgid, start_boot, "boottime", ino)
+        if ino:                 # the pidfs inode: one fstat (see _identity_mismatch)
+            ok = os.fstat(fd).st_ino == ino
+        elif start_boot:
+            ok = _identity_mismatch(fd, tgid, start_boot, "boottime", ino) is None
         else:
-            why = _identity_mismatch(fd, tgid, start, "monotonic", ino)
-        if why is None:
+            ok = _identity_mismatch(fd, tgid, start, "monotonic", ino) is None
+        if ok:
             try:
                 _signal.pidfd_send_signal(fd, cfg.signal)
             except OSError:
-                why = "failed"
-        if why is not None:
+                ok = False
+        if not ok:
             os.close(fd)
             return 0
         self._struck[tgid] = (fd, now_ns())
