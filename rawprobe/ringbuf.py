@@ -366,25 +366,6 @@ class RingBuffer(_Reader):
                    lambda runs, end: self._emit_structs(runs, end, fmt, out))
         return out
 
-    def peek(self, fmt: struct.Struct) -> tuple | None:
-        """The record at the consumer position decoded with ``fmt`` (from its
-        start), WITHOUT consuming it; None if there is none yet, it is still
-        BUSY, discarded, or shorter than ``fmt``.  The cheapest look at the
-        next record (no copy, no list): for acting on it before reading the
-        batch with one of the methods above, which return it again."""
-        if self._closed:
-            self._check_open()
-        cons = self._cons
-        if self._prod_q[0] == cons:
-            return None
-        self._acquire_fence()
-        off = cons & self._mask
-        hdr = self._u32[off >> 2]
-        if hdr & (BPF_RINGBUF_BUSY_BIT | BPF_RINGBUF_DISCARD_BIT) or (hdr & _LEN_MASK) < fmt.size:
-            return None
-        self._acquire_fence()
-        return fmt.unpack_from(self._data, off + 8)
-
     def close(self) -> None:
         """Unmap the ring and close the internal epoll fd (idempotent)."""
         self._closed = True

@@ -46,7 +46,7 @@ def run_watch(o: WatchOptions, text: IO[str] | None = sys.stdout,
     from .probe import Probe
     from .reactor import Reactor, now_ns
     from .syscalls import name_of
-    from .tracker import STRIKE_PEEK, Tracker, TrackerConfig
+    from .tracker import Tracker, TrackerConfig
     from .events import RP_EV_INTERCEPT, Intercept, KernelExit, KernelSignal, decode
 
     check_privileges(o.action)
@@ -64,15 +64,7 @@ def run_watch(o: WatchOptions, text: IO[str] | None = sys.stdout,
         ring, symbol = probe.ring, probe.symbol
         strike = o.action == "signal"
 
-        peek = ring.peek
-
         def pump() -> None:
-            if strike:
-                # The first pending record straight from the ring: no copy, no list,
-                # the signal goes out before anything else is touched.
-                first = peek(STRIKE_PEEK)
-                if first is not None and first[0] == RP_EV_INTERCEPT and tracker.strike_fields(*first[1:]):
-                    os.sched_yield()      # see below
             recs = ring.read_batch()
             if strike:
                 # signal first (tracker.strike); decoding, bookkeeping, output after

@@ -44,8 +44,6 @@ if TYPE_CHECKING:
 # The fields of a raw intercept record (intercept.h) the signalling fast path needs:
 # tgid, flags, start_time, start_boottime, pid_ino.
 _STRIKE = struct.Struct("<4xI32xI60xQQ88xQ")
-# The same with the record type first, for RingBuffer.peek: (type, *_STRIKE fields).
-STRIKE_PEEK = struct.Struct("<II32xI60xQQ88xQ")
 
 # After the pidfd says "exited", how long to wait for the kernel's exit record.
 EXIT_RECORD_GRACE_NS = 200_000_000
@@ -211,8 +209,7 @@ class Tracker:
 
     def strike_fields(self, tgid: int, flags: int, start: int, start_boot: int,
                       ino: int) -> int:
-        """``strike`` on the fields it needs, already unpacked (``STRIKE_PEEK``
-        read straight from the ring, minus its leading record type)."""
+        """``strike`` on the fields it needs, already unpacked."""
         cfg = self.cfg
         if (self.stopping or tgid <= 1 or flags & RP_F_PROTECTED or tgid in self.active
                 or tgid in self._struck or tgid in cfg.protected):
