@@ -6,9 +6,10 @@ import json
 import os
 import signal
 import struct
+from pathlib import Path
 
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given, settings, strategies as st
 
 from rawprobe.errors import RawprobeError
 from rawprobe.interceptor import events, output, procinfo, summary, syscalls
@@ -266,3 +267,23 @@ def test_decode_flags():
                                 b"\0" * 64, 0)
     ev = events.decode(rec)
     assert ev.protected and not ev.kernel_signalled and ev.start_clock == "monotonic"
+
+
+# -- JSON lines without the json module ---------------------------------------------
+
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=20)
+
+
+@given(st.dictionaries(st.text(), _json_values, max_size=8))
+@settings(max_examples=300, deadline=None)
+def test_json_lines_match_json_dumps(ev):
+    assert output.json_dumps()(ev) == json.dumps(ev, separators=(",", ":"), default=str)
+
+
+def test_json_lines_use_default_str_for_other_values():
+    ev = {"path": Path("/x"), "t": (1, 2), "b": b"\x00"}
+    assert output.json_dumps()(ev) == json.dumps(ev, separators=(",", ":"), default=str)
+    assert output.json_dumps().__name__ == "dumps"      # the C encoder, not the fallback

@@ -83,6 +83,34 @@ def format_summary(ev: dict, histogram_lines: list[str]) -> list[str]:
     return lines
 
 
+# A sample and its json.dumps(..., separators=(",", ":")) text: checks the C encoder.
+_SAMPLE = {"event": "x", "n": [1, -2.5, None, True, 1e100], "s": "\u00e9\n\"", "d": {}}
+_SAMPLE_JSON = '{"event":"x","n":[1,-2.5,null,true,1e+100],"s":"\\u00e9\\n\\"","d":{}}'
+
+
+def json_dumps():
+    """``json.dumps(d, separators=(",", ":"), default=str)`` without importing
+    ``json``, which pulls in ``re`` and ``enum`` (~7 ms before "armed"): the C
+    encoder ``json`` itself uses, checked once against a known output.  Any
+    surprise (another Python's signature, no ``_json``) falls back to ``json``."""
+    try:
+        from _json import encode_basestring_ascii, make_encoder
+        # (markers, default, encoder, indent, key_sep, item_sep, sort_keys, skipkeys,
+        # allow_nan); markers None: events are never circular.
+        enc = make_encoder(None, str, encode_basestring_ascii, None, ":", ",", False, False,
+                           True)
+
+        def dumps(d: dict) -> str:
+            return "".join(enc(d, 0))
+
+        if dumps(_SAMPLE) == _SAMPLE_JSON:
+            return dumps
+    except Exception:   # noqa: BLE001 - any failure means: use the json module
+        pass
+    import json
+    return lambda d: json.dumps(d, separators=(",", ":"), default=str)
+
+
 class Output:
     """Fan events out to text (``text``), JSON lines (``json``) and syslog."""
 
@@ -96,10 +124,7 @@ class Output:
             import syslog
             syslog.openlog("rawprobe", syslog.LOG_PID, syslog.LOG_DAEMON)
             self._syslog = syslog
-        self._dumps = None
-        if json is not None:
-            import json as _json
-            self._dumps = lambda d: _json.dumps(d, separators=(",", ":"), default=str)
+        self._dumps = json_dumps() if json is not None else None
         self.events: list[dict] = []   # kept only when record=True (tests, demo)
         self.record = False
 
