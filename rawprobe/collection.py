@@ -82,13 +82,13 @@ class Variable:
     ``.rodata`` ones are constants: readable, not settable after load.
     """
 
-    def __init__(self, name: str, map: Map, offset: int, size: int, const: bool,
-                 view: Optional[memoryview]) -> None:
-        self.name = name
+    def __init__(self, spec: VariableSpec, map: Map, view: Optional[memoryview]) -> None:
+        self.spec = spec
+        self.name = spec.name
         self.map = map
-        self.offset = offset
-        self.size = size
-        self.const = const
+        self.offset = spec.offset
+        self.size = spec.size
+        self.const = spec.const
         self._view = view
 
     def get(self) -> bytes:
@@ -106,14 +106,7 @@ class Variable:
         if self.const:
             raise RawprobeError(f"variable {self.name!r} is const (.rodata, frozen at "
                                 f"load): set it on the ObjectSpec before load")
-        if isinstance(value, int):
-            data = value.to_bytes(self.size, "little", signed=value < 0)
-        else:
-            data = bytes(value)
-            if len(data) > self.size:
-                raise RawprobeError(f"variable {self.name!r} holds {self.size} bytes; "
-                                    f"got {len(data)}")
-            data = data.ljust(self.size, b"\0")
+        data = self.spec.encode(value)      # the same checks as before load
         if self._view is not None:
             self._view[self.offset:self.offset + self.size] = data
             return
@@ -337,8 +330,7 @@ class _Loader:
             mp = coll.maps[vs.map_name]
             if vs.map_name not in views:
                 views[vs.map_name] = self._map_view(mp)
-            coll.variables[name] = Variable(vs.name, mp, vs.offset, vs.size, vs.const,
-                                            views[vs.map_name])
+            coll.variables[name] = Variable(vs, mp, views[vs.map_name])
 
     def _map_view(self, mp: Map) -> Optional[memoryview]:
         if not mp.map_flags & MapFlags.MMAPABLE or mp.value_size == 0:

@@ -164,6 +164,14 @@ class VariableSpec(_Record):
     def set(self, value: bytes | bytearray | memoryview | int) -> None:
         """Write the initial value: bytes (zero-padded to the size) or an int
         (little-endian in the variable's size; signedness from BTF, range-checked)."""
+        data = self.encode(value)
+        m = self._map
+        old = m.contents if m.contents is not None else bytes(m.value_size)
+        m.contents = old[:self.offset] + data + old[self.offset + self.size:]
+
+    def encode(self, value: bytes | bytearray | memoryview | int) -> bytes:
+        """``value`` as the variable's ``size`` bytes, validated as :meth:`set`
+        describes (also what a loaded ``Variable.set`` writes)."""
         if isinstance(value, (bytes, bytearray, memoryview)):
             data = bytes(value)
             if len(data) > self.size:
@@ -178,9 +186,7 @@ class VariableSpec(_Record):
         else:
             raise InvalidValueError(f"variable {self.name!r}: cannot set a "
                                     f"{type(value).__name__}; pass bytes or int")
-        m = self._map
-        old = m.contents if m.contents is not None else bytes(m.value_size)
-        m.contents = old[:self.offset] + data + old[self.offset + self.size:]
+        return data
 
     def _signedness(self) -> bool | None:
         """True/False from BTF; None when unknown.  Raises if the type is not integral."""

@@ -80,6 +80,15 @@ def test_map_and_program_own_their_fd():
     assert all(obj.closed for obj in objs)               # and the Collection's close too
 
 
+def test_variable_set_after_load_is_checked_like_before_load(basic):
+    v = basic.variables["base_value"]                        # __u32 in .data
+    for bad in (-1, 1 << 32, b"\0" * 5, "5"):
+        with pytest.raises(rawprobe.RawprobeError, match="base_value"):
+            v.set(bad)
+    v.set((1 << 32) - 1)
+    assert v.get_int() == (1 << 32) - 1
+
+
 def test_const_variable_not_settable_after_load(basic):
     with pytest.raises(rawprobe.RawprobeError, match="const"):
         basic.variables["multiplier"].set(7)
