@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from fdcheck import open_fds
 
 import rawprobe
 from rawprobe import link as L
@@ -56,9 +57,6 @@ def reset(coll) -> None:
     for i in range(11):
         m.update(i, bytes(8))
 
-
-def open_fds() -> set[int]:
-    return {int(n) for n in os.listdir("/proc/self/fd")}
 
 
 def rawprobe_events() -> list[str]:

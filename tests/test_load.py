@@ -6,6 +6,7 @@ import struct
 from pathlib import Path
 
 import pytest
+from fdcheck import open_fds
 
 import rawprobe
 from rawprobe.maps import possible_cpus
@@ -17,9 +18,6 @@ CORE = BPF / "core_read.bpf.o"
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="loading BPF needs root")
 
-
-def open_fds() -> set[str]:
-    return set(os.listdir("/proc/self/fd"))
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ import threading
 import time
 
 import pytest
+from fdcheck import open_fds
 
 import rawprobe
 from rawprobe._sys import bpf
@@ -23,9 +24,6 @@ BPF_F_TEST_RUN_ON_CPU = 1
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to load BPF programs")
 
-
-def open_fds() -> set[str]:
-    return set(os.listdir("/proc/self/fd"))
 
 
 @pytest.fixture

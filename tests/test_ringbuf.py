@@ -9,6 +9,7 @@ import threading
 import time
 
 import pytest
+from fdcheck import open_fds
 
 import rawprobe
 from rawprobe._sys import bpf
@@ -26,9 +27,6 @@ BPF_MAP_TYPE_RINGBUF = 27
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to load BPF programs")
 
-
-def open_fds() -> set[str]:
-    return set(os.listdir("/proc/self/fd"))
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ import time
 import uuid
 
 import pytest
+from fdcheck import open_fds
 
 from rawprobe.errors import NotSupportedError, PermissionDeniedError, SyscallError
 from rawprobe._sys import bpf
@@ -42,9 +43,6 @@ def kernel_version() -> tuple[int, int]:
     major, minor = os.uname().release.split(".")[:2]
     return int(major), int("".join(c for c in minor if c.isdigit()) or 0)
 
-
-def open_fds() -> set[int]:
-    return {int(n) for n in os.listdir("/proc/self/fd")}
 
 
 def is_cloexec(fd) -> bool:
