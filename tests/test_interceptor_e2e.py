@@ -165,6 +165,22 @@ def test_kernel_signal_lets_no_call_slip(targets):
     assert w.of("signal", t.pid)[0]["by"] == "kernel"
 
 
+def test_kernel_signal_escalates_a_target_that_ignores_it(targets):
+    # An ignored signal is never delivered and the target lives on: nothing in the
+    # kernel wakes the tool (intercept.bpf.c, "Wake-ups"); its periodic look at the
+    # ring must find the target in time for the deadline.
+    comm = unique_comm()
+    t = targets(comm, "--ignore-term")
+    w = Watch("--comm", comm, "--action", "kernel-signal", "--count", "1",
+              "--kill-after", "300ms")
+    t.go()
+    assert w.finish() == 0, w.stderr
+    assert w.of("escalate", t.pid)[0]["signal"] == "SIGKILL"
+    ex = w.of("exit", t.pid)[0]
+    assert ex["escalated"] is True and ex["killed_by"] == "SIGKILL"
+    assert 300_000 <= ex["time_to_exit_us"] < 400_000, ex
+
+
 def test_two_hundred_targets_at_once(targets):
     comm = unique_comm()
     swarm = targets(comm, "--forks", "200", "--cleanup-ms", "5")

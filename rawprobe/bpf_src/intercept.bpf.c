@@ -128,6 +128,27 @@ struct {
 	__uint(max_entries, 256 * 1024);
 } events SEC(".maps");
 
+/*
+ * Wake-ups.  A ring buffer wake-up is an irq_work: a self-interrupt on the
+ * CPU of whatever task submitted the record, plus an IPI to wake the tool's
+ * CPU -- paid by that task, tens of microseconds on a virtual machine.  So
+ * every record says explicitly whether the tool must be woken (never the
+ * adaptive default: one unread record submitted without a wake-up would
+ * silence every adaptive wake-up after it):
+ *
+ *   intercept, signal/report     FORCE: the tool acts on it, at once
+ *   intercept, kernel-signal     none: the target is signalled already;
+ *                                waking the tool here would delay the
+ *                                delivery on this very CPU
+ *   deliver,   kernel-signal     FORCE: the tool's cue, after the target
+ *                                took the signal
+ *   exit,      kernel-signal     FORCE: in case the signal never arrives
+ *   everything else              none: carried along by the next wake-up;
+ *                                the tool watches each target's pidfd, and
+ *                                in kernel-signal mode bounds its sleep
+ */
+#define RP_WAKE (action == RP_ACTION_KERNEL_SIGNAL ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP)
+
 /* tgid -> state of a process being handled; created at the intercept,
  * deleted when its last thread exits. */
 struct {
@@ -302,6 +323,28 @@ static __always_inline struct rp_intercept_event *intercept_begin(__u32 hook, __
 		return NULL;
 	}
 
+	/*
+	 * kernel-signal, first thing: the signal is queued to the whole thread
+	 * group before this call returns to user space.  The return path checks
+	 * for pending signals, so the caller runs no further user code -- makes
+	 * no further call -- until the signal is delivered (its handler runs, or
+	 * the default action kills it there).  Where the helper may not send
+	 * directly (irqs or, since 6.13, preemption disabled: every hook here)
+	 * it queues an irq_work, a self-interrupt taken as soon as interrupts
+	 * are on; the return from that interrupt checks for signals too, so the
+	 * effect is the same.  Only other threads of the process, already
+	 * running elsewhere, can slip a call in before they are stopped.  Sent
+	 * before the record is filled in: that interrupt is the slow part.
+	 */
+	e->flags = 0;
+	e->signal_ret = 0;
+	if (tgid == 1 || bpf_map_lookup_elem(&protected_tgids, &tgid)) {
+		e->flags = RP_F_PROTECTED;
+	} else if (action == RP_ACTION_KERNEL_SIGNAL) {
+		e->signal_ret = bpf_send_signal(signal_nr);
+		e->flags = RP_F_KERNEL_SIGNAL;
+	}
+
 	pid_tgid = bpf_get_current_pid_tgid();
 	e->type = RP_EV_INTERCEPT;
 	e->tgid = tgid;
@@ -310,8 +353,6 @@ static __always_inline struct rp_intercept_event *intercept_begin(__u32 hook, __
 	bpf_get_current_comm(e->comm, sizeof(e->comm));
 	e->syscall_nr = nr;
 	e->hook = hook;
-	e->flags = 0;
-	e->signal_ret = 0;
 	e->ktime_ns = now;
 	e->start_time = start;
 	e->start_boottime = BPF_CORE_READ(task, group_leader, start_boottime);
@@ -329,30 +370,10 @@ static __always_inline struct rp_intercept_event *intercept_begin(__u32 hook, __
 	return e;
 }
 
-/* Arguments are in e->args: act, copy the user buffer, publish. */
+/* Arguments are in e->args: copy the user buffer, publish. */
 static __always_inline int intercept_finish(struct rp_intercept_event *e)
 {
-	__u32 i, tgid;
-
-	/*
-	 * kernel-signal, first thing: the signal is queued to the whole thread
-	 * group before this call returns to user space.  The return path checks
-	 * for pending signals, so the caller runs no further user code -- makes
-	 * no further call -- until the signal is delivered (its handler runs, or
-	 * the default action kills it there).  Where the helper may not send
-	 * directly (irqs or, since 6.13, preemption disabled: every hook here)
-	 * it queues an irq_work, a self-interrupt taken as soon as interrupts
-	 * are on; the return from that interrupt checks for signals too, so the
-	 * effect is the same.  Only other threads of the process, already
-	 * running elsewhere, can slip a call in before they are stopped.
-	 */
-	tgid = e->tgid;	/* map keys from the stack: older kernels want that */
-	if (tgid == 1 || bpf_map_lookup_elem(&protected_tgids, &tgid)) {
-		e->flags |= RP_F_PROTECTED;
-	} else if (action == RP_ACTION_KERNEL_SIGNAL) {
-		e->signal_ret = bpf_send_signal(signal_nr);
-		e->flags |= RP_F_KERNEL_SIGNAL;
-	}
+	__u32 i;
 
 	for (i = 0; i < RP_NARGS; i++)
 		if (i >= nargs)
@@ -371,7 +392,8 @@ static __always_inline int intercept_finish(struct rp_intercept_event *e)
 			e->flags |= RP_F_BUF_FAULT;
 	}
 
-	bpf_ringbuf_submit(e, 0);
+	bpf_ringbuf_submit(e, action == RP_ACTION_KERNEL_SIGNAL ? BPF_RB_NO_WAKEUP
+							       : BPF_RB_FORCE_WAKEUP);
 	return 0;
 }
 
@@ -501,9 +523,7 @@ static __always_inline void emit_signal(__u32 kind, __u32 tgid, __u32 pid, int s
 	e->ktime_ns = now;
 	e->intercept_ns = st->intercept_ns;
 	bpf_get_current_comm(e->comm, sizeof(e->comm));
-	/* Sent by the tool itself: it is running and reads the ring again before
-	 * it sleeps, so no wake-up (an irq_work inside its pidfd_send_signal). */
-	bpf_ringbuf_submit(e, e->sender_tgid == self_tgid ? BPF_RB_NO_WAKEUP : 0);
+	bpf_ringbuf_submit(e, kind == RP_SIG_DELIVER ? RP_WAKE : BPF_RB_NO_WAKEUP);
 }
 
 /* TP_PROTO(int sig, struct kernel_siginfo *info, struct task_struct *task,
@@ -616,7 +636,7 @@ int rp_proc_exit(struct bpf_raw_tracepoint_args *ctx)
 	e->start_time = copy.start_time;
 	e->deliver_sig = copy.deliver_sig;
 	e->_pad0 = 0;
-	bpf_ringbuf_submit(e, 0);
+	bpf_ringbuf_submit(e, RP_WAKE);
 	return 0;
 }
 

@@ -11,6 +11,11 @@ if TYPE_CHECKING:
 from .options import WatchOptions, signal_name
 
 
+# kernel-signal: the longest the tool sleeps without reading the ring buffer; a
+# target that blocks the signal is escalated at most this late.
+KERNEL_SIGNAL_TICK_NS = 50_000_000
+
+
 def describe_filter(o: WatchOptions) -> str:
     parts = []
     if o.comm:
@@ -108,6 +113,13 @@ def run_watch(o: WatchOptions, text: IO[str] | None = sys.stdout,
                 os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
             except (AttributeError, OSError):
                 pass
+            # Its intercept records do not wake us (intercept.bpf.c, "Wake-ups"):
+            # the delivery or the exit does.  A target that blocks the signal and
+            # lives on does neither, so look at the ring every KERNEL_SIGNAL_TICK_NS.
+            def tick() -> None:
+                pump()
+                reactor.call_later(KERNEL_SIGNAL_TICK_NS, tick)
+            reactor.call_later(KERNEL_SIGNAL_TICK_NS, tick)
         armed = {"event": "armed", "pid": os.getpid(),
                  "comm": procinfo.read_comm(os.getpid()), "hook": hook,
                  "target": o.syscall or probe.symbol, "filter": describe_filter(o),
