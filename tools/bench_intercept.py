@@ -1,18 +1,24 @@
 #!/usr/bin/env python3
 """Benchmark the interceptor; every figure is measured in this one run.
 
-1. Intercept latency, call -> signal delivered (the kernel's own stamps: the
-   intercepted call's bpf_ktime_get_ns() and signal_deliver's), p50 over N
-   processes, one at a time:
+1. Intercept latency, call -> signal delivered, p50 over N processes, one at a
+   time.  "call" is the target's CLOCK_MONOTONIC just before its write(); also
+   shown from the kernel's stamp at sys_enter.  "delivered" is the kernel's
+   signal_deliver.  The targets are tools/bench_swarm.c, compiled here (with
+   no C compiler, a Python swarm, whose forked children add tens of us before
+   the call).
      * ``rawprobe watch --action signal``        (ring buffer -> pidfd_send_signal)
      * ``rawprobe watch --action kernel-signal`` (bpf_send_signal at the call)
-     * ``strace -f -e inject=write:signal=TERM`` (the original's strace script),
-       timed by a rawprobe probe in report mode watching the same processes.
-   Each target keeps calling write() after the intercepted call, so the calls
-   that slip through before the signal lands are counted too.
+     * ``strace -f -e inject=write:signal=TERM`` (the original's strace script)
+     * ``bpftrace --unsafe -e '...sys_enter_write /comm == X/ { signal(15) }'``
+   The peers are timed by a rawprobe probe in report mode watching the same
+   processes.  Each target keeps calling write() after the intercepted call, so
+   the calls that slip through before the signal lands are counted too.
 2. Overhead per syscall on a process that is NOT a target (dd bs=1: a read and a
    write per byte), with no probe, with an empty program on the same hook, and
    with rawprobe watching another comm; for the raw_tp and the tracepoint hooks.
+   The configurations take turns, round after round, and each one's median is
+   kept: this machine's speed drifts between seconds more than 5 %.
 3. Launch to armed (``python -m rawprobe watch`` started -> its "armed" line),
    first run (no byte-code cache, no kernel BTF index cache) and second run, run
    as bench_load.py runs Python (byte-compiled, ``-S``), next to the bare
@@ -20,8 +26,9 @@
 
 Needs root.  The empty baseline program is compiled here with clang (any
 clang with the BPF target); without clang that baseline is skipped and said so.
+A peer that is not installed (strace, bpftrace) is skipped and said so.
 
-    python3 tools/bench_intercept.py [--n 50] [--dd 400000] [--repeat 5]
+    python3 tools/bench_intercept.py [--n 50] [--dd 200000] [--rounds 9]
 """
 from __future__ import annotations
 
@@ -85,14 +92,30 @@ def p50(xs):
     return statistics.median(xs) if xs else float("nan")
 
 
+def build_swarm(tmp: str) -> tuple[list[str], str]:
+    """The swarm's command (tools/bench_swarm.c compiled, else the Python one) and
+    what it is."""
+    cc = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
+    if cc:
+        exe = os.path.join(tmp, "bench_swarm")
+        r = subprocess.run([cc, "-O2", "-o", exe, str(ROOT / "tools" / "bench_swarm.c")],
+                           capture_output=True, text=True)
+        if r.returncode == 0:
+            return [exe], "tools/bench_swarm.c"
+    return [sys.executable, "-S", "-c", SWARM], "a Python swarm (no C compiler found)"
+
+
+SWARM_CMD: list[str] = [sys.executable, "-S", "-c", SWARM]
+
+
 class Swarm:
     def __init__(self, name: str, n: int, prefix: list[str] = ()) -> None:
         self.n = n
         self.shm = tempfile.NamedTemporaryFile(prefix="rpbench-", dir="/dev/shm")
         self.shm.truncate(16 * n)
         # "go" may be sent at once: it waits in the pipe until the swarm has its name
-        self.p = subprocess.Popen([*prefix, sys.executable, "-S", "-c", SWARM, name, str(n),
-                                   self.shm.name], stdin=subprocess.PIPE, text=True)
+        self.p = subprocess.Popen([*prefix, *SWARM_CMD, name, str(n), self.shm.name],
+                                  stdin=subprocess.PIPE, text=True)
 
     def call_times(self) -> dict[int, int]:
         """pid -> CLOCK_MONOTONIC ns just before its first write."""
@@ -149,10 +172,9 @@ def latency_rawprobe(action: str, n: int) -> dict:
                     {"sent_p50_us": p50([e["latency_us"] for e in ev if e["event"] == "signal"])})
 
 
-def latency_strace(n: int) -> dict | str:
-    strace = shutil.which("strace")
-    if not strace:
-        return "strace is not installed (apt-get install strace)"
+def _latency_peer(n: int, prefix: list[str] = (), start=None) -> dict:
+    """Targets signalled by a peer: ``prefix`` runs the swarm (strace), or
+    ``start(comm)`` starts a signaller that is ready when it returns (bpftrace)."""
     from rawprobe.interceptor.events import KernelExit
     from rawprobe.interceptor.options import WatchOptions
     from rawprobe.interceptor.probe import Probe
@@ -162,32 +184,62 @@ def latency_strace(n: int) -> dict | str:
     # rawprobe in report mode only watches: its kernel side stamps the deliveries
     probe = Probe(WatchOptions(comm=name, syscall=nm, syscall_nr=nr, action="report"))
     probe.open()
+    peer = None
     try:
-        sw = Swarm(name, n, prefix=[strace, "-f", "-qq", "-o", "/dev/null", "-e", "trace=write",
-                                    "-e", "inject=write:signal=TERM:when=1"])
+        if start is not None:
+            peer = start(name)
+        sw = Swarm(name, n, prefix=prefix)
         sw.go()
         sw.wait()
         time.sleep(0.1)
         exits = [e for e in probe.read() if isinstance(e, KernelExit) and e.deliver_ns]
     finally:
         probe.close()
-    # sys_enter fires after strace's syscall-entry stop, so the kernel-stamped figure
-    # misses strace's round trip; the userspace call time does not.
+        if peer is not None:
+            peer.terminate()
+            peer.communicate(timeout=30)
     return _summary(sw.call_times(), {e.tgid: e.deliver_ns for e in exits},
                     [(e.deliver_ns - e.intercept_ns) / 1000 for e in exits],
                     [e.slipped for e in exits])
 
 
+def latency_strace(n: int) -> dict | str:
+    strace = shutil.which("strace")
+    if not strace:
+        return "strace is not installed (apt-get install strace)"
+    # sys_enter fires after strace's syscall-entry stop, so the kernel-stamped figure
+    # misses strace's round trip; the userspace call time does not.
+    return _latency_peer(n, prefix=[strace, "-f", "-qq", "-o", "/dev/null", "-e", "trace=write",
+                                    "-e", "inject=write:signal=TERM:when=1"])
+
+
+def latency_bpftrace(n: int) -> dict | str:
+    bpftrace = shutil.which("bpftrace")
+    if not bpftrace:
+        return "bpftrace is not installed (apt-get install bpftrace)"
+
+    def start(name: str) -> subprocess.Popen:
+        prog = ('tracepoint:syscalls:sys_enter_write /comm == "%s"/ { signal(15); }' % name)
+        p = subprocess.Popen([bpftrace, "--unsafe", "-e", prog], stdout=subprocess.PIPE,
+                             stderr=subprocess.DEVNULL, text=True)
+        if not p.stdout.readline().startswith("Attaching"):
+            p.kill()
+            raise RuntimeError("bpftrace did not attach")
+        time.sleep(0.2)   # "Attaching" comes just before the attach itself
+        return p
+    try:
+        return _latency_peer(n, start=start)
+    except RuntimeError as e:
+        return str(e)
+
+
 # -- 2. overhead on a non-target ---------------------------------------------------------
 
-def dd_ns_per_syscall(count: int, repeat: int) -> float:
-    best = float("inf")
-    for _ in range(repeat):
-        t0 = time.perf_counter_ns()
-        subprocess.run(["dd", "if=/dev/zero", "of=/dev/null", "bs=1", f"count={count}"],
-                       check=True, capture_output=True)
-        best = min(best, (time.perf_counter_ns() - t0) / (2 * count))
-    return best
+def dd_ns_per_syscall(count: int) -> float:
+    t0 = time.perf_counter_ns()
+    subprocess.run(["dd", "if=/dev/zero", "of=/dev/null", "bs=1", f"count={count}"],
+                   check=True, capture_output=True)
+    return (time.perf_counter_ns() - t0) / (2 * count)
 
 
 def empty_program(tmp: str):
@@ -205,29 +257,48 @@ def empty_program(tmp: str):
     return rawprobe.ObjectSpec.from_file(str(obj)).load(), ""
 
 
-def overhead(count: int, repeat: int) -> dict:
-    res: dict = {"none": dd_ns_per_syscall(count, repeat)}
+def overhead(count: int, rounds: int) -> dict:
+    """ns per syscall of dd under each configuration; the configurations take turns
+    (in a rotating order) for ``rounds`` rounds, and each one's median is kept."""
+    samples: dict[str, list[float]] = {"none": []}
     with tempfile.TemporaryDirectory() as tmp:
         coll, why = empty_program(tmp)
-        for hook in ("raw_tp", "tracepoint"):
-            if coll is not None:
-                prog = coll.programs["empty_raw" if hook == "raw_tp" else "empty_tp"]
-                link = (prog.attach_raw_tracepoint("sys_enter") if hook == "raw_tp"
-                        else prog.attach_tracepoint("syscalls", "sys_enter_write"))
+
+        def empty(hook: str):
+            prog = coll.programs["empty_raw" if hook == "raw_tp" else "empty_tp"]
+            return (prog.attach_raw_tracepoint("sys_enter") if hook == "raw_tp"
+                    else prog.attach_tracepoint("syscalls", "sys_enter_write"))
+
+        def measure(config: str) -> float:
+            if config == "none":
+                return dd_ns_per_syscall(count)
+            kind, hook = config.split()
+            if kind == "empty":
+                link = empty(hook)
                 try:
-                    res[f"empty {hook}"] = dd_ns_per_syscall(count, repeat)
+                    return dd_ns_per_syscall(count)
                 finally:
                     link.close()
-            else:
-                res[f"empty {hook}"] = why
             w = watch("--comm", comm(), "--hook", hook, "--quiet")   # dd is not a target
             try:
-                res[f"rawprobe {hook}"] = dd_ns_per_syscall(count, repeat)
+                return dd_ns_per_syscall(count)
             finally:
                 w.terminate()
                 w.communicate(timeout=30)
+
+        configs = ["none"]
+        for hook in ("raw_tp", "tracepoint"):
+            configs += [f"empty {hook}", f"rawprobe {hook}"] if coll is not None \
+                else [f"rawprobe {hook}"]
+        for r in range(rounds):
+            for config in configs[r % len(configs):] + configs[:r % len(configs)]:
+                samples.setdefault(config, []).append(measure(config))
         if coll is not None:
             coll.close()
+    res: dict = {k: statistics.median(v) for k, v in samples.items()}
+    if coll is None:
+        for hook in ("raw_tp", "tracepoint"):
+            res[f"empty {hook}"] = why
     return res
 
 
@@ -277,34 +348,56 @@ def startup(runs: int = 7) -> dict:
 def main() -> int:
     ap = argparse.ArgumentParser(description="interceptor benchmark")
     ap.add_argument("--n", type=int, default=50, help="processes per latency run")
-    ap.add_argument("--dd", type=int, default=400_000, help="dd blocks per overhead run")
-    ap.add_argument("--repeat", type=int, default=5, help="overhead runs (best is kept)")
+    ap.add_argument("--dd", type=int, default=200_000, help="dd blocks per overhead run")
+    ap.add_argument("--rounds", type=int, default=9,
+                    help="overhead rounds (each configuration's median is kept)")
+    ap.add_argument("--only", choices=("latency", "overhead", "startup"),
+                    help="run one part only")
     a = ap.parse_args()
     if os.geteuid() != 0:
         print("bench_intercept: needs root", file=sys.stderr)
         return 1
     print(f"kernel {os.uname().release}, {os.cpu_count()} cpus, load {os.getloadavg()[0]:.1f}")
+    if a.only in (None, "latency"):
+        latency(a.n)
+    if a.only in (None, "overhead"):
+        overhead_report(a.dd, a.rounds)
+    if a.only in (None, "startup"):
+        startup_report()
+    return 0
 
+
+def latency(n: int) -> None:
+    global SWARM_CMD
+    swarm_dir = tempfile.TemporaryDirectory()
+    SWARM_CMD, swarm_what = build_swarm(swarm_dir.name)
     print("\n1. intercept latency, call -> signal delivered, p50 over "
-          f"{a.n} processes one at a time (call: the target's clock just before write();"
-          " delivered: the kernel's signal_deliver)")
-    rows = {"signal": latency_rawprobe("signal", a.n),
-            "kernel-signal": latency_rawprobe("kernel-signal", a.n),
-            "strace inject": latency_strace(a.n)}
-    base = rows["strace inject"]
+          f"{n} processes one at a time (call: the target's clock just before write();"
+          f" delivered: the kernel's signal_deliver); targets: {swarm_what}")
+    rows = {"signal": latency_rawprobe("signal", n),
+            "kernel-signal": latency_rawprobe("kernel-signal", n),
+            "strace inject": latency_strace(n),
+            "bpftrace signal": latency_bpftrace(n)}
     for k, r in rows.items():
         if isinstance(r, str):
-            print(f"  {k:<14} {r}")
+            print(f"  {k:<16} {r}")
             continue
-        ratio = (f"; {r['delivered_p50_us'] / base['delivered_p50_us']:.2f}x strace"
-                 if isinstance(base, dict) and k != "strace inject" else "")
+        ratio = "".join(
+            f"; {r['delivered_p50_us'] / b['delivered_p50_us']:.2f}x {peer.split()[0]}"
+            for peer, b in rows.items()
+            if isinstance(b, dict) and peer in ("strace inject", "bpftrace signal")
+            and not k.startswith(("strace", "bpftrace")))
         sent = f", signal sent {r['sent_p50_us']:.0f} us after sys_enter" if "sent_p50_us" in r else ""
-        print(f"  {k:<14} {r['delivered_p50_us']:6.0f} us{ratio} (from sys_enter "
+        print(f"  {k:<16} {r['delivered_p50_us']:6.0f} us{ratio} (from sys_enter "
               f"{r['kernel_p50_us']:.0f} us{sent}); calls slipped through: mean "
               f"{r['slipped_mean']:.1f}, max {r['slipped_max']} (n={r['n']})")
 
-    print(f"\n2. overhead per syscall on a non-target (dd bs=1, best of {a.repeat})")
-    ov = overhead(a.dd, a.repeat)
+
+
+def overhead_report(dd: int, rounds: int) -> None:
+    print(f"\n2. overhead per syscall on a non-target (dd bs=1 count={dd}, median of "
+          f"{rounds} interleaved rounds)")
+    ov = overhead(dd, rounds)
     none = ov["none"]
     for k, v in ov.items():
         if isinstance(v, str):
@@ -317,6 +410,9 @@ def main() -> int:
                 extra = f"; {v / empty:.3f}x the empty program"
             print(f"  {k:<20} {v:7.1f} ns  ({v / none:.2f}x no probe{extra})")
 
+
+
+def startup_report() -> None:
     print("\n3. launch to armed (python -m rawprobe watch ... -> its armed line), byte-compiled")
     s = startup()
     print(f"  first run   {s['first_ms']:.0f} ms (-S; no byte code, no kernel BTF index cache)")
