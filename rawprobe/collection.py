@@ -198,6 +198,7 @@ class _Loader:
         self._kernel_btf = kernel_btf
         self.log_level = log_level
         self._relocator: Any = None
+        self._core_cache: Any = False      # not looked at yet; None: not used
 
     def run(self, only: Optional[Iterable[str]]) -> None:
         spec = self.spec
@@ -212,6 +213,8 @@ class _Loader:
         self._variables()
         for name in wanted:
             self.coll.programs[name] = self._load_program(spec.programs[name])
+        if self._core_cache:
+            self._core_cache.save()
         self._fill_prog_arrays()
 
     # -- kernel BTF ------------------------------------------------------------------
@@ -350,7 +353,7 @@ class _Loader:
     # -- programs --------------------------------------------------------------------
 
     def _load_program(self, p: ProgramSpec) -> Program:
-        insns = bytearray(p.insns)
+        insns = self._relocated(p)      # CO-RE first: the cache keys on fd-free code
         maps = self.coll.maps
         for r in p.map_relocs:
             mp = maps.get(r.map)
@@ -358,8 +361,6 @@ class _Loader:
                 raise RawprobeError(f"program {p.name!r}: instruction {r.insn} refers to "
                                     f"map {r.map!r}, which the object does not define")
             _IMM.pack_into(insns, r.insn * 8 + 4, mp.fd)
-        if p.core_relos:
-            self._apply_core(p, insns)
         attach_btf_id = self._attach_btf_id(p) if p.attach_btf else 0
         btf_fd = self.coll._btf_fd
         kw: dict[str, Any] = dict(
@@ -426,6 +427,28 @@ class _Loader:
                     size = max(size * 4, need + 1) if need else size * 4
                     continue
                 raise VerifierError(p.name, e.errno, _log_text(buf)) from None
+
+    def _relocated(self, p: ProgramSpec) -> bytearray:
+        """``p``'s instructions with its CO-RE relocations applied: from the
+        CO-RE cache (:mod:`rawprobe.corecache`) when it has them for this kernel,
+        else computed (and offered to the cache)."""
+        insns = bytearray(p.insns)
+        if not p.core_relos:
+            return insns
+        if self._core_cache is False:
+            self._core_cache = None
+            if self._kernel_btf is None and self.spec.btf is not None:
+                from .corecache import CoreCache
+                self._core_cache = CoreCache.open(self.spec.name, self.spec.btf.raw)
+        cache = self._core_cache
+        if cache is not None:
+            hit = cache.get(p)
+            if hit is not None:
+                return bytearray(hit)
+        self._apply_core(p, insns)
+        if cache is not None:
+            cache.put(p, insns)
+        return insns
 
     def _apply_core(self, p: ProgramSpec, insns: bytearray) -> None:
         if self._relocator is None:

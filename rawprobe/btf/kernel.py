@@ -30,6 +30,7 @@ import os
 import struct
 import sys
 
+from .._cache import cache_dir, write_atomic
 from ..errors import BTFError, NotFoundError, NotSupportedError
 from . import types as T
 from .parse import (TAIL_FIXED, TAIL_ITEM, BTFLookups, Header, check_strings, decode_type,
@@ -376,19 +377,6 @@ def _map_file(path: str):
         os.close(fd)
 
 
-def cache_dir() -> Optional[str]:
-    """Where the index cache lives: /var/cache/rawprobe as root, else
-    $XDG_CACHE_HOME/rawprobe (~/.cache/rawprobe); RAWPROBE_CACHE_DIR overrides,
-    and an empty RAWPROBE_CACHE_DIR disables caching."""
-    d = os.environ.get("RAWPROBE_CACHE_DIR")
-    if d is not None:
-        return d or None
-    if os.geteuid() == 0:
-        return "/var/cache/rawprobe"
-    xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(xdg, "rawprobe")
-
-
 def _cache_file(kb: KernelBTF) -> Optional[str]:
     d = cache_dir()
     if not d or not kb.path:
@@ -438,24 +426,12 @@ def _align8(n: int) -> int:
 
 
 def _write_index(path: str, key: bytes, idx: tuple[array, array, array]) -> None:
+    # No writable cache is fine: the next start walks again.
     offs, keys, flav = idx
-    tmp = f"{path}.{os.getpid()}.tmp"
-    try:
-        os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
-        with open(tmp, "wb") as f:
-            head = _INDEX_MAGIC + struct.pack("<IIII", len(key), len(offs), len(keys),
-                                              len(flav)) + key
-            f.write(head.ljust(_align8(len(head)), b"\0"))
-            f.write(offs.tobytes().ljust(_align8(4 * len(offs)), b"\0"))
-            f.write(keys.tobytes())
-            f.write(flav.tobytes())
-        os.replace(tmp, path)
-    except OSError:
-        # No writable cache: fine, the next start walks again.
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
+    head = _INDEX_MAGIC + struct.pack("<IIII", len(key), len(offs), len(keys), len(flav)) + key
+    write_atomic(path, b"".join((head.ljust(_align8(len(head)), b"\0"),
+                                 offs.tobytes().ljust(_align8(4 * len(offs)), b"\0"),
+                                 keys.tobytes(), flav.tobytes())))
 
 
 def _bench(runs: int = 7) -> None:

@@ -378,6 +378,12 @@ class BTFSpec(BTFLookups):
         self._raw: Optional[bytes] = None          # the blob, when parsed by from_bytes
         self._datasec_at: dict[int, int] = {}      # DATASEC id -> record offset in _raw
 
+    @property
+    def raw(self) -> Optional[bytes]:
+        """The blob exactly as parsed by ``from_bytes`` (None for split BTF or
+        types built in memory)."""
+        return self._raw
+
     # -- construction ---------------------------------------------------------
 
     @classmethod

@@ -1,0 +1,81 @@
+"""The on-disk cache directory and its file discipline (no kernel involved).
+
+Two caches live there: the kernel BTF index (:mod:`rawprobe.btf.kernel`) and the
+CO-RE results (:mod:`rawprobe.corecache`).  Both are pure speed-ups: anything
+missing, unreadable, stale or not ours is ignored and rebuilt, and a cache that
+cannot be written costs the next start the same work again, nothing more.
+
+Files are written whole to a temporary name and renamed over the old one, so a
+reader sees an old file or a new one, never half of one.  A file is only read if
+it belongs to our effective uid and nobody else may write it: it is as trusted
+as the program's own code.
+"""
+from __future__ import annotations
+
+import os
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Optional
+
+__all__ = ["cache_dir", "read_private", "write_atomic"]
+
+
+def cache_dir() -> Optional[str]:
+    """Where caches live: /var/cache/rawprobe as root, else
+    $XDG_CACHE_HOME/rawprobe (~/.cache/rawprobe); RAWPROBE_CACHE_DIR overrides,
+    and an empty RAWPROBE_CACHE_DIR disables caching."""
+    d = os.environ.get("RAWPROBE_CACHE_DIR")
+    if d is not None:
+        return d or None
+    if os.geteuid() == 0:
+        return "/var/cache/rawprobe"
+    xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(xdg, "rawprobe")
+
+
+def read_private(path: str) -> Optional[bytes]:
+    """The file's bytes if it is a regular file of ours that only we may write;
+    None otherwise (absent, a symlink, another owner, group/world writable)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+        if (st.st_uid != os.geteuid() or st.st_mode & 0o022
+                or (st.st_mode & 0o170000) != 0o100000):
+            return None
+        chunks = []
+        while True:
+            b = os.read(fd, 1 << 20)
+            if not b:
+                return b"".join(chunks)
+            chunks.append(b)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+def write_atomic(path: str, data: bytes) -> bool:
+    """Write ``data`` to ``path`` through a temporary file and a rename (mode
+    0644, directory created 0755).  False if that was not possible."""
+    tmp = f"{path}.{os.getpid()}.tmp"
+    try:
+        os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+        return True
+    except OSError:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        return False

@@ -1,0 +1,119 @@
+"""CO-RE results kept on disk, so a later load of the same object on the same
+kernel skips computing its relocations (and reading the kernel's BTF for them).
+
+A load that computes CO-RE relocations stores, per program, its instructions as
+relocated against the running kernel; the next load takes them from here when
+everything they were computed from is byte for byte the same:
+
+* the kernel: ``uname`` (release, version, machine), the size of
+  /sys/kernel/btf/vmlinux and its first and last 16 KiB (its header, first
+  types and last strings) -- a kernel's BTF cannot change without a reboot, and
+  another build differs in these;
+* the object's BTF blob, as parsed;
+* the program: its instructions before relocation and its CO-RE records.
+
+No hash stands in for any of them: they are stored and compared whole, so a
+match cannot be a collision.  Map file descriptors are written into the
+instructions after this step, never before.  One file per object name in
+:func:`rawprobe._cache.cache_dir`, in ``marshal`` format (read only if it is
+ours and only we may write it, see :mod:`rawprobe._cache`).
+
+Used by :class:`rawprobe.Collection` when it reads the kernel's own BTF (not
+when ``kernel_btf=`` is given).  Nothing here talks to the kernel beyond reading
+that file; nothing is held open.
+"""
+from __future__ import annotations
+
+import marshal
+import os
+
+from ._cache import cache_dir, read_private, write_atomic
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Optional
+
+VMLINUX = "/sys/kernel/btf/vmlinux"
+_FORMAT = 1
+_ENDS = 16384
+
+
+def kernel_key(path: str = VMLINUX) -> Optional[bytes]:
+    """The running kernel's BTF identity (see the module notes); None without it."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        size = os.fstat(fd).st_size
+        head = os.pread(fd, _ENDS, 0)
+        tail = os.pread(fd, _ENDS, max(0, size - _ENDS))
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    u = os.uname()
+    return f"{u.release}\0{u.version}\0{u.machine}\0{size}\0".encode() + head + tail
+
+
+def _file_name(object_name: str) -> str:
+    safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in object_name)[:64]
+    return f"core-{safe or 'object'}.bin"
+
+
+class CoreCache:
+    """The stored CO-RE results for one object on this kernel.
+
+    ``get(program)`` -> relocated instructions or None; ``put(program, insns)``
+    after computing them; ``save()`` writes the file if anything was put."""
+
+    def __init__(self, path: str, kernel: bytes, local_btf: bytes) -> None:
+        self.path = path
+        self._kernel = kernel
+        self._btf = local_btf
+        self._progs: dict[str, tuple[bytes, tuple, bytes]] = {}
+        self._dirty = False
+        data = read_private(path)
+        if data:
+            try:
+                stored = marshal.loads(data)
+            except (EOFError, ValueError, TypeError):
+                return
+            if (type(stored) is tuple and len(stored) == 4 and stored[0] == _FORMAT
+                    and stored[1] == kernel and stored[2] == local_btf
+                    and type(stored[3]) is dict):
+                self._progs = stored[3]
+
+    @classmethod
+    def open(cls, object_name: str, local_btf: Optional[bytes]) -> Optional["CoreCache"]:
+        """The cache for an object, or None when there is no cache directory, no
+        kernel BTF, or no parsed BTF blob to key on."""
+        d = cache_dir()
+        if not d or local_btf is None:
+            return None
+        kernel = kernel_key()
+        if kernel is None:
+            return None
+        return cls(os.path.join(d, _file_name(object_name)), kernel, local_btf)
+
+    @staticmethod
+    def _relos(p: Any) -> tuple:
+        return tuple((r.insn_off, r.type_id, int(r.kind), r.access_str) for r in p.core_relos)
+
+    def get(self, p: Any) -> Optional[bytes]:
+        hit = self._progs.get(p.name)
+        if (hit is not None and type(hit) is tuple and len(hit) == 3
+                and hit[0] == p.insns and hit[1] == self._relos(p)
+                and type(hit[2]) is bytes and len(hit[2]) == len(p.insns)):
+            return hit[2]
+        return None
+
+    def put(self, p: Any, relocated: bytes) -> None:
+        self._progs[p.name] = (bytes(p.insns), self._relos(p), bytes(relocated))
+        self._dirty = True
+
+    def save(self) -> None:
+        if self._dirty:
+            self._dirty = False
+            write_atomic(self.path, marshal.dumps(
+                (_FORMAT, self._kernel, self._btf, self._progs)))
