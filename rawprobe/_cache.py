@@ -18,7 +18,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Optional
 
-__all__ = ["cache_dir", "read_private", "write_atomic"]
+__all__ = ["cache_dir", "is_private", "read_private", "write_atomic"]
 
 
 def cache_dir() -> Optional[str]:
@@ -34,6 +34,12 @@ def cache_dir() -> Optional[str]:
     return os.path.join(xdg, "rawprobe")
 
 
+def is_private(st: os.stat_result) -> bool:
+    """A regular file of our effective uid that nobody else may write."""
+    return (st.st_uid == os.geteuid() and not st.st_mode & 0o022
+            and (st.st_mode & 0o170000) == 0o100000)
+
+
 def read_private(path: str) -> Optional[bytes]:
     """The file's bytes if it is a regular file of ours that only we may write;
     None otherwise (absent, a symlink, another owner, group/world writable)."""
@@ -42,9 +48,7 @@ def read_private(path: str) -> Optional[bytes]:
     except OSError:
         return None
     try:
-        st = os.fstat(fd)
-        if (st.st_uid != os.geteuid() or st.st_mode & 0o022
-                or (st.st_mode & 0o170000) != 0o100000):
+        if not is_private(os.fstat(fd)):
             return None
         chunks = []
         while True:

@@ -164,6 +164,15 @@ def test_stale_or_corrupt_cache_is_rebuilt(cache_dir) -> None:
 
 
 @needs_vmlinux
+def test_a_cache_file_others_may_write_is_not_used(cache_dir) -> None:
+    fresh()
+    (path,) = cache_dir.iterdir()
+    assert fresh()._from_cache
+    os.chmod(path, 0o666)
+    assert not fresh()._from_cache
+
+
+@needs_vmlinux
 def test_cache_for_another_kernel_is_ignored(cache_dir, monkeypatch) -> None:
     fresh()
     real = os.uname()

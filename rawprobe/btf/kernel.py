@@ -30,7 +30,7 @@ import os
 import struct
 import sys
 
-from .._cache import cache_dir, write_atomic
+from .._cache import cache_dir, is_private, write_atomic
 from ..errors import BTFError, NotFoundError, NotSupportedError
 from . import types as T
 from .parse import (TAIL_FIXED, TAIL_ITEM, BTFLookups, Header, check_strings, decode_type,
@@ -390,6 +390,8 @@ def _read_index(path: str, key: bytes, nwords: int):
     memoryviews over the file (no copy), or None if absent or not for this blob."""
     try:
         with open(path, "rb") as f:
+            if not is_private(os.fstat(f.fileno())):
+                return None
             data = mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ)
     except (OSError, ValueError):
         return None
