@@ -207,6 +207,9 @@ class RingBuffer(_Reader):
       path for fixed-layout records, decoded at C speed with
       ``struct.iter_unpack`` over runs of same-sized records.
 
+    ``peek(fmt)`` decodes the next record without consuming it (to act on it
+    before reading the batch).
+
     ``fileno()`` is the map fd, pollable (``EPOLLIN`` while unconsumed data
     exists) for use in the caller's own epoll loop; after it reports readable,
     call any read method.  Each read that returns fewer records than its
@@ -365,6 +368,26 @@ class RingBuffer(_Reader):
         self._read(timeout_ms, max,
                    lambda runs, end: self._emit_structs(runs, end, fmt, out))
         return out
+
+    def peek(self, fmt: struct.Struct) -> tuple | None:
+        """The record at the consumer position decoded with ``fmt`` (from its
+        start), WITHOUT consuming it; None if there is none yet, it is still
+        BUSY, discarded, or shorter than ``fmt``.  The cheapest look at the
+        next record (no copy, no list, a few lines of Python): for acting on it
+        at once, before the batch is read by one of the methods above, which
+        return it again."""
+        if self._closed:
+            self._check_open()
+        cons = self._cons
+        if self._prod_q[0] == cons:
+            return None
+        self._acquire_fence()
+        off = cons & self._mask
+        hdr = self._u32[off >> 2]
+        if hdr & (BPF_RINGBUF_BUSY_BIT | BPF_RINGBUF_DISCARD_BIT) or (hdr & _LEN_MASK) < fmt.size:
+            return None
+        self._acquire_fence()
+        return fmt.unpack_from(self._data, off + 8)
 
     def close(self) -> None:
         """Unmap the ring and close the internal epoll fd (idempotent)."""

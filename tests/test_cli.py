@@ -117,6 +117,52 @@ def test_sigint_abandons_targets_in_flight():
 
 
 @needs_kernel
+def test_a_call_before_the_loop_is_written_out_at_once():
+    """A call made between "armed" and the first wait is read by the pump before
+    the loop; its events must be written then, not at the next wake-up (here the
+    --kill-after deadline, 3 s on).  Run in process so the call lands in exactly
+    that window (on_armed is called just before that pump).  The signal goes out
+    before the batch is read (RingBuffer.peek), so the batch takes its
+    signal_generate record too and nothing is left in the ring to wake the loop:
+    under load this used to hold a run's events back until the deadline."""
+    from rawprobe.interceptor.cli import run_watch
+    from rawprobe.interceptor.options import parse_watch
+
+    comm = unique_comm()
+    t = Target(comm, "--ignore-term")
+    written: list[tuple[float, str]] = []
+
+    class Stream:
+        def write(self, s: str) -> int:
+            for line in s.splitlines():
+                if line.strip():
+                    written.append((time.monotonic(), json.loads(line)["event"]))
+            return len(s)
+
+        def flush(self) -> None:
+            pass
+
+        def close(self) -> None:
+            pass
+
+    def armed(_: dict) -> None:
+        t.go()
+        t.wait_writes_done()           # its call is in the ring buffer now
+        written.append((time.monotonic(), "called"))
+
+    try:
+        o = parse_watch(["--comm", comm, "--count", "1", "--kill-after", "3s"])
+        status, _, _ = run_watch(o, text=None, json_stream=Stream(), summary_stream=None,
+                                 on_armed=armed)
+    finally:
+        t.kill()
+    assert status == 0
+    when = dict((e, at) for at, e in reversed(written))
+    assert when["signal"] - when["called"] < 1.5, written
+    assert when["escalate"] - when["called"] > 2.5, written
+
+
+@needs_kernel
 def test_duration_bounds_the_watch():
     t0 = time.monotonic()
     w = Watch("--comm", unique_comm(), "--duration", "300ms")

@@ -321,3 +321,29 @@ def test_closed_ring_refuses():
     rb.close()
     with pytest.raises(RawprobeError, match="closed"):
         rb.read_batch()
+
+
+def test_peek_decodes_the_next_record_without_consuming_it():
+    img = KernelImage(256)
+    rb = img.ring()
+    fmt = struct.Struct("<IQ")
+    assert rb.peek(fmt) is None                       # empty
+    a = img.reserve(fmt.pack(1, 11))
+    assert rb.peek(fmt) is None                       # still BUSY
+    img.commit(a, discard=False)
+    assert rb.peek(fmt) == (1, 11) and rb.peek(fmt) == (1, 11)
+    assert rb.read_batch() == [fmt.pack(1, 11)]       # it is still there for a read
+    assert rb.peek(fmt) is None
+    b = img.reserve(fmt.pack(2, 22))
+    img.commit(b, discard=True)
+    c = img.reserve(b"\x03\0\0\0")
+    img.commit(c, discard=False)
+    assert rb.peek(fmt) is None                       # a discarded record is not data
+    assert rb.read_batch() == [b"\x03\0\0\0"]         # (reading skips it)
+    d = img.reserve(fmt.pack(4, 44))
+    img.commit(d, discard=False)
+    assert rb.peek(fmt) == (4, 44)
+    short = KernelImage(256)
+    short.commit(short.reserve(b"\x05\0\0\0"), discard=False)
+    assert short.ring().peek(fmt) is None             # shorter than fmt
+    assert short.ring().read_batch() == [b"\x05\0\0\0"]

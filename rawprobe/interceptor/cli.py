@@ -51,7 +51,7 @@ def run_watch(o: WatchOptions, text: IO[str] | None = sys.stdout,
     from .probe import Probe
     from .reactor import Reactor, now_ns
     from .syscalls import name_of
-    from .tracker import Tracker, TrackerConfig
+    from .tracker import STRIKE_PEEK, Tracker, TrackerConfig
     from .events import RP_EV_INTERCEPT, Intercept, KernelExit, KernelSignal, decode
 
     check_privileges(o.action)
@@ -69,7 +69,17 @@ def run_watch(o: WatchOptions, text: IO[str] | None = sys.stdout,
         ring, symbol = probe.ring, probe.symbol
         strike = o.action == "signal"
 
+        peek = ring.peek
+
         def pump() -> None:
+            if strike:
+                # The first pending record straight from the ring: no copy, no list;
+                # the signal goes out before anything else is touched (on a cold
+                # wake-up each line of Python costs; ~40 us less to the signal here).
+                first = peek(STRIKE_PEEK)
+                if first is not None and first[0] == RP_EV_INTERCEPT and \
+                        tracker.strike_fields(*first[1:]):
+                    os.sched_yield()      # see below
             recs = ring.read_batch()
             if strike:
                 # signal first (tracker.strike); decoding, bookkeeping, output after
@@ -131,11 +141,15 @@ def run_watch(o: WatchOptions, text: IO[str] | None = sys.stdout,
             on_armed(armed)
 
         until = now_ns() + o.duration_ns if o.duration_ns else None
+        # Records that came before the loop: acted on, and written out now (the
+        # loop writes after each wake-up; the next may be a deadline away).
         pump()
+        tracker.flush()
         reactor.run(lambda: tracker.done, until_ns=until)
         if reactor.stop_requested is None and not tracker.done:
             stop_intake()                    # --duration is over: finish those in flight
             pump()
+            tracker.flush()
             reactor.run(lambda: tracker.done)
         tracker.flush()
         counters = probe.counters()

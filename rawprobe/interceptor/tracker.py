@@ -44,6 +44,8 @@ if TYPE_CHECKING:
 # The fields of a raw intercept record (intercept.h) the signalling fast path needs:
 # tgid, flags, start_time, start_boottime, pid_ino.
 _STRIKE = struct.Struct("<4xI32xI60xQQ88xQ")
+# The same with the record type first, for RingBuffer.peek.
+STRIKE_PEEK = struct.Struct("<II32xI60xQQ88xQ")
 
 # After the pidfd says "exited", how long to wait for the kernel's exit record.
 EXIT_RECORD_GRACE_NS = 200_000_000
