@@ -271,6 +271,20 @@ def test_pid_filter_selects_only_that_process(targets):
     assert a.alive()
 
 
+def test_uid_filter_selects_by_real_uid(targets):
+    comm = unique_comm()
+    root = targets(comm, "--writes", "5")
+    nobody = targets(comm, "--writes", "5", real_uid=65534)
+    assert open(f"/proc/{nobody.pid}/status").read().count("65534") == 1   # Uid: real only
+    w = Watch("--comm", comm, "--uid", "65534", "--count", "1")
+    root.go()
+    root.wait_writes_done()
+    nobody.go()
+    assert w.finish() == 0, w.stderr
+    assert {e["pid"] for e in w.of("intercept")} == {nobody.pid}
+    assert root.alive()
+
+
 def test_cgroup_filter_selects_its_members(targets):
     mounts = [ln.split()[1] for ln in open("/proc/self/mounts") if ln.split()[2] == "cgroup2"]
     if not mounts:

@@ -206,7 +206,7 @@ def build_parser(for_help: bool = True):
     f.add_argument("--pid", action="append", default=[], metavar="PID",
                    help="process id(s); repeat or comma-separate")
     f.add_argument("--cgroup", metavar="PATH", help="cgroup v2 directory")
-    f.add_argument("--uid", help="user name or id")
+    f.add_argument("--uid", help="the caller's real user, a name or id")
     r = ap.add_argument_group("which routine")
     r.add_argument("--syscall", help="syscall name or number (default: write)")
     r.add_argument("--kprobe", metavar="SYMBOL[+OFFSET]", help="kernel function and offset")

@@ -27,7 +27,9 @@ def unique_comm(prefix: str = "rpt_") -> str:
 class Target:
     """tests/targets/target.py, started and waiting for "go"."""
 
-    def __init__(self, comm: str, *args: str, report: bool = False) -> None:
+    def __init__(self, comm: str, *args: str, report: bool = False,
+                 real_uid: int | None = None) -> None:
+        """``real_uid``: run with that real uid (what --uid filters on)."""
         self.comm = comm
         self.report_r = -1
         extra: list[str] = []
@@ -37,7 +39,11 @@ class Target:
             extra, fds = ["--report-fd", str(w)], (w,)
         self.p = subprocess.Popen([sys.executable, "-S", str(HERE / "target.py"), "--comm", comm,
                                    "--wait-go", *args, *extra], pass_fds=fds,
-                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                  # another real uid, root still effective (it can read
+                                  # this checkout wherever it is)
+                                  preexec_fn=None if real_uid is None else
+                                  (lambda: os.setresuid(real_uid, 0, 0)))
         for fd in fds:
             os.close(fd)
         line = self.p.stdout.readline()
