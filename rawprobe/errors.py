@@ -18,6 +18,8 @@ __all__ = [
     "PermissionDeniedError",
     "VerifierError",
     "CORERelocationError",
+    "InvalidValueError",
+    "UsageError",
 ]
 
 
@@ -86,3 +88,11 @@ class VerifierError(RawprobeError):
 
 class CORERelocationError(RawprobeError):
     """A CO-RE relocation could not be computed (not merely unresolved: that poisons)."""
+
+
+class InvalidValueError(RawprobeError, ValueError):
+    """A value that does not fit the variable it is meant for."""
+
+
+class UsageError(RawprobeError):
+    """A bad command-line argument; the message says what is accepted."""

@@ -35,8 +35,8 @@ from bisect import bisect_left
 from . import elf as E
 from . import insn as I
 from ._records import RecordTuple
-from .errors import (BTFError, NotFoundError, ObjectFormatError, PermissionDeniedError,
-                     RawprobeError, SyscallError)
+from .errors import (BTFError, InvalidValueError, NotFoundError, ObjectFormatError,
+                     PermissionDeniedError, RawprobeError, SyscallError)
 from .sections import ProgType, program_section
 from .uapi import BPF_OBJ_NAME_LEN, MapFlags, MapType
 
@@ -57,10 +57,6 @@ _MAP_IN_MAP = (MapType.ARRAY_OF_MAPS, MapType.HASH_OF_MAPS)
 _MAX_DATA_SIZE = 1 << 29       # far above KMALLOC_MAX_SIZE, the kernel's limit
 _UINT_FIELDS = ("type", "max_entries", "map_flags", "numa_node", "key_size", "value_size",
                 "pinning", "map_extra")
-
-
-class InvalidValueError(RawprobeError, ValueError):
-    """A value that does not fit the variable it is meant for."""
 
 
 class MapReloc(RecordTuple):

@@ -9,16 +9,12 @@ import os
 
 from .record import Record
 
-from ..errors import RawprobeError
+from ..errors import UsageError
 
 TASK_COMM_LEN = 16           # the kernel's comm buffer, NUL included
 HOOKS = ("auto", "raw_tp", "tracepoint", "kprobe", "fentry")
 ACTIONS = ("signal", "kernel-signal", "report")
 DEFAULT_MAX_IN_FLIGHT = 4096
-
-
-class UsageError(RawprobeError):
-    """A bad command-line argument; the message says what is accepted."""
 
 
 _DURATION = r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m)\s*$"
