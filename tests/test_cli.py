@@ -163,6 +163,33 @@ def test_a_call_before_the_loop_is_written_out_at_once():
 
 
 @needs_kernel
+def test_busy_poll_never_sleeps_and_still_signals():
+    def cpu_seconds(*args: str) -> float:
+        env = dict(os.environ, PYTHONPATH=str(ROOT))
+        p = subprocess.Popen([sys.executable, "-m", "rawprobe", "watch", "--comm",
+                              unique_comm(), "--duration", "500ms", "--quiet", *args],
+                             stdout=subprocess.DEVNULL, env=env, cwd=str(ROOT))
+        _, status, ru = os.wait4(p.pid, 0)
+        p.returncode = 0
+        assert os.waitstatus_to_exitcode(status) == 0
+        return ru.ru_utime + ru.ru_stime
+
+    plain, busy = cpu_seconds(), cpu_seconds("--busy-poll")
+    assert busy - plain > 0.25, (plain, busy)        # ~0.5 s spent polling, not sleeping
+
+    comm = unique_comm()
+    t = Target(comm, "--cleanup-ms", "5")
+    try:
+        w = Watch("--comm", comm, "--count", "1", "--busy-poll")
+        t.go()
+        assert w.finish() == 0, w.stderr
+        assert w.of("armed")[0]["busy_poll"] is True
+        assert w.of("signal", t.pid) and w.of("exit", t.pid)[0]["exit_code"] == 0
+    finally:
+        t.kill()
+
+
+@needs_kernel
 def test_duration_bounds_the_watch():
     t0 = time.monotonic()
     w = Watch("--comm", unique_comm(), "--duration", "300ms")

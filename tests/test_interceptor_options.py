@@ -81,6 +81,9 @@ def test_watch_defaults_and_values():
     assert o.skip_global and o.json == "out.jsonl"
     o = parse_watch(["--action", "report", "--kprobe", "ksys_write+0x10"])
     assert (o.kprobe, o.kprobe_offset, o.syscall) == ("ksys_write", 16, None)
+    assert not o.busy_poll
+    assert parse_watch(["--comm", "x", "--busy-poll"]).busy_poll          # the fast parser
+    assert parse_watch(["--comm", "x", "--busy"]).busy_poll               # argparse (prefix)
 
 
 @pytest.mark.parametrize("argv", [

@@ -7,7 +7,8 @@
    signal_deliver.  The targets are tools/bench_swarm.c, compiled here (with
    no C compiler, a Python swarm, whose forked children add tens of us before
    the call).
-     * ``rawprobe watch --action signal``        (ring buffer -> pidfd_send_signal)
+     * ``rawprobe watch --action signal``        (ring buffer -> pidfd_send_signal),
+       and the same with ``--busy-poll`` (the tool never sleeps)
      * ``rawprobe watch --action kernel-signal`` (bpf_send_signal at the call)
      * ``strace -f -e inject=write:signal=TERM`` (the original's strace script)
      * ``bpftrace --unsafe -e '...sys_enter_write /comm == X/ { signal(15) }'``
@@ -156,11 +157,11 @@ def _summary(call: dict[int, int], deliver: dict[int, int], kernel_us: list[floa
     return out
 
 
-def latency_rawprobe(action: str, n: int) -> dict:
+def latency_rawprobe(action: str, n: int, *extra: str) -> dict:
     name = comm()
     sw = Swarm(name, n)
     w = watch("--comm", name, "--action", action, "--count", str(n), "--kill-after", "2s",
-              "--quiet")
+              "--quiet", *extra)
     sw.go()
     out, err = w.communicate(timeout=300)
     sw.wait()
@@ -375,12 +376,13 @@ def latency(n: int) -> None:
           f"{n} processes one at a time (call: the target's clock just before write();"
           f" delivered: the kernel's signal_deliver); targets: {swarm_what}")
     rows = {"signal": latency_rawprobe("signal", n),
+            "signal, busy-poll": latency_rawprobe("signal", n, "--busy-poll"),
             "kernel-signal": latency_rawprobe("kernel-signal", n),
             "strace inject": latency_strace(n),
             "bpftrace signal": latency_bpftrace(n)}
     for k, r in rows.items():
         if isinstance(r, str):
-            print(f"  {k:<16} {r}")
+            print(f"  {k:<18} {r}")
             continue
         ratio = "".join(
             f"; {r['delivered_p50_us'] / b['delivered_p50_us']:.2f}x {peer.split()[0]}"
@@ -388,7 +390,7 @@ def latency(n: int) -> None:
             if isinstance(b, dict) and peer in ("strace inject", "bpftrace signal")
             and not k.startswith(("strace", "bpftrace")))
         sent = f", signal sent {r['sent_p50_us']:.0f} us after sys_enter" if "sent_p50_us" in r else ""
-        print(f"  {k:<16} {r['delivered_p50_us']:6.0f} us{ratio} (from sys_enter "
+        print(f"  {k:<18} {r['delivered_p50_us']:6.0f} us{ratio} (from sys_enter "
               f"{r['kernel_p50_us']:.0f} us{sent}); calls slipped through: mean "
               f"{r['slipped_mean']:.1f}, max {r['slipped_max']} (n={r['n']})")
 

@@ -115,6 +115,7 @@ def run_watch(o: WatchOptions, text: IO[str] | None = sys.stdout,
         reactor.after_dispatch = tracker.flush
         reactor.add_reader(probe.ring.fileno(), lambda fd: pump())
         reactor.install_signal_handlers()
+        reactor.busy_poll = o.busy_poll
         if o.action == "kernel-signal":
             # The kernel signals at the call; what is left here is bookkeeping.  As a
             # SCHED_BATCH task the tool's wake-up (ring buffer) does not preempt the
@@ -136,6 +137,8 @@ def run_watch(o: WatchOptions, text: IO[str] | None = sys.stdout,
                  "action": describe_action(o)}
         if max_in_flight < o.max_in_flight:
             armed["max_in_flight"] = max_in_flight
+        if o.busy_poll:
+            armed["busy_poll"] = True
         out.emit(armed)
         if on_armed is not None:
             on_armed(armed)
