@@ -10,7 +10,9 @@ everything they were computed from is byte for byte the same:
   types and last strings) -- a kernel's BTF cannot change without a reboot, and
   another build differs in these;
 * the object's BTF blob, as parsed;
-* the program: its instructions before relocation and its CO-RE records.
+* the program: its instructions before relocation and its CO-RE records;
+* the code that computed them: rawprobe's version and the size and mtime of
+  ``btf/core.py`` (an upgrade or an edit starts afresh).
 
 No hash stands in for any of them: they are stored and compared whole, so a
 match cannot be a collision.  Map file descriptors are written into the
@@ -56,6 +58,15 @@ def kernel_key(path: str = VMLINUX) -> Optional[bytes]:
     return f"{u.release}\0{u.version}\0{u.machine}\0{size}\0".encode() + head + tail
 
 
+def _impl_key() -> str:
+    from . import __version__
+    try:
+        st = os.stat(os.path.join(os.path.dirname(os.path.abspath(__file__)), "btf", "core.py"))
+    except OSError:
+        return f"{__version__}\0?"
+    return f"{__version__}\0{st.st_size}\0{st.st_mtime_ns}"
+
+
 def _file_name(object_name: str) -> str:
     safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in object_name)[:64]
     return f"core-{safe or 'object'}.bin"
@@ -67,9 +78,10 @@ class CoreCache:
     ``get(program)`` -> relocated instructions or None; ``put(program, insns)``
     after computing them; ``save()`` writes the file if anything was put."""
 
-    def __init__(self, path: str, kernel: bytes, local_btf: bytes) -> None:
+    def __init__(self, path: str, key: bytes, local_btf: bytes) -> None:
+        """``key``: the kernel's identity and the computing code's (see above)."""
         self.path = path
-        self._kernel = kernel
+        self._key = key
         self._btf = local_btf
         self._progs: dict[str, tuple[bytes, tuple, bytes]] = {}
         self._dirty = False
@@ -80,7 +92,7 @@ class CoreCache:
             except (EOFError, ValueError, TypeError):
                 return
             if (type(stored) is tuple and len(stored) == 4 and stored[0] == _FORMAT
-                    and stored[1] == kernel and stored[2] == local_btf
+                    and stored[1] == key and stored[2] == local_btf
                     and type(stored[3]) is dict):
                 self._progs = stored[3]
 
@@ -94,7 +106,8 @@ class CoreCache:
         kernel = kernel_key()
         if kernel is None:
             return None
-        return cls(os.path.join(d, _file_name(object_name)), kernel, local_btf)
+        return cls(os.path.join(d, _file_name(object_name)), _impl_key().encode() + b"\0" + kernel,
+                   local_btf)
 
     @staticmethod
     def _relos(p: Any) -> tuple:
@@ -116,4 +129,4 @@ class CoreCache:
         if self._dirty:
             self._dirty = False
             write_atomic(self.path, marshal.dumps(
-                (_FORMAT, self._kernel, self._btf, self._progs)))
+                (_FORMAT, self._key, self._btf, self._progs)))

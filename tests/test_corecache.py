@@ -77,7 +77,7 @@ def test_a_second_load_takes_the_relocations_from_the_cache(cache, computed) -> 
     assert hit is not None and hit != spec.programs[PROG].insns   # relocated, not raw
 
 
-def test_another_kernel_or_another_program_misses(cache, computed, monkeypatch) -> None:
+def test_another_kernel_program_or_rawprobe_misses(cache, computed, monkeypatch) -> None:
     spec, coll = load()
     coll.close()
     p = spec.programs[PROG]
@@ -90,6 +90,11 @@ def test_another_kernel_or_another_program_misses(cache, computed, monkeypatch) 
     other[-1] ^= 0xFF
     p.insns = rawprobe.ObjectSpec.from_file(str(READ)).programs[PROG].insns
     assert corecache.CoreCache.open(spec.name, bytes(other)).get(p) is None
+    real_impl = corecache._impl_key()
+    monkeypatch.setattr(corecache, "_impl_key", lambda: real_impl + "edited")
+    assert corecache.CoreCache.open(spec.name, spec.btf.raw).get(p) is None
+    monkeypatch.setattr(corecache, "_impl_key", lambda: real_impl)
+    assert corecache.CoreCache.open(spec.name, spec.btf.raw).get(p) is not None
     real_key = corecache.kernel_key()
     monkeypatch.setattr(corecache, "kernel_key", lambda path=None: real_key + b"another")
     assert corecache.CoreCache.open(spec.name, spec.btf.raw).get(p) is None
