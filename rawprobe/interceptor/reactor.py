@@ -22,11 +22,11 @@ Facts it relies on:
 """
 from __future__ import annotations
 
-import heapq
 import os
 import select
 import _signal as signal  # the C module: "signal" builds enums at import (ms)
 import time
+from _heapq import heappop, heappush   # the C functions; heapq.py adds nothing used here
 TYPE_CHECKING = False  # typing costs an import; checkers treat this name as True
 
 if TYPE_CHECKING:
@@ -86,7 +86,7 @@ class Reactor:
     # -- deadlines -------------------------------------------------------------------
     def call_at(self, when_ns: int, callback: Callable[[], None]) -> Timer:
         t = Timer(when_ns, callback)
-        heapq.heappush(self._timers, t)
+        heappush(self._timers, t)
         return t
 
     def call_later(self, delay_ns: int, callback: Callable[[], None]) -> Timer:
@@ -94,13 +94,13 @@ class Reactor:
 
     def _next_deadline(self) -> int | None:
         while self._timers and self._timers[0].cancelled:
-            heapq.heappop(self._timers)
+            heappop(self._timers)
         return self._timers[0].when_ns if self._timers else None
 
     def _run_due(self) -> None:
         t_now = now_ns()
         while self._timers and self._timers[0].when_ns <= t_now:
-            t = heapq.heappop(self._timers)
+            t = heappop(self._timers)
             if not t.cancelled:
                 t.cancelled = True
                 t.callback()

@@ -25,10 +25,12 @@ pidfd pins, never a later holder of the pid.
 """
 from __future__ import annotations
 
-import collections
 import os
 import _signal  # the C module: "signal" builds enums at import (ms)
 import struct
+# The C type itself: the collections package costs its own imports (keyword,
+# operator, reprlib, ...) at every start.
+from _collections import deque
 TYPE_CHECKING = False  # typing costs an import; checkers treat this name as True
 
 from . import pidfd, procinfo
@@ -109,7 +111,7 @@ class Tracker:
         self.cfg = config
         self.drain = drain            # pull pending kernel records now (ring buffer)
         self.active: dict[int, Target] = {}
-        self.waiting: collections.deque[Target] = collections.deque()
+        self.waiting: deque[Target] = deque()
         self.counts = Counts()
         self.handled = 0              # targets finished: exited, refused, error, reported
         self.stopping = False         # no new targets (count reached, duration over)
