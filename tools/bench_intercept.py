@@ -328,7 +328,7 @@ def python_start(flags: list[str], env: dict) -> float:
     return best * 1000
 
 
-def startup(runs: int = 7) -> dict:
+def startup(runs: int = 15) -> dict:
     """Launch to armed as an installed rawprobe starts (see bench_load.py): byte code
     in a private PYTHONPYCACHEPREFIX (filled by the first run, as pip's compile step
     would), ``-S`` with the site-packages on PYTHONPATH so this environment's .pth
