@@ -19,8 +19,8 @@ import pytest
 IN_VM = os.environ.get("RAWPROBE_VM") == "1"
 VMTEST = "`make vmtest` runs it in a VM with Debian's 6.1 kernel"
 TRACEFS = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
-VM_MARKER = ("vm: needs a kernel feature this machine lacks (kprobes, fentry); "
-             "runs in the VM via make vmtest")
+VM_MARKER = ("vm: needs a kernel feature this machine lacks (kprobes, fentry, module "
+             "BTF); runs in the VM via make vmtest")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -47,10 +47,18 @@ def _check_fentry() -> str | None:
     return None if f.supported else f"fentry/fexit refused ({f.detail})"
 
 
+def _check_module_btf() -> str | None:
+    btf = Path("/sys/kernel/btf")
+    if btf.is_dir() and any(p.name != "vmlinux" for p in btf.iterdir()):
+        return None
+    return "no kernel module with BTF is loaded (/sys/kernel/btf has only vmlinux)"
+
+
 # Feature name -> check; fentry asks rawprobe.features, which probes for real.
 FEATURE_CHECKS: dict[str, Callable[[], str | None]] = {
     "kprobes": _check_kprobes,
     "fentry": _check_fentry,
+    "module_btf": _check_module_btf,
 }
 _missing: dict[str, str | None] = {}
 

@@ -37,13 +37,14 @@ _MEMBER = re.compile(r"^\t'([^']*)' type_id=(\d+) bits_offset=(\d+)(?: bitfield_
 _ENUMVAL = re.compile(r"^\t'([^']*)' val=(-?\d+)")
 
 
-@lru_cache(maxsize=1)
-def bpftool_dump() -> dict[int, dict]:
+@lru_cache(maxsize=4)
+def bpftool_dump(path: Path = VMLINUX) -> dict[int, dict]:
     """id -> {kind, name, rest, members: [(name, type_id, bits_offset, bitfield_size)],
-    values: {enumerator: value}}."""
+    values: {enumerator: value}}; split BTF (a module's) is dumped on vmlinux."""
     if shutil.which("bpftool") is None:
         pytest.skip("bpftool is not installed (Debian package bpftool)")
-    text = subprocess.run(["bpftool", "btf", "dump", "file", str(VMLINUX)], check=True,
+    base = [] if path == VMLINUX else ["--base-btf", str(VMLINUX)]
+    text = subprocess.run(["bpftool", *base, "btf", "dump", "file", str(path)], check=True,
                           capture_output=True, text=True).stdout
     types: dict[int, dict] = {}
     cur: dict = {}
@@ -217,6 +218,32 @@ def test_missing_file(tmp_path) -> None:
     with pytest.raises(NotFoundError, match="module"):
         KernelBTF.load_module("rawprobe_no_such_module", base=KernelBTF.from_bytes(
             blob(INT_REC, INT_STRINGS)))
+
+
+@pytest.mark.vm("module_btf")
+def test_real_module_btf_matches_bpftool() -> None:
+    """Split BTF as the kernel ships it: every loaded module's own types (ids after
+    vmlinux's) against bpftool's dump of the same file on top of vmlinux."""
+    mods = sorted(p.name for p in VMLINUX.parent.iterdir() if p.name != "vmlinux")
+    base = KernelBTF.load()
+    checked = 0
+    for mod in mods:
+        kb = KernelBTF.load_module(mod)
+        dump = bpftool_dump(VMLINUX.parent / mod)
+        assert len(kb) == max(dump) + 1 and min(dump) == len(base), mod
+        for i in sorted(dump):
+            t = kb.type_by_id(i)
+            assert (t.kind.name, t.name) == (dump[i]["kind"],
+                                             dump[i]["name"].replace("(anon)", "")), (mod, i)
+            if dump[i]["members"] and isinstance(t, (T.Struct, T.Union)):
+                assert [(m.name or "(anon)", m.type, m.offset, m.bitfield_size)
+                        for m in t.members] == dump[i]["members"], (mod, i)
+            checked += 1
+        # lookups by name reach the module's own types and vmlinux's
+        own = next(d["name"] for i, d in sorted(dump.items()) if d["name"] != "(anon)")
+        assert any(i >= len(base) for i in kb.types_by_name(own)), (mod, own)
+        assert kb.types_by_name("task_struct") == base.types_by_name("task_struct")
+    assert checked > 100, (mods, checked)
 
 
 # -- same answers as BTFSpec on committed objects; split BTF ---------------------------
