@@ -196,6 +196,7 @@ class _Loader:
         self.coll = coll
         self.spec = spec
         self._kernel_btf = kernel_btf
+        self._own_kernel = kernel_btf is None     # the running kernel's BTF, not given
         self.log_level = log_level
         self._relocator: Any = None
         self._core_cache: Any = False      # not looked at yet; None: not used
@@ -437,7 +438,7 @@ class _Loader:
             return insns
         if self._core_cache is False:
             self._core_cache = None
-            if self._kernel_btf is None and self.spec.btf is not None:
+            if self._own_kernel and self.spec.btf is not None:
                 from .corecache import CoreCache
                 self._core_cache = CoreCache.open(self.spec.name, self.spec.btf.raw)
         cache = self._core_cache
@@ -447,13 +448,20 @@ class _Loader:
                 return bytearray(hit)
         self._apply_core(p, insns)
         if cache is not None:
-            cache.put(p, insns)
+            # A type looked for in the modules' BTF: the answer changes with them
+            dep = self._relocator.module_dependent
+            cache.put(p, insns, modules=any(r.type_id in dep for r in p.core_relos))
         return insns
 
     def _apply_core(self, p: ProgramSpec, insns: bytearray) -> None:
         if self._relocator is None:
             from .btf.core import CoreRelocator
-            self._relocator = CoreRelocator(self.spec.btf, self.kernel_btf())
+            kb = self.kernel_btf()
+            modules: Any = ()
+            if self._own_kernel:
+                from .btf.kernel import ModuleBTFs
+                modules = ModuleBTFs(kb)
+            self._relocator = CoreRelocator(self.spec.btf, kb, modules)
         from .btf.core import apply
         for relo in p.core_relos:
             idx = relo.insn_off // 8       # ProgramSpec keeps these in bytes

@@ -12,7 +12,9 @@ everything they were computed from is byte for byte the same:
 * the object's BTF blob, as parsed;
 * the program: its instructions before relocation and its CO-RE records;
 * the code that computed them: rawprobe's version and the size and mtime of
-  ``btf/core.py`` (an upgrade or an edit starts afresh).
+  ``btf/core.py`` (an upgrade or an edit starts afresh);
+* for a program with a type vmlinux lacks (looked for in the modules' BTF):
+  the loaded modules' BTF files, by name, size and mtime.
 
 No hash stands in for any of them: they are stored and compared whole, so a
 match cannot be a collision.  Map file descriptors are written into the
@@ -36,7 +38,7 @@ if TYPE_CHECKING:
     from typing import Any, Optional
 
 VMLINUX = "/sys/kernel/btf/vmlinux"
-_FORMAT = 1
+_FORMAT = 2
 _ENDS = 16384
 
 
@@ -58,6 +60,25 @@ def kernel_key(path: str = VMLINUX) -> Optional[bytes]:
     return f"{u.release}\0{u.version}\0{u.machine}\0{size}\0".encode() + head + tail
 
 
+def modules_key(vmlinux: str = VMLINUX) -> tuple:
+    """(name, size, mtime) of each loaded module's BTF file, sorted."""
+    d = os.path.dirname(vmlinux)
+    out = []
+    try:
+        names = os.listdir(d)
+    except OSError:
+        return ()
+    for name in sorted(names):
+        if name == os.path.basename(vmlinux):
+            continue
+        try:
+            st = os.stat(os.path.join(d, name))
+        except OSError:
+            continue
+        out.append((name, st.st_size, st.st_mtime_ns))
+    return tuple(out)
+
+
 def _impl_key() -> str:
     from . import __version__
     try:
@@ -75,15 +96,16 @@ def _file_name(object_name: str) -> str:
 class CoreCache:
     """The stored CO-RE results for one object on this kernel.
 
-    ``get(program)`` -> relocated instructions or None; ``put(program, insns)``
-    after computing them; ``save()`` writes the file if anything was put."""
+    ``get(program)`` -> relocated instructions or None; ``put(program, insns,
+    modules=False)`` after computing them (``modules``: the answer depends on
+    the modules' BTF); ``save()`` writes the file if anything was put."""
 
     def __init__(self, path: str, key: bytes, local_btf: bytes) -> None:
         """``key``: the kernel's identity and the computing code's (see above)."""
         self.path = path
         self._key = key
         self._btf = local_btf
-        self._progs: dict[str, tuple[bytes, tuple, bytes]] = {}
+        self._progs: dict[str, tuple[bytes, tuple, bytes, Any]] = {}
         self._dirty = False
         data = read_private(path)
         if data:
@@ -115,14 +137,16 @@ class CoreCache:
 
     def get(self, p: Any) -> Optional[bytes]:
         hit = self._progs.get(p.name)
-        if (hit is not None and type(hit) is tuple and len(hit) == 3
+        if (hit is not None and type(hit) is tuple and len(hit) == 4
                 and hit[0] == p.insns and hit[1] == self._relos(p)
-                and type(hit[2]) is bytes and len(hit[2]) == len(p.insns)):
+                and type(hit[2]) is bytes and len(hit[2]) == len(p.insns)
+                and (hit[3] is None or hit[3] == modules_key())):
             return hit[2]
         return None
 
-    def put(self, p: Any, relocated: bytes) -> None:
-        self._progs[p.name] = (bytes(p.insns), self._relos(p), bytes(relocated))
+    def put(self, p: Any, relocated: bytes, modules: bool = False) -> None:
+        self._progs[p.name] = (bytes(p.insns), self._relos(p), bytes(relocated),
+                               modules_key() if modules else None)
         self._dirty = True
 
     def save(self) -> None:

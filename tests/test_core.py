@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 from rawprobe.btf.core import (KIND_NAMES, POISON_HELPER, CoreRelocator, CoreResult, apply,
                                compute)
 from rawprobe.btf.ext import BTFExt, CoreRelo, CoreReloKind as K
+from rawprobe.btf import types as T
 from rawprobe.btf.kernel import KernelBTF
 from rawprobe.errors import CORERelocationError
 from test_btf_kernel import bpftool_dump, needs_vmlinux
@@ -367,6 +368,36 @@ def test_same_patches_as_libbpf() -> None:
                 assert {0x00: 4, 0x08: 2, 0x10: 1, 0x18: 8}[code & 0x18] == value
             n += 1
     assert n >= 50, patches
+
+
+@pytest.mark.vm("module_btf")
+def test_relocations_against_a_module_type(bpf_privileges, tmp_path, monkeypatch) -> None:
+    """core_module.bpf.o reads struct p9_client, which only the 9pnet module's
+    BTF has where 9pnet is a module (the test VM): loaded, attached and run, the
+    program reports the module's offsets and size, and the CO-RE cache keeps the
+    answer under the modules' identity."""
+    import rawprobe
+    from rawprobe import corecache
+    from rawprobe.btf.kernel import ModuleBTFs
+    vmlinux = KernelBTF.load()
+    if vmlinux.types_by_name("p9_client"):
+        pytest.skip("struct p9_client is in vmlinux here (9pnet built in)")
+    mod = next((m for m in ModuleBTFs(vmlinux) if m.types_by_name("p9_client")), None)
+    if mod is None:
+        pytest.skip("no loaded module has struct p9_client (9pnet is not loaded)")
+    tid, t = mod.type_by_name("p9_client", T.Kind.STRUCT)
+    by = {m.name: m.offset // 8 for m in t.members}
+    want = [by["msize"], by["proto_version"], t.size]
+
+    monkeypatch.setenv("RAWPROBE_CACHE_DIR", str(tmp_path))
+    for run in ("computed", "cached"):
+        with rawprobe.load(str(BPF_DIR / "core_module.bpf.o")) as coll:
+            with coll.programs["core_module"].attach_raw_tracepoint("sys_enter"):
+                os.getppid()
+            assert list(struct.unpack("<3Q", coll.variables["out"].get())) == want, run
+    spec = rawprobe.ObjectSpec.from_file(str(BPF_DIR / "core_module.bpf.o"))
+    entry = corecache.CoreCache.open(spec.name, spec.btf.raw)._progs["core_module"]
+    assert entry[3] == corecache.modules_key() and entry[3], entry[3]
 
 
 # -- apply() on hand-made instructions ---------------------------------------------

@@ -122,3 +122,17 @@ def test_unused_with_a_given_kernel_btf_or_without_a_cache_dir(cache, computed,
     load()[1].close()
     load()[1].close()
     assert not list(cache.glob("core-*")) and computed == [1, 1, 1]
+
+
+def test_an_answer_that_looked_in_the_modules_keys_on_them(cache, monkeypatch) -> None:
+    # core_read.bpf.o asks for types no kernel has (rawprobe_no_such_struct): their
+    # answer would change if a module with that type were loaded.
+    spec, coll = load()
+    coll.close()
+    p = spec.programs[PROG]
+    stored = corecache.CoreCache.open(spec.name, spec.btf.raw)
+    assert stored._progs[PROG][3] == corecache.modules_key()
+    assert stored.get(p) is not None
+    monkeypatch.setattr(corecache, "modules_key",
+                        lambda vmlinux=None: (("rawprobe_test_module", 4096, 1),))
+    assert corecache.CoreCache.open(spec.name, spec.btf.raw).get(p) is None

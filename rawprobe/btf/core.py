@@ -649,8 +649,11 @@ class CoreRelocator:
     """Computes CO-RE relocations of one object against one kernel.
 
     ``target`` is the kernel's BTF (``KernelBTF``, or a ``BTFSpec`` for tests
-    and for ``btf_custom_path``-style overrides); ``modules`` are searched, in
-    order, only for local types that have no candidate in ``target``.
+    and for ``btf_custom_path``-style overrides); ``modules`` (any iterable that
+    can be walked more than once; walked only when needed) are searched, in
+    order, only for local types that have no candidate in ``target``.  The
+    local type ids whose candidates were looked for there are kept in
+    ``module_dependent``: their answers change with the set of loaded modules.
     Candidate lists are cached per local type id and pruned to the candidates
     that matched, as libbpf does, so compute relocations in file order.
     """
@@ -658,7 +661,8 @@ class CoreRelocator:
     def __init__(self, local, target, modules: Iterable = ()) -> None:
         self.local = local
         self.target = target
-        self.modules = list(modules)
+        self.modules = modules
+        self.module_dependent: set[int] = set()
         self._cands: dict[int, list[tuple[object, int]]] = {}
         # (type id, access string, kind) -> result: programs of one object repeat
         # the same accesses (task->tgid in every program), and a relocation's
@@ -677,6 +681,7 @@ class CoreRelocator:
         name = essential_name(lt.name)
         c = self._cands_in(self.target, name, lt, 0)
         if not c:
+            self.module_dependent.add(local_id)
             for mod in self.modules:
                 start = len(mod.base) if getattr(mod, "base", None) is not None else 0
                 c += self._cands_in(mod, name, lt, start)

@@ -349,6 +349,30 @@ class KernelBTF(BTFLookups):
         return self._lookup(name, True)
 
 
+class ModuleBTFs:
+    """The split BTF of every loaded kernel module (``/sys/kernel/btf/<module>``,
+    5.11+), on top of ``base``: listed at the first walk, each parsed the first
+    time a walk reaches it.  Walk it as often as needed (CO-RE looks here only
+    for types vmlinux lacks).  A module unloaded since the listing is skipped."""
+
+    def __init__(self, base: KernelBTF) -> None:
+        self._base = base
+        self._names: Optional[list[str]] = None
+
+    def __iter__(self):
+        if self._names is None:
+            try:
+                self._names = sorted(n for n in os.listdir(os.path.dirname(VMLINUX))
+                                     if n != os.path.basename(VMLINUX))
+            except OSError:
+                self._names = []
+        for name in self._names:
+            try:
+                yield KernelBTF.load_module(name, base=self._base)
+            except (NotFoundError, BTFError, OSError):
+                continue
+
+
 # -- file access and the on-disk index cache --------------------------------
 
 def _map_file(path: str):
