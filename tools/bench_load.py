@@ -15,8 +15,9 @@ ones.  Printed:
 * rawprobe whole process and bpftool whole process (fork+exec to exit), next
   to a bare ``python -S -c pass`` so the interpreter's own start is visible;
 * the ratios against bpftool;
-* a cold first run: no kernel-BTF index cache (``RAWPROBE_CACHE_DIR`` points
-  at a new empty directory each time).
+* a cold first run: no kernel-BTF index and no CO-RE cache
+  (``RAWPROBE_CACHE_DIR`` points at a new empty directory each time); the other
+  runs take both from the cache, as every start after an installation's first.
 
 How Python runs, so that the figures are what an installed rawprobe costs:
 
@@ -152,7 +153,7 @@ def main() -> int:
                        stdout=subprocess.DEVNULL,
                        env=dict(child_env(warm_cache, pycache)))
         env = child_env(warm_cache, pycache)
-        run(child, env)                       # fills pycache prefix and BTF index cache
+        run(child, env)                       # fills pycache prefix, BTF index and CO-RE caches
         pin_root = Path(tempfile.mkdtemp(dir=bpffs, prefix="rpbench"))
         pin = str(pin_root / "p")
         bt_argv = [bpftool, "prog", "loadall", str(obj), pin]
@@ -191,7 +192,7 @@ def main() -> int:
     print(f"object: {obj.name} ({nprogs} programs, all loaded, as bpftool loadall)   "
           f"runs: {args.n} each, alternating")
     print("python: byte-compiled, -S (no site .pth hooks), os preloaded; "
-          "kernel BTF index cached unless 'cold'")
+          "kernel BTF index and CO-RE results cached unless 'cold'")
     print(f"{'median ms':46s} {'wall':>8s} {'CPU':>8s}   {'ratio to bpftool (wall, CPU)'}")
 
     def line(label: str, w: float, c: float, ratio: bool = True) -> None:
@@ -209,7 +210,7 @@ def main() -> int:
     line("rawprobe whole process", m("rp", 0), m("rp", 1))
     line("  python -S -c pass (interpreter start/exit)", m("py", 0), m("py", 1),
          ratio=False)
-    line(f"cold first run, in process (no BTF index, n={args.cold})", m(cold_in, 0),
+    line(f"cold first run, in process (no caches, n={args.cold})", m(cold_in, 0),
          m(cold_in, 1))
     line("cold first run, whole process", m(cold_proc, 0), m(cold_proc, 1))
     return 0
