@@ -1,7 +1,8 @@
 """The on-disk cache directory and its file discipline (no kernel involved).
 
 Two caches live there: the kernel BTF index (:mod:`rawprobe.btf.kernel`) and the
-CO-RE results (:mod:`rawprobe.corecache`).  Both are pure speed-ups: anything
+CO-RE results (:mod:`rawprobe.corecache`); both key on the kernel's BTF, whose
+identity (:func:`btf_key`) and module list are kept here for them.  Both are pure speed-ups: anything
 missing, unreadable, stale or not ours is ignored and rebuilt, and a cache that
 cannot be written costs the next start the same work again, nothing more.
 
@@ -18,7 +19,11 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Optional
 
-__all__ = ["cache_dir", "is_private", "read_private", "write_atomic"]
+__all__ = ["VMLINUX", "btf_key", "cache_dir", "is_private", "module_btf_names",
+           "read_btf_key", "read_private", "write_atomic"]
+
+VMLINUX = "/sys/kernel/btf/vmlinux"
+KEY_ENDS = 16384        # bytes of each end of a BTF blob kept in its key
 
 
 def cache_dir() -> Optional[str]:
@@ -83,3 +88,40 @@ def write_atomic(path: str, data: bytes) -> bool:
         except OSError:
             pass
         return False
+
+
+def btf_key(path: str, size: int, head: bytes, tail: bytes) -> bytes:
+    """What identifies the kernel BTF blob at ``path`` in a cache key, from its
+    size and its first and last KEY_ENDS bytes.  The kernel cannot change its BTF
+    without a reboot, and a reboot into another build changes uname or the blob;
+    both ends of the blob (the header and first types, the last strings), kept
+    verbatim, are the content check on top (no checksum: zlib is one more import)."""
+    u = os.uname()
+    return (f"{u.release}\0{u.version}\0{u.machine}\0{path}\0{size}\0".encode()
+            + bytes(head) + bytes(tail))
+
+
+def read_btf_key(path: str = VMLINUX) -> Optional[bytes]:
+    """``btf_key`` of a BTF file, reading only its two ends; None without it."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        size = os.fstat(fd).st_size
+        head = os.pread(fd, KEY_ENDS, 0)
+        tail = os.pread(fd, KEY_ENDS, max(0, size - KEY_ENDS))
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    return btf_key(path, size, head, tail)
+
+
+def module_btf_names(vmlinux: str = VMLINUX) -> list[str]:
+    """The loaded modules with BTF (``/sys/kernel/btf/<module>``, 5.11+), sorted."""
+    try:
+        names = os.listdir(os.path.dirname(vmlinux))
+    except OSError:
+        return []
+    return sorted(n for n in names if n != os.path.basename(vmlinux))

@@ -31,46 +31,21 @@ from __future__ import annotations
 import marshal
 import os
 
-from ._cache import cache_dir, read_private, write_atomic
+from ._cache import VMLINUX, cache_dir, module_btf_names, read_private, write_atomic
+from ._cache import read_btf_key as kernel_key
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Optional
 
-VMLINUX = "/sys/kernel/btf/vmlinux"
 _FORMAT = 2
-_ENDS = 16384
-
-
-def kernel_key(path: str = VMLINUX) -> Optional[bytes]:
-    """The running kernel's BTF identity (see the module notes); None without it."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
-        return None
-    try:
-        size = os.fstat(fd).st_size
-        head = os.pread(fd, _ENDS, 0)
-        tail = os.pread(fd, _ENDS, max(0, size - _ENDS))
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
-    u = os.uname()
-    return f"{u.release}\0{u.version}\0{u.machine}\0{size}\0".encode() + head + tail
 
 
 def modules_key(vmlinux: str = VMLINUX) -> tuple:
     """(name, size, mtime) of each loaded module's BTF file, sorted."""
     d = os.path.dirname(vmlinux)
     out = []
-    try:
-        names = os.listdir(d)
-    except OSError:
-        return ()
-    for name in sorted(names):
-        if name == os.path.basename(vmlinux):
-            continue
+    for name in module_btf_names(vmlinux):
         try:
             st = os.stat(os.path.join(d, name))
         except OSError:
@@ -107,6 +82,7 @@ class CoreCache:
         self._btf = local_btf
         self._progs: dict[str, tuple[bytes, tuple, bytes, Any]] = {}
         self._dirty = False
+        self._modules: Optional[tuple] = None     # modules_key(), taken once when needed
         data = read_private(path)
         if data:
             try:
@@ -140,13 +116,18 @@ class CoreCache:
         if (hit is not None and type(hit) is tuple and len(hit) == 4
                 and hit[0] == p.insns and hit[1] == self._relos(p)
                 and type(hit[2]) is bytes and len(hit[2]) == len(p.insns)
-                and (hit[3] is None or hit[3] == modules_key())):
+                and (hit[3] is None or hit[3] == self._modules_key())):
             return hit[2]
         return None
 
+    def _modules_key(self) -> tuple:
+        if self._modules is None:
+            self._modules = modules_key()
+        return self._modules
+
     def put(self, p: Any, relocated: bytes, modules: bool = False) -> None:
         self._progs[p.name] = (bytes(p.insns), self._relos(p), bytes(relocated),
-                               modules_key() if modules else None)
+                               self._modules_key() if modules else None)
         self._dirty = True
 
     def save(self) -> None:

@@ -30,7 +30,8 @@ import os
 import struct
 import sys
 
-from .._cache import cache_dir, is_private, write_atomic
+from .._cache import (KEY_ENDS, VMLINUX, btf_key, cache_dir, is_private, module_btf_names,
+                      write_atomic)
 from ..errors import BTFError, NotFoundError, NotSupportedError
 from . import types as T
 from .parse import (TAIL_FIXED, TAIL_ITEM, BTFLookups, Header, check_strings, decode_type,
@@ -41,12 +42,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from array import array
     from typing import Any, Iterator, Optional
 
-VMLINUX = "/sys/kernel/btf/vmlinux"
 _INDEX_MAGIC = b"RPBTFIX3"
 _FIXED_W = tuple(n // 4 for n in TAIL_FIXED)
 _ITEM_W = tuple(n // 4 for n in TAIL_ITEM)
-
-_KEY_ENDS = 16384        # bytes of each end of the blob kept in the cache key
 
 _loaded: dict[str, "KernelBTF"] = {}
 
@@ -207,15 +205,8 @@ class KernelBTF(BTFLookups):
         return sorted(found)
 
     def _cache_key(self) -> bytes:
-        # The kernel cannot change its BTF without a reboot, and a reboot into
-        # another build changes uname or the blob; both ends of the blob (the
-        # header and first types, the last strings), kept verbatim, are the
-        # content check on top (no checksum: zlib is one more import).
-        u = os.uname()
         b = self._buf
-        n = _KEY_ENDS
-        return (f"{u.release}\0{u.version}\0{u.machine}\0{self.path}\0{len(b)}\0"
-                .encode() + b[:n] + b[max(0, len(b) - n):])
+        return btf_key(self.path, len(b), b[:KEY_ENDS], b[max(0, len(b) - KEY_ENDS):])
 
     def _rebuild_index(self) -> None:
         self._build_index()
@@ -361,11 +352,7 @@ class ModuleBTFs:
 
     def __iter__(self):
         if self._names is None:
-            try:
-                self._names = sorted(n for n in os.listdir(os.path.dirname(VMLINUX))
-                                     if n != os.path.basename(VMLINUX))
-            except OSError:
-                self._names = []
+            self._names = module_btf_names()
         for name in self._names:
             try:
                 yield KernelBTF.load_module(name, base=self._base)
