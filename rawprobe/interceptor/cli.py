@@ -51,7 +51,7 @@ def run_watch(o: WatchOptions, text: IO[str] | None = sys.stdout,
     from .probe import Probe
     from .reactor import Reactor, now_ns
     from .syscalls import name_of
-    from .tracker import STRIKE_PEEK, Tracker, TrackerConfig
+    from .tracker import STRIKE, Tracker, TrackerConfig
     from .events import RP_EV_INTERCEPT, Intercept, KernelExit, KernelSignal, decode
 
     check_privileges(o.action)
@@ -76,7 +76,7 @@ def run_watch(o: WatchOptions, text: IO[str] | None = sys.stdout,
                 # The first pending record straight from the ring: no copy, no list;
                 # the signal goes out before anything else is touched (on a cold
                 # wake-up each line of Python costs; ~40 us less to the signal here).
-                first = peek(STRIKE_PEEK)
+                first = peek(STRIKE)
                 if first is not None and first[0] == RP_EV_INTERCEPT and \
                         tracker.strike_fields(*first[1:]):
                     os.sched_yield()      # see below
@@ -110,9 +110,9 @@ def run_watch(o: WatchOptions, text: IO[str] | None = sys.stdout,
             tracker.stop()
 
         tracker.on_count_reached = stop_intake
-        # act on a whole batch of records first, write the events after it
+        # act on a whole batch of records first, write the events before waiting again
         tracker.buffer = []
-        reactor.after_dispatch = tracker.flush
+        reactor.before_wait = tracker.flush
         reactor.add_reader(probe.ring.fileno(), lambda fd: pump())
         reactor.install_signal_handlers()
         reactor.busy_poll = o.busy_poll
@@ -144,15 +144,11 @@ def run_watch(o: WatchOptions, text: IO[str] | None = sys.stdout,
             on_armed(armed)
 
         until = now_ns() + o.duration_ns if o.duration_ns else None
-        # Records that came before the loop: acted on, and written out now (the
-        # loop writes after each wake-up; the next may be a deadline away).
-        pump()
-        tracker.flush()
+        pump()                               # written before the loop's first wait
         reactor.run(lambda: tracker.done, until_ns=until)
         if reactor.stop_requested is None and not tracker.done:
             stop_intake()                    # --duration is over: finish those in flight
             pump()
-            tracker.flush()
             reactor.run(lambda: tracker.done)
         tracker.flush()
         counters = probe.counters()

@@ -62,8 +62,9 @@ class Reactor:
         self._old_handlers: dict[int, object] = {}
         self._old_wakeup: int | None = None
         self._pipe: tuple[int, int] | None = None
-        # called after each batch of fd events and deadlines (e.g. to write output)
-        self.after_dispatch: Callable[[], None] | None = None
+        # called before each wait (e.g. to write the output of what was done since
+        # the last one, in a callback or outside the loop): never sleep on it
+        self.before_wait: Callable[[], None] | None = None
         # never sleep: poll without blocking (a CPU at 100 %, no wake-up latency)
         self.busy_poll = False
 
@@ -129,6 +130,8 @@ class Reactor:
     # -- running ---------------------------------------------------------------------
     def run_once(self, max_wait_ns: int | None = None) -> None:
         """Wait for one batch of fd events or the next deadline, and dispatch them."""
+        if self.before_wait is not None:
+            self.before_wait()
         deadline = self._next_deadline()
         waits = [w for w in (max_wait_ns,
                              None if deadline is None else max(0, deadline - now_ns()))
@@ -145,8 +148,6 @@ class Reactor:
             if cb is not None:
                 cb(fd)
         self._run_due()
-        if self.after_dispatch is not None:
-            self.after_dispatch()
 
     def _spin(self, timeout: float) -> list:
         """``epoll_wait`` without sleeping, again and again, until something is

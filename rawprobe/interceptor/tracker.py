@@ -44,10 +44,8 @@ if TYPE_CHECKING:
     from .reactor import Reactor, Timer
 
 # The fields of a raw intercept record (intercept.h) the signalling fast path needs:
-# tgid, flags, start_time, start_boottime, pid_ino.
-_STRIKE = struct.Struct("<4xI32xI60xQQ88xQ")
-# The same with the record type first, for RingBuffer.peek.
-STRIKE_PEEK = struct.Struct("<II32xI60xQQ88xQ")
+# type, then strike_fields' arguments: tgid, flags, start_time, start_boottime, pid_ino.
+STRIKE = struct.Struct("<II32xI60xQQ88xQ")
 
 # After the pidfd says "exited", how long to wait for the kernel's exit record.
 EXIT_RECORD_GRACE_NS = 200_000_000
@@ -207,9 +205,9 @@ class Tracker:
         intercepted one, pidfd_send_signal.  Anything else (a refusal, an error, no
         free slot, the count nearly reached) is left to ``on_intercept``, which
         redoes it all and reports.  ``on_intercept`` finds the signalled pidfd."""
-        if len(rec) < _STRIKE.size:
+        if len(rec) < STRIKE.size:
             return 0
-        return self.strike_fields(*_STRIKE.unpack_from(rec))
+        return self.strike_fields(*STRIKE.unpack_from(rec)[1:])
 
     def strike_fields(self, tgid: int, flags: int, start: int, start_boot: int,
                       ino: int) -> int:
