@@ -321,9 +321,12 @@ def send_signal() -> Feature:
 def pidfd() -> Feature:
     """pidfd_open(2) (5.3+) and pidfd_send_signal(2) (5.1+)."""
     def run() -> str:
-        from ._sys import proc
-        with proc.pidfd_open(os.getpid()) as fd:
-            proc.pidfd_send_signal(fd, 0)
+        from . import pidfd as _pidfd
+        fd = _pidfd.open_pidfd(os.getpid())
+        try:
+            _pidfd.send_signal(fd, 0)
+        finally:
+            os.close(fd)
         return "pidfd_open + pidfd_send_signal(0) on self work"
     return _probe("pidfd", run)
 

@@ -90,33 +90,6 @@ def test_features_runs():
 
 
 @needs_kernel
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-def test_sigint_and_sigterm_detach_print_the_summary_and_exit_0(sig):
-    w = Watch("--comm", unique_comm())
-    time.sleep(0.1)
-    w.p.send_signal(sig)
-    assert w.finish() == 0, w.stderr
-    assert w.summary()["counts"]["intercepted"] == 0
-    assert "summary:" in w.stderr          # the text summary goes to stderr with --json
-
-
-@needs_kernel
-def test_sigint_abandons_targets_in_flight():
-    comm = unique_comm()
-    t = Target(comm, "--ignore-term")
-    try:
-        w = Watch("--comm", comm, "--kill-after", "30s")
-        t.go()
-        w._until("signal")
-        w.p.send_signal(signal.SIGINT)
-        assert w.finish() == 0, w.stderr
-        assert w.summary()["counts"]["abandoned"] == 1
-        assert t.alive()                   # not SIGKILLed by a tool told to stop
-    finally:
-        t.kill()
-
-
-@needs_kernel
 def test_a_call_before_the_loop_is_written_out_at_once():
     """A call made between "armed" and the first wait is read by the pump before
     the loop; its events must be written then, not at the next wake-up (here the

@@ -4,6 +4,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import shutil
 import select
 import signal
 import subprocess
@@ -13,31 +14,43 @@ import time
 import pytest
 
 from rawprobe.errors import SyscallError
-from rawprobe._sys import fdevents, proc
+from rawprobe import pidfd
+from rawprobe._sys import fdevents
 
 
 def is_cloexec(fd) -> bool:
     return bool(fcntl.fcntl(fd.fileno(), fcntl.F_GETFD) & fcntl.FD_CLOEXEC)
 
 
-def readable(fd, timeout: float) -> bool:
+def readable_fd(fd: int, timeout: float) -> bool:
     p = select.poll()
-    p.register(fd.fileno(), select.POLLIN)
+    p.register(fd, select.POLLIN)
     return bool(p.poll(timeout * 1000))
+
+
+def readable(fd, timeout: float) -> bool:
+    return readable_fd(fd.fileno(), timeout)
 
 
 def test_pidfd_signal_exit_and_esrch():
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
-        with proc.pidfd_open(child.pid) as pidfd:
-            assert pidfd.fileno() >= 3 and is_cloexec(pidfd)
-            assert not readable(pidfd, 0)
-            proc.pidfd_send_signal(pidfd, signal.SIGTERM)
-            assert readable(pidfd, 10)                      # readable once it has exited
+        fd = pidfd.open_pidfd(child.pid)
+        try:
+            assert fd >= 3 and fcntl.fcntl(fd, fcntl.F_GETFD) & fcntl.FD_CLOEXEC
+            assert not pidfd.has_exited(fd)
+            assert pidfd.pid_inode(fd) == os.fstat(fd).st_ino > 0
+            pidfd.send_signal(fd, signal.SIGTERM)
+            assert readable_fd(fd, 10)                      # readable once it has exited
+            assert pidfd.has_exited(fd)
             assert child.wait(10) == -signal.SIGTERM
-            with pytest.raises(SyscallError) as ei:         # reaped: gone for good
-                proc.pidfd_send_signal(pidfd, signal.SIGTERM)
-            assert ei.value.errno == errno.ESRCH and "exited" in str(ei.value)
+            status = pidfd.exit_status(fd)                  # 6.15+: the wait status
+            assert status is None or (os.WIFSIGNALED(status)
+                                      and os.WTERMSIG(status) == signal.SIGTERM)
+            with pytest.raises(pidfd.ProcessGoneError):     # reaped: gone for good
+                pidfd.send_signal(fd, signal.SIGTERM)
+        finally:
+            os.close(fd)
     finally:
         if child.poll() is None:
             child.kill()
@@ -47,9 +60,32 @@ def test_pidfd_signal_exit_and_esrch():
 def test_pidfd_open_missing_process():
     child = subprocess.Popen([sys.executable, "-c", "pass"])
     child.wait()
-    with pytest.raises(SyscallError) as ei:
-        proc.pidfd_open(child.pid)                          # reaped; pid not reused this fast
-    assert ei.value.errno == errno.ESRCH
+    with pytest.raises(pidfd.ProcessGoneError):
+        pidfd.open_pidfd(child.pid)                         # reaped; pid not reused this fast
+
+
+def test_pidfd_signal_refused_is_permission_denied():
+    """Another user's process, without CAP_KILL: the kernel's EPERM becomes
+    PermissionDeniedError that names CAP_KILL (the tool's "not permitted")."""
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        pytest.skip("setpriv (util-linux) is not installed")
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        code = ("import sys; from rawprobe import pidfd\n"
+                "fd = pidfd.open_pidfd(int(sys.argv[1]))\n"
+                "try:\n    pidfd.send_signal(fd, 15)\n"
+                "except pidfd.PermissionDeniedError as e:\n    print('refused', e)\n")
+        r = subprocess.run([setpriv, "--reuid=65534", "--regid=65534", "--clear-groups",
+                            "--inh-caps=-all", "--bounding-set=-all",
+                            sys.executable, "-c", code, str(child.pid)],
+                           capture_output=True, text=True, timeout=30,
+                           cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        assert r.stdout.startswith("refused") and "CAP_KILL" in r.stdout, (r.stdout, r.stderr)
+        assert child.poll() is None                         # untouched
+    finally:
+        child.kill()
+        child.wait()
 
 
 def test_timerfd():

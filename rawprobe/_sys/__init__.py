@@ -7,7 +7,6 @@ Submodules, each imported on demand:
 * ``errno``   -- the one errno -> exception translation;
 * ``bpf``     -- one function per bpf(2) command;
 * ``perf``    -- perf_event_open(2), its ioctls, dynamic PMU lookups;
-* ``proc``    -- pidfd_open(2), pidfd_send_signal(2);
 * ``fs``      -- mount(2);
 * ``fdevents``-- timerfd and signalfd;
 * ``fence``   -- a full memory barrier for mmap'ed ring buffers.

@@ -46,16 +46,10 @@ SYSCALLS: dict[str, dict[str, int]] = {
     "x86_64": {
         "bpf": 321,
         "perf_event_open": 298,
-        "pidfd_send_signal": 424,
-        "pidfd_open": 434,
-        "pidfd_getfd": 438,
     },
     "aarch64": {
         "bpf": 280,
         "perf_event_open": 241,
-        "pidfd_send_signal": 424,
-        "pidfd_open": 434,
-        "pidfd_getfd": 438,
     },
 }
 SYSCALLS["arm64"] = SYSCALLS["aarch64"]

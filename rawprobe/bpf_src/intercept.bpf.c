@@ -54,6 +54,16 @@ typedef struct {
 	int counter;
 } rp_atomic_t;
 
+typedef struct {
+	unsigned int val;
+} rp_kuid_t;
+
+/* Whose process it is, for the kernel's own signalling rule (kill_ok_by_cred). */
+struct cred {
+	rp_kuid_t uid;
+	rp_kuid_t suid;
+} __attribute__((preserve_access_index));
+
 /* pidfs (6.9+) numbers every struct pid: the inode number its pidfds show. */
 struct pid {
 	__u64 ino;
@@ -74,6 +84,7 @@ struct task_struct {
 	__u64 start_time;
 	__u64 start_boottime;
 	struct signal_struct *signal;
+	const struct cred *real_cred;
 } __attribute__((preserve_access_index));
 
 /* Context of a syscalls/sys_enter_* tracepoint program: the 8-byte common
@@ -93,7 +104,9 @@ const volatile __u32 filter_comm = 0;		/* 1: caller thread's comm == target_comm
 /* The bytes of the comm that count, up to and including its NUL: the kernel
  * does not promise zeroes after it (a shorter name set over a longer one). */
 const volatile __u64 target_comm_mask[2] = {};
-const volatile __u32 filter_tgid = 0;		/* 1: caller's tgid is a key of target_tgids */
+const volatile __u32 filter_tgid = 0;		/* 1: caller's tgid is a key of target_tgids
+						 * and its start the value there */
+const volatile __u64 tick_ns = 10000000;	/* 1e9 / USER_HZ: /proc's start time unit */
 const volatile __u32 filter_cgroup = 0;		/* enum rp_cgroup_mode */
 const volatile __u64 target_cgroup_id = 0;
 const volatile __u32 target_cgroup_level = 0;	/* for RP_CGROUP_SUBTREE; root is 0 */
@@ -106,6 +119,15 @@ const volatile __u64 skip_count = 0;		/* let this many matching calls through */
 const volatile __u32 skip_mode = RP_SKIP_PER_PROCESS;
 const volatile __u32 action = RP_ACTION_REPORT;	/* enum rp_action */
 const volatile __u32 signal_nr = 15;		/* SIGTERM; the signal the tool sends */
+/* kernel-signal's limits, decided here at the call (0 = none); what is over
+ * them is left to the tool (RP_F_DEFERRED), which queues or drops it. */
+const volatile __u64 max_in_flight = 0;		/* kernel-signalled, not yet exited */
+const volatile __u64 max_signals = 0;		/* --count: signals sent in all */
+/* 1: the tool lacks CAP_KILL, so kernel-signal only where the tool itself
+ * could signal: its real or effective uid is the target's real or saved uid. */
+const volatile __u32 check_cred = 0;
+const volatile __u32 tool_uid = 0;
+const volatile __u32 tool_euid = 0;
 const volatile __u32 capture_len = 0;		/* bytes of user buffer to copy, <= 64 */
 const volatile __s32 buf_arg = -1;		/* index of the buffer argument, -1 = none */
 const volatile __s32 len_arg = -1;		/* index of its length argument, -1 = none */
@@ -114,6 +136,8 @@ const volatile __s32 len_arg = -1;		/* index of its length argument, -1 = none *
 
 __u64 lost_events = 0;		/* ring buffer full: events dropped */
 __u64 handled_full = 0;		/* `handled` full: a matching process not handled */
+__u64 kernel_in_flight = 0;	/* kernel-signalled processes that have not exited */
+__u64 signals_sent = 0;		/* by kernel-signal, in all */
 
 /* Never used: they put the record types into the object's BTF, so the
  * Python side can check its struct formats against the object itself. */
@@ -125,7 +149,10 @@ struct rp_exit_event *_btf_exit_event __attribute__((unused));
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 256 * 1024);
+	/* Room for a burst: 3,000 new targets at once take ~1.5 MiB (an
+	 * intercept, two signal records and an exit each) if the tool is slow
+	 * to read; records lost are counted in lost_events and reported. */
+	__uint(max_entries, 4 * 1024 * 1024);
 } events SEC(".maps");
 
 /*
@@ -158,12 +185,15 @@ struct {
 	__type(value, struct rp_handled);
 } handled SEC(".maps");
 
-/* tgid -> 1: the --pid set, when filter_tgid is on. */
+/* tgid -> its leader's start_boottime in /proc's clock ticks (stat field 22,
+ * what the tool can read): the --pid set, when filter_tgid is on.  The start
+ * binds each pid to the process the operator named: a later process that
+ * reuses the pid does not match. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 4096);
 	__type(key, __u32);
-	__type(value, __u8);
+	__type(value, __u64);
 } target_tgids SEC(".maps");
 
 /* tgid -> 1: never signalled by the kernel-signal action (the tool's
@@ -210,6 +240,42 @@ static __always_inline __u64 leader_start_time(struct task_struct *task)
 	return BPF_CORE_READ(task, group_leader, start_time);
 }
 
+/* The kernel's rule for an unprivileged sender (kill_ok_by_cred), with the
+ * tool as the sender. */
+static __always_inline int tool_may_signal(struct task_struct *task)
+{
+	__u32 uid = BPF_CORE_READ(task, real_cred, uid.val);
+	__u32 suid = BPF_CORE_READ(task, real_cred, suid.val);
+
+	return tool_uid == uid || tool_uid == suid || tool_euid == uid || tool_euid == suid;
+}
+
+/* The kernel-signal guards that need counting: a slot in max_in_flight and
+ * one of max_signals.  Returns 1 with both taken, 0 (nothing taken) if either
+ * is full. */
+static __always_inline int take_signal_slot(void)
+{
+	if (max_in_flight &&
+	    __sync_fetch_and_add(&kernel_in_flight, 1) >= max_in_flight) {
+		__sync_fetch_and_add(&kernel_in_flight, -1);
+		return 0;
+	}
+	if (max_signals && __sync_fetch_and_add(&signals_sent, 1) >= max_signals) {
+		__sync_fetch_and_add(&signals_sent, -1);
+		if (max_in_flight)
+			__sync_fetch_and_add(&kernel_in_flight, -1);
+		return 0;
+	}
+	return 1;
+}
+
+/* A `handled` entry goes away: give back its in-flight slot. */
+static __always_inline void release_slot(const struct rp_handled *st)
+{
+	if (max_in_flight && (st->flags & RP_HF_IN_FLIGHT))
+		__sync_fetch_and_add(&kernel_in_flight, -1);
+}
+
 /*
  * Decide whether this call is intercepted.  Returns a reserved ring buffer
  * record with the common fields filled, or NULL (call not ours, skipped, or
@@ -223,7 +289,7 @@ static __always_inline struct rp_intercept_event *intercept_begin(__u32 hook, __
 	struct rp_handled *st;
 	struct rp_intercept_event *e;
 	__u64 hit = 1, now, start, pid_tgid;
-	__u32 tgid;
+	__u32 tgid, flags;
 	long err;
 
 	/*
@@ -241,8 +307,13 @@ static __always_inline struct rp_intercept_event *intercept_begin(__u32 hook, __
 	tgid = task->tgid;
 	if (tgid == self_tgid)
 		return NULL;
-	if (filter_tgid && !bpf_map_lookup_elem(&target_tgids, &tgid))
-		return NULL;
+	if (filter_tgid) {
+		__u64 *named = bpf_map_lookup_elem(&target_tgids, &tgid);
+
+		if (!named ||
+		    *named != BPF_CORE_READ(task, group_leader, start_boottime) / tick_ns)
+			return NULL;
+	}
 	if (filter_uid && (__u32)bpf_get_current_uid_gid() != target_uid)
 		return NULL;
 	if (filter_cgroup == RP_CGROUP_EXACT &&
@@ -268,6 +339,7 @@ static __always_inline struct rp_intercept_event *intercept_begin(__u32 hook, __
 			return NULL;
 		}
 		/* A stale entry: the tgid was reused and the exit was missed. */
+		release_slot(st);
 		bpf_map_delete_elem(&handled, &tgid);
 	}
 
@@ -302,14 +374,26 @@ static __always_inline struct rp_intercept_event *intercept_begin(__u32 hook, __
 
 	now = bpf_ktime_get_ns();
 	start = leader_start_time(task);
+
+	/* What the kernel does with it, decided before it is marked handled so
+	 * the `handled` entry carries its in-flight slot from the start. */
+	flags = 0;
+	if (tgid == 1 || bpf_map_lookup_elem(&protected_tgids, &tgid))
+		flags = RP_F_PROTECTED;
+	else if (action == RP_ACTION_KERNEL_SIGNAL)
+		flags = (check_cred && !tool_may_signal(task)) || !take_signal_slot()
+			? RP_F_DEFERRED : RP_F_KERNEL_SIGNAL;
 	{
 		struct rp_handled fresh = {
 			.intercept_ns = now,
 			.start_time = start,
 			.hit = hit,
+			.flags = flags == RP_F_KERNEL_SIGNAL ? RP_HF_IN_FLIGHT : 0,
 		};
 
 		err = bpf_map_update_elem(&handled, &tgid, &fresh, BPF_NOEXIST);
+		if (err)
+			release_slot(&fresh);
 	}
 	if (err) {
 		/* -EEXIST: another thread of this process won the race, so this
@@ -336,14 +420,8 @@ static __always_inline struct rp_intercept_event *intercept_begin(__u32 hook, __
 	 * running elsewhere, can slip a call in before they are stopped.  Sent
 	 * before the record is filled in: that interrupt is the slow part.
 	 */
-	e->flags = 0;
-	e->signal_ret = 0;
-	if (tgid == 1 || bpf_map_lookup_elem(&protected_tgids, &tgid)) {
-		e->flags = RP_F_PROTECTED;
-	} else if (action == RP_ACTION_KERNEL_SIGNAL) {
-		e->signal_ret = bpf_send_signal(signal_nr);
-		e->flags = RP_F_KERNEL_SIGNAL;
-	}
+	e->signal_ret = flags == RP_F_KERNEL_SIGNAL ? bpf_send_signal(signal_nr) : 0;
+	e->flags = flags;
 
 	pid_tgid = bpf_get_current_pid_tgid();
 	e->type = RP_EV_INTERCEPT;
@@ -614,6 +692,7 @@ int rp_proc_exit(struct bpf_raw_tracepoint_args *ctx)
 	copy = *st;
 	if (bpf_map_delete_elem(&handled, &tgid) != 0)
 		return 0;
+	release_slot(&copy);
 
 	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 	if (!e) {

@@ -73,6 +73,12 @@ enum rp_signal_kind {
 #define RP_F_KERNEL_SIGNAL 0x1	/* bpf_send_signal() was called; see signal_ret */
 #define RP_F_BUF_FAULT 0x2	/* reading the user buffer failed; buf_len is 0 */
 #define RP_F_PROTECTED 0x4	/* tgid 1 or in protected_tgids: kernel-signal withheld */
+#define RP_F_DEFERRED 0x8	/* kernel-signal, but the kernel left this one to the tool:
+				 * max_in_flight or max_signals reached, or the tool's
+				 * credentials would not let it signal this process */
+
+/* rp_handled.flags */
+#define RP_HF_IN_FLIGHT 0x1	/* counted in kernel_in_flight until its exit */
 
 struct rp_intercept_event {
 	__u32 type;		/*   0  RP_EV_INTERCEPT */
@@ -145,7 +151,7 @@ struct rp_handled {
 	__u64 after_signal;	/*  48 */
 	__u64 hit;		/*  56 */
 	__s32 deliver_sig;	/*  64 */
-	__u32 flags;		/*  68  reserved, 0 */
+	__u32 flags;		/*  68  RP_HF_* */
 };				/*  72 */
 
 #endif /* RAWPROBE_INTERCEPT_H */

@@ -31,110 +31,88 @@ def describe_filter(o: WatchOptions) -> str:
     return ", ".join(parts) or "every process"
 
 
-def describe_action(o: WatchOptions) -> str:
-    if o.action == "report":
+def describe_action(o: WatchOptions, action: str) -> str:
+    if action == "report":
         return "report only"
-    s = f"{o.action} {signal_name(o.signal)}"
+    s = f"{action} {signal_name(o.signal)}"
     if o.kill_after_ns:
         s += f", SIGKILL after {o.kill_after_ns / 1e9:g} s"
     return s
 
 
+# Exit statuses of ``watch`` (README, "Safety").
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_MISSED = 0, 1, 2, 3
+
+
+def resolve_action(requested: str) -> tuple[str, str]:
+    """``--action auto`` -> (kernel-signal where the kernel has bpf_send_signal, else
+    signal; why).  Other actions are kept as given, with no reason."""
+    if requested != "auto":
+        return requested, ""
+    from rawprobe import features
+    f = features.send_signal()
+    if f:
+        return "kernel-signal", "auto: the kernel signals at the call"
+    return "signal", f"auto: the tool signals, the kernel cannot ({f.detail})"
+
+
 def run_watch(o: WatchOptions, text: IO[str] | None = sys.stdout,
               json_stream: IO[str] | None = None, summary_stream: IO[str] | None = sys.stdout,
               on_armed: Callable[[dict], None] | None = None,
-              record: bool = False):
-    """Run one watch to its end.  Returns (exit status, Output, Tracker)."""
+              record: bool = False, warn: IO[str] | None = sys.stderr):
+    """Run one watch to its end.  Returns (exit status, Output, Tracker).
+
+    A first SIGINT/SIGTERM stops the intake and lets the targets already signalled
+    finish (SIGKILL at their --kill-after deadline); a second one leaves at once.
+    Either way the status is 128 + the signal number."""
     from . import procinfo
     from .output import Output
-    from .preflight import check_privileges, raise_nofile
+    from .preflight import check_pid_namespace, check_privileges, may_kill_any, raise_nofile
     from .probe import Probe
     from .reactor import Reactor, now_ns
     from .syscalls import name_of
-    from .tracker import STRIKE, Tracker, TrackerConfig
-    from .events import RP_EV_INTERCEPT, Intercept, KernelExit, KernelSignal, decode
+    from .tracker import Tracker, TrackerConfig
 
+    check_pid_namespace()
     check_privileges(o.action)
+    action, why_action = resolve_action(o.action)
     protected = procinfo.ancestors()
-    max_in_flight = raise_nofile(o.max_in_flight) if o.action != "report" else o.max_in_flight
+    max_in_flight = raise_nofile(o.max_in_flight) if action != "report" else o.max_in_flight
 
-    out = Output(text=text, json=json_stream, use_syslog=o.syslog, quiet=o.quiet)
-    out.record = record
-    probe = Probe(o, protected=protected)
-    reactor = Reactor()
+    out = Output(text=text, json=json_stream, use_syslog=o.syslog, quiet=o.quiet,
+                 record=record, warn=warn)
+    probe = Probe(o, action, protected=protected, max_in_flight=max_in_flight,
+                  may_kill_any=may_kill_any())
+    reactor = Reactor(busy_poll=o.busy_poll)
     try:
         hook = probe.open()
-        tracker: Tracker
-
-        ring, symbol = probe.ring, probe.symbol
-        strike = o.action == "signal"
-
-        peek = ring.peek
-
-        def pump() -> None:
-            if strike:
-                # The first pending record straight from the ring: no copy, no list;
-                # the signal goes out before anything else is touched (on a cold
-                # wake-up each line of Python costs; ~40 us less to the signal here).
-                first = peek(STRIKE)
-                if first is not None and first[0] == RP_EV_INTERCEPT and \
-                        tracker.strike_fields(*first[1:]):
-                    os.sched_yield()      # see below
-            recs = ring.read_batch()
-            if strike:
-                # signal first (tracker.strike); decoding, bookkeeping, output after
-                n = 0
-                for rec in recs:
-                    if rec[0] == RP_EV_INTERCEPT:
-                        n += tracker.strike(rec)
-                if n:
-                    # Woken on the target's CPU, we would keep it off that CPU (where
-                    # it takes the signal) for all the work below: let it run first.
-                    os.sched_yield()
-            for rec in recs:
-                ev = decode(rec, symbol)
-                if type(ev) is Intercept:
-                    tracker.on_intercept(ev)
-                elif type(ev) is KernelExit:
-                    tracker.on_kernel_exit(ev)
-                elif type(ev) is KernelSignal:
-                    tracker.on_kernel_signal(ev)
-
         tracker = Tracker(reactor, out.emit, TrackerConfig(
-            action=o.action, signal=o.signal, kill_after_ns=o.kill_after_ns,
+            action=action, signal=o.signal, kill_after_ns=o.kill_after_ns,
             max_in_flight=max_in_flight, count=o.count, protected=protected,
-            syscall_name=name_of), drain=pump)
-
-        def stop_intake() -> None:
-            probe.detach_calls()
-            tracker.stop()
-
-        tracker.on_count_reached = stop_intake
-        # act on a whole batch of records first, write the events before waiting again
-        tracker.buffer = []
-        reactor.before_wait = tracker.flush
-        reactor.add_reader(probe.ring.fileno(), lambda fd: pump())
+            syscall_name=name_of), source=probe, buffered=True)
+        reactor.add_reader(probe.ring.fileno(), lambda fd: tracker.pump())
         reactor.install_signal_handlers()
-        reactor.busy_poll = o.busy_poll
-        if o.action == "kernel-signal":
+        if action == "kernel-signal":
             # The kernel signals at the call; what is left here is bookkeeping.  As a
             # SCHED_BATCH task the tool's wake-up (ring buffer) does not preempt the
             # target on its way back to user space, where the signal is delivered.
             try:
                 os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
             except (AttributeError, OSError):
-                pass
+                pass       # only a scheduling hint: the watch is correct without it
             # Its intercept records do not wake us (intercept.bpf.c, "Wake-ups"):
             # the delivery or the exit does.  A target that blocks the signal and
             # lives on does neither, so look at the ring every KERNEL_SIGNAL_TICK_NS.
             def tick() -> None:
-                pump()
+                tracker.pump()
                 reactor.call_later(KERNEL_SIGNAL_TICK_NS, tick)
             reactor.call_later(KERNEL_SIGNAL_TICK_NS, tick)
         armed = {"event": "armed", "pid": os.getpid(),
                  "comm": procinfo.read_comm(os.getpid()), "hook": hook,
                  "target": o.syscall or probe.symbol, "filter": describe_filter(o),
-                 "action": describe_action(o)}
+                 "action": describe_action(o, action)}
+        if why_action:
+            armed["action_reason"] = why_action
         if max_in_flight < o.max_in_flight:
             armed["max_in_flight"] = max_in_flight
         if o.busy_poll:
@@ -144,31 +122,64 @@ def run_watch(o: WatchOptions, text: IO[str] | None = sys.stdout,
             on_armed(armed)
 
         until = now_ns() + o.duration_ns if o.duration_ns else None
-        pump()                               # written before the loop's first wait
-        reactor.run(lambda: tracker.done, until_ns=until)
-        if reactor.stop_requested is None and not tracker.done:
-            stop_intake()                    # --duration is over: finish those in flight
-            pump()
-            reactor.run(lambda: tracker.done)
-        tracker.flush()
-        counters = probe.counters()
-        if reactor.stop_requested is not None:
-            probe.close()                    # detach everything at once
-            tracker.abandon()
+        tracker.pump()
+        reactor.run(lambda: tracker.done, until_ns=until, before_wait=tracker.flush)
+        if not reactor.stops and not tracker.done:
+            tracker.stop_intake()            # --duration is over: finish those in flight
+            tracker.pump()
+            reactor.run(lambda: tracker.done, before_wait=tracker.flush)
+        left = []
+        if reactor.stops:
+            left = _interrupted(reactor, tracker, o.kill_after_ns, out)
         else:
-            pump()
-        tracker.counts.lost = counters.get("lost_events") or 0
+            tracker.pump()
+        tracker.flush()
         summ = tracker.summary()
-        if counters.get("handled_full"):
-            summ["counts"]["not_handled_map_full"] = counters["handled_full"]
+        if left:
+            summ["left_in_flight"] = [{"pid": t.ev.tgid, "comm": t.ev.comm,
+                                       "escalated": t.escalated} for t in left]
+        if reactor.stop_requested is not None:
+            summ["interrupted_by"] = signal_name(reactor.stop_requested)
         from .summary import histogram      # at exit: not before armed
         hist = histogram(tracker.tte_kernel_us or tracker.tte_pidfd_us)
         out.summary(summ, hist, summary_stream)
-        return 0, out, tracker
+        if reactor.stop_requested is not None:
+            status = 128 + reactor.stop_requested
+        elif tracker.counts.lost or tracker.counts.not_handled:
+            status = EXIT_MISSED
+        else:
+            status = EXIT_OK
+        return status, out, tracker
     finally:
         probe.close()
         reactor.close()
         out.close()
+
+
+def _interrupted(reactor, tracker, kill_after_ns: int, out) -> list:
+    """The tool was asked to stop: take no new targets, and see those already
+    signalled to their end (SIGKILL at the deadline) unless a second stop signal
+    comes or nothing bounds the wait (``--kill-after 0``).  Returns the targets
+    left in flight."""
+    tracker.stop_intake()
+    tracker.pump()                           # kernel-signalled ones not read yet
+    n = len(tracker.in_flight_targets())
+    if n and kill_after_ns > 0:
+        tracker.emit({"event": "interrupted", "signal": signal_name(reactor.stop_requested),
+                      "in_flight": n,
+                      "reason": f"finishing the {n} targets already signalled (SIGKILL at "
+                                "their deadline); interrupt again to leave them now"})
+        tracker.flush()
+        reactor.run(lambda: tracker.done, before_wait=tracker.flush)
+    if tracker.done:
+        return []
+    tracker.pump()
+    left = tracker.abandon()
+    tracker.emit({"event": "abandoned", "targets": len(left),
+                  "pids": [t.ev.tgid for t in left],
+                  "reason": "left while still in flight: signalled, not yet exited"
+                            + ("" if kill_after_ns else " (--kill-after 0: no deadline)")})
+    return left
 
 
 def watch_main(argv: list[str]) -> int:
@@ -186,5 +197,6 @@ def watch_main(argv: list[str]) -> int:
             from .options import UsageError
             raise UsageError(f"--json {o.json!r}: {e.strerror}") from None
     status, _, _ = run_watch(o, text=text, json_stream=json_stream,
-                             summary_stream=summary_stream)
+                             summary_stream=summary_stream,
+                             warn=sys.stderr)
     return status

@@ -20,7 +20,7 @@ def demo_main(argv: list[str]) -> int:
     from .syscalls import resolve
 
     json_out = False
-    action = "signal"
+    action = "auto"
     for a in argv:
         if a == "--json":
             json_out = True

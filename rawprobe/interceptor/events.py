@@ -14,7 +14,7 @@ from .record import Record
 
 RP_EV_INTERCEPT, RP_EV_SIGNAL, RP_EV_EXIT = 1, 2, 3
 RP_SIG_GENERATE, RP_SIG_DELIVER = 1, 2
-RP_F_KERNEL_SIGNAL, RP_F_BUF_FAULT, RP_F_PROTECTED = 0x1, 0x2, 0x4
+RP_F_KERNEL_SIGNAL, RP_F_BUF_FAULT, RP_F_PROTECTED, RP_F_DEFERRED = 0x1, 0x2, 0x4, 0x8
 HOOK_NAMES = {1: "raw_tp", 2: "tracepoint", 3: "kprobe", 4: "fentry"}
 
 # struct rp_intercept_event (216): type tgid pid uid comm[16] syscall_nr hook flags
@@ -36,7 +36,9 @@ class Intercept(Record):
         "tgid", "pid",         # process, and the calling thread
         "comm",
         "ktime_ns",            # the call, CLOCK_MONOTONIC (bpf_ktime_get_ns)
-        "start_ns",            # the thread-group leader's start time ...
+        "start_time",          # the leader's task->start_time: with tgid, the identity
+                               # every record of this process carries (exit records too)
+        "start_ns",            # the leader's start time for the /proc check ...
         "start_clock",         # ... on "monotonic" (start_time) or "boottime" (start_boottime)
         "pid_ino",             # pidfs inode of the leader's struct pid, 0 = unknown
         "nr",                  # syscall number; -1 for a kprobe/fentry hook
@@ -48,11 +50,12 @@ class Intercept(Record):
         "signal_ret",          # ... and returned this
         "signal_ns",           # when the kernel sent it, if known
         "protected",           # tgid 1 or in protected_tgids: the kernel withheld its signal
+        "deferred",            # kernel-signal left this one to the tool (limits, credentials)
         "kernel_thread", "uid", "cgroup_id", "hook",
     )
-    _defaults = {"start_clock": "monotonic", "pid_ino": 0, "nr": -1, "symbol": None,
+    _defaults = {"start_time": 0, "start_clock": "monotonic", "pid_ino": 0, "nr": -1, "symbol": None,
                  "args": (), "data": b"", "hit": 0, "kernel_signalled": False,
-                 "signal_ret": 0, "signal_ns": 0, "protected": False,
+                 "signal_ret": 0, "signal_ns": 0, "protected": False, "deferred": False,
                  "kernel_thread": False, "uid": -1,
                  "cgroup_id": 0, "hook": ""}
 
@@ -75,8 +78,9 @@ class KernelExit(Record):
         "deliver_ns",          # first delivery of the signal or SIGKILL
         "after_signal",        # calls after delivery (its cleanup)
         "intercept_ns", "deliver_sig",
+        "start_time",          # the leader's task->start_time (identity, with tgid)
     )
-    _defaults = {"signal_ns": 0, "exit_code": None, "slipped": None, "kill_ns": 0,
+    _defaults = {"start_time": 0, "signal_ns": 0, "exit_code": None, "slipped": None, "kill_ns": 0,
                  "deliver_ns": 0, "after_signal": 0, "intercept_ns": 0, "deliver_sig": 0}
 
 
@@ -96,6 +100,7 @@ def decode(rec: bytes | memoryview, symbol: str | None = None):
         ev = Intercept.__new__(Intercept)
         ev.tgid, ev.pid, ev.comm, ev.ktime_ns = tgid, pid, _cstr(comm), ktime
         # start_boottime compares exactly with /proc's start ticks
+        ev.start_time = start
         ev.start_ns = start_boot if start_boot else start
         ev.start_clock = "boottime" if start_boot else "monotonic"
         ev.pid_ino, ev.nr, ev.symbol = pid_ino, nr, symbol if nr < 0 else None
@@ -104,6 +109,7 @@ def decode(rec: bytes | memoryview, symbol: str | None = None):
         ev.hit, ev.kernel_signalled = hit, bool(flags & RP_F_KERNEL_SIGNAL)
         ev.signal_ret, ev.signal_ns, ev.kernel_thread = sret, 0, False
         ev.protected = bool(flags & RP_F_PROTECTED)
+        ev.deferred = bool(flags & RP_F_DEFERRED)
         ev.uid, ev.cgroup_id, ev.hook = uid, cgid, HOOK_NAMES.get(hook, str(hook))
         return ev
     if kind == RP_EV_SIGNAL and len(rec) >= SIGNAL.size:
@@ -113,8 +119,9 @@ def decode(rec: bytes | memoryview, symbol: str | None = None):
                             sender_tgid=sender, ktime_ns=ktime, intercept_ns=ins)
     if kind == RP_EV_EXIT and len(rec) >= EXIT.size:
         (_, tgid, _pid, code, _comm, exit_ns, ins, sig_ns, kill_ns, deliver_ns, slipped,
-         after, _hit, _start, dsig, _pad) = EXIT.unpack_from(rec)
+         after, _hit, start, dsig, _pad) = EXIT.unpack_from(rec)
         return KernelExit(tgid=tgid, exit_ns=exit_ns, signal_ns=sig_ns, exit_code=code,
                           slipped=slipped, kill_ns=kill_ns, deliver_ns=deliver_ns,
-                          after_signal=after, intercept_ns=ins, deliver_sig=dsig)
+                          after_signal=after, intercept_ns=ins, deliver_sig=dsig,
+                          start_time=start)
     return None

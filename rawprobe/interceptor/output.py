@@ -16,8 +16,11 @@ if TYPE_CHECKING:
 SYSLOG_PRIORITY = {   # syslog module constants, resolved lazily
     "intercept": "LOG_INFO", "signal": "LOG_INFO", "exit": "LOG_INFO",
     "escalate": "LOG_WARNING", "refused": "LOG_WARNING", "error": "LOG_ERR",
-    "summary": "LOG_NOTICE", "armed": "LOG_INFO",
+    "summary": "LOG_NOTICE", "armed": "LOG_INFO", "lost": "LOG_ERR",
+    "interrupted": "LOG_WARNING", "abandoned": "LOG_WARNING",
 }
+# Events an operator must see even when the text goes elsewhere: also on ``warn``.
+WARNINGS = ("lost", "interrupted", "abandoned")
 
 
 def _us(v: float | None) -> str:
@@ -35,8 +38,9 @@ def format_text(ev: dict) -> str:
     kind = ev["event"]
     who = f"pid {ev.get('pid')} ({ev.get('comm', '?')})"
     if kind == "armed":
-        return (f"armed: {ev['hook']} on {ev['target']} for {ev['filter']}, "
+        line = (f"armed: {ev['hook']} on {ev['target']} for {ev['filter']}, "
                 f"action {ev['action']}")
+        return line + (f" ({ev['action_reason']})" if ev.get("action_reason") else "")
     if kind == "intercept":
         what = ev.get("syscall") or ev.get("symbol")
         args = ", ".join(hex(a) if a > 0xFFFF else str(a) for a in ev.get("args", ()))
@@ -61,6 +65,13 @@ def format_text(ev: dict) -> str:
         return line
     if kind == "refused":
         return f"refused   {who}: {ev.get('reason')}"
+    if kind == "lost":
+        n = ev.get("records", ev.get("processes"))
+        return f"LOST      {n} ({ev.get('total')} in all): {ev.get('reason')}"
+    if kind == "interrupted":
+        return f"interrupted by {ev.get('signal')}: {ev.get('reason')}"
+    if kind == "abandoned":
+        return f"abandoned {ev.get('targets')} targets {ev.get('pids')}: {ev.get('reason')}"
     if kind == "error":
         return f"error     {who}: {ev.get('message')}"
     return " ".join(f"{k}={v}" for k, v in ev.items())
@@ -115,8 +126,12 @@ class Output:
     """Fan events out to text (``text``), JSON lines (``json``) and syslog."""
 
     def __init__(self, text: IO[str] | None = sys.stdout, json: IO[str] | None = None,
-                 use_syslog: bool = False, quiet: bool = False) -> None:
+                 use_syslog: bool = False, quiet: bool = False, record: bool = False,
+                 warn: IO[str] | None = None) -> None:
+        """``record``: keep every event in ``events`` (tests, the demo); ``warn``:
+        where the WARNINGS also go as text (stderr), unless that is ``text``."""
         self.text = text
+        self.warn = warn if warn is not text else None
         self.json = json
         self.quiet = quiet
         self._syslog = None
@@ -126,7 +141,7 @@ class Output:
             self._syslog = syslog
         self._dumps = json_dumps() if json is not None else None
         self.events: list[dict] = []   # kept only when record=True (tests, demo)
-        self.record = False
+        self.record = record
 
     def emit(self, ev: dict) -> None:
         ev.setdefault("time", round(time.time(), 6))
@@ -138,6 +153,9 @@ class Output:
         if self.text is not None and not self.quiet and ev["event"] != "summary":
             self.text.write(format_text(ev) + "\n")
             self.text.flush()
+        if self.warn is not None and ev["event"] in WARNINGS:
+            self.warn.write("rawprobe: " + format_text(ev) + "\n")
+            self.warn.flush()
         if self._syslog is not None and ev["event"] != "summary":
             self._syslog.syslog(getattr(self._syslog, SYSLOG_PRIORITY.get(ev["event"], "LOG_INFO")),
                                 format_text(ev))

@@ -42,3 +42,29 @@ def raise_nofile(wanted: int) -> int:
         except (ValueError, OSError):
             pass
     return max(1, min(wanted, soft - 64))
+
+
+def may_kill_any() -> bool:
+    """CAP_KILL: the kernel lets this process signal any user's processes."""
+    return bool(effective_caps() & (1 << CAP_KILL))
+
+
+# The initial pid namespace's inode number (PROC_PID_INIT_INO, include/linux/proc_ns.h).
+PROC_PID_INIT_INO = 0xEFFFFFFC
+
+
+def check_pid_namespace() -> None:
+    """Refuse to run in a child pid namespace: the kernel side reports pids of the
+    initial namespace, which a pidfd_open here would resolve to other processes,
+    or to none."""
+    from ..errors import NotSupportedError
+    try:
+        ino = os.stat("/proc/self/ns/pid").st_ino
+    except OSError as e:
+        raise NotSupportedError(f"cannot tell which pid namespace this is "
+                                f"(/proc/self/ns/pid: {e.strerror}); mount /proc") from None
+    if ino != PROC_PID_INIT_INO:
+        raise NotSupportedError(
+            "rawprobe watch is running in a child pid namespace, where the pids the "
+            "kernel reports name other processes or none; run it in the host's pid "
+            "namespace (podman/docker --pid=host, Kubernetes hostPID: true)")

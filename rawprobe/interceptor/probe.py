@@ -9,6 +9,12 @@ plus the bookkeeping programs (``signal_generate``, ``signal_deliver``,
 
 ``detach_calls()`` removes only the call hook: targets already in flight keep
 their signal and exit records until ``close()``.
+
+With kernel-signal the program applies the tool's guards itself, at the call:
+never the tool or its ancestors (``protected_tgids``) or pid 1, at most
+``max_in_flight`` signalled processes not yet exited and ``--count`` signals in
+all, and without CAP_KILL only processes of the tool's own user; what is over a
+limit is left to the tool (``RP_F_DEFERRED``), which queues or drops it.
 """
 from __future__ import annotations
 
@@ -69,11 +75,19 @@ def syscall_arity(name: str) -> int:
 class Probe:
     """The kernel side of one ``watch``: loaded, armed, read, detached."""
 
-    def __init__(self, opts: WatchOptions, self_tgid: int | None = None,
-                 protected: frozenset[int] = frozenset()) -> None:
+    def __init__(self, opts: WatchOptions, action: str, self_tgid: int | None = None,
+                 protected: frozenset[int] = frozenset(), max_in_flight: int | None = None,
+                 may_kill_any: bool = True) -> None:
+        """``action``: signal, kernel-signal or report (``--action auto`` resolved);
+        ``max_in_flight``: the limit after the fd limit (default ``opts``');
+        ``may_kill_any``: the tool has CAP_KILL (else kernel-signal keeps to the
+        tool's own user's processes, as the kernel would for the tool)."""
         self.opts = opts
+        self.action = action
         self.self_tgid = os.getpid() if self_tgid is None else self_tgid
         self.protected = protected      # the tool and its ancestors
+        self.max_in_flight = opts.max_in_flight if max_in_flight is None else max_in_flight
+        self.may_kill_any = may_kill_any
         self.coll: Any = None
         self.ring: Any = None
         self.call_links: list = []
@@ -109,8 +123,18 @@ class Probe:
         put("nargs", nargs)
         put("skip_count", o.skip)
         put("skip_mode", RP_SKIP_GLOBAL if o.skip_global else RP_SKIP_PER_PROCESS)
-        put("action", ACTION_CODE[o.action])
+        put("action", ACTION_CODE[self.action])
         put("signal_nr", o.signal)
+        if self.action == "kernel-signal":
+            put("max_in_flight", self.max_in_flight)
+            put("max_signals", o.count or 0)
+            if not self.may_kill_any:
+                put("check_cred", 1)
+                put("tool_uid", os.getuid())
+                put("tool_euid", os.geteuid())
+        if o.pids:
+            from .procinfo import TICK_NS
+            put("tick_ns", TICK_NS)
         if capture:
             put("capture_len", 64)
             put("buf_arg", capture[0])
@@ -118,9 +142,15 @@ class Probe:
 
     def _fill_maps(self) -> None:
         if self.opts.pids:
+            # each pid bound to the process that holds it now (its start time)
+            from ..errors import NotFoundError
+            from .procinfo import read_stat
             m = self.coll.maps["target_tgids"]
             for pid in self.opts.pids:
-                m.update(struct.pack("<I", pid), b"\x01")
+                st = read_stat(pid)
+                if st is None:
+                    raise NotFoundError(f"--pid {pid}: no such process (it has exited)")
+                m.update(struct.pack("<I", pid), struct.pack("<Q", st.starttime))
         if self.protected and "protected_tgids" in self.coll.maps:
             # the kernel withholds kernel-signal from these (tgid 1 always)
             m = self.coll.maps["protected_tgids"]
@@ -227,15 +257,20 @@ class Probe:
                 out.append(ev)
         return out
 
-    def counters(self) -> dict:
-        from ..errors import RawprobeError
-        out = {}
-        for name in ("lost_events", "handled_full"):
-            try:
-                out[name] = int(self.coll.variables[name].get())
-            except (RawprobeError, KeyError, TypeError, ValueError):
-                out[name] = None   # a counter we cannot read must not spoil the summary
-        return out
+    def peek(self, fmt: struct.Struct) -> tuple | None:
+        """The first pending ring record unpacked with ``fmt``, left in the ring."""
+        return self.ring.peek(fmt)
+
+    def read_batch(self) -> list:
+        """Every pending ring record, raw."""
+        return self.ring.read_batch()
+
+    def missed(self) -> tuple[int, int]:
+        """The kernel side's drop counters: (records lost because the ring buffer was
+        full, matching processes not handled because the ``handled`` map was full).
+        A counter that cannot be read raises: a drop must never read as 0."""
+        v = self.coll.variables
+        return v["lost_events"].get_int(), v["handled_full"].get_int()
 
     # -- the end ---------------------------------------------------------------------
     def detach_calls(self) -> None:

@@ -10,7 +10,10 @@ Facts it relies on:
   the time to the nearest one, so one ``epoll_wait`` covers all of them.
 * A Python signal handler runs in the main thread between bytecodes; ``epoll.poll``
   is retried after it (PEP 475), but the wakeup byte makes that retry return at once,
-  so the loop notices the stop request without delay.
+  so the loop notices the stop request without delay.  A byte written before the
+  wait began is still in the pipe, so no signal is ever slept through.  Each stop
+  signal counts (``stops``): a ``run`` returns at the first one that arrives while
+  it runs, so the caller can finish up on the first and leave on the second.
 * ``epoll.poll`` rounds its timeout up to whole milliseconds: deadlines are kept to
   about 1 ms, which is ample for ``--kill-after``.
 * ``busy_poll`` (``--busy-poll``) polls the same epoll set without ever blocking.
@@ -53,20 +56,21 @@ class Timer:
 
 
 class Reactor:
-    def __init__(self, stop_signals: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)) -> None:
+    """``busy_poll``: never sleep, poll without blocking (a CPU at 100 %, no wake-up
+    latency)."""
+
+    def __init__(self, stop_signals: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM),
+                 busy_poll: bool = False) -> None:
         self._epoll = select.epoll()
         self._fds: dict[int, Callable[[int], None]] = {}
         self._timers: list[Timer] = []
-        self.stop_requested: int | None = None   # the signal that asked us to stop
+        self.stop_requested: int | None = None   # the first signal that asked us to stop
+        self.stops = 0                           # stop signals received so far
         self._stop_signals = stop_signals
         self._old_handlers: dict[int, object] = {}
         self._old_wakeup: int | None = None
         self._pipe: tuple[int, int] | None = None
-        # called before each wait (e.g. to write the output of what was done since
-        # the last one, in a callback or outside the loop): never sleep on it
-        self.before_wait: Callable[[], None] | None = None
-        # never sleep: poll without blocking (a CPU at 100 %, no wake-up latency)
-        self.busy_poll = False
+        self.busy_poll = busy_poll
 
     # -- fds -------------------------------------------------------------------------
     def add_reader(self, fd: int, callback: Callable[[int], None]) -> None:
@@ -119,6 +123,7 @@ class Reactor:
     def _on_stop_signal(self, signum: int, frame: object) -> None:
         if self.stop_requested is None:
             self.stop_requested = signum
+        self.stops += 1
 
     def _drain_pipe(self, fd: int) -> None:
         try:
@@ -130,15 +135,11 @@ class Reactor:
     # -- running ---------------------------------------------------------------------
     def run_once(self, max_wait_ns: int | None = None) -> None:
         """Wait for one batch of fd events or the next deadline, and dispatch them."""
-        if self.before_wait is not None:
-            self.before_wait()
         deadline = self._next_deadline()
         waits = [w for w in (max_wait_ns,
                              None if deadline is None else max(0, deadline - now_ns()))
                  if w is not None]
         timeout = min(waits) / 1e9 if waits else -1
-        if self.stop_requested is not None:
-            timeout = 0
         if self.busy_poll and timeout != 0:
             events = self._spin(timeout)
         else:
@@ -159,9 +160,15 @@ class Reactor:
             if events or (end is not None and now_ns() >= end):
                 return events
 
-    def run(self, done: Callable[[], bool], until_ns: int | None = None) -> None:
-        """Loop until ``done()``, a stop signal, or the monotonic time ``until_ns``."""
-        while not done() and self.stop_requested is None:
+    def run(self, done: Callable[[], bool], until_ns: int | None = None,
+            before_wait: Callable[[], None] | None = None) -> None:
+        """Loop until ``done()``, a stop signal that arrives meanwhile, or the
+        monotonic time ``until_ns``.  ``before_wait`` runs before each wait (e.g. to
+        write out what was done since the last one): never sleep on work."""
+        stops = self.stops
+        while not done() and self.stops == stops:
+            if before_wait is not None:
+                before_wait()
             if until_ns is not None:
                 left = until_ns - now_ns()
                 if left <= 0:
@@ -169,6 +176,8 @@ class Reactor:
                 self.run_once(left)
             else:
                 self.run_once()
+        if before_wait is not None:
+            before_wait()
 
     def close(self) -> None:
         if self._pipe is not None:
