@@ -1,0 +1,243 @@
+"""The interceptor never surprises: what it signals, what it refuses, what it reports
+when it is interrupted or the kernel drops records.
+
+End to end on this kernel with real targets under unique names (tests/targets);
+only processes these tests started are ever signalled.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent / "targets"))
+from harness import ROOT, SLOW, Target, Watch, unique_comm  # noqa: E402
+
+TARGET = str(Path(__file__).parent / "targets" / "target.py")
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (BPF and signals)")
+
+
+@pytest.fixture
+def targets():
+    made: list[Target] = []
+
+    def make(comm, *args, **kw):
+        t = Target(comm, *args, **kw)
+        made.append(t)
+        return t
+    yield make
+    for t in made:
+        t.kill()
+
+
+def wait_event(w: Watch, kind: str, pid: int | None = None) -> dict:
+    """Read events until one of ``kind`` (for ``pid``) has come."""
+    while True:
+        ev = w._until(kind)
+        if pid is None or ev.get("pid") == pid:
+            return ev
+
+
+# -- interrupted: exit status, escalation, what was left ---------------------------
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_an_interrupted_watch_exits_128_plus_the_signal(sig):
+    w = Watch("--comm", unique_comm())
+    time.sleep(0.1)
+    w.p.send_signal(sig)
+    assert w.finish() == 128 + sig, w.stderr
+    s = w.summary()
+    assert s["counts"]["intercepted"] == 0 and s["interrupted_by"] == sig.name
+    assert "summary:" in w.stderr          # the text summary goes to stderr with --json
+
+
+@pytest.mark.parametrize("action", ["signal", "kernel-signal"])
+def test_an_interrupt_still_escalates_the_targets_already_signalled(targets, action):
+    comm = unique_comm()
+    t = targets(comm, "--ignore-term")
+    w = Watch("--comm", comm, "--action", action, "--kill-after", "500ms")
+    t.go()
+    wait_event(w, "signal", t.pid)
+    w.p.send_signal(signal.SIGINT)
+    assert w.finish() == 130, w.stderr
+    assert w.of("interrupted")[0]["in_flight"] == 1
+    assert w.of("escalate", t.pid)[0]["signal"] == "SIGKILL"
+    assert w.of("exit", t.pid)[0]["killed_by"] == "SIGKILL"
+    t.p.wait(timeout=5 * SLOW)
+    assert t.p.returncode == -signal.SIGKILL
+    s = w.summary()
+    assert s["counts"]["abandoned"] == 0 and "left_in_flight" not in s
+    assert "interrupted by SIGINT" in w.stderr        # said on stderr as it happens
+
+
+def test_a_second_interrupt_leaves_at_once_and_says_what_was_left(targets):
+    comm = unique_comm()
+    t = targets(comm, "--ignore-term")
+    w = Watch("--comm", comm, "--kill-after", "60s")
+    t.go()
+    wait_event(w, "signal", t.pid)
+    w.p.send_signal(signal.SIGINT)
+    wait_event(w, "interrupted")
+    t0 = time.monotonic()
+    w.p.send_signal(signal.SIGINT)
+    assert w.finish() == 130, w.stderr
+    assert time.monotonic() - t0 < 10 * SLOW
+    assert w.of("abandoned")[0]["pids"] == [t.pid]
+    s = w.summary()
+    assert s["counts"]["abandoned"] == 1
+    assert [x["pid"] for x in s["left_in_flight"]] == [t.pid]
+    assert t.alive()                       # a tool told to leave does not SIGKILL it
+
+
+def test_an_interrupt_without_a_deadline_leaves_at_once(targets):
+    comm = unique_comm()
+    t = targets(comm, "--ignore-term")
+    w = Watch("--comm", comm, "--kill-after", "0")
+    t.go()
+    wait_event(w, "signal", t.pid)
+    w.p.send_signal(signal.SIGTERM)
+    assert w.finish() == 128 + signal.SIGTERM, w.stderr
+    ab = w.of("abandoned")[0]
+    assert ab["pids"] == [t.pid] and "--kill-after 0" in ab["reason"]
+    assert t.alive()
+
+
+# -- identity: (pid, start time), never the pid alone --------------------------------
+
+@pytest.mark.parametrize("action", ["signal", "kernel-signal"])
+def test_a_queued_target_whose_pid_is_reused_leaves_the_new_process_a_target(targets,
+                                                                              action):
+    """A writes and exits while it waits for the only slot; B then gets A's pid and
+    the same name and writes: A is finished as exited, B is a new target, signalled
+    once the slot is free (never dropped as a duplicate of A)."""
+    from setpid import spawn_with_pid
+    comm = unique_comm()
+    blocker = targets(comm, "--ignore-term")
+    a = targets(comm, "--linger-s", "0")                 # writes once, exits by itself
+    w = Watch("--comm", comm, "--action", action, "--max-in-flight", "1",
+              "--kill-after", "1s", "--count", "3")
+    blocker.go()
+    wait_event(w, "signal", blocker.pid)
+    a.go()
+    a.p.wait(timeout=5 * SLOW)                           # exited and reaped
+    b = spawn_with_pid(a.pid, [sys.executable, "-S", TARGET, "--comm", comm,
+                               "--exit-code", "9", "--linger-s", "30"])
+    try:
+        assert w.finish() == 0, w.stderr
+        refused = w.of("refused", a.pid)
+        assert [r["reason"] for r in refused] == ["exited before it could be signalled"]
+        assert len(w.of("intercept", a.pid)) == 2        # A's call, then B's
+        sig = w.of("signal", b)
+        assert len(sig) == 1 and sig[0].get("by") != "kernel"   # over the kernel's limit
+        assert w.of("exit", b)[0]["exit_code"] == 9
+        _, status = os.waitpid(b, 0)
+        assert os.waitstatus_to_exitcode(status) == 9    # B took the SIGTERM and left
+        assert w.summary()["counts"]["duplicates"] == 0
+    finally:
+        try:
+            os.kill(b, signal.SIGKILL)
+            os.waitpid(b, 0)
+        except (ProcessLookupError, ChildProcessError):
+            pass
+
+
+def test_a_pid_filter_is_bound_to_the_process_named(targets):
+    """--pid names a process, not a number: once it has exited, a process that reuses
+    its pid is not watched."""
+    from setpid import spawn_with_pid
+    comm = unique_comm()
+    a = targets(comm)
+    w = Watch("--pid", str(a.pid), "--action", "report", "--duration", "1500ms")
+    a.kill()
+    b = spawn_with_pid(a.pid, [sys.executable, "-S", TARGET, "--comm", comm,
+                               "--writes", "20", "--interval-ms", "20", "--linger-s", "30"])
+    try:
+        assert w.finish() == 0, w.stderr
+        assert not w.of("intercept"), w.events
+    finally:
+        os.kill(b, signal.SIGKILL)
+        os.waitpid(b, 0)
+
+
+# -- the default: the kernel signals at the call, within the tool's limits ----------
+
+def test_the_default_action_is_the_kernel_signal_and_no_call_slips(targets):
+    comm = unique_comm()
+    t = targets(comm, "--writes", "100000", "--cleanup-ms", "20")   # writes flat out
+    w = Watch("--comm", comm, "--count", "1")
+    assert w.armed["action"].startswith("kernel-signal")
+    assert w.armed["action_reason"].startswith("auto")
+    t.go()
+    assert w.finish() == 0, w.stderr
+    assert w.of("signal", t.pid)[0]["by"] == "kernel"
+    assert w.of("exit", t.pid)[0]["slipped_calls"] == 0
+
+
+def test_kernel_signal_never_signals_more_than_count(targets):
+    """Two targets write at once: the kernel signals one (--count 1), the other is
+    left alone even though its calls came before the tool could detach."""
+    comm = unique_comm()
+    one = targets(comm, "--writes", "100000", "--interval-ms", "1")
+    two = targets(comm, "--writes", "100000", "--interval-ms", "1")
+    w = Watch("--comm", comm, "--action", "kernel-signal", "--count", "1")
+    one.go()
+    two.go()
+    assert w.finish() == 0, w.stderr
+    signalled = {e["pid"] for e in w.of("signal")}
+    assert len(signalled) == 1, w.events
+    alive = [t for t in (one, two) if t.alive()]
+    assert len(alive) == 1 and alive[0].pid not in signalled
+
+
+# -- the kernel's drop counters ------------------------------------------------------
+
+def test_drop_counters_are_read_and_reported_as_they_happen():
+    """The .bss counters are read for real (the old code read them as 0 always)
+    and a rise becomes a "lost" event at the next pump, not only in the summary."""
+    from rawprobe.interceptor.options import parse_watch
+    from rawprobe.interceptor.probe import Probe
+    from rawprobe.interceptor.reactor import Reactor
+    from rawprobe.interceptor.tracker import Tracker, TrackerConfig
+    o = parse_watch(["--comm", unique_comm(), "--action", "report"])
+    probe = Probe(o, "report")
+    events: list[dict] = []
+    try:
+        probe.open()
+        assert probe.missed() == (0, 0)
+        tracker = Tracker(Reactor(), events.append, TrackerConfig(action="report"),
+                          source=probe)
+        probe.coll.variables["lost_events"].set(7)     # .bss, as the kernel counts
+        probe.coll.variables["handled_full"].set(2)
+        assert probe.missed() == (7, 2)
+        tracker.pump()
+        lost = [e for e in events if e["event"] == "lost"]
+        assert [(e.get("records"), e.get("processes"), e["total"]) for e in lost] == \
+            [(7, None, 7), (None, 2, 2)]
+        tracker.pump()                                  # reported once, not again
+        assert len([e for e in events if e["event"] == "lost"]) == 2
+        assert tracker.counts.lost == 7 and tracker.counts.not_handled == 2
+    finally:
+        probe.close()
+
+
+# -- where it cannot see straight ----------------------------------------------------
+
+def test_a_child_pid_namespace_is_refused_in_one_line():
+    unshare = shutil.which("unshare")
+    if unshare is None:
+        pytest.skip("unshare (util-linux) is not installed")
+    r = subprocess.run([unshare, "--pid", "--fork", "--mount-proc", sys.executable, "-m",
+                        "rawprobe", "watch", "--comm", unique_comm(), "--action", "report"],
+                       capture_output=True, text=True, timeout=60 * SLOW, cwd=str(ROOT),
+                       env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert r.returncode == 1, (r.stdout, r.stderr)
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "child pid namespace" in lines[0] and "--pid=host" in lines[0]
+    assert "armed" not in r.stdout
