@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent / "targets"))
-from harness import Target, Watch, unique_comm  # noqa: E402
+from harness import Target, Watch, targets, unique_comm  # noqa: E402,F401
 
 
 def _loader_missing() -> str | None:
@@ -34,19 +34,6 @@ def _loader_missing() -> str | None:
 
 
 pytestmark = pytest.mark.skipif(_loader_missing() is not None, reason=str(_loader_missing()))
-
-
-@pytest.fixture
-def targets():
-    made: list[Target] = []
-
-    def make(comm, *args, **kw):
-        t = Target(comm, *args, **kw)
-        made.append(t)
-        return t
-    yield make
-    for t in made:
-        t.kill()
 
 
 AGREE_US = 10_000

@@ -17,24 +17,11 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent / "targets"))
-from harness import ROOT, SLOW, Target, Watch, unique_comm  # noqa: E402
+from harness import ROOT, SLOW, Watch, targets, unique_comm  # noqa: E402,F401
 
 TARGET = str(Path(__file__).parent / "targets" / "target.py")
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (BPF and signals)")
-
-
-@pytest.fixture
-def targets():
-    made: list[Target] = []
-
-    def make(comm, *args, **kw):
-        t = Target(comm, *args, **kw)
-        made.append(t)
-        return t
-    yield make
-    for t in made:
-        t.kill()
 
 
 def wait_event(w: Watch, kind: str, pid: int | None = None) -> dict:

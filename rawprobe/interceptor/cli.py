@@ -123,11 +123,13 @@ def run_watch(o: WatchOptions, text: IO[str] | None = sys.stdout,
 
         until = now_ns() + o.duration_ns if o.duration_ns else None
         tracker.pump()
-        reactor.run(lambda: tracker.done, until_ns=until, before_wait=tracker.flush)
+        # stops_allowed=0: a stop signal that came since the handlers went in counts
+        reactor.run(lambda: tracker.done, until_ns=until, before_wait=tracker.flush,
+                    stops_allowed=0)
         if not reactor.stops and not tracker.done:
             tracker.stop_intake()            # --duration is over: finish those in flight
             tracker.pump()
-            reactor.run(lambda: tracker.done, before_wait=tracker.flush)
+            reactor.run(lambda: tracker.done, before_wait=tracker.flush, stops_allowed=0)
         left = []
         if reactor.stops:
             left = _interrupted(reactor, tracker, o.kill_after_ns, out)
@@ -170,7 +172,9 @@ def _interrupted(reactor, tracker, kill_after_ns: int, out) -> list:
                       "reason": f"finishing the {n} targets already signalled (SIGKILL at "
                                 "their deadline); interrupt again to leave them now"})
         tracker.flush()
-        reactor.run(lambda: tracker.done, before_wait=tracker.flush)
+        # the first stop brought us here; a second one (even one that came while
+        # this was written) leaves
+        reactor.run(lambda: tracker.done, before_wait=tracker.flush, stops_allowed=1)
     if tracker.done:
         return []
     tracker.pump()

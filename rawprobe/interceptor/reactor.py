@@ -161,12 +161,14 @@ class Reactor:
                 return events
 
     def run(self, done: Callable[[], bool], until_ns: int | None = None,
-            before_wait: Callable[[], None] | None = None) -> None:
-        """Loop until ``done()``, a stop signal that arrives meanwhile, or the
-        monotonic time ``until_ns``.  ``before_wait`` runs before each wait (e.g. to
-        write out what was done since the last one): never sleep on work."""
-        stops = self.stops
-        while not done() and self.stops == stops:
+            before_wait: Callable[[], None] | None = None,
+            stops_allowed: int | None = None) -> None:
+        """Loop until ``done()``, more than ``stops_allowed`` stop signals in all
+        (default: as many as had come; so any new one), or the monotonic time
+        ``until_ns``.  ``before_wait`` runs before each wait (e.g. to write out what
+        was done since the last one): never sleep on work."""
+        stops = self.stops if stops_allowed is None else stops_allowed
+        while not done() and self.stops <= stops:
             if before_wait is not None:
                 before_wait()
             if until_ns is not None:

@@ -14,6 +14,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 HERE = Path(__file__).parent
 ROOT = HERE.parent.parent
 # Python runs ~20x slower in the TCG test VM (tools/vmtest.py sets RAWPROBE_VM)
@@ -146,3 +148,17 @@ class Watch:
 
     def summary(self) -> dict:
         return self.of("summary")[0]
+
+
+@pytest.fixture
+def targets():
+    """``targets(comm, *args, **kw)`` starts a Target; all are killed at the end."""
+    made: list[Target] = []
+
+    def make(comm: str, *args: str, **kw) -> Target:
+        t = Target(comm, *args, **kw)
+        made.append(t)
+        return t
+    yield make
+    for t in made:
+        t.kill()
