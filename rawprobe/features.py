@@ -24,6 +24,7 @@ import os
 import sys
 
 from ._records import RecordTuple
+from .caps import missing_for_bpf
 from .errors import NotFoundError, NotSupportedError, RawprobeError, SyscallError
 
 # No run-time ``typing`` or ``functools``: start-up time (re, enum, collections...).
@@ -95,26 +96,6 @@ def _load(prog_type: int, code: bytes, **kw):
 
 # -- explaining failures -----------------------------------------------------
 
-_CAPS = {21: "CAP_SYS_ADMIN", 38: "CAP_PERFMON", 39: "CAP_BPF"}
-
-
-def _missing_caps() -> list[str]:
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("CapEff:"):
-                    eff = int(line.split()[1], 16)
-                    break
-            else:
-                return []
-    except OSError:
-        return []
-    have = {name for bit, name in _CAPS.items() if eff >> bit & 1}
-    if "CAP_SYS_ADMIN" in have or {"CAP_BPF", "CAP_PERFMON"} <= have:
-        return []
-    return sorted(set(_CAPS.values()) - have)
-
-
 def _lockdown() -> str:
     try:
         with open("/sys/kernel/security/lockdown") as f:
@@ -131,7 +112,7 @@ def _why(exc: BaseException) -> str:
     """A one-line explanation of a failed probe step."""
     err = getattr(exc, "errno", None)
     if err in (errno.EPERM, errno.EACCES) and isinstance(exc, SyscallError):
-        missing = _missing_caps()
+        missing = missing_for_bpf()
         if missing:
             return f"{exc.call}: EPERM, this process lacks {' and '.join(missing)} (run as root)"
         mode = _lockdown()
