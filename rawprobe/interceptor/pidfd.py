@@ -37,12 +37,23 @@ def open_pidfd(pid: int) -> int:
         raise
 
 
+class NotPermitted(PermissionError):
+    """EPERM: the kernel does not let us signal that process.  Without CAP_KILL a
+    process may signal only those whose real or saved uid is its own real or
+    effective uid (kill_ok_by_cred in kernel/signal.c; see rawprobe.caps)."""
+
+
 def send_signal(fd: int, sig: int) -> None:
-    """``pidfd_send_signal(fd, sig)``.  Raises Gone if the process already exited."""
+    """``pidfd_send_signal(fd, sig)``.  Raises Gone if the process already
+    exited, NotPermitted if we may not signal it."""
     try:
         signal.pidfd_send_signal(fd, sig)
     except ProcessLookupError:
         raise Gone(fd) from None
+    except PermissionError as e:
+        if e.errno == errno.EPERM:
+            raise NotPermitted(*e.args) from None
+        raise
 
 
 def has_exited(fd: int) -> bool:

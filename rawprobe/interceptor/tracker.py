@@ -350,6 +350,9 @@ class Tracker:
                 pidfd.send_signal(t.fd, self.cfg.signal)
             except pidfd.Gone:
                 return self._gone(t)
+            except pidfd.NotPermitted:
+                return self._refuse(t, "not permitted: signalling another user's process "
+                                       "needs CAP_KILL")
             except OSError as e:
                 return self._error(t, f"pidfd_send_signal: {e.strerror}")
             t.signal_ns = now_ns()
