@@ -25,7 +25,8 @@ import sys
 
 from ._records import RecordTuple
 from .caps import missing_for_bpf
-from .errors import NotFoundError, NotSupportedError, RawprobeError, SyscallError
+from .errors import (NotFoundError, NotSupportedError, PermissionDeniedError, RawprobeError,
+                     SyscallError)
 
 # No run-time ``typing`` or ``functools``: start-up time (re, enum, collections...).
 TYPE_CHECKING = False
@@ -155,15 +156,20 @@ def _pmu(name: str) -> str:
         raise NotSupportedError(f"no {PMU_ROOT}/{name}") from None
 
 
-def _tracefs_file(name: str, config: str) -> str:
+def _tracefs_root() -> str:
     from .link import tracefs
     try:
-        root = tracefs.tracefs_path(mount=False)
+        return tracefs.tracefs_path(mount=False)
     except NotSupportedError:
         raise NotSupportedError(
             "tracefs is not mounted, cannot tell (rawprobe mounts it when it attaches)"
         ) from None
-    path = os.path.join(root, name)
+    except PermissionDeniedError as e:   # not the bpf(2) EPERM that _why explains
+        raise NotSupportedError(f"cannot tell: {e.hint}") from None
+
+
+def _tracefs_file(name: str, config: str) -> str:
+    path = os.path.join(_tracefs_root(), name)
     if not os.path.exists(path):
         raise NotSupportedError(f"no {path} ({config} is off)")
     return path
@@ -321,8 +327,7 @@ def link_perf_tracepoint() -> Feature:
         from .uapi import AttachType, ProgType
         from .link import tracefs
         from .link.tracepoint import open_tracepoint_event
-        tp_id = tracefs.tracepoint_id("syscalls", "sys_enter_getpid",
-                                      root=tracefs.tracefs_path(mount=False))
+        tp_id = tracefs.tracepoint_id("syscalls", "sys_enter_getpid", root=_tracefs_root())
         with _load(ProgType.TRACEPOINT, _ret0()) as prog, open_tracepoint_event(tp_id) as pfd:
             _link_create(prog, pfd.fileno(), AttachType.PERF_EVENT)
         return "perf link on syscalls/sys_enter_getpid"

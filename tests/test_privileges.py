@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import stat
 import subprocess
 import sys
 import tempfile
@@ -176,3 +177,19 @@ def test_another_users_process_is_refused_and_left_alone(user) -> None:
     finally:
         theirs.kill()
         own.kill()
+
+
+def test_tracefs_out_of_reach_is_said_so(user) -> None:
+    """tracefs is root-only by default: the tracepoint hook says that, instead of
+    "not mounted" and advice to mount it."""
+    from rawprobe.link.tracefs import TRACEFS
+    if not os.path.isdir(os.path.join(TRACEFS, "events")):
+        pytest.skip(f"tracefs is not mounted at {TRACEFS}")
+    if os.stat(TRACEFS).st_mode & stat.S_IXOTH:
+        pytest.skip(f"{TRACEFS} is open to other users here")
+    r = user.run("-m", "rawprobe", "watch", "--comm", unique_comm(), "--hook", "tracepoint",
+                 "--duration", "1s")
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 1 and len(lines) == 1, r.stderr
+    assert "permission denied" in lines[0] and "root-only" in lines[0], lines[0]
+    assert "mount" not in lines[0], lines[0]
