@@ -52,8 +52,9 @@ _swept: set[str] = set()    # cache directories swept by this process
 
 def cache_dir() -> Optional[str]:
     """Where caches live: /var/cache/rawprobe as root, else
-    $XDG_CACHE_HOME/rawprobe (~/.cache/rawprobe); RAWPROBE_CACHE_DIR overrides,
-    and an empty RAWPROBE_CACHE_DIR disables caching.  The first call for a
+    $XDG_CACHE_HOME/rawprobe (~/.cache/rawprobe; None without an absolute home);
+    RAWPROBE_CACHE_DIR overrides, and an empty RAWPROBE_CACHE_DIR disables
+    caching.  The first call for a
     directory sweeps the temporary files dead writers left in it."""
     d = _cache_dir()
     if d is not None and d not in _swept:
@@ -68,8 +69,13 @@ def _cache_dir() -> Optional[str]:
         return d or None
     if os.geteuid() == 0:
         return "/var/cache/rawprobe"
-    xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(xdg, "rawprobe")
+    # A relative XDG_CACHE_HOME is invalid (XDG base directory spec), and a user
+    # with neither $HOME nor a passwd entry (a bare uid given capabilities in a
+    # container) has "~" for a home: no cache then, never one under the cwd.
+    xdg = os.environ.get("XDG_CACHE_HOME", "")
+    if not os.path.isabs(xdg):
+        xdg = os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(xdg, "rawprobe") if os.path.isabs(xdg) else None
 
 
 def is_private(st: os.stat_result) -> bool:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
 import shutil
 import stat
 import subprocess
@@ -193,3 +194,25 @@ def test_tracefs_out_of_reach_is_said_so(user) -> None:
     assert r.returncode == 1 and len(lines) == 1, r.stderr
     assert "permission denied" in lines[0] and "root-only" in lines[0], lines[0]
     assert "mount" not in lines[0], lines[0]
+
+
+def _has_passwd(uid: int) -> bool:
+    try:
+        pwd.getpwuid(uid)
+        return True
+    except KeyError:
+        return False
+
+
+def test_no_cache_dir_without_an_absolute_home(user) -> None:
+    """A uid with no passwd entry and no $HOME has "~" for a home, and a relative
+    XDG_CACHE_HOME is invalid: the cache is off, never under the cwd."""
+    uid = next(u for u in range(40000, 41000) if not _has_passwd(u))
+    code = "from rawprobe._cache import cache_dir; print(cache_dir())"
+    env = {k: v for k, v in user.env.items()
+           if k not in ("HOME", "XDG_CACHE_HOME", "RAWPROBE_CACHE_DIR")}
+    for extra, want in [({}, "None"), ({"XDG_CACHE_HOME": "rel"}, "None"),
+                        ({"XDG_CACHE_HOME": "rel", "HOME": "/h"}, "/h/.cache/rawprobe"),
+                        ({"XDG_CACHE_HOME": "/x"}, "/x/rawprobe")]:
+        r = user.run("-c", code, env={**env, **extra}, uid=uid, caps="-all", cwd="/")
+        assert r.returncode == 0 and r.stdout.strip() == want, (extra, r.stdout, r.stderr)
