@@ -24,7 +24,9 @@ import os
 import sys
 
 from ._records import RecordTuple
-from .errors import NotFoundError, NotSupportedError, RawprobeError, SyscallError
+from .caps import missing_for_bpf
+from .errors import (NotFoundError, NotSupportedError, PermissionDeniedError, RawprobeError,
+                     SyscallError)
 
 # No run-time ``typing`` or ``functools``: start-up time (re, enum, collections...).
 TYPE_CHECKING = False
@@ -95,26 +97,6 @@ def _load(prog_type: int, code: bytes, **kw):
 
 # -- explaining failures -----------------------------------------------------
 
-_CAPS = {21: "CAP_SYS_ADMIN", 38: "CAP_PERFMON", 39: "CAP_BPF"}
-
-
-def _missing_caps() -> list[str]:
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("CapEff:"):
-                    eff = int(line.split()[1], 16)
-                    break
-            else:
-                return []
-    except OSError:
-        return []
-    have = {name for bit, name in _CAPS.items() if eff >> bit & 1}
-    if "CAP_SYS_ADMIN" in have or {"CAP_BPF", "CAP_PERFMON"} <= have:
-        return []
-    return sorted(set(_CAPS.values()) - have)
-
-
 def _lockdown() -> str:
     try:
         with open("/sys/kernel/security/lockdown") as f:
@@ -131,7 +113,7 @@ def _why(exc: BaseException) -> str:
     """A one-line explanation of a failed probe step."""
     err = getattr(exc, "errno", None)
     if err in (errno.EPERM, errno.EACCES) and isinstance(exc, SyscallError):
-        missing = _missing_caps()
+        missing = missing_for_bpf()
         if missing:
             return f"{exc.call}: EPERM, this process lacks {' and '.join(missing)} (run as root)"
         mode = _lockdown()
@@ -174,15 +156,20 @@ def _pmu(name: str) -> str:
         raise NotSupportedError(f"no {PMU_ROOT}/{name}") from None
 
 
-def _tracefs_file(name: str, config: str) -> str:
+def _tracefs_root() -> str:
     from .link import tracefs
     try:
-        root = tracefs.tracefs_path(mount=False)
+        return tracefs.tracefs_path(mount=False)
     except NotSupportedError:
         raise NotSupportedError(
             "tracefs is not mounted, cannot tell (rawprobe mounts it when it attaches)"
         ) from None
-    path = os.path.join(root, name)
+    except PermissionDeniedError as e:   # not the bpf(2) EPERM that _why explains
+        raise NotSupportedError(f"cannot tell: {e.hint}") from None
+
+
+def _tracefs_file(name: str, config: str) -> str:
+    path = os.path.join(_tracefs_root(), name)
     if not os.path.exists(path):
         raise NotSupportedError(f"no {path} ({config} is off)")
     return path
@@ -343,8 +330,7 @@ def link_perf_tracepoint() -> Feature:
         from .uapi import AttachType, ProgType
         from .link import tracefs
         from .link.tracepoint import open_tracepoint_event
-        tp_id = tracefs.tracepoint_id("syscalls", "sys_enter_getpid",
-                                      root=tracefs.tracefs_path(mount=False))
+        tp_id = tracefs.tracepoint_id("syscalls", "sys_enter_getpid", root=_tracefs_root())
         with _load(ProgType.TRACEPOINT, _ret0()) as prog, open_tracepoint_event(tp_id) as pfd:
             _link_create(prog, pfd.fileno(), AttachType.PERF_EVENT)
         return "perf link on syscalls/sys_enter_getpid"

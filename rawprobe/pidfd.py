@@ -9,8 +9,8 @@ processes that are not our children sit in the same epoll set as a ring buffer.
 Python's stdlib has both calls (``os.pidfd_open``, ``signal.pidfd_send_signal``,
 3.9+), so no native code is needed.  Errors: :class:`ProcessGoneError` when the
 process has exited (ESRCH), :class:`~rawprobe.errors.PermissionDeniedError` when
-the kernel refuses the signal (EPERM: another user's process, no CAP_KILL), any
-other failure a :class:`~rawprobe.errors.SyscallError`.  The caller owns the fd.
+the kernel refuses the signal (EPERM: another user's process, no CAP_KILL; see
+:mod:`rawprobe.caps`), any other failure a :class:`~rawprobe.errors.SyscallError`.  The caller owns the fd.
 """
 from __future__ import annotations
 
@@ -38,9 +38,13 @@ class ProcessGoneError(NotFoundError):
 def _error(call: str, e: OSError) -> RawprobeError:
     if e.errno in (errno.ESRCH, errno.ENOENT):
         return ProcessGoneError(f"{call}: the process has exited")
+    if e.errno == errno.EPERM:
+        # kill_ok_by_cred (kernel/signal.c): not our user's process, no CAP_KILL.
+        # EACCES would be an LSM's answer, which CAP_KILL does not change.
+        return PermissionDeniedError(call, e.errno, "signalling a process of another "
+                                                    "user needs CAP_KILL")
     from ._sys.errno import syscall_error
-    return syscall_error(call, e.errno or 0, permission_hint=(
-        "signalling a process of another user needs CAP_KILL"))
+    return syscall_error(call, e.errno or 0, privilege=False)
 
 
 def open_pidfd(pid: int) -> int:

@@ -111,21 +111,11 @@ def requires_fentry() -> None:
 
 # ------------------------------------------------------------------ privileges --
 
-CAP_SYS_ADMIN, CAP_PERFMON, CAP_BPF = 21, 38, 39
-
-
-def _effective_caps() -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("CapEff:"):
-            return int(line.split()[1], 16)
-    return 0
-
-
 @pytest.fixture(scope="session")
 def bpf_privileges() -> None:
     """Skip unless this process may load BPF programs and open perf events."""
-    caps = _effective_caps()
-    if caps >> CAP_SYS_ADMIN & 1 or (caps >> CAP_BPF & 1 and caps >> CAP_PERFMON & 1):
+    from rawprobe.caps import missing_for_bpf
+    if not missing_for_bpf():
         return
     pytest.skip("needs root (or CAP_BPF + CAP_PERFMON) to load BPF programs; run the tests as root")
 

@@ -73,9 +73,9 @@ def test_vm_kernel_has_kprobes_and_fentry():
 
 def test_eperm_explained(monkeypatch):
     exc = PermissionDeniedError("BPF_PROG_LOAD", errno.EPERM)
-    monkeypatch.setattr(features, "_missing_caps", lambda: ["CAP_BPF", "CAP_PERFMON"])
+    monkeypatch.setattr(features, "missing_for_bpf", lambda: ["CAP_BPF", "CAP_PERFMON"])
     assert "lacks CAP_BPF and CAP_PERFMON" in features._why(exc)
-    monkeypatch.setattr(features, "_missing_caps", lambda: [])
+    monkeypatch.setattr(features, "missing_for_bpf", lambda: [])
     monkeypatch.setattr(features, "_lockdown", lambda: "integrity")
     why = features._why(exc)
     assert "although this process has" in why and "'integrity'" in why

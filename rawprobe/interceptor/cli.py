@@ -74,7 +74,7 @@ def run_watch(o: WatchOptions, text: IO[str] | None = sys.stdout,
     from .tracker import Tracker, TrackerConfig
 
     check_pid_namespace()
-    check_privileges(o.action)
+    check_privileges()
     action, why_action = resolve_action(o.action)
     protected = procinfo.ancestors()
     max_in_flight = raise_nofile(o.max_in_flight) if action != "report" else o.max_in_flight

@@ -1,32 +1,26 @@
-"""Checks made before anything is loaded, so failures are one clear line."""
+"""Checks made before anything is loaded, so failures are one clear line.
+
+Only what every run needs is checked here: loading and attaching the probe
+(root, or CAP_BPF + CAP_PERFMON).  Signalling is not: a user may signal their
+own processes without CAP_KILL (see :mod:`rawprobe.caps`), so whether a target
+may be signalled is the kernel's answer for that target, and a target the
+kernel refuses (EPERM) is reported "refused ... not permitted" by the tracker.
+"""
 from __future__ import annotations
 
 import os
 
+from ..caps import CAP_KILL, effective, missing_for_bpf
 from ..errors import PermissionDeniedError
 
-CAP_KILL, CAP_SYS_ADMIN, CAP_PERFMON, CAP_BPF = 5, 21, 38, 39
 
-
-def effective_caps() -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("CapEff:"):
-                return int(line.split()[1], 16)
-    return 0
-
-
-def check_privileges(action: str) -> None:
-    caps = effective_caps()
-    need_bpf = caps & (1 << CAP_SYS_ADMIN) or (caps & (1 << CAP_BPF) and caps & (1 << CAP_PERFMON))
-    if not need_bpf:
+def check_privileges() -> None:
+    """Raise PermissionDeniedError unless this process may load and attach the
+    probe.  Signalling needs nothing up front: it is decided per target."""
+    if missing_for_bpf():
         raise PermissionDeniedError(
             "watch", 1, "rawprobe watch needs root, or CAP_BPF and CAP_PERFMON "
             "(run it with sudo)")
-    if action != "report" and os.geteuid() != 0 and not caps & (1 << CAP_KILL):
-        raise PermissionDeniedError(
-            "watch", 1, "signalling other users' processes needs root or CAP_KILL "
-            "(or use --action report)")
 
 
 def raise_nofile(wanted: int) -> int:
@@ -45,8 +39,9 @@ def raise_nofile(wanted: int) -> int:
 
 
 def may_kill_any() -> bool:
-    """CAP_KILL: the kernel lets this process signal any user's processes."""
-    return bool(effective_caps() & (1 << CAP_KILL))
+    """CAP_KILL: the kernel lets this process signal any user's processes (when
+    /proc cannot say, assume not: kernel-signal then keeps to our own user's)."""
+    return bool((effective() or 0) >> CAP_KILL & 1)
 
 
 # The initial pid namespace's inode number (PROC_PID_INIT_INO, include/linux/proc_ns.h).

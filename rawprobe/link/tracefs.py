@@ -51,8 +51,9 @@ _MOUNT_HINT = "mount it with: mount -t tracefs nodev /sys/kernel/tracing"
 
 def _populated(path: str) -> bool:
     # An unmounted mount point is an empty directory; a mounted tracefs always
-    # has an "events" directory.
-    return os.path.isdir(os.path.join(path, "events"))
+    # has an "events" directory.  PermissionError: we may not look inside
+    # (tracefs is mode 0700, root only, unless mounted with other options).
+    return os.stat(os.path.join(path, "events")).st_mode & 0o170000 == 0o040000
 
 
 # Where tracefs was found, once found (attaching a tracepoint is on every
@@ -61,15 +62,26 @@ _found: str | None = None
 
 
 def _find_tracefs() -> str | None:
+    """The tracefs mount point; None if there is none.  PermissionDeniedError
+    when it is there but this user may not enter it (no mounting helps then)."""
     global _found
     if _found is None:
+        denied = None
         for path in (TRACEFS, DEBUGFS_TRACEFS):
             try:
                 if _populated(path):
                     _found = path
                     break
+            except PermissionError:
+                denied = denied or path
             except OSError:
                 continue
+        else:
+            if denied is not None:
+                raise PermissionDeniedError(
+                    f"open {denied}", errno.EACCES,
+                    f"tracefs at {denied} is root-only here: tracepoint hooks and "
+                    "tracefs probe events need root (the raw_tp hook does not)")
     return _found
 
 
@@ -91,7 +103,8 @@ def tracefs_path(mount: bool = True) -> str:
     """Return the tracefs mount point, mounting tracefs if it is not mounted.
 
     Raises NotSupportedError when tracefs cannot be found (and ``mount`` is
-    false or mounting is impossible).
+    false or mounting is impossible), PermissionDeniedError when it is mounted
+    but this user may not enter it.
     """
     path = _find_tracefs()
     if path is not None:

@@ -30,8 +30,11 @@ class Target:
     """tests/targets/target.py, started and waiting for "go"."""
 
     def __init__(self, comm: str, *args: str, report: bool = False,
-                 real_uid: int | None = None) -> None:
-        """``real_uid``: run with that real uid (what --uid filters on)."""
+                 real_uid: int | None = None, uid: int | None = None,
+                 python: str = sys.executable) -> None:
+        """``real_uid``: run with that real uid (what --uid filters on);
+        ``uid``: run wholly as that user (uids and gids, no other groups), with
+        ``python`` (an interpreter that user may run)."""
         self.comm = comm
         self.report_r = -1
         extra: list[str] = []
@@ -39,13 +42,14 @@ class Target:
         if report:   # the target tells when its handler ran and when it called exit
             self.report_r, w = os.pipe()
             extra, fds = ["--report-fd", str(w)], (w,)
-        self.p = subprocess.Popen([sys.executable, "-S", str(HERE / "target.py"), "--comm", comm,
+        self.p = subprocess.Popen([python, "-S", str(HERE / "target.py"), "--comm", comm,
                                    "--wait-go", *args, *extra], pass_fds=fds,
                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
                                   # another real uid, root still effective (it can read
                                   # this checkout wherever it is)
-                                  preexec_fn=None if real_uid is None else
-                                  (lambda: os.setresuid(real_uid, 0, 0)))
+                                  preexec_fn=(lambda: os.setresuid(real_uid, 0, 0))
+                                  if real_uid is not None else
+                                  (lambda: _become(uid)) if uid is not None else None)
         for fd in fds:
             os.close(fd)
         line = self.p.stdout.readline()
@@ -77,19 +81,30 @@ class Target:
         self.p.wait()
 
 
+def _become(uid: int) -> None:
+    os.setgroups([])
+    os.setresgid(uid, uid, uid)
+    os.setresuid(uid, uid, uid)
+
+
 class Watch:
     """``python -m rawprobe watch ... --json`` (JSON lines on its stdout)."""
 
-    def __init__(self, *args: str, comm: str | None = None, timeout: float = 30.0) -> None:
-        cmd = [sys.executable, "-m", "rawprobe", "watch", *args, "--json"]
+    def __init__(self, *args: str, comm: str | None = None, timeout: float = 30.0,
+                 run_as: list[str] | None = None, env: dict[str, str] | None = None,
+                 python: str = sys.executable) -> None:
+        """``run_as``: a command prefix (setpriv ...) and ``python`` an interpreter
+        it may run; ``env``: added to the environment."""
+        cmd = [python, "-m", "rawprobe", "watch", *args, "--json"]
         if comm is not None:
             # run the tool itself under `comm` (to check it never signals itself)
             code = ("import sys; open('/proc/self/comm', 'w').write(sys.argv[1]); "
                     "from rawprobe.__main__ import main; sys.exit(main(sys.argv[2:]))")
-            cmd = [sys.executable, "-c", code, comm, "watch", *args, "--json"]
-        env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-        self.p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                  env=env, cwd=str(ROOT))
+            cmd = [python, "-c", code, comm, "watch", *args, "--json"]
+        env = {**os.environ, **(env or {}),
+               "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+        self.p = subprocess.Popen([*(run_as or []), *cmd], stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, env=env, cwd=str(ROOT))
         self.timeout = timeout * SLOW
         self.events: list[dict] = []
         self.stderr = ""
