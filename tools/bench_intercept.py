@@ -20,6 +20,10 @@
    with rawprobe watching another comm; for the raw_tp and the tracepoint hooks.
    The configurations take turns, round after round, and each one's median is
    kept: this machine's speed drifts between seconds more than 5 %.
+4. A burst: N processes (3,000) of the watched name make their call at once, in
+   report, signal and kernel-signal mode: how many were intercepted, signalled
+   and seen exit, whether anything was lost, how long from the release until the
+   last one was signalled, and how many exits lack the kernel's time to exit.
 3. Launch to armed (``python -m rawprobe watch`` started -> its "armed" line),
    first run (no byte-code cache, no kernel BTF index cache) and second run, run
    as bench_load.py runs Python (byte-compiled, ``-S``), next to the bare
@@ -29,7 +33,7 @@ Needs root.  The empty baseline program is compiled here with clang (any
 clang with the BPF target); without clang that baseline is skipped and said so.
 A peer that is not installed (strace, bpftrace) is skipped and said so.
 
-    python3 tools/bench_intercept.py [--n 50] [--dd 200000] [--rounds 9]
+    python3 tools/bench_intercept.py [--n 50] [--dd 200000] [--rounds 9] [--burst 3000]
 """
 from __future__ import annotations
 
@@ -352,7 +356,8 @@ def main() -> int:
     ap.add_argument("--dd", type=int, default=200_000, help="dd blocks per overhead run")
     ap.add_argument("--rounds", type=int, default=9,
                     help="overhead rounds (each configuration's median is kept)")
-    ap.add_argument("--only", choices=("latency", "overhead", "startup"),
+    ap.add_argument("--burst", type=int, default=3000, help="processes in the burst")
+    ap.add_argument("--only", choices=("latency", "overhead", "startup", "burst"),
                     help="run one part only")
     a = ap.parse_args()
     if os.geteuid() != 0:
@@ -365,6 +370,8 @@ def main() -> int:
         overhead_report(a.dd, a.rounds)
     if a.only in (None, "startup"):
         startup_report()
+    if a.only in (None, "burst"):
+        burst_report(a.burst)
     return 0
 
 
@@ -425,6 +432,77 @@ def startup_report() -> None:
           f"(this environment's .pth hooks run); bare python -c pass "
           f"{s['python_c_pass_ms']:.0f} ms")
     return 0
+
+
+# The burst: the parent forks N children that all block reading one pipe; closing
+# its write end releases them at once.  Only the children take the watched name.
+# Each child makes its one call (a write to /dev/null), then waits for a signal (report mode: exits on its own after 1 s).
+BURST = r"""
+import ctypes, os, signal, sys, time
+comm, n, linger = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+prctl = ctypes.CDLL(None).prctl
+out = os.open('/dev/null', os.O_WRONLY)
+r, w = os.pipe()
+kids = []
+for i in range(n):
+    pid = os.fork()
+    if pid == 0:
+        os.close(w)
+        prctl(15, comm.encode(), 0, 0, 0)   # PR_SET_NAME, not a write(); the parent
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)   # keeps its own name
+        os.read(r, 1)                  # EOF: released
+        os.write(out, b'x')
+        time.sleep(linger)
+        os._exit(0)
+    kids.append(pid)
+os.close(r)
+sys.stdout.write('ready\n'); sys.stdout.flush()
+sys.stdin.readline()
+sys.stdout.write('%d\n' % time.monotonic_ns()); sys.stdout.flush()
+os.close(w)                            # go
+for pid in kids:
+    os.waitpid(pid, 0)
+"""
+
+
+def burst(action: str, n: int) -> dict:
+    name = comm()
+    linger = "1" if action == "report" else "60"
+    sw = subprocess.Popen([sys.executable, "-S", "-c", BURST, name, str(n), linger],
+                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert sw.stdout.readline() == "ready\n"
+    w = watch("--comm", name, "--action", action, "--count", str(n), "--kill-after", "20s",
+              "--quiet")
+    sw.stdin.write("go\n")
+    sw.stdin.flush()
+    go_ns = int(sw.stdout.readline())
+    out, err = w.communicate(timeout=600)
+    sw.wait(timeout=120)
+    ev = [json.loads(x) for x in out.splitlines() if x.startswith("{")]
+    summ = [e for e in ev if e["event"] == "summary"][0]["counts"]
+    ktime = {e["pid"]: e["ktime_ns"] for e in ev if e["event"] == "intercept"}
+    sig_at = [ktime[e["pid"]] + e["latency_us"] * 1000 for e in ev
+              if e["event"] == "signal" and e["pid"] in ktime]
+    exits = [e for e in ev if e["event"] == "exit"]
+    return {"status": w.returncode, "counts": summ,
+            "lost_events": len([e for e in ev if e["event"] == "lost"]),
+            "last_signal_ms": (max(sig_at) - go_ns) / 1e6 if sig_at else None,
+            "exits_without_kernel_time": sum(1 for e in exits if e["time_to_exit_us"] is None)}
+
+
+def burst_report(n: int) -> None:
+    print(f"\n4. a burst: {n} processes of the watched name call write() at once")
+    for action in ("report", "signal", "kernel-signal"):
+        r = burst(action, n)
+        c = r["counts"]
+        line = (f"  {action:<14} intercepted {c['intercepted']}, signalled {c['signalled']}, "
+                f"exited {c['exited']}, lost {c['lost']}, not handled {c['not_handled']}, "
+                f"refused {c['refused']}, errors {c['errors']}; exit status {r['status']}")
+        if r["last_signal_ms"] is not None:
+            line += f"; last signalled {r['last_signal_ms']:.0f} ms after the release"
+        if action != "report":
+            line += f"; exits without the kernel's time: {r['exits_without_kernel_time']}"
+        print(line)
 
 
 if __name__ == "__main__":
