@@ -24,7 +24,8 @@ import os
 import sys
 
 from ._records import RecordTuple
-from .errors import NotFoundError, NotSupportedError, RawprobeError, SyscallError
+from .errors import (ENOTSUPP, NotFoundError, NotSupportedError, RawprobeError, SyscallError,
+                     errno_name)
 
 # No run-time ``typing`` or ``functools``: start-up time (re, enum, collections...).
 TYPE_CHECKING = False
@@ -140,8 +141,7 @@ def _why(exc: BaseException) -> str:
                 f"the kernel refuses it ({mode}an LSM, a sandbox policy, or a kernel "
                 "built without it)")
     if isinstance(exc, SyscallError):
-        from ._sys.errno import ENOTSUPP
-        return f"{exc.call}: {errno.errorcode.get(exc.errno, exc.errno)}" + (
+        return f"{exc.call}: {errno_name(exc.errno)}" + (
             " (unknown to this kernel)" if exc.errno in (errno.EINVAL, errno.EOPNOTSUPP, ENOTSUPP)
             else "")
     return str(exc).split("\n")[0]
