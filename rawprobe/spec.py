@@ -333,21 +333,21 @@ class ObjectSpec(_Record):
 # the parser
 
 def _object_name(name: str) -> str:
-    base = os.path.basename(name)
-    for suffix in (".o", ".bpf"):
-        if base.endswith(suffix):
-            base = base[: -len(suffix)]
-    return base
+    """The object's name as libbpf takes it: the file name up to its first dot."""
+    return os.path.basename(name).split(".", 1)[0]
 
 
 def _kernel_name(name: str, obj_name: str = "") -> str:
     """A map name the kernel accepts: [A-Za-z0-9_.], at most 15 characters.
 
-    Global-data maps get libbpf's ``<object prefix><section>`` form, e.g.
-    ``spec_ba.rodata``, so two objects' ``.data`` maps differ in bpftool."""
+    Global-data maps get libbpf's name, so that tools see the same map names
+    whichever loader made them: ``<object prefix><section>``, the section given
+    at least 7 characters (``spec_bas.rodata``, ``spec_bas.bss``), and sections
+    with a second dot (``.rodata.str1.1``) their own name alone."""
     if name.startswith(".") and obj_name:
-        sfx_len = max(len(name), 8)
-        pfx_len = max(0, min(BPF_OBJ_NAME_LEN - 1 - sfx_len, len(obj_name)))
+        sfx_len = min(max(len(name), 7), BPF_OBJ_NAME_LEN - 1)
+        pfx_len = 0 if "." in name[1:] else min(BPF_OBJ_NAME_LEN - 1 - sfx_len,
+                                                 len(obj_name))
         name = obj_name[:pfx_len] + name
     name = name[:BPF_OBJ_NAME_LEN - 1]
     return "".join(c if c.isascii() and (c.isalnum() or c in "_.") else "_" for c in name)

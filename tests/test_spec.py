@@ -227,7 +227,12 @@ def test_global_data_maps(basic):
         assert m.frozen == ro
         assert m.map_flags == MapFlags.MMAPABLE | (MapFlags.RDONLY_PROG if ro else 0)
         assert len(m.kernel_name) <= 15 and name in m.kernel_name
-    assert basic.maps[".rodata"].kernel_name == "spec_ba.rodata"
+    # libbpf's names: 8 characters of the object's name before a section of up
+    # to 7; a section with a second dot keeps its own name (libbpf's internal_map_name)
+    assert basic.maps[".rodata"].kernel_name == "spec_bas.rodata"
+    assert basic.maps[".bss"].kernel_name == "spec_bas.bss"
+    assert basic.maps[".rodata.custom"].kernel_name == ".rodata.custom"
+    assert basic.maps[".rodata.str1.1"].kernel_name == ".rodata.str1.1"
     assert basic.maps[".rodata.str1.1"].contents == b"string literal\0"
     assert basic.maps[".rodata.str1.1"].btf_value_type_id == 0        # no DATASEC
     assert basic.maps[".bss"].contents == bytes(12)
