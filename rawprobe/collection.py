@@ -19,19 +19,18 @@ relocations, or a ``tp_btf``/``fentry``/``lsm`` target).
 from __future__ import annotations
 
 import errno as _errno
-from errno import errorcode as _errorcode
 import mmap
 import os
 import struct
 
 from ._sys import bpf as _bpf
-from ._sys.errno import ENOTSUPP
 from ._sys.fd import FD
-from .errors import (NotFoundError, NotSupportedError, PermissionDeniedError,
-                     RawprobeError, SyscallError, VerifierError)
+from .errors import (ENOTSUPP, NotFoundError, NotSupportedError, PermissionDeniedError,
+                     RawprobeError, SyscallError, VerifierError, errno_name)
 from .maps import Map, possible_cpus
 from .programs import Program
-from .uapi import MapFlags, MapType, ProgType
+from .uapi import (MAP_IN_MAP_TYPES, MAP_TYPES_WITHOUT_BTF, MAP_TYPES_WITHOUT_BTF_VALUE,
+                   MapFlags, MapType, ProgType)
 
 # No run-time ``typing``: it imports re, enum, collections... (several ms).
 TYPE_CHECKING = False
@@ -46,7 +45,6 @@ __all__ = ["Collection", "Variable", "load"]
 _FUNC_INFO = struct.Struct("<II")
 _LINE_INFO = struct.Struct("<IIII")
 _IMM = struct.Struct("<i")
-_MAP_IN_MAP = (MapType.ARRAY_OF_MAPS, MapType.HASH_OF_MAPS)
 # errnos with which the verifier (not a missing feature or privilege) refuses
 _VERIFIER_ERRNOS = {_errno.EINVAL, _errno.EACCES, _errno.E2BIG, _errno.ENOSPC, _errno.EFAULT,
                     _errno.ERANGE, ENOTSUPP}
@@ -280,7 +278,7 @@ class _Loader:
         inner_fd: Optional[FD] = None
         btf_fd = self.coll._btf_fd
         try:
-            if m.type in _MAP_IN_MAP:
+            if m.type in MAP_IN_MAP_TYPES:
                 if m.inner is None:
                     raise RawprobeError(f"map {m.name!r}: a map of maps needs an inner "
                                         f"map definition (__array(values, struct ...))")
@@ -301,31 +299,34 @@ class _Loader:
         name = (m.kernel_name or m.name).encode()
         kw = dict(map_flags=m.map_flags, map_name=name,
                   inner_map_fd=inner_fd.fileno() if inner_fd is not None else 0,
-                  map_extra=m.map_extra)
-        use_btf = btf_fd is not None and (m.btf_key_type_id or m.btf_value_type_id)
+                  map_extra=m.map_extra, numa_node=m.numa_node)
+        key_id, value_id = _map_btf_ids(m) if btf_fd is not None else (0, 0)
         try:
-            if use_btf:
+            if key_id or value_id:
                 try:
                     return _bpf.map_create(m.type, m.key_size, m.value_size, max_entries,
                                            btf_fd=btf_fd.fileno(),  # type: ignore[union-attr]
-                                           btf_key_type_id=m.btf_key_type_id,
-                                           btf_value_type_id=m.btf_value_type_id, **kw)
+                                           btf_key_type_id=key_id, btf_value_type_id=value_id,
+                                           **kw)
                 except SyscallError as e:
-                    # Older kernels reject some BTF value types (e.g. DATASEC before
-                    # 5.2): the map works without, as libbpf also retries.
-                    if isinstance(e, PermissionDeniedError) or e.errno != _errno.EINVAL:
+                    # A kernel that refuses the BTF type ids (older ones reject some
+                    # types, e.g. a DATASEC value before 5.2; a map type may not take
+                    # them) makes the same map without, as libbpf does.  Nothing is
+                    # lost but bpftool's typed dumps -- unless the value holds a
+                    # spin lock, timer or kptr, and then the verifier says so.
+                    if isinstance(e, PermissionDeniedError) or \
+                            e.errno not in (_errno.EINVAL, ENOTSUPP):
                         raise
             return _bpf.map_create(m.type, m.key_size, m.value_size, max_entries, **kw)
-        except PermissionDeniedError:
-            raise
         except SyscallError as e:
-            if e.errno == _errno.EINVAL:
+            if e.errno in (_errno.EINVAL, ENOTSUPP) and not isinstance(e, PermissionDeniedError):
                 raise NotSupportedError(
-                    f"map {m.name!r} (type {m.type}, key {m.key_size} B, value "
-                    f"{m.value_size} B, {max_entries} entries, flags {m.map_flags:#x}): "
-                    f"the kernel refused it (EINVAL): this map type or flag needs a "
-                    f"newer kernel, or the definition is invalid") from None
-            raise
+                    f"map {m.name!r} (type {_map_type_name(m.type)}, key {m.key_size} B, "
+                    f"value {m.value_size} B, {max_entries} entries, flags "
+                    f"{m.map_flags:#x}): the kernel refused it ({errno_name(e.errno)}): "
+                    f"this map type or flag needs a newer kernel, or the definition is "
+                    f"invalid") from None
+            raise type(e)(f"{e.call} of map {m.name!r}", e.errno, e.hint) from None
 
     def _variables(self) -> None:
         coll = self.coll
@@ -396,7 +397,7 @@ class _Loader:
                 raise NotSupportedError(
                     f"program {p.name!r} (section {p.section!r}): this kernel refuses "
                     f"BPF trampoline programs (fentry/fexit/fmod_ret/lsm) even to root "
-                    f"({_errorcode.get(e.errno, e.errno)}): it lacks the support (e.g. no ftrace direct "
+                    f"({errno_name(e.errno)}): it lacks the support (e.g. no ftrace direct "
                     f"calls) or a lockdown/LSM policy forbids them; use a kprobe or "
                     f"tracepoint instead") from None
             raise
@@ -508,6 +509,22 @@ def _btf_target(section: str, target: str) -> tuple[str, str]:
     if section.startswith("iter"):
         return "func", "bpf_iter_" + target
     return "func", target
+
+
+def _map_btf_ids(m: MapSpec) -> tuple[int, int]:
+    """The BTF key and value type ids BPF_MAP_CREATE takes for ``m``'s map type."""
+    if m.type in MAP_TYPES_WITHOUT_BTF:
+        return 0, 0
+    if m.type in MAP_TYPES_WITHOUT_BTF_VALUE:
+        return m.btf_key_type_id, 0
+    return m.btf_key_type_id, m.btf_value_type_id
+
+
+def _map_type_name(type: int) -> str:
+    try:
+        return MapType(type).name
+    except ValueError:
+        return str(type)
 
 
 def _has_global_funcs(p: ProgramSpec) -> bool:

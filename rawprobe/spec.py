@@ -38,7 +38,7 @@ from ._records import RecordTuple
 from .errors import (BTFError, InvalidValueError, NotFoundError, ObjectFormatError,
                      PermissionDeniedError, RawprobeError, SyscallError)
 from .sections import ProgType, program_section
-from .uapi import BPF_OBJ_NAME_LEN, MapFlags, MapType
+from .uapi import BPF_OBJ_NAME_LEN, MAP_IN_MAP_TYPES, MapFlags, MapType
 
 # No run-time ``typing`` (it imports re, enum, collections...: several ms of start-up).
 TYPE_CHECKING = False
@@ -53,7 +53,6 @@ if TYPE_CHECKING:  # pragma: no cover
 LIBBPF_PIN_NONE = 0
 LIBBPF_PIN_BY_NAME = 1
 
-_MAP_IN_MAP = (MapType.ARRAY_OF_MAPS, MapType.HASH_OF_MAPS)
 _MAX_DATA_SIZE = 1 << 29       # far above KMALLOC_MAX_SIZE, the kernel's limit
 _UINT_FIELDS = ("type", "max_entries", "map_flags", "numa_node", "key_size", "value_size",
                 "pinning", "map_extra")
@@ -592,7 +591,7 @@ class _Parser:
             if inner:
                 raise self.err(f"{what}: an inner map cannot have values", ".maps")
             if isinstance(target, T.Struct):
-                if spec.type not in _MAP_IN_MAP:
+                if spec.type not in MAP_IN_MAP_TYPES:
                     raise self.err(f"{what}: __array(values, struct ...) needs "
                                    f"ARRAY_OF_MAPS or HASH_OF_MAPS", ".maps")
                 spec.inner = self._map_def(name + ".inner", target, inner=True)

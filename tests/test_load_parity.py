@@ -1,0 +1,134 @@
+"""Parity with libbpf on objects written the way third-party tools write them.
+
+Each object here is loaded by rawprobe and, side by side, by libbpf (`bpftool
+prog loadall`, tests/libbpf_oracle.py); what the kernel then reports about the
+two loads must agree, and rawprobe's programs must do what their source says.
+"""
+from __future__ import annotations
+
+import errno
+import os
+import struct
+from pathlib import Path
+
+import pytest
+
+import rawprobe
+from rawprobe import collection
+from rawprobe._sys import bpf as _bpf
+from rawprobe.errors import ENOTSUPP, NotSupportedError, SyscallError
+from rawprobe.uapi import MAP_TYPES_WITHOUT_BTF, MapType
+
+from libbpf_oracle import loadall, map_table
+
+BPF = Path(__file__).parent / "bpf"
+MAPS_BTF = BPF / "maps_btf.bpf.o"
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="loading BPF needs root")
+
+
+def _declared_btf_maps(spec: rawprobe.ObjectSpec) -> dict[str, int]:
+    """.maps maps declared with __type(...): name -> map type."""
+    return {n: m.type for n, m in spec.maps.items()
+            if not m.is_global_data and (m.btf_key_type_id or m.btf_value_type_id)}
+
+
+# -- BTF key/value type ids per map type ---------------------------------------------
+
+@pytest.mark.parametrize("obj", ["maps_btf", "spec_basic"])
+def test_maps_match_libbpf(obj):
+    """The kernel reports each map rawprobe made exactly as libbpf's: name
+    (global-data maps too), type, sizes, flags, frozen, and whether it carries
+    BTF with which type ids."""
+    path = BPF / f"{obj}.bpf.o"
+    with rawprobe.ObjectSpec.from_file(path).load() as coll, loadall(path) as libbpf:
+        assert libbpf.ok, libbpf.output
+        ours = map_table({n: m.fd for n, m in coll.maps.items()})
+        theirs = map_table(libbpf.maps)
+    assert ours == theirs
+
+
+def test_map_btf_ids_per_map_type():
+    """Maps declared with __type(key/value) on every map type that takes no BTF
+    ids (perf-event and cgroup arrays, stack traces, queues, device/CPU/XDP/socket
+    maps) are created without them -- not first tried with them -- and the
+    others keep theirs; the running kernel agrees with the table, type by type."""
+    spec = rawprobe.ObjectSpec.from_file(MAPS_BTF)
+    declared = _declared_btf_maps(spec)
+    without = {n for n, t in declared.items() if t in MAP_TYPES_WITHOUT_BTF}
+    assert len(without) >= 10 and len(declared) > len(without)   # both kinds present
+    with _bpf.btf_load(spec.btf.load_blob()) as btf_fd:
+        for name in declared:
+            m = spec.maps[name]
+            try:
+                _bpf.map_create(m.type, m.key_size, m.value_size, m.max_entries or 1,
+                                btf_fd=btf_fd.fileno(), btf_key_type_id=m.btf_key_type_id,
+                                btf_value_type_id=m.btf_value_type_id).close()
+                refused = 0
+            except SyscallError as e:
+                refused = e.errno
+            assert refused in ((errno.EINVAL, ENOTSUPP) if name in without else (0,)), name
+            assert collection._map_btf_ids(m) == \
+                ((0, 0) if name in without else (m.btf_key_type_id, m.btf_value_type_id)), name
+    with spec.load() as coll:
+        for name in declared:
+            info = _bpf.map_get_info(coll.maps[name].fd)
+            assert (info["btf_id"] != 0) == (name not in without), name
+
+
+def test_maps_btf_program_uses_its_maps():
+    spec = rawprobe.ObjectSpec.from_file(MAPS_BTF)
+    spec.variables["target_tgid"].set(os.getpid())
+    with spec.load() as coll:
+        coll.programs["on_getppid"].attach()
+        for _ in range(3):
+            os.getppid()
+        queue, lifo = coll.maps["queue"], coll.maps["lifo"]
+        popped = [_bpf.map_lookup_and_delete_elem(queue.fd, None, queue.value_size)
+                  for _ in range(4)]
+        assert popped == [struct.pack("<II", os.getpid(), i) for i in range(3)] + [None]
+        assert [_bpf.map_lookup_and_delete_elem(lifo.fd, None, 8) for _ in range(4)] == \
+            [struct.pack("<Q", 1)] * 3 + [None]
+        assert coll.maps["by_tgid"].lookup(os.getpid()) == struct.pack("<II", os.getpid(), 2)
+
+
+def test_kernel_refusing_btf_ids_gets_the_map_without(monkeypatch):
+    """A kernel that refuses a map's BTF ids with ENOTSUPP (a map type the
+    table does not know: here, with the table emptied) or with EINVAL (a value
+    type id without a key type id on a hash) still gets the map, without BTF."""
+    monkeypatch.setattr(collection, "MAP_TYPES_WITHOUT_BTF", frozenset())
+    spec = rawprobe.ObjectSpec.from_file(MAPS_BTF)
+    spec.maps["by_tgid"].btf_key_type_id = 0
+    with spec.load() as coll:
+        for name in ("events", "cgroup_filter", "by_tgid"):     # ENOTSUPP, ENOTSUPP, EINVAL
+            info = _bpf.map_get_info(coll.maps[name].fd)
+            assert (info["btf_id"], info["btf_key_type_id"], info["btf_value_type_id"]) \
+                == (0, 0, 0), name
+        assert _bpf.map_get_info(coll.maps["jumps"].fd)["btf_value_type_id"] != 0
+
+
+def test_map_create_errors_name_the_map():
+    spec = rawprobe.ObjectSpec.from_file(MAPS_BTF)
+    spec.maps["by_tgid"].max_entries = 0
+    with pytest.raises(NotSupportedError, match=r"map 'by_tgid' \(type HASH.*\(EINVAL\)"):
+        spec.load()
+    spec = rawprobe.ObjectSpec.from_file(MAPS_BTF)
+    spec.maps["by_tgid"].value_size = 1 << 30
+    with pytest.raises(SyscallError, match=r"BPF_MAP_CREATE of map 'by_tgid' failed: E2BIG"):
+        spec.load()
+
+
+def test_enotsupp_is_named():
+    """errno 524, which the C library cannot name, reads ENOTSUPP: here the
+    kernel's own answer to BTF ids on a perf-event array."""
+    spec = rawprobe.ObjectSpec.from_file(MAPS_BTF)
+    m = spec.maps["events"]
+    assert m.type == MapType.PERF_EVENT_ARRAY
+    with _bpf.btf_load(spec.btf.load_blob()) as btf_fd:
+        with pytest.raises(SyscallError) as e:
+            _bpf.map_create(m.type, 4, 4, 1, btf_fd=btf_fd.fileno(),
+                            btf_key_type_id=m.btf_key_type_id,
+                            btf_value_type_id=m.btf_value_type_id)
+    assert e.value.errno == ENOTSUPP == 524
+    assert "failed: ENOTSUPP (Operation not supported)" in str(e.value)
+    assert "Unknown error" not in str(e.value)
