@@ -13,6 +13,8 @@ machine.  What this module does, following libbpf's object model:
   func_info / line_info / CO-RE relocations from ``.BTF.ext`` follow their
   functions to the new layout (func_info/line_info offsets in instructions, as
   BPF_PROG_LOAD wants them; CO-RE relocation offsets stay in bytes).
+  A global subprogram of hidden visibility (``__hidden``) gets a static BTF
+  FUNC, as libbpf gives it, so the kernel verifies it in its callers' context.
 * maps: BTF-defined maps in ``.maps`` (``__uint``/``__type``/``__array``), and one
   single-entry array map per global-data section (``.rodata``, ``.data``, ``.bss``,
   ``.rodata.*``, ``.data.*``; string literals in ``.rodata.str1.1`` included),
@@ -368,11 +370,14 @@ class _Func:
 
     ``refs``: (local idx, kind, payload); kind "call"/"func" -> (section index,
     insn index) of the target, "map" -> map name, "data" -> (map name, offset).
+    ``bind`` and ``visibility`` are the symbol's STB_* and STV_*.
     """
-    __slots__ = ("name", "sec", "start", "count", "bind", "refs")
+    __slots__ = ("name", "sec", "start", "count", "bind", "visibility", "refs")
 
-    def __init__(self, name: str, sec: E.Section, start: int, count: int, bind: int) -> None:
+    def __init__(self, name: str, sec: E.Section, start: int, count: int, bind: int,
+                 visibility: int = E.STV_DEFAULT) -> None:
         self.name, self.sec, self.start, self.count, self.bind = name, sec, start, count, bind
+        self.visibility = visibility
         self.refs: list[tuple[int, str, Any]] = []
 
 
@@ -422,6 +427,8 @@ class _Parser:
         spec.variables = self._parse_data_maps()
         spec.maps = self.maps
         self._collect_functions()
+        if self.btf is not None:
+            self._hidden_subprograms_static()
         programs = self._link_programs(spec)
         spec.programs = programs
         if maps_sec is not None and maps_sec.type == E.SHT_PROGBITS:
@@ -704,10 +711,31 @@ class _Parser:
                     raise self.err(f"function {s.name!r} overlaps the previous one",
                                    sec.name)
                 end = s.value + s.size
-                f = _Func(s.name, sec, s.value // 8, s.size // 8, s.bind)
+                f = _Func(s.name, sec, s.value // 8, s.size // 8, s.bind, s.visibility)
                 self.funcs[(sec.index, f.start)] = f
                 funcs.append(f)
             self._classify(sec, funcs)
+
+    def _hidden_subprograms_static(self) -> None:
+        """Give each global ``.text`` function of hidden (or internal) visibility
+        -- ``__hidden``, as USDT's and other libraries' helpers are -- a static
+        BTF FUNC, as libbpf does before BPF_BTF_LOAD.  The kernel then verifies
+        it at each call, knowing its caller's arguments, rather than alone
+        (5.6+ verifies global functions alone, assuming any argument may be
+        NULL or anything)."""
+        from .btf import types as T
+        btf = self.btf
+        assert btf is not None
+        text = self.elf.section_by_name.get(".text")
+        hidden = {f.name for f in self.funcs.values()
+                  if text is not None and f.sec.index == text.index and
+                  f.bind != E.STB_LOCAL and f.visibility in (E.STV_HIDDEN, E.STV_INTERNAL)}
+        for name in hidden:
+            for tid in btf.types_by_name(name):
+                t = btf.types[tid]
+                if isinstance(t, T.Func) and t.linkage == T.BTF_FUNC_GLOBAL:
+                    t.linkage = T.BTF_FUNC_STATIC
+                    break
 
     def _func_of(self, funcs: list[_Func], idx: int) -> _Func | None:
         for f in funcs:

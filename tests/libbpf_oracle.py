@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -90,3 +91,21 @@ def map_table(fds: dict[str, FD] | dict[str, int]) -> dict[str, tuple]:
                             m["flags"], m["frozen"], info["btf_id"] != 0,
                             info["btf_key_type_id"], info["btf_value_type_id"])
     return table
+
+
+def prog_info(fd: FD | int) -> dict:
+    """The kernel's bpf_prog_info of a program, less what differs between any
+    two loads (ids, load time, the BTF object's id)."""
+    info = _bpf.prog_get_info(fd)
+    for k in ("id", "load_time", "btf_id"):
+        info.pop(k)
+    return info
+
+
+def btf_func_linkage(prog_fd: FD | int) -> dict[str, str]:
+    """FUNC name -> linkage ("static", "global") in the BTF the kernel holds for
+    a loaded program, as `bpftool btf dump id` shows it."""
+    btf_id = _bpf.prog_get_info(prog_fd)["btf_id"]
+    out = subprocess.run([bpftool(), "btf", "dump", "id", str(btf_id)], check=True,
+                         capture_output=True, text=True).stdout
+    return dict(re.findall(r"^\[\d+\] FUNC '(\w+)' type_id=\d+ linkage=(\w+)$", out, re.M))

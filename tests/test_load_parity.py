@@ -19,7 +19,7 @@ from rawprobe._sys import bpf as _bpf
 from rawprobe.errors import ENOTSUPP, NotSupportedError, SyscallError
 from rawprobe.uapi import MAP_TYPES_WITHOUT_BTF, MapType
 
-from libbpf_oracle import loadall, map_table
+from libbpf_oracle import btf_func_linkage, loadall, map_table, prog_info
 
 BPF = Path(__file__).parent / "bpf"
 MAPS_BTF = BPF / "maps_btf.bpf.o"
@@ -132,3 +132,40 @@ def test_enotsupp_is_named():
     assert e.value.errno == ENOTSUPP == 524
     assert "failed: ENOTSUPP (Operation not supported)" in str(e.value)
     assert "Unknown error" not in str(e.value)
+
+
+# -- __hidden global subprograms -----------------------------------------------------
+
+HIDDEN = BPF / "hidden_subprog.bpf.o"
+
+
+def test_hidden_subprogram_is_verified_in_context():
+    """read_pair() is __hidden and dereferences its pointer argument unchecked:
+    valid only where its caller passes a stack pointer.  It loads, and runs;
+    checked_sum(), an ordinary global function, is still verified on its own."""
+    spec = rawprobe.ObjectSpec.from_file(HIDDEN)
+    spec.variables["target_tgid"].set(os.getpid())
+    with spec.load(log_level=1) as coll:
+        # the verifier's word for a call to a function it verified alone
+        log = coll.programs["on_getppid"].log
+        assert "('checked_sum') is safe for any args" in log
+        assert "('read_pair')" not in log
+        coll.programs["on_getppid"].attach()
+        v = coll.variables
+        os.getppid()
+        assert (v["hidden_result"].get_int(), v["global_result"].get_int()) == (4 * 10 + 2, 4 + 2)
+        os.getppid()
+        assert (v["hidden_result"].get_int(), v["global_result"].get_int()) == (4 * 10 + 3, 4 + 3)
+
+
+def test_hidden_subprogram_matches_libbpf():
+    """The kernel holds the same program from both loaders (tag, sizes,
+    instructions verified, func_info count), and BTF with the same FUNC
+    linkage: read_pair static, checked_sum and the program global."""
+    with rawprobe.ObjectSpec.from_file(HIDDEN).load() as coll, loadall(HIDDEN) as libbpf:
+        assert libbpf.ok, libbpf.output
+        ours, theirs = coll.programs["on_getppid"].fd, libbpf.progs["on_getppid"]
+        assert prog_info(ours) == prog_info(theirs)
+        linkage = btf_func_linkage(ours)
+        assert linkage == btf_func_linkage(theirs)
+    assert linkage == {"read_pair": "static", "checked_sum": "global", "on_getppid": "global"}

@@ -18,6 +18,8 @@ import pytest
 
 from rawprobe import elf as E
 from rawprobe import insn as I
+from rawprobe.btf import types as T
+from rawprobe.btf.parse import BTFSpec
 from rawprobe.errors import (BTFError, NotFoundError, ObjectFormatError, RawprobeError,
                              SyscallError)
 from rawprobe.sections import AttachType, ProgType
@@ -420,3 +422,18 @@ def test_corrupt_btf_names_file_and_section():
 def test_not_elf():
     with pytest.raises(ObjectFormatError, match="not an ELF file"):
         ObjectSpec.from_bytes(b"int main() {}", "main.c")
+
+
+def test_hidden_subprogram_gets_static_btf():
+    """A __hidden global subprogram's BTF FUNC becomes static in the blob the
+    kernel gets, as libbpf makes it; other FUNCs keep their linkage."""
+    spec = ObjectSpec.from_file(BPF_DIR / "hidden_subprog.bpf.o")
+    raw = BTFSpec.from_bytes(spec.btf.raw)
+    sent = BTFSpec.from_bytes(spec.btf.load_blob())
+
+    def linkage(btf):
+        return {t.name: t.linkage for t in btf.types if isinstance(t, T.Func)}
+    assert linkage(raw) == {"read_pair": T.BTF_FUNC_GLOBAL, "checked_sum": T.BTF_FUNC_GLOBAL,
+                            "on_getppid": T.BTF_FUNC_GLOBAL}
+    assert linkage(sent) == {**linkage(raw), "read_pair": T.BTF_FUNC_STATIC}
+    assert len(sent.raw) == len(raw.raw)
