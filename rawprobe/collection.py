@@ -27,6 +27,7 @@ from ._sys import bpf as _bpf
 from ._sys.fd import FD
 from .errors import (ENOTSUPP, NotFoundError, NotSupportedError, PermissionDeniedError,
                      RawprobeError, SyscallError, VerifierError, errno_name)
+from .kconfig import SECTION as KCONFIG_SECTION, kernel_version_code
 from .maps import Map, possible_cpus
 from .programs import Program
 from .uapi import (MAP_IN_MAP_TYPES, MAP_TYPES_WITHOUT_BTF, MAP_TYPES_WITHOUT_BTF_VALUE,
@@ -283,9 +284,10 @@ class _Loader:
                     raise RawprobeError(f"map {m.name!r}: a map of maps needs an inner "
                                         f"map definition (__array(values, struct ...))")
                 inner_fd = self._raw_map(m.inner, m.inner.max_entries, None)
+            contents = self._kconfig_value() if m.section == KCONFIG_SECTION else m.contents
             fd = self._raw_map(m, max_entries, inner_fd, btf_fd)
-            if m.contents is not None:
-                _bpf.map_update_elem(fd, b"\0\0\0\0", m.contents)
+            if contents is not None:
+                _bpf.map_update_elem(fd, b"\0\0\0\0", contents)
             if m.frozen:
                 _bpf.map_freeze(fd)
         finally:
@@ -328,6 +330,35 @@ class _Loader:
                     f"invalid") from None
             raise type(e)(f"{e.call} of map {m.name!r}", e.errno, e.hint) from None
 
+    def _kconfig_value(self) -> bytes:
+        """The ``.kconfig`` map's value: each ``__kconfig`` extern from the
+        kernel's configuration or, for ``LINUX_*``, computed here as libbpf
+        computes it; an absent weak extern stays 0 (:mod:`rawprobe.kconfig`)."""
+        from . import kconfig
+        spec = self.spec
+        value = bytearray(spec.maps[KCONFIG_SECTION].value_size)
+        path, config = "", {}
+        if any(n.startswith("CONFIG_") for n in spec.kconfig):
+            path, config = kconfig.read_system_config()
+        for name, var in spec.kconfig.items():
+            if name.startswith("CONFIG_"):
+                raw: Any = config.get(name)
+                source = path
+            else:
+                raw = _linux_value(name)
+                source = "the running kernel"
+            if raw is None:
+                if var.weak:
+                    continue            # libbpf's default for an absent weak extern
+                where = (f"is not set in {path}" if name.startswith("CONFIG_") else
+                         "is not one rawprobe computes (LINUX_KERNEL_VERSION, "
+                         "LINUX_HAS_BPF_COOKIE, LINUX_HAS_SYSCALL_WRAPPER)")
+                raise NotFoundError(f"{spec.name}: extern {name!r} (__kconfig) {where}; "
+                                    f"declare it __weak to read 0 when absent")
+            value[var.offset:var.offset + var.size] = kconfig.encode(
+                var, raw, f"{spec.name}: {source}")
+        return bytes(value)
+
     def _variables(self) -> None:
         coll = self.coll
         views: dict[str, Optional[memoryview]] = {}
@@ -369,7 +400,7 @@ class _Loader:
             expected_attach_type=p.expected_attach_type,
             prog_name=_prog_name(p.name),
             prog_flags=p.prog_flags,
-            kern_version=p.kern_version or _kernel_version_code(),
+            kern_version=p.kern_version or kernel_version_code(),
             attach_btf_id=attach_btf_id,
         )
         if btf_fd is not None:
@@ -511,6 +542,22 @@ def _btf_target(section: str, target: str) -> tuple[str, str]:
     return "func", target
 
 
+def _linux_value(name: str) -> Optional[int]:
+    """The value of a virtual ``LINUX_*`` kconfig extern, None if unknown."""
+    from . import features
+    if name == "LINUX_KERNEL_VERSION":
+        code = kernel_version_code()
+        if not code:
+            raise NotSupportedError(f"LINUX_KERNEL_VERSION: the kernel release "
+                                    f"{os.uname().release!r} does not read a.b.c")
+        return code
+    if name == "LINUX_HAS_BPF_COOKIE":
+        return int(features.bpf_cookie().supported)
+    if name == "LINUX_HAS_SYSCALL_WRAPPER":
+        return int(features.syscall_wrapper().supported)
+    return None
+
+
 def _map_btf_ids(m: MapSpec) -> tuple[int, int]:
     """The BTF key and value type ids BPF_MAP_CREATE takes for ``m``'s map type."""
     if m.type in MAP_TYPES_WITHOUT_BTF:
@@ -538,22 +585,6 @@ def _log_text(buf: bytearray) -> str:
 def _prog_name(name: str) -> bytes:
     clean = "".join(c if c.isascii() and (c.isalnum() or c in "_.") else "_" for c in name)
     return clean[:15].encode()
-
-
-_version_code: Optional[int] = None
-
-
-def _kernel_version_code() -> int:
-    """LINUX_VERSION_CODE of the running kernel (kprobe programs before 5.0 need it)."""
-    global _version_code
-    if _version_code is None:
-        nums = []
-        for part in os.uname().release.split("-")[0].split(".")[:3]:
-            digits = "".join(c for c in part if c.isdigit())
-            nums.append(int(digits or 0))
-        nums += [0] * (3 - len(nums))
-        _version_code = (nums[0] << 16) + (nums[1] << 8) + min(nums[2], 255)
-    return _version_code
 
 
 def _btf_features() -> Any:

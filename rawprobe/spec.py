@@ -24,9 +24,12 @@ machine.  What this module does, following libbpf's object model:
   value in the second slot's imm) and listed in ``ProgramSpec.map_relocs``; the
   loader only writes each map's fd into the first slot's imm.
 
+* ``__kconfig`` externs: placed in a ``.kconfig`` map as libbpf places them
+  (:mod:`.kconfig`), referenced like global data; the loader fills their values.
+
 Not supported (rejected with a clear ObjectFormatError): the legacy ``maps``
-section (``struct bpf_map_def``), ``extern`` kconfig/ksym/kfunc symbols
-(``.kconfig``, ``.ksyms``), calls between program sections, static programs.
+section (``struct bpf_map_def``), ``__ksym`` externs and kfuncs (``.ksyms``),
+calls between program sections, static programs.
 """
 from __future__ import annotations
 
@@ -39,6 +42,7 @@ from . import insn as I
 from ._records import RecordTuple
 from .errors import (BTFError, InvalidValueError, NotFoundError, ObjectFormatError,
                      PermissionDeniedError, RawprobeError, SyscallError)
+from .kconfig import SECTION as KCONFIG_SECTION
 from .sections import ProgType, program_section
 from .uapi import BPF_OBJ_NAME_LEN, MAP_IN_MAP_TYPES, MapFlags, MapType
 
@@ -49,6 +53,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from .btf.ext import BTFExt, CoreRelo, FuncInfo, LineInfo
     from .btf.parse import BTFSpec
+    from .kconfig import KconfigVar
 
 
 # the ``pinning`` map attribute (libbpf's enum libbpf_pin_type)
@@ -278,16 +283,19 @@ class ObjectSpec(_Record):
     """Everything in one BPF object file, parsed; no kernel access.
 
     ``variables`` is keyed by variable name (a static variable whose name
-    clashes with an earlier one is keyed ``"<section>/<name>"``).
+    clashes with an earlier one is keyed ``"<section>/<name>"``).  ``kconfig``:
+    the ``__kconfig`` externs, by name, placed in the ``.kconfig`` map whose
+    value the loader fills (:mod:`rawprobe.kconfig`).
     """
-    __slots__ = ("name", "programs", "maps", "variables", "license", "kern_version",
-                 "btf", "btf_ext")
+    __slots__ = ("name", "programs", "maps", "variables", "kconfig", "license",
+                 "kern_version", "btf", "btf_ext")
 
     def __init__(self, name: str) -> None:
         self.name = name
         self.programs: dict[str, ProgramSpec] = {}
         self.maps: dict[str, MapSpec] = {}
         self.variables: dict[str, VariableSpec] = {}
+        self.kconfig: dict[str, KconfigVar] = {}
         self.license = ""
         self.kern_version = 0
         self.btf: BTFSpec | None = None
@@ -394,6 +402,7 @@ class _Parser:
         self.values_off: dict[str, int] = {}           # map -> offset of its values
         self.funcs: dict[tuple[int, int], _Func] = {}  # (shndx, start insn) -> func
         self.ext_index: dict[str, tuple] = {}          # section -> .BTF.ext records
+        self.kconfig: dict[str, KconfigVar] = {}       # __kconfig externs
         # (section index, name) -> data symbol, for DATASEC offsets
         self.data_syms = {(s.shndx, s.name): s for s in reversed(self.elf.symbols)
                           if s.name and s.type in (E.STT_OBJECT, E.STT_NOTYPE)}
@@ -425,7 +434,9 @@ class _Parser:
         if maps_sec is not None and maps_sec.type == E.SHT_PROGBITS:
             self._parse_btf_maps(maps_sec)
         spec.variables = self._parse_data_maps()
-        spec.maps = self.maps
+        if self.btf is not None:
+            self._parse_kconfig()
+        spec.maps, spec.kconfig = self.maps, self.kconfig
         self._collect_functions()
         if self.btf is not None:
             self._hidden_subprograms_static()
@@ -682,6 +693,25 @@ class _Parser:
                                               var.type, readonly, m, self.btf)
         return variables
 
+    def _parse_kconfig(self) -> None:
+        """The ``__kconfig`` externs: laid out as libbpf lays them out, in a
+        ``.kconfig`` map (read-only for programs) that the loader fills."""
+        from . import kconfig
+        ds_id, ds = self._datasec(KCONFIG_SECTION)
+        if ds is None or not ds.vars:
+            return
+        weak = {s.name: s.bind == E.STB_WEAK for s in self.elf.symbols
+                if s.shndx == E.SHN_UNDEF and s.name}
+        self.kconfig = kconfig.layout(self.btf, ds_id, weak,  # type: ignore[arg-type]
+                                      where=f"{self.name}: ")
+        if KCONFIG_SECTION in self.maps:
+            raise self.err("a map of the same name already exists", KCONFIG_SECTION)
+        self.maps[KCONFIG_SECTION] = MapSpec(
+            name=KCONFIG_SECTION, type=int(MapType.ARRAY), key_size=4, value_size=ds.size,
+            max_entries=1, map_flags=MapFlags.MMAPABLE | MapFlags.RDONLY_PROG,
+            btf_value_type_id=ds_id, frozen=True, section=KCONFIG_SECTION,
+            kernel_name=_kernel_name(KCONFIG_SECTION, self.obj_name))
+
     # -- code ------------------------------------------------------------------------
 
     def _collect_functions(self) -> None:
@@ -764,8 +794,14 @@ class _Parser:
             def where(f: _Func = f, idx: int = idx) -> str:   # only on error: disasm costs
                 return f"function {f.name!r}, {I.disasm(code, idx)}"
             if sym.shndx == E.SHN_UNDEF:
-                raise self.err(f"{where()}: refers to extern {sym.name!r}; extern kconfig, "
-                               f"ksym and kfunc symbols are not supported", sec.name)
+                kv = self.kconfig.get(sym.name)
+                if kv is None or not ins.is_ld_imm64() or r.type != E.R_BPF_64_64 or \
+                        idx + 1 >= n:
+                    raise self.err(f"{where()}: refers to extern {sym.name!r}; extern ksym "
+                                   f"and kfunc symbols (__ksym) are not supported", sec.name)
+                relocated.add(idx)
+                f.refs.append((idx - f.start, "data", (KCONFIG_SECTION, kv.offset + ins.imm)))
+                continue
             if not sym.shndx < len(elf.sections):
                 raise self.err(f"{where()}: symbol {sym.name!r} has special section index "
                                f"{sym.shndx:#x}", sec.name)

@@ -95,17 +95,25 @@ def map_table(fds: dict[str, FD] | dict[str, int]) -> dict[str, tuple]:
 
 def prog_info(fd: FD | int) -> dict:
     """The kernel's bpf_prog_info of a program, less what differs between any
-    two loads (ids, load time, the BTF object's id)."""
+    two loads (ids, load time, the BTF object's id) and the number of maps it
+    holds: libbpf also binds every .rodata* map to every program
+    (BPF_PROG_BIND_MAP, for bpftool's metadata display), rawprobe does not."""
     info = _bpf.prog_get_info(fd)
-    for k in ("id", "load_time", "btf_id"):
+    for k in ("id", "load_time", "btf_id", "nr_map_ids"):
         info.pop(k)
     return info
 
 
+def btf_text(prog_fd: FD | int) -> str:
+    """The BTF the kernel holds for a loaded program, as `bpftool btf dump id`
+    prints it."""
+    btf_id = _bpf.prog_get_info(prog_fd)["btf_id"]
+    return subprocess.run([bpftool(), "btf", "dump", "id", str(btf_id)], check=True,
+                          capture_output=True, text=True).stdout
+
+
 def btf_func_linkage(prog_fd: FD | int) -> dict[str, str]:
     """FUNC name -> linkage ("static", "global") in the BTF the kernel holds for
-    a loaded program, as `bpftool btf dump id` shows it."""
-    btf_id = _bpf.prog_get_info(prog_fd)["btf_id"]
-    out = subprocess.run([bpftool(), "btf", "dump", "id", str(btf_id)], check=True,
-                         capture_output=True, text=True).stdout
-    return dict(re.findall(r"^\[\d+\] FUNC '(\w+)' type_id=\d+ linkage=(\w+)$", out, re.M))
+    a loaded program."""
+    return dict(re.findall(r"^\[\d+\] FUNC '(\w+)' type_id=\d+ linkage=(\w+)$",
+                           btf_text(prog_fd), re.M))

@@ -106,10 +106,12 @@ def test_load_blob_is_encode_without_reencoding(path: Path) -> None:
     blob = obj.btf.load_blob()
     assert blob is not None and len(blob) == len(raw)
     assert BTFSpec.from_bytes(blob).types == BTFSpec.from_bytes(encode(obj.btf)).types
+    fresh = fresh_spec(path)
+    if obj.kconfig:     # .kconfig's layout is not the ELF's but libbpf's: test_load_parity
+        return
     assert BTFSpec.from_bytes(blob).types == \
         BTFSpec.from_bytes(encode(hidden_funcs_static(fresh_spec(path), path),
                                   fixups=fixups_from_elf(path))).types
-    fresh = fresh_spec(path)
     datasecs = [t for t in fresh.types if isinstance(t, T.Datasec)]
     if not any(t.size == 0 for t in datasecs) and \
             fresh.types == hidden_funcs_static(fresh_spec(path), path).types:

@@ -7,7 +7,9 @@ two loads must agree, and rawprobe's programs must do what their source says.
 from __future__ import annotations
 
 import errno
+import gzip
 import os
+import re
 import struct
 from pathlib import Path
 
@@ -16,10 +18,10 @@ import pytest
 import rawprobe
 from rawprobe import collection
 from rawprobe._sys import bpf as _bpf
-from rawprobe.errors import ENOTSUPP, NotSupportedError, SyscallError
+from rawprobe.errors import ENOTSUPP, NotFoundError, NotSupportedError, SyscallError
 from rawprobe.uapi import MAP_TYPES_WITHOUT_BTF, MapType
 
-from libbpf_oracle import btf_func_linkage, loadall, map_table, prog_info
+from libbpf_oracle import btf_func_linkage, btf_text, loadall, map_table, prog_info
 
 BPF = Path(__file__).parent / "bpf"
 MAPS_BTF = BPF / "maps_btf.bpf.o"
@@ -35,17 +37,21 @@ def _declared_btf_maps(spec: rawprobe.ObjectSpec) -> dict[str, int]:
 
 # -- BTF key/value type ids per map type ---------------------------------------------
 
-@pytest.mark.parametrize("obj", ["maps_btf", "spec_basic"])
-def test_maps_match_libbpf(obj):
-    """The kernel reports each map rawprobe made exactly as libbpf's: name
-    (global-data maps too), type, sizes, flags, frozen, and whether it carries
-    BTF with which type ids."""
+@pytest.mark.parametrize("obj", ["maps_btf", "hidden_subprog", "kconfig"])
+def test_load_matches_libbpf(obj):
+    """The kernel reports what rawprobe made exactly as what libbpf made from
+    the same object: each map (name, global-data and .kconfig maps too, type,
+    sizes, flags, frozen, BTF type ids), each program (bpf_prog_info: tag,
+    sizes, instructions verified, func/line info counts...) and the BTF it
+    holds for them (bpftool's dump, byte for byte)."""
     path = BPF / f"{obj}.bpf.o"
     with rawprobe.ObjectSpec.from_file(path).load() as coll, loadall(path) as libbpf:
         assert libbpf.ok, libbpf.output
-        ours = map_table({n: m.fd for n, m in coll.maps.items()})
-        theirs = map_table(libbpf.maps)
-    assert ours == theirs
+        assert map_table({n: m.fd for n, m in coll.maps.items()}) == map_table(libbpf.maps)
+        assert sorted(coll.programs) == sorted(libbpf.progs)
+        for name, prog in coll.programs.items():
+            assert prog_info(prog.fd) == prog_info(libbpf.progs[name]), name
+            assert btf_text(prog.fd) == btf_text(libbpf.progs[name]), name
 
 
 def test_map_btf_ids_per_map_type():
@@ -158,14 +164,93 @@ def test_hidden_subprogram_is_verified_in_context():
         assert (v["hidden_result"].get_int(), v["global_result"].get_int()) == (4 * 10 + 3, 4 + 3)
 
 
-def test_hidden_subprogram_matches_libbpf():
-    """The kernel holds the same program from both loaders (tag, sizes,
-    instructions verified, func_info count), and BTF with the same FUNC
-    linkage: read_pair static, checked_sum and the program global."""
-    with rawprobe.ObjectSpec.from_file(HIDDEN).load() as coll, loadall(HIDDEN) as libbpf:
-        assert libbpf.ok, libbpf.output
-        ours, theirs = coll.programs["on_getppid"].fd, libbpf.progs["on_getppid"]
-        assert prog_info(ours) == prog_info(theirs)
-        linkage = btf_func_linkage(ours)
-        assert linkage == btf_func_linkage(theirs)
+def test_hidden_subprogram_btf_is_static():
+    """The BTF the kernel holds (as libbpf's load also has it, see
+    test_load_matches_libbpf): read_pair static, checked_sum and the program
+    global."""
+    with rawprobe.ObjectSpec.from_file(HIDDEN).load() as coll:
+        linkage = btf_func_linkage(coll.programs["on_getppid"].fd)
     assert linkage == {"read_pair": "static", "checked_sum": "global", "on_getppid": "global"}
+
+
+# -- __kconfig externs ---------------------------------------------------------------
+
+KCONFIG = BPF / "kconfig.bpf.o"
+COPY = struct.Struct("<QQQQQQQQQqqQq16s8s4s4x")   # struct kconfig_copy, padded to 8
+
+
+def _config_file() -> dict[str, str]:
+    """The running kernel's configuration, read here without rawprobe."""
+    for path in ("/proc/config.gz", f"/boot/config-{os.uname().release}"):
+        try:
+            opener = gzip.open if path.endswith(".gz") else open
+            with opener(path, "rt") as f:
+                return dict(line.rstrip("\n").split("=", 1) for line in f
+                            if line.startswith("CONFIG_"))
+        except OSError:
+            continue
+    pytest.skip("no kernel configuration (/proc/config.gz, /boot/config-*) to compare with")
+
+
+def _copy_kconfig() -> tuple:
+    spec = rawprobe.ObjectSpec.from_file(KCONFIG)
+    spec.variables["target_tgid"].set(os.getpid())
+    with spec.load() as coll:
+        coll.programs["copy_kconfig"].attach()
+        os.getppid()
+        return COPY.unpack(coll.variables["copy"].get())
+
+
+def test_kconfig_values_are_the_kernels():
+    """What the program reads from each __kconfig extern is what the kernel's
+    configuration file, uname and kallsyms say (each read here directly)."""
+    cfg = _config_file()
+    (version, cookie, wrapper, not_virtual, bpf_syscall, kprobes, bpf_jit, no_tri, bpf, hz,
+     log_buf_shift, nr_cpus, no_int, hostname, cc_version, no_string) = _copy_kconfig()
+    a, b, c = (int(x) for x in re.match(r"(\d+)\.(\d+)\.(\d+)", os.uname().release).groups())
+    assert version == (a << 16) + (b << 8) + min(c, 255)
+    with open("/proc/kallsyms") as f:
+        assert wrapper == int(" __x64_sys_bpf\n" in f.read())
+    assert cookie in (0, 1) and not_virtual == 0
+    tri = {"y": 1, "m": 2}
+    assert bpf_syscall == int(cfg.get("CONFIG_BPF_SYSCALL") == "y")
+    assert kprobes == int(cfg.get("CONFIG_KPROBES") == "y")
+    assert bpf_jit == tri.get(cfg.get("CONFIG_BPF_JIT", "n"), 0)
+    assert bpf == ord(cfg["CONFIG_BPF"])
+    assert (hz, log_buf_shift, nr_cpus) == \
+        (int(cfg["CONFIG_HZ"]), int(cfg["CONFIG_LOG_BUF_SHIFT"]), int(cfg["CONFIG_NR_CPUS"]))
+    assert hostname == cfg["CONFIG_DEFAULT_HOSTNAME"].strip('"').encode()[:15].ljust(16, b"\0")
+    assert cc_version == cfg["CONFIG_CC_VERSION_TEXT"].strip('"').encode()[:7].ljust(8, b"\0")
+    assert (no_tri, no_int, no_string) == (0, 0, b"\0" * 4)
+
+
+def test_kconfig_matches_libbpf():
+    """libbpf fills its .kconfig map (the same map and BTF layout: see
+    test_load_matches_libbpf) with the same bytes -- but LINUX_HAS_SYSCALL_WRAPPER
+    where kprobes are missing: libbpf asks by creating a kprobe, rawprobe reads
+    kallsyms."""
+    spec = rawprobe.ObjectSpec.from_file(KCONFIG)
+    wrapper = spec.kconfig["LINUX_HAS_SYSCALL_WRAPPER"].offset
+    with spec.load() as coll, loadall(KCONFIG) as libbpf:
+        assert libbpf.ok, libbpf.output
+        ours = map_table({n: m.fd for n, m in coll.maps.items()})
+        assert ours == map_table(libbpf.maps)
+        size = coll.maps[".kconfig"].value_size
+        mine = coll.maps[".kconfig"].lookup(0)
+        theirs = _bpf.map_lookup_elem(libbpf.maps["kconfig_kconfig"], b"\0" * 4, size)
+    kprobes = os.path.exists("/sys/bus/event_source/devices/kprobe/type")
+    assert mine[:wrapper] + mine[wrapper + 1:] == theirs[:wrapper] + theirs[wrapper + 1:]
+    assert theirs[wrapper] == (mine[wrapper] if kprobes else 0)
+
+
+def test_strong_kconfig_extern_missing():
+    """A strong extern the configuration lacks fails the load, saying so and
+    what to do; libbpf refuses the object too."""
+    obj = BPF / "kconfig_strong_missing.bpf.o"
+    _config_file()
+    with pytest.raises(NotFoundError, match=r"extern 'CONFIG_RAWPROBE_NO_SUCH_OPTION' "
+                                            r"\(__kconfig\) is not set in /.*; declare it "
+                                            r"__weak"):
+        rawprobe.ObjectSpec.from_file(obj).load()
+    with loadall(obj) as libbpf:
+        assert not libbpf.ok and "CONFIG_RAWPROBE_NO_SUCH_OPTION" in libbpf.output

@@ -369,9 +369,51 @@ def test_legacy_maps_rejected():
         ObjectSpec.from_file(BPF_DIR / "spec_legacy.bpf.o")
 
 
-def test_extern_rejected():
-    with pytest.raises(ObjectFormatError, match="extern 'LINUX_KERNEL_VERSION'.*not supported"):
+def test_ksym_extern_rejected():
+    with pytest.raises(ObjectFormatError, match="extern 'bpf_link_fops'.*__ksym.*not supported"):
         ObjectSpec.from_file(BPF_DIR / "spec_extern.bpf.o")
+
+
+def test_kconfig_externs():
+    """__kconfig externs land in a .kconfig map laid out as libbpf lays it out
+    (alignment down, then size up, then name), read-only for programs and
+    frozen; the BTF the kernel gets has that layout and "allocated" VARs; every
+    reference is an ld_imm64 of the map's value at the extern's offset."""
+    spec = ObjectSpec.from_file(BPF_DIR / "kconfig.bpf.o")
+    kc = spec.kconfig
+    assert len(kc) == 16
+    align = {"string": 1, "char": 1, "bool": 1}
+    order = sorted(kc.values(), key=lambda v: (-align.get(v.kind, min(v.size, 8)), v.size,
+                                               v.name))
+    assert list(kc.values()) == order
+    end = 0
+    for v in order:
+        a = align.get(v.kind, v.size)
+        assert v.offset == (end + a - 1) // a * a
+        end = v.offset + v.size
+    assert kc["CONFIG_HZ"][3:] == ("int", True, False)
+    assert kc["CONFIG_KPROBES"][3:] == ("bool", False, True)
+    assert kc["CONFIG_BPF_JIT"].kind == "tristate" and kc["CONFIG_BPF"].kind == "char"
+    assert kc["CONFIG_DEFAULT_HOSTNAME"][2:4] == (16, "string")
+    m = spec.maps[".kconfig"]
+    assert (m.type, m.key_size, m.value_size, m.max_entries, m.frozen, m.contents) == \
+        (MapType.ARRAY, 4, end, 1, True, None)
+    assert m.map_flags == MapFlags.MMAPABLE | MapFlags.RDONLY_PROG
+    assert m.kernel_name == "kconfig.kconfig"
+    sent = BTFSpec.from_bytes(spec.btf.load_blob())
+    ds = sent.types[m.btf_value_type_id]
+    assert isinstance(ds, T.Datasec) and ds.name == ".kconfig" and ds.size == end
+    assert [(sent.types[vs.type].name, vs.offset, vs.size) for vs in ds.vars] == \
+        [(v.name, v.offset, v.size) for v in order]
+    assert {sent.types[vs.type].linkage for vs in ds.vars} == {T.BTF_VAR_GLOBAL_ALLOCATED}
+    relocs = spec.programs["copy_kconfig"].map_relocs
+    kc_relocs = {r.offset for r in relocs if r.map == ".kconfig"}
+    assert kc_relocs and kc_relocs <= {v.offset + i for v in kc.values() for i in range(v.size)}
+    insns = spec.programs["copy_kconfig"].insns
+    for r in relocs:
+        if r.map == ".kconfig":
+            assert I.decode(insns, r.insn).src_reg == I.BPF_PSEUDO_MAP_VALUE
+            assert I.decode(insns, r.insn + 1).imm == r.offset
 
 
 def _rename_section(data: bytes, old: str, new: str) -> bytes:
