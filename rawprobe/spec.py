@@ -373,11 +373,16 @@ def _is_data_section(s: E.Section) -> bool:
     return n in (".data", ".rodata") or n.startswith((".data.", ".rodata."))
 
 
+def _first(ref: tuple) -> int:
+    return ref[0]
+
+
 class _Func:
     """A function in a code section, with its relocations in local insn indices.
 
-    ``refs``: (local idx, kind, payload); kind "call"/"func" -> (section index,
-    insn index) of the target, "map" -> map name, "data" -> (map name, offset).
+    ``refs``, in instruction order: (local idx, kind, payload); kind
+    "call"/"func" -> (section index, insn index) of the target, "map" -> map
+    name, "data" -> (map name, offset).
     ``bind`` and ``visibility`` are the symbol's STB_* and STV_*.
     """
     __slots__ = ("name", "sec", "start", "count", "bind", "visibility", "refs")
@@ -859,6 +864,8 @@ class _Parser:
                     imm = I.decode(code, i).imm
                     f.refs.append((i - f.start, "call", (sec.index, i + imm + 1)))
             pos = code.find(needle, pos + 1)
+        for f in funcs:                 # in instruction order, as _link walks them
+            f.refs.sort(key=_first)
 
     def _link_programs(self, spec: ObjectSpec) -> dict[str, ProgramSpec]:
         programs: dict[str, ProgramSpec] = {}
@@ -884,28 +891,47 @@ class _Parser:
         return programs
 
     def _link(self, prog: ProgramSpec, main: _Func) -> None:
-        """Lay out ``main`` and every function it reaches; fix calls; rebase records."""
+        """Lay out ``main`` and every function it reaches; fix calls; rebase records.
+
+        The layout is libbpf's, so that both loaders give the kernel the same
+        program (and tag): each function is appended where it is first reached,
+        walking calls and callback references in instruction order, depth first.
+        """
         layout = [main]
-        start_of = {id(main): 0}
-        size = main.count
+        seen = {id(main)}
+        stack = [(main, iter(main.refs))]
+        while stack:
+            f, refs = stack[-1]
+            for local, kind, payload in refs:
+                if kind not in ("call", "func"):
+                    continue
+                callee = self.funcs.get(payload)
+                if callee is None:
+                    code = self.elf.contents(f.sec)
+                    raise self.err(f"function {f.name!r}, {I.disasm(code, f.start + local)}: "
+                                   f"target instruction {payload[1]} is not the start of a "
+                                   f"function", f.sec.name)
+                if id(callee) not in seen:
+                    seen.add(id(callee))
+                    layout.append(callee)
+                    stack.append((callee, iter(callee.refs)))
+                    break
+            else:
+                stack.pop()
+        start_of = {}
+        size = 0
+        for f in layout:
+            start_of[id(f)] = size
+            size += f.count
         buf = bytearray()
-        for f in layout:               # grows while we walk it
+        for f in layout:
             base = start_of[id(f)]
             code = self.elf.contents(f.sec)
             buf += code[f.start * 8:(f.start + f.count) * 8]
             for local, kind, payload in f.refs:
                 at = base + local
                 if kind in ("call", "func"):
-                    callee = self.funcs.get(payload)
-                    if callee is None:
-                        raise self.err(f"function {f.name!r}, {I.disasm(code, f.start + local)}"
-                                       f": target instruction {payload[1]} is not the start "
-                                       f"of a function", f.sec.name)
-                    if id(callee) not in start_of:
-                        start_of[id(callee)] = size
-                        size += callee.count
-                        layout.append(callee)
-                    I.set_imm(buf, at, start_of[id(callee)] - at - 1)
+                    I.set_imm(buf, at, start_of[id(self.funcs[payload])] - at - 1)
                     if kind == "func":
                         I.set_src_reg(buf, at, I.BPF_PSEUDO_FUNC)
                         I.set_imm(buf, at + 1, 0)

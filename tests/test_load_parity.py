@@ -37,7 +37,7 @@ def _declared_btf_maps(spec: rawprobe.ObjectSpec) -> dict[str, int]:
 
 # -- BTF key/value type ids per map type ---------------------------------------------
 
-@pytest.mark.parametrize("obj", ["maps_btf", "hidden_subprog", "kconfig"])
+@pytest.mark.parametrize("obj", ["maps_btf", "spec_basic", "hidden_subprog", "kconfig"])
 def test_load_matches_libbpf(obj):
     """The kernel reports what rawprobe made exactly as what libbpf made from
     the same object: each map (name, global-data and .kconfig maps too, type,
