@@ -25,7 +25,7 @@ import struct
 
 from ._sys import bpf as _bpf
 from ._sys.fd import FD
-from .errors import (ENOTSUPP, NotFoundError, NotSupportedError, PermissionDeniedError,
+from .errors import (ENOTSUPP, ClosedError, NotFoundError, NotSupportedError, PermissionDeniedError,
                      RawprobeError, SyscallError, VerifierError, errno_name)
 from .kconfig import SECTION as KCONFIG_SECTION, kernel_version_code
 from .maps import Map, possible_cpus
@@ -90,7 +90,13 @@ class Variable:
         self.const = spec.const
         self._view = view
 
+    def _check_open(self) -> None:
+        if self.map.closed:     # its mmap went with it
+            raise ClosedError(f"variable {self.name!r}: its map {self.map.name!r} is closed "
+                              f"(the Collection was closed)")
+
     def get(self) -> bytes:
+        self._check_open()
         if self._view is not None:
             return bytes(self._view[self.offset:self.offset + self.size])
         value = self.map.lookup(0)
@@ -106,6 +112,7 @@ class Variable:
             raise RawprobeError(f"variable {self.name!r} is const (.rodata, frozen at "
                                 f"load): set it on the ObjectSpec before load")
         data = self.spec.encode(value)      # the same checks as before load
+        self._check_open()
         if self._view is not None:
             self._view[self.offset:self.offset + self.size] = data
             return
@@ -137,10 +144,11 @@ class Collection:
     # -- building ----------------------------------------------------------------------
 
     @classmethod
-    def from_spec(cls, spec: ObjectSpec, *, programs: Optional[Iterable[str]] = None,
+    def from_spec(cls, spec: ObjectSpec, *,
+                  programs: Union[str, Iterable[str], None] = None,
                   kernel_btf: Any = None, log_level: int = 0) -> Collection:
-        """Load ``spec``.  ``programs`` limits which programs are loaded (all by
-        default; maps are always all created).  ``kernel_btf`` overrides the
+        """Load ``spec``.  ``programs`` limits which programs are loaded: one
+        name, or several (all by default; maps are always all created).  ``kernel_btf`` overrides the
         running kernel's BTF for CO-RE (a KernelBTF or BTFSpec).  ``log_level``
         > 0 always asks the verifier for a log (kept in ``Program.log``)."""
         coll = cls()
@@ -200,8 +208,10 @@ class _Loader:
         self._relocator: Any = None
         self._core_cache: Any = False      # not looked at yet; None: not used
 
-    def run(self, only: Optional[Iterable[str]]) -> None:
+    def run(self, only: Union[str, Iterable[str], None]) -> None:
         spec = self.spec
+        if isinstance(only, str):       # one name, not its letters
+            only = (only,)
         wanted = list(spec.programs) if only is None else list(only)
         for name in wanted:
             if name not in spec.programs:

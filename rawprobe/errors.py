@@ -19,6 +19,7 @@ __all__ = [
     "VerifierError",
     "CORERelocationError",
     "InvalidValueError",
+    "ClosedError",
     "UsageError",
     "ENOTSUPP",
     "errno_name",
@@ -112,6 +113,11 @@ class CORERelocationError(RawprobeError):
 
 class InvalidValueError(RawprobeError, ValueError):
     """A value that does not fit the variable it is meant for."""
+
+
+class ClosedError(RawprobeError, ValueError):
+    """An operation on a map, program, link or file descriptor after close().
+    Also a ValueError, as the same operation on a closed file is."""
 
 
 class UsageError(RawprobeError):
