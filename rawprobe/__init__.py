@@ -12,8 +12,8 @@ Every error rawprobe raises on purpose is a ``rawprobe.RawprobeError``.
 """
 from __future__ import annotations
 
-from .errors import (BTFError, CORERelocationError, FormatError, InvalidValueError,
-                     NotFoundError, NotSupportedError, ObjectFormatError,
+from .errors import (BTFError, ClosedError, CORERelocationError, FormatError,
+                     InvalidValueError, NotFoundError, NotSupportedError, ObjectFormatError,
                      PermissionDeniedError, RawprobeError, SyscallError, VerifierError)
 
 __version__ = "0.1.0"
@@ -38,7 +38,7 @@ _LAZY = {
 __all__ = [
     "RawprobeError", "ObjectFormatError", "FormatError", "BTFError", "NotSupportedError",
     "NotFoundError", "SyscallError", "PermissionDeniedError", "VerifierError",
-    "CORERelocationError", "InvalidValueError", *_LAZY,
+    "CORERelocationError", "InvalidValueError", "ClosedError", *_LAZY,
 ]
 
 # ``typing`` is not imported at run time (it pulls in re, enum, collections...:

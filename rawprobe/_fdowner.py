@@ -8,6 +8,8 @@ program, a pin).  What each object is and does stays in its own class.
 """
 from __future__ import annotations
 
+from .errors import ClosedError
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
     from typing import Self
@@ -20,17 +22,26 @@ __all__ = ["FDOwner"]
 class FDOwner:
     """Base of the loaded objects that own one file descriptor."""
 
+    name: str
+
     def __init__(self, fd: FD) -> None:
         self._fd = fd
 
+    def _live(self) -> FD:
+        """The FD, or ClosedError naming this object once it is closed."""
+        if self._fd.closed:
+            raise ClosedError(f"{type(self).__name__.lower()} {self.name!r} is closed "
+                              f"(closed by close() or by its Collection's)")
+        return self._fd
+
     @property
     def fd(self) -> int:
-        """The object's file descriptor number (owned by this object; ValueError
-        once closed)."""
-        return self._fd.fileno()
+        """The object's file descriptor number (owned by this object; ClosedError,
+        a RawprobeError and ValueError, once closed)."""
+        return self._live().fileno()
 
     def fileno(self) -> int:
-        return self._fd.fileno()
+        return self._live().fileno()
 
     @property
     def closed(self) -> bool:

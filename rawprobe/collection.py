@@ -19,19 +19,19 @@ relocations, or a ``tp_btf``/``fentry``/``lsm`` target).
 from __future__ import annotations
 
 import errno as _errno
-from errno import errorcode as _errorcode
 import mmap
 import os
 import struct
 
 from ._sys import bpf as _bpf
-from ._sys.errno import ENOTSUPP
 from ._sys.fd import FD
-from .errors import (NotFoundError, NotSupportedError, PermissionDeniedError,
-                     RawprobeError, SyscallError, VerifierError)
+from .errors import (ENOTSUPP, ClosedError, NotFoundError, NotSupportedError, PermissionDeniedError,
+                     RawprobeError, SyscallError, VerifierError, errno_name)
+from .kconfig import SECTION as KCONFIG_SECTION, kernel_version_code
 from .maps import Map, possible_cpus
 from .programs import Program
-from .uapi import MapFlags, MapType, ProgType
+from .uapi import (MAP_IN_MAP_TYPES, MAP_TYPES_WITHOUT_BTF, MAP_TYPES_WITHOUT_BTF_VALUE,
+                   MapFlags, MapType, ProgType)
 
 # No run-time ``typing``: it imports re, enum, collections... (several ms).
 TYPE_CHECKING = False
@@ -46,7 +46,6 @@ __all__ = ["Collection", "Variable", "load"]
 _FUNC_INFO = struct.Struct("<II")
 _LINE_INFO = struct.Struct("<IIII")
 _IMM = struct.Struct("<i")
-_MAP_IN_MAP = (MapType.ARRAY_OF_MAPS, MapType.HASH_OF_MAPS)
 # errnos with which the verifier (not a missing feature or privilege) refuses
 _VERIFIER_ERRNOS = {_errno.EINVAL, _errno.EACCES, _errno.E2BIG, _errno.ENOSPC, _errno.EFAULT,
                     _errno.ERANGE, ENOTSUPP}
@@ -91,7 +90,13 @@ class Variable:
         self.const = spec.const
         self._view = view
 
+    def _check_open(self) -> None:
+        if self.map.closed:     # its mmap went with it
+            raise ClosedError(f"variable {self.name!r}: its map {self.map.name!r} is closed "
+                              f"(the Collection was closed)")
+
     def get(self) -> bytes:
+        self._check_open()
         if self._view is not None:
             return bytes(self._view[self.offset:self.offset + self.size])
         value = self.map.lookup(0)
@@ -107,6 +112,7 @@ class Variable:
             raise RawprobeError(f"variable {self.name!r} is const (.rodata, frozen at "
                                 f"load): set it on the ObjectSpec before load")
         data = self.spec.encode(value)      # the same checks as before load
+        self._check_open()
         if self._view is not None:
             self._view[self.offset:self.offset + self.size] = data
             return
@@ -138,10 +144,11 @@ class Collection:
     # -- building ----------------------------------------------------------------------
 
     @classmethod
-    def from_spec(cls, spec: ObjectSpec, *, programs: Optional[Iterable[str]] = None,
+    def from_spec(cls, spec: ObjectSpec, *,
+                  programs: Union[str, Iterable[str], None] = None,
                   kernel_btf: Any = None, log_level: int = 0) -> Collection:
-        """Load ``spec``.  ``programs`` limits which programs are loaded (all by
-        default; maps are always all created).  ``kernel_btf`` overrides the
+        """Load ``spec``.  ``programs`` limits which programs are loaded: one
+        name, or several (all by default; maps are always all created).  ``kernel_btf`` overrides the
         running kernel's BTF for CO-RE (a KernelBTF or BTFSpec).  ``log_level``
         > 0 always asks the verifier for a log (kept in ``Program.log``)."""
         coll = cls()
@@ -201,8 +208,10 @@ class _Loader:
         self._relocator: Any = None
         self._core_cache: Any = False      # not looked at yet; None: not used
 
-    def run(self, only: Optional[Iterable[str]]) -> None:
+    def run(self, only: Union[str, Iterable[str], None]) -> None:
         spec = self.spec
+        if isinstance(only, str):       # one name, not its letters
+            only = (only,)
         wanted = list(spec.programs) if only is None else list(only)
         for name in wanted:
             if name not in spec.programs:
@@ -280,14 +289,15 @@ class _Loader:
         inner_fd: Optional[FD] = None
         btf_fd = self.coll._btf_fd
         try:
-            if m.type in _MAP_IN_MAP:
+            if m.type in MAP_IN_MAP_TYPES:
                 if m.inner is None:
                     raise RawprobeError(f"map {m.name!r}: a map of maps needs an inner "
                                         f"map definition (__array(values, struct ...))")
                 inner_fd = self._raw_map(m.inner, m.inner.max_entries, None)
+            contents = self._kconfig_value() if m.section == KCONFIG_SECTION else m.contents
             fd = self._raw_map(m, max_entries, inner_fd, btf_fd)
-            if m.contents is not None:
-                _bpf.map_update_elem(fd, b"\0\0\0\0", m.contents)
+            if contents is not None:
+                _bpf.map_update_elem(fd, b"\0\0\0\0", contents)
             if m.frozen:
                 _bpf.map_freeze(fd)
         finally:
@@ -301,31 +311,63 @@ class _Loader:
         name = (m.kernel_name or m.name).encode()
         kw = dict(map_flags=m.map_flags, map_name=name,
                   inner_map_fd=inner_fd.fileno() if inner_fd is not None else 0,
-                  map_extra=m.map_extra)
-        use_btf = btf_fd is not None and (m.btf_key_type_id or m.btf_value_type_id)
+                  map_extra=m.map_extra, numa_node=m.numa_node)
+        key_id, value_id = _map_btf_ids(m) if btf_fd is not None else (0, 0)
         try:
-            if use_btf:
+            if key_id or value_id:
                 try:
                     return _bpf.map_create(m.type, m.key_size, m.value_size, max_entries,
                                            btf_fd=btf_fd.fileno(),  # type: ignore[union-attr]
-                                           btf_key_type_id=m.btf_key_type_id,
-                                           btf_value_type_id=m.btf_value_type_id, **kw)
+                                           btf_key_type_id=key_id, btf_value_type_id=value_id,
+                                           **kw)
                 except SyscallError as e:
-                    # Older kernels reject some BTF value types (e.g. DATASEC before
-                    # 5.2): the map works without, as libbpf also retries.
-                    if isinstance(e, PermissionDeniedError) or e.errno != _errno.EINVAL:
+                    # A kernel that refuses the BTF type ids (older ones reject some
+                    # types, e.g. a DATASEC value before 5.2; a map type may not take
+                    # them) makes the same map without, as libbpf does.  Nothing is
+                    # lost but bpftool's typed dumps -- unless the value holds a
+                    # spin lock, timer or kptr, and then the verifier says so.
+                    if isinstance(e, PermissionDeniedError) or \
+                            e.errno not in (_errno.EINVAL, ENOTSUPP):
                         raise
             return _bpf.map_create(m.type, m.key_size, m.value_size, max_entries, **kw)
-        except PermissionDeniedError:
-            raise
         except SyscallError as e:
-            if e.errno == _errno.EINVAL:
+            if e.errno in (_errno.EINVAL, ENOTSUPP) and not isinstance(e, PermissionDeniedError):
                 raise NotSupportedError(
-                    f"map {m.name!r} (type {m.type}, key {m.key_size} B, value "
-                    f"{m.value_size} B, {max_entries} entries, flags {m.map_flags:#x}): "
-                    f"the kernel refused it (EINVAL): this map type or flag needs a "
-                    f"newer kernel, or the definition is invalid") from None
-            raise
+                    f"map {m.name!r} (type {_map_type_name(m.type)}, key {m.key_size} B, "
+                    f"value {m.value_size} B, {max_entries} entries, flags "
+                    f"{m.map_flags:#x}): the kernel refused it ({errno_name(e.errno)}): "
+                    f"this map type or flag needs a newer kernel, or the definition is "
+                    f"invalid") from None
+            raise type(e)(f"{e.call} of map {m.name!r}", e.errno, e.hint) from None
+
+    def _kconfig_value(self) -> bytes:
+        """The ``.kconfig`` map's value: each ``__kconfig`` extern from the
+        kernel's configuration or, for ``LINUX_*``, computed here as libbpf
+        computes it; an absent weak extern stays 0 (:mod:`rawprobe.kconfig`)."""
+        from . import kconfig
+        spec = self.spec
+        value = bytearray(spec.maps[KCONFIG_SECTION].value_size)
+        path, config = "", {}
+        if any(n.startswith("CONFIG_") for n in spec.kconfig):
+            path, config = kconfig.read_system_config()
+        for name, var in spec.kconfig.items():
+            if name.startswith("CONFIG_"):
+                raw: Any = config.get(name)
+                source = path
+            else:
+                raw = _linux_value(name)
+                source = "the running kernel"
+            if raw is None:
+                if var.weak:
+                    continue            # libbpf's default for an absent weak extern
+                where = (f"is not set in {path}" if name.startswith("CONFIG_") else
+                         "is not one rawprobe computes (LINUX_KERNEL_VERSION, "
+                         "LINUX_HAS_BPF_COOKIE, LINUX_HAS_SYSCALL_WRAPPER)")
+                raise NotFoundError(f"{spec.name}: extern {name!r} (__kconfig) {where}; "
+                                    f"declare it __weak to read 0 when absent")
+            value[var.offset:var.offset + var.size] = kconfig.encode(
+                var, raw, f"{spec.name}: {source}")
+        return bytes(value)
 
     def _variables(self) -> None:
         coll = self.coll
@@ -368,7 +410,7 @@ class _Loader:
             expected_attach_type=p.expected_attach_type,
             prog_name=_prog_name(p.name),
             prog_flags=p.prog_flags,
-            kern_version=p.kern_version or _kernel_version_code(),
+            kern_version=p.kern_version or kernel_version_code(),
             attach_btf_id=attach_btf_id,
         )
         if btf_fd is not None:
@@ -396,7 +438,7 @@ class _Loader:
                 raise NotSupportedError(
                     f"program {p.name!r} (section {p.section!r}): this kernel refuses "
                     f"BPF trampoline programs (fentry/fexit/fmod_ret/lsm) even to root "
-                    f"({_errorcode.get(e.errno, e.errno)}): it lacks the support (e.g. no ftrace direct "
+                    f"({errno_name(e.errno)}): it lacks the support (e.g. no ftrace direct "
                     f"calls) or a lockdown/LSM policy forbids them; use a kprobe or "
                     f"tracepoint instead") from None
             raise
@@ -510,6 +552,38 @@ def _btf_target(section: str, target: str) -> tuple[str, str]:
     return "func", target
 
 
+def _linux_value(name: str) -> Optional[int]:
+    """The value of a virtual ``LINUX_*`` kconfig extern, None if unknown."""
+    from . import features
+    if name == "LINUX_KERNEL_VERSION":
+        code = kernel_version_code()
+        if not code:
+            raise NotSupportedError(f"LINUX_KERNEL_VERSION: the kernel release "
+                                    f"{os.uname().release!r} does not read a.b.c")
+        return code
+    if name == "LINUX_HAS_BPF_COOKIE":
+        return int(features.bpf_cookie().supported)
+    if name == "LINUX_HAS_SYSCALL_WRAPPER":
+        return int(features.syscall_wrapper().supported)
+    return None
+
+
+def _map_btf_ids(m: MapSpec) -> tuple[int, int]:
+    """The BTF key and value type ids BPF_MAP_CREATE takes for ``m``'s map type."""
+    if m.type in MAP_TYPES_WITHOUT_BTF:
+        return 0, 0
+    if m.type in MAP_TYPES_WITHOUT_BTF_VALUE:
+        return m.btf_key_type_id, 0
+    return m.btf_key_type_id, m.btf_value_type_id
+
+
+def _map_type_name(type: int) -> str:
+    try:
+        return MapType(type).name
+    except ValueError:
+        return str(type)
+
+
 def _has_global_funcs(p: ProgramSpec) -> bool:
     return len(p.functions) > 1
 
@@ -521,22 +595,6 @@ def _log_text(buf: bytearray) -> str:
 def _prog_name(name: str) -> bytes:
     clean = "".join(c if c.isascii() and (c.isalnum() or c in "_.") else "_" for c in name)
     return clean[:15].encode()
-
-
-_version_code: Optional[int] = None
-
-
-def _kernel_version_code() -> int:
-    """LINUX_VERSION_CODE of the running kernel (kprobe programs before 5.0 need it)."""
-    global _version_code
-    if _version_code is None:
-        nums = []
-        for part in os.uname().release.split("-")[0].split(".")[:3]:
-            digits = "".join(c for c in part if c.isdigit())
-            nums.append(int(digits or 0))
-        nums += [0] * (3 - len(nums))
-        _version_code = (nums[0] << 16) + (nums[1] << 8) + min(nums[2], 255)
-    return _version_code
 
 
 def _btf_features() -> Any:

@@ -30,6 +30,7 @@ SHF_COMPRESSED = 0x800
 # symbol types, bindings, special section indices
 STT_NOTYPE, STT_OBJECT, STT_FUNC, STT_SECTION, STT_FILE = 0, 1, 2, 3, 4
 STB_LOCAL, STB_GLOBAL, STB_WEAK = 0, 1, 2
+STV_DEFAULT, STV_INTERNAL, STV_HIDDEN, STV_PROTECTED = 0, 1, 2, 3
 SHN_UNDEF, SHN_LORESERVE, SHN_ABS, SHN_COMMON, SHN_XINDEX = 0, 0xFF00, 0xFFF1, 0xFFF2, 0xFFFF
 
 # BPF relocation types (llvm/BinaryFormat/ELFRelocs/BPF.def)
@@ -88,6 +89,11 @@ class Symbol:
                  other: int, shndx: int) -> None:
         self.index, self.name, self.value, self.size = index, name, value, size
         self.type, self.bind, self.other, self.shndx = type, bind, other, shndx
+
+    @property
+    def visibility(self) -> int:
+        """STV_*: the low two bits of st_other."""
+        return self.other & 3
 
 
 class Reloc:

@@ -19,8 +19,30 @@ __all__ = [
     "VerifierError",
     "CORERelocationError",
     "InvalidValueError",
+    "ClosedError",
     "UsageError",
+    "ENOTSUPP",
+    "errno_name",
+    "errno_text",
 ]
+
+# The kernel-internal errnos that bpf(2) passes on to user space, which the C
+# library has no name for (strerror says "Unknown error 524").  The one table
+# of errno names: every message that shows an errno goes through errno_name().
+ENOTSUPP = 524
+_KERNEL_ERRNOS = {ENOTSUPP: ("ENOTSUPP", "Operation not supported")}
+
+
+def errno_name(err: int) -> str:
+    """``err``'s symbolic name (``"EINVAL"``, ``"ENOTSUPP"``), or the number."""
+    known = _KERNEL_ERRNOS.get(err)
+    return known[0] if known else _errno.errorcode.get(err, str(err))
+
+
+def errno_text(err: int) -> str:
+    """``err``'s description, for kernel-internal errnos too."""
+    known = _KERNEL_ERRNOS.get(err)
+    return known[1] if known else _os.strerror(err)
 
 
 class RawprobeError(Exception):
@@ -53,8 +75,7 @@ class SyscallError(RawprobeError):
         self.call = call
         self.errno = err
         self.hint = hint
-        name = _errno.errorcode.get(err, str(err))
-        msg = f"{call} failed: {name} ({_os.strerror(err)})"
+        msg = f"{call} failed: {errno_name(err)} ({errno_text(err)})"
         if hint:
             msg += f"; {hint}"
         super().__init__(msg)
@@ -80,7 +101,7 @@ class VerifierError(RawprobeError):
         tail = lines[-self.TAIL_LINES:]
         more = len(lines) - len(tail)
         head = (f"program {program!r} rejected by the verifier: "
-                f"{_errno.errorcode.get(err, str(err))}")
+                f"{errno_name(err)}")
         if more > 0:
             head += f" (last {len(tail)} of {len(lines)} log lines; .log has all)"
         super().__init__("\n".join([head, *("  " + ln for ln in tail)]))
@@ -92,6 +113,11 @@ class CORERelocationError(RawprobeError):
 
 class InvalidValueError(RawprobeError, ValueError):
     """A value that does not fit the variable it is meant for."""
+
+
+class ClosedError(RawprobeError, ValueError):
+    """An operation on a map, program, link or file descriptor after close().
+    Also a ValueError, as the same operation on a closed file is."""
 
 
 class UsageError(RawprobeError):

@@ -25,8 +25,8 @@ import sys
 
 from ._records import RecordTuple
 from .caps import missing_for_bpf
-from .errors import (NotFoundError, NotSupportedError, PermissionDeniedError, RawprobeError,
-                     SyscallError)
+from .errors import (ENOTSUPP, NotFoundError, NotSupportedError, PermissionDeniedError,
+                     RawprobeError, SyscallError, errno_name)
 
 # No run-time ``typing`` or ``functools``: start-up time (re, enum, collections...).
 TYPE_CHECKING = False
@@ -36,7 +36,8 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = [
     "Feature", "report", "main_features", "PROBES",
     "kprobe_pmu", "kprobe_events", "uprobe_pmu", "uprobe_events", "btf",
-    "raw_tracepoint", "tp_btf", "fentry", "ringbuf", "send_signal", "pidfd",
+    "raw_tracepoint", "tp_btf", "fentry", "ringbuf", "send_signal", "bpf_cookie",
+    "syscall_wrapper", "pidfd",
     "link_perf_tracepoint", "link_perf_kprobe", "link_perf_uprobe", "link_tp_btf",
     "link_tracing",
 ]
@@ -84,10 +85,11 @@ def _ret0() -> bytes:
     return encode(BPF_ALU64 | BPF_MOV | BPF_K, 0, imm=0) + encode(BPF_JMP | BPF_EXIT)
 
 
-def _call(helper: int, r1: int = 0) -> bytes:
+def _call(helper: int, r1: int | None = 0) -> bytes:
+    """Call ``helper`` with ``r1`` set to a constant, or (None) still the context."""
     from .insn import BPF_ALU64, BPF_CALL, BPF_JMP, BPF_K, BPF_MOV, encode
-    return (encode(BPF_ALU64 | BPF_MOV | BPF_K, 1, imm=r1)
-            + encode(BPF_JMP | BPF_CALL, imm=helper))
+    set_r1 = b"" if r1 is None else encode(BPF_ALU64 | BPF_MOV | BPF_K, 1, imm=r1)
+    return set_r1 + encode(BPF_JMP | BPF_CALL, imm=helper)
 
 
 def _load(prog_type: int, code: bytes, **kw):
@@ -122,8 +124,7 @@ def _why(exc: BaseException) -> str:
                 f"the kernel refuses it ({mode}an LSM, a sandbox policy, or a kernel "
                 "built without it)")
     if isinstance(exc, SyscallError):
-        from ._sys.errno import ENOTSUPP
-        return f"{exc.call}: {errno.errorcode.get(exc.errno, exc.errno)}" + (
+        return f"{exc.call}: {errno_name(exc.errno)}" + (
             " (unknown to this kernel)" if exc.errno in (errno.EINVAL, errno.EOPNOTSUPP, ENOTSUPP)
             else "")
     return str(exc).split("\n")[0]
@@ -305,6 +306,33 @@ def send_signal() -> Feature:
 
 
 @_once
+def bpf_cookie() -> Feature:
+    """The bpf_get_attach_cookie helper (5.15+), in a tracepoint program: what
+    libbpf's LINUX_HAS_BPF_COOKIE says."""
+    def run() -> str:
+        from .uapi import BpfFunc, ProgType
+        _load(ProgType.TRACEPOINT, _call(BpfFunc.get_attach_cookie, r1=None)
+              + _ret0()).close()
+        return "a tracepoint program calling bpf_get_attach_cookie loads"
+    return _probe("BPF cookie", run)
+
+
+@_once
+def syscall_wrapper() -> Feature:
+    """Syscalls entered through a wrapper that takes the user's registers as a
+    ``struct pt_regs *`` (``__x64_sys_bpf``; x86-64 4.17+, arm64 5.7+): what
+    LINUX_HAS_SYSCALL_WRAPPER says.  Looked up in /proc/kallsyms, where libbpf
+    tries a kprobe on the symbol (and so answers no where kprobes are missing)."""
+    def run() -> str:
+        from .link.kprobe import KALLSYMS, kernel_symbol_exists, syscall_prefix
+        symbol = syscall_prefix() + "sys_bpf"
+        if not syscall_prefix() or not kernel_symbol_exists(symbol):
+            raise NotFoundError(f"no {symbol} in {KALLSYMS}")
+        return f"{symbol} in {KALLSYMS}"
+    return _probe("syscall wrapper", run)
+
+
+@_once
 def pidfd() -> Feature:
     """pidfd_open(2) (5.3+) and pidfd_send_signal(2) (5.1+)."""
     def run() -> str:
@@ -400,7 +428,8 @@ def link_tracing() -> Feature:
 
 PROBES: tuple[Callable[[], Feature], ...] = (
     btf, raw_tracepoint, tp_btf, kprobe_pmu, kprobe_events, uprobe_pmu, uprobe_events,
-    fentry, ringbuf, send_signal, pidfd, link_perf_tracepoint, link_perf_kprobe,
+    fentry, ringbuf, send_signal, bpf_cookie, syscall_wrapper, pidfd,
+    link_perf_tracepoint, link_perf_kprobe,
     link_perf_uprobe, link_tp_btf, link_tracing,
 )
 

@@ -122,7 +122,7 @@ class Map(FDOwner):
     def lookup(self, key: Key) -> bytes | None:
         """The value at ``key``, or None if there is none."""
         self._check_elems()
-        return _bpf.map_lookup_elem(self._fd, self._key(key), self._value_len)
+        return _bpf.map_lookup_elem(self._live(), self._key(key), self._value_len)
 
     def lookup_percpu(self, key: Key) -> list[bytes] | None:
         """A per-CPU map's values at ``key``, one per possible CPU."""
@@ -149,12 +149,12 @@ class Map(FDOwner):
     def update(self, key: Key, value: Value, flags: int = 0) -> None:
         """Create or replace the value at ``key`` (``flags``: BPF_ANY/NOEXIST/EXIST)."""
         self._check_elems()
-        _bpf.map_update_elem(self._fd, self._key(key), self._value(value), flags)
+        _bpf.map_update_elem(self._live(), self._key(key), self._value(value), flags)
 
     def delete(self, key: Key) -> bool:
         """Remove ``key``; False if it was not there."""
         self._check_elems()
-        return _bpf.map_delete_elem(self._fd, self._key(key))
+        return _bpf.map_delete_elem(self._live(), self._key(key))
 
     def keys(self) -> Iterator[bytes]:
         """Every key, by BPF_MAP_GET_NEXT_KEY (a key deleted meanwhile restarts
@@ -162,7 +162,7 @@ class Map(FDOwner):
         self._check_elems()
         key = None
         while True:
-            key = _bpf.map_get_next_key(self._fd, key, self.key_size)
+            key = _bpf.map_get_next_key(self._live(), key, self.key_size)
             if key is None:
                 return
             yield key
@@ -172,7 +172,7 @@ class Map(FDOwner):
     def items(self) -> Iterator[tuple[bytes, bytes]]:
         """(key, value) pairs; a key deleted between the two calls is skipped."""
         for key in self.keys():
-            value = _bpf.map_lookup_elem(self._fd, key, self._value_len)
+            value = _bpf.map_lookup_elem(self._live(), key, self._value_len)
             if value is not None:
                 yield key, value
 
@@ -182,4 +182,4 @@ class Map(FDOwner):
 
     def freeze(self) -> None:
         """BPF_MAP_FREEZE (5.2): no more writes from user space."""
-        _bpf.map_freeze(self._fd)
+        _bpf.map_freeze(self._live())

@@ -43,7 +43,7 @@ class Program(FDOwner):
     def info(self) -> dict[str, Any]:
         """BPF_OBJ_GET_INFO_BY_FD: id, tag, run_cnt/run_time_ns (with stats on), ..."""
         from ._sys import bpf
-        return bpf.prog_get_info(self._fd)
+        return bpf.prog_get_info(self._live())
 
     # -- attaching: thin delegations to rawprobe.link ---------------------------------
 

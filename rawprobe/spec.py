@@ -13,6 +13,8 @@ machine.  What this module does, following libbpf's object model:
   func_info / line_info / CO-RE relocations from ``.BTF.ext`` follow their
   functions to the new layout (func_info/line_info offsets in instructions, as
   BPF_PROG_LOAD wants them; CO-RE relocation offsets stay in bytes).
+  A global subprogram of hidden visibility (``__hidden``) gets a static BTF
+  FUNC, as libbpf gives it, so the kernel verifies it in its callers' context.
 * maps: BTF-defined maps in ``.maps`` (``__uint``/``__type``/``__array``), and one
   single-entry array map per global-data section (``.rodata``, ``.data``, ``.bss``,
   ``.rodata.*``, ``.data.*``; string literals in ``.rodata.str1.1`` included),
@@ -22,9 +24,12 @@ machine.  What this module does, following libbpf's object model:
   value in the second slot's imm) and listed in ``ProgramSpec.map_relocs``; the
   loader only writes each map's fd into the first slot's imm.
 
+* ``__kconfig`` externs: placed in a ``.kconfig`` map as libbpf places them
+  (:mod:`.kconfig`), referenced like global data; the loader fills their values.
+
 Not supported (rejected with a clear ObjectFormatError): the legacy ``maps``
-section (``struct bpf_map_def``), ``extern`` kconfig/ksym/kfunc symbols
-(``.kconfig``, ``.ksyms``), calls between program sections, static programs.
+section (``struct bpf_map_def``), ``__ksym`` externs and kfuncs (``.ksyms``),
+calls between program sections, static programs.
 """
 from __future__ import annotations
 
@@ -37,8 +42,9 @@ from . import insn as I
 from ._records import RecordTuple
 from .errors import (BTFError, InvalidValueError, NotFoundError, ObjectFormatError,
                      PermissionDeniedError, RawprobeError, SyscallError)
+from .kconfig import SECTION as KCONFIG_SECTION
 from .sections import ProgType, program_section
-from .uapi import BPF_OBJ_NAME_LEN, MapFlags, MapType
+from .uapi import BPF_OBJ_NAME_LEN, MAP_IN_MAP_TYPES, MapFlags, MapType
 
 # No run-time ``typing`` (it imports re, enum, collections...: several ms of start-up).
 TYPE_CHECKING = False
@@ -47,13 +53,13 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from .btf.ext import BTFExt, CoreRelo, FuncInfo, LineInfo
     from .btf.parse import BTFSpec
+    from .kconfig import KconfigVar
 
 
 # the ``pinning`` map attribute (libbpf's enum libbpf_pin_type)
 LIBBPF_PIN_NONE = 0
 LIBBPF_PIN_BY_NAME = 1
 
-_MAP_IN_MAP = (MapType.ARRAY_OF_MAPS, MapType.HASH_OF_MAPS)
 _MAX_DATA_SIZE = 1 << 29       # far above KMALLOC_MAX_SIZE, the kernel's limit
 _UINT_FIELDS = ("type", "max_entries", "map_flags", "numa_node", "key_size", "value_size",
                 "pinning", "map_extra")
@@ -277,16 +283,19 @@ class ObjectSpec(_Record):
     """Everything in one BPF object file, parsed; no kernel access.
 
     ``variables`` is keyed by variable name (a static variable whose name
-    clashes with an earlier one is keyed ``"<section>/<name>"``).
+    clashes with an earlier one is keyed ``"<section>/<name>"``).  ``kconfig``:
+    the ``__kconfig`` externs, by name, placed in the ``.kconfig`` map whose
+    value the loader fills (:mod:`rawprobe.kconfig`).
     """
-    __slots__ = ("name", "programs", "maps", "variables", "license", "kern_version",
-                 "btf", "btf_ext")
+    __slots__ = ("name", "programs", "maps", "variables", "kconfig", "license",
+                 "kern_version", "btf", "btf_ext")
 
     def __init__(self, name: str) -> None:
         self.name = name
         self.programs: dict[str, ProgramSpec] = {}
         self.maps: dict[str, MapSpec] = {}
         self.variables: dict[str, VariableSpec] = {}
+        self.kconfig: dict[str, KconfigVar] = {}
         self.license = ""
         self.kern_version = 0
         self.btf: BTFSpec | None = None
@@ -333,21 +342,21 @@ class ObjectSpec(_Record):
 # the parser
 
 def _object_name(name: str) -> str:
-    base = os.path.basename(name)
-    for suffix in (".o", ".bpf"):
-        if base.endswith(suffix):
-            base = base[: -len(suffix)]
-    return base
+    """The object's name as libbpf takes it: the file name up to its first dot."""
+    return os.path.basename(name).split(".", 1)[0]
 
 
 def _kernel_name(name: str, obj_name: str = "") -> str:
     """A map name the kernel accepts: [A-Za-z0-9_.], at most 15 characters.
 
-    Global-data maps get libbpf's ``<object prefix><section>`` form, e.g.
-    ``spec_ba.rodata``, so two objects' ``.data`` maps differ in bpftool."""
+    Global-data maps get libbpf's name, so that tools see the same map names
+    whichever loader made them: ``<object prefix><section>``, the section given
+    at least 7 characters (``spec_bas.rodata``, ``spec_bas.bss``), and sections
+    with a second dot (``.rodata.str1.1``) their own name alone."""
     if name.startswith(".") and obj_name:
-        sfx_len = max(len(name), 8)
-        pfx_len = max(0, min(BPF_OBJ_NAME_LEN - 1 - sfx_len, len(obj_name)))
+        sfx_len = min(max(len(name), 7), BPF_OBJ_NAME_LEN - 1)
+        pfx_len = 0 if "." in name[1:] else min(BPF_OBJ_NAME_LEN - 1 - sfx_len,
+                                                 len(obj_name))
         name = obj_name[:pfx_len] + name
     name = name[:BPF_OBJ_NAME_LEN - 1]
     return "".join(c if c.isascii() and (c.isalnum() or c in "_.") else "_" for c in name)
@@ -364,16 +373,24 @@ def _is_data_section(s: E.Section) -> bool:
     return n in (".data", ".rodata") or n.startswith((".data.", ".rodata."))
 
 
+def _first(ref: tuple) -> int:
+    return ref[0]
+
+
 class _Func:
     """A function in a code section, with its relocations in local insn indices.
 
-    ``refs``: (local idx, kind, payload); kind "call"/"func" -> (section index,
-    insn index) of the target, "map" -> map name, "data" -> (map name, offset).
+    ``refs``, in instruction order: (local idx, kind, payload); kind
+    "call"/"func" -> (section index, insn index) of the target, "map" -> map
+    name, "data" -> (map name, offset).
+    ``bind`` and ``visibility`` are the symbol's STB_* and STV_*.
     """
-    __slots__ = ("name", "sec", "start", "count", "bind", "refs")
+    __slots__ = ("name", "sec", "start", "count", "bind", "visibility", "refs")
 
-    def __init__(self, name: str, sec: E.Section, start: int, count: int, bind: int) -> None:
+    def __init__(self, name: str, sec: E.Section, start: int, count: int, bind: int,
+                 visibility: int = E.STV_DEFAULT) -> None:
         self.name, self.sec, self.start, self.count, self.bind = name, sec, start, count, bind
+        self.visibility = visibility
         self.refs: list[tuple[int, str, Any]] = []
 
 
@@ -390,6 +407,7 @@ class _Parser:
         self.values_off: dict[str, int] = {}           # map -> offset of its values
         self.funcs: dict[tuple[int, int], _Func] = {}  # (shndx, start insn) -> func
         self.ext_index: dict[str, tuple] = {}          # section -> .BTF.ext records
+        self.kconfig: dict[str, KconfigVar] = {}       # __kconfig externs
         # (section index, name) -> data symbol, for DATASEC offsets
         self.data_syms = {(s.shndx, s.name): s for s in reversed(self.elf.symbols)
                           if s.name and s.type in (E.STT_OBJECT, E.STT_NOTYPE)}
@@ -421,8 +439,12 @@ class _Parser:
         if maps_sec is not None and maps_sec.type == E.SHT_PROGBITS:
             self._parse_btf_maps(maps_sec)
         spec.variables = self._parse_data_maps()
-        spec.maps = self.maps
+        if self.btf is not None:
+            self._parse_kconfig()
+        spec.maps, spec.kconfig = self.maps, self.kconfig
         self._collect_functions()
+        if self.btf is not None:
+            self._hidden_subprograms_static()
         programs = self._link_programs(spec)
         spec.programs = programs
         if maps_sec is not None and maps_sec.type == E.SHT_PROGBITS:
@@ -592,7 +614,7 @@ class _Parser:
             if inner:
                 raise self.err(f"{what}: an inner map cannot have values", ".maps")
             if isinstance(target, T.Struct):
-                if spec.type not in _MAP_IN_MAP:
+                if spec.type not in MAP_IN_MAP_TYPES:
                     raise self.err(f"{what}: __array(values, struct ...) needs "
                                    f"ARRAY_OF_MAPS or HASH_OF_MAPS", ".maps")
                 spec.inner = self._map_def(name + ".inner", target, inner=True)
@@ -676,6 +698,25 @@ class _Parser:
                                               var.type, readonly, m, self.btf)
         return variables
 
+    def _parse_kconfig(self) -> None:
+        """The ``__kconfig`` externs: laid out as libbpf lays them out, in a
+        ``.kconfig`` map (read-only for programs) that the loader fills."""
+        from . import kconfig
+        ds_id, ds = self._datasec(KCONFIG_SECTION)
+        if ds is None or not ds.vars:
+            return
+        weak = {s.name: s.bind == E.STB_WEAK for s in self.elf.symbols
+                if s.shndx == E.SHN_UNDEF and s.name}
+        self.kconfig = kconfig.layout(self.btf, ds_id, weak,  # type: ignore[arg-type]
+                                      where=f"{self.name}: ")
+        if KCONFIG_SECTION in self.maps:
+            raise self.err("a map of the same name already exists", KCONFIG_SECTION)
+        self.maps[KCONFIG_SECTION] = MapSpec(
+            name=KCONFIG_SECTION, type=int(MapType.ARRAY), key_size=4, value_size=ds.size,
+            max_entries=1, map_flags=MapFlags.MMAPABLE | MapFlags.RDONLY_PROG,
+            btf_value_type_id=ds_id, frozen=True, section=KCONFIG_SECTION,
+            kernel_name=_kernel_name(KCONFIG_SECTION, self.obj_name))
+
     # -- code ------------------------------------------------------------------------
 
     def _collect_functions(self) -> None:
@@ -705,10 +746,31 @@ class _Parser:
                     raise self.err(f"function {s.name!r} overlaps the previous one",
                                    sec.name)
                 end = s.value + s.size
-                f = _Func(s.name, sec, s.value // 8, s.size // 8, s.bind)
+                f = _Func(s.name, sec, s.value // 8, s.size // 8, s.bind, s.visibility)
                 self.funcs[(sec.index, f.start)] = f
                 funcs.append(f)
             self._classify(sec, funcs)
+
+    def _hidden_subprograms_static(self) -> None:
+        """Give each global ``.text`` function of hidden (or internal) visibility
+        -- ``__hidden``, as USDT's and other libraries' helpers are -- a static
+        BTF FUNC, as libbpf does before BPF_BTF_LOAD.  The kernel then verifies
+        it at each call, knowing its caller's arguments, rather than alone
+        (5.6+ verifies global functions alone, assuming any argument may be
+        NULL or anything)."""
+        from .btf import types as T
+        btf = self.btf
+        assert btf is not None
+        text = self.elf.section_by_name.get(".text")
+        hidden = {f.name for f in self.funcs.values()
+                  if text is not None and f.sec.index == text.index and
+                  f.bind != E.STB_LOCAL and f.visibility in (E.STV_HIDDEN, E.STV_INTERNAL)}
+        for name in hidden:
+            for tid in btf.types_by_name(name):
+                t = btf.types[tid]
+                if isinstance(t, T.Func) and t.linkage == T.BTF_FUNC_GLOBAL:
+                    t.linkage = T.BTF_FUNC_STATIC
+                    break
 
     def _func_of(self, funcs: list[_Func], idx: int) -> _Func | None:
         for f in funcs:
@@ -737,8 +799,14 @@ class _Parser:
             def where(f: _Func = f, idx: int = idx) -> str:   # only on error: disasm costs
                 return f"function {f.name!r}, {I.disasm(code, idx)}"
             if sym.shndx == E.SHN_UNDEF:
-                raise self.err(f"{where()}: refers to extern {sym.name!r}; extern kconfig, "
-                               f"ksym and kfunc symbols are not supported", sec.name)
+                kv = self.kconfig.get(sym.name)
+                if kv is None or not ins.is_ld_imm64() or r.type != E.R_BPF_64_64 or \
+                        idx + 1 >= n:
+                    raise self.err(f"{where()}: refers to extern {sym.name!r}; extern ksym "
+                                   f"and kfunc symbols (__ksym) are not supported", sec.name)
+                relocated.add(idx)
+                f.refs.append((idx - f.start, "data", (KCONFIG_SECTION, kv.offset + ins.imm)))
+                continue
             if not sym.shndx < len(elf.sections):
                 raise self.err(f"{where()}: symbol {sym.name!r} has special section index "
                                f"{sym.shndx:#x}", sec.name)
@@ -796,6 +864,8 @@ class _Parser:
                     imm = I.decode(code, i).imm
                     f.refs.append((i - f.start, "call", (sec.index, i + imm + 1)))
             pos = code.find(needle, pos + 1)
+        for f in funcs:                 # in instruction order, as _link walks them
+            f.refs.sort(key=_first)
 
     def _link_programs(self, spec: ObjectSpec) -> dict[str, ProgramSpec]:
         programs: dict[str, ProgramSpec] = {}
@@ -821,28 +891,47 @@ class _Parser:
         return programs
 
     def _link(self, prog: ProgramSpec, main: _Func) -> None:
-        """Lay out ``main`` and every function it reaches; fix calls; rebase records."""
+        """Lay out ``main`` and every function it reaches; fix calls; rebase records.
+
+        The layout is libbpf's, so that both loaders give the kernel the same
+        program (and tag): each function is appended where it is first reached,
+        walking calls and callback references in instruction order, depth first.
+        """
         layout = [main]
-        start_of = {id(main): 0}
-        size = main.count
+        seen = {id(main)}
+        stack = [(main, iter(main.refs))]
+        while stack:
+            f, refs = stack[-1]
+            for local, kind, payload in refs:
+                if kind not in ("call", "func"):
+                    continue
+                callee = self.funcs.get(payload)
+                if callee is None:
+                    code = self.elf.contents(f.sec)
+                    raise self.err(f"function {f.name!r}, {I.disasm(code, f.start + local)}: "
+                                   f"target instruction {payload[1]} is not the start of a "
+                                   f"function", f.sec.name)
+                if id(callee) not in seen:
+                    seen.add(id(callee))
+                    layout.append(callee)
+                    stack.append((callee, iter(callee.refs)))
+                    break
+            else:
+                stack.pop()
+        start_of = {}
+        size = 0
+        for f in layout:
+            start_of[id(f)] = size
+            size += f.count
         buf = bytearray()
-        for f in layout:               # grows while we walk it
+        for f in layout:
             base = start_of[id(f)]
             code = self.elf.contents(f.sec)
             buf += code[f.start * 8:(f.start + f.count) * 8]
             for local, kind, payload in f.refs:
                 at = base + local
                 if kind in ("call", "func"):
-                    callee = self.funcs.get(payload)
-                    if callee is None:
-                        raise self.err(f"function {f.name!r}, {I.disasm(code, f.start + local)}"
-                                       f": target instruction {payload[1]} is not the start "
-                                       f"of a function", f.sec.name)
-                    if id(callee) not in start_of:
-                        start_of[id(callee)] = size
-                        size += callee.count
-                        layout.append(callee)
-                    I.set_imm(buf, at, start_of[id(callee)] - at - 1)
+                    I.set_imm(buf, at, start_of[id(self.funcs[payload])] - at - 1)
                     if kind == "func":
                         I.set_src_reg(buf, at, I.BPF_PSEUDO_FUNC)
                         I.set_imm(buf, at + 1, 0)

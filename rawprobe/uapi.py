@@ -20,7 +20,8 @@ from __future__ import annotations
 from ._records import IntConst
 
 __all__ = [
-    "BPF_OBJ_NAME_LEN", "BpfCmd", "MapType", "ProgType", "AttachType", "LinkType",
+    "BPF_OBJ_NAME_LEN", "BpfCmd", "MapType", "MAP_IN_MAP_TYPES", "MAP_TYPES_WITHOUT_BTF",
+    "MAP_TYPES_WITHOUT_BTF_VALUE", "ProgType", "AttachType", "LinkType",
     "BpfFunc", "StatsType", "BpfPerfEventType", "MapFlags", "ProgFlags", "UpdateFlags",
     "PerfType", "PerfSwId", "PerfSampleFormat", "PerfRecordType", "PerfFlag",
 ]
@@ -111,6 +112,22 @@ class MapType(IntConst):
     USER_RINGBUF = 31
     CGRP_STORAGE = 32
     ARENA = 33
+
+
+# Map-type facts the loader acts on, kept beside the numbers.
+#: maps whose values are other maps (an inner map template is needed to create them)
+MAP_IN_MAP_TYPES = frozenset({MapType.ARRAY_OF_MAPS, MapType.HASH_OF_MAPS})
+#: map types whose kernel side takes no BTF key/value type ids: their ops answer
+#: BTF with map_check_no_btf (ENOTSUPP, 5.0+) or, keyless, have no BTF check at all
+#: (EINVAL).  The list libbpf creates without BTF ids.
+MAP_TYPES_WITHOUT_BTF = frozenset({
+    MapType.PERF_EVENT_ARRAY, MapType.CGROUP_ARRAY, MapType.STACK_TRACE,
+    MapType.ARRAY_OF_MAPS, MapType.HASH_OF_MAPS, MapType.DEVMAP, MapType.DEVMAP_HASH,
+    MapType.CPUMAP, MapType.XSKMAP, MapType.SOCKMAP, MapType.SOCKHASH, MapType.QUEUE,
+    MapType.STACK, MapType.ARENA})
+#: map types that take a BTF key type id but no value type id (the value type of a
+#: struct_ops map is the kernel's, given as btf_vmlinux_value_type_id)
+MAP_TYPES_WITHOUT_BTF_VALUE = frozenset({MapType.STRUCT_OPS})
 
 
 class ProgType(IntConst):

@@ -14,7 +14,8 @@ pytestmark = pytest.mark.usefixtures("bpf_privileges")
 
 NAMES = {"BTF", "raw tracepoints", "tp_btf", "kprobe PMU", "tracefs kprobe_events",
          "uprobe PMU", "tracefs uprobe_events", "fentry/fexit", "ring buffer map",
-         "bpf_send_signal", "pidfd", "BPF_LINK_CREATE tracepoint",
+         "bpf_send_signal", "BPF cookie", "syscall wrapper", "pidfd",
+         "BPF_LINK_CREATE tracepoint",
          "BPF_LINK_CREATE kprobe", "BPF_LINK_CREATE uprobe", "BPF_LINK_CREATE tp_btf",
          "BPF_LINK_CREATE fentry"}
 
@@ -52,9 +53,17 @@ def test_pmus_match_sysfs():
 def test_what_every_kernel_here_has():
     # Both kernels rawprobe is tested on (6.18 here, Debian's 6.1 in the VM).
     for probe in (features.btf, features.raw_tracepoint, features.tp_btf,
-                  features.ringbuf, features.send_signal, features.pidfd,
-                  features.link_perf_tracepoint):
+                  features.ringbuf, features.send_signal, features.bpf_cookie,
+                  features.pidfd, features.link_perf_tracepoint):
         assert probe().supported, probe()
+
+
+def test_syscall_wrapper_follows_kallsyms():
+    if os.uname().machine != "x86_64":
+        pytest.skip("the symbol checked here is x86-64's")
+    with open("/proc/kallsyms") as f:
+        has = any(line.rstrip("\n").endswith(" __x64_sys_bpf") for line in f)
+    assert features.syscall_wrapper().supported == has
 
 
 def test_kprobes_follow_the_kernel(missing_feature):

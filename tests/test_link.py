@@ -238,7 +238,7 @@ def test_link_lifecycle(counters, no_leaks):
         assert "raw_tracepoint:sys_enter" in repr(link) and "on_raw_tp" in repr(link)
     assert link.closed and "closed" in repr(link)
     link.close()                                  # idempotent
-    with pytest.raises(ValueError):
+    with pytest.raises(rawprobe.ClosedError, match="link is closed"):
         link.fileno()
 
 

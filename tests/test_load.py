@@ -72,7 +72,7 @@ def test_map_and_program_own_their_fd():
                 assert same is obj
             assert obj.closed and "closed" in repr(obj)
             assert not _fd_target(fd).startswith("anon_inode:bpf-")
-            with pytest.raises(ValueError):
+            with pytest.raises(rawprobe.ClosedError):
                 obj.fileno()
             obj.close()                                  # idempotent
     assert all(obj.closed for obj in objs)               # and the Collection's close too
@@ -207,3 +207,34 @@ def test_core_task_fields_match_python():
     comm = out[12:28].split(b"\0", 1)[0]
     assert (pid, tgid, ppid) == (os.getpid(), os.getpid(), os.getppid())
     assert comm == Path("/proc/self/comm").read_bytes().strip()
+
+
+def test_closed_objects_raise_closed_error():
+    """After close(), every map, program and variable operation raises
+    ClosedError -- a RawprobeError (and a ValueError, as for a closed file)
+    naming the object -- never a bare ValueError from deep inside."""
+    spec = rawprobe.ObjectSpec.from_file(BASIC)
+    coll = spec.load(programs="count_getppid")
+    m, p, v = coll.maps["per_tgid"], coll.programs["count_getppid"], coll.variables["hits"]
+    coll.close()
+    ops = {
+        "map 'per_tgid'": [lambda: m.lookup(1), lambda: m.update(1, 2), lambda: m.delete(1),
+                           lambda: list(m.keys()), lambda: list(m.items()), m.freeze,
+                           lambda: m.fd, m.fileno, lambda: m[1], lambda: 1 in m],
+        "program 'count_getppid'": [p.attach, p.info, lambda: p.fd, p.fileno],
+        "variable 'hits'": [v.get, lambda: v.set(1), v.get_int],
+    }
+    for what, calls in ops.items():
+        for call in calls:
+            with pytest.raises(rawprobe.ClosedError, match=f"{what}.* closed") as e:
+                call()
+            assert isinstance(e.value, rawprobe.RawprobeError) and \
+                isinstance(e.value, ValueError)
+
+
+def test_load_one_program_by_name():
+    """programs= takes one name as well as several: not the name's letters."""
+    with rawprobe.load(BASIC, programs="count_getppid") as coll:
+        assert list(coll.programs) == ["count_getppid"]
+    with pytest.raises(rawprobe.NotFoundError, match="no program 'nope'"):
+        rawprobe.load(BASIC, programs="nope")

@@ -18,6 +18,8 @@ import pytest
 
 from rawprobe import elf as E
 from rawprobe import insn as I
+from rawprobe.btf import types as T
+from rawprobe.btf.parse import BTFSpec
 from rawprobe.errors import (BTFError, NotFoundError, ObjectFormatError, RawprobeError,
                              SyscallError)
 from rawprobe.sections import AttachType, ProgType
@@ -227,7 +229,12 @@ def test_global_data_maps(basic):
         assert m.frozen == ro
         assert m.map_flags == MapFlags.MMAPABLE | (MapFlags.RDONLY_PROG if ro else 0)
         assert len(m.kernel_name) <= 15 and name in m.kernel_name
-    assert basic.maps[".rodata"].kernel_name == "spec_ba.rodata"
+    # libbpf's names: 8 characters of the object's name before a section of up
+    # to 7; a section with a second dot keeps its own name (libbpf's internal_map_name)
+    assert basic.maps[".rodata"].kernel_name == "spec_bas.rodata"
+    assert basic.maps[".bss"].kernel_name == "spec_bas.bss"
+    assert basic.maps[".rodata.custom"].kernel_name == ".rodata.custom"
+    assert basic.maps[".rodata.str1.1"].kernel_name == ".rodata.str1.1"
     assert basic.maps[".rodata.str1.1"].contents == b"string literal\0"
     assert basic.maps[".rodata.str1.1"].btf_value_type_id == 0        # no DATASEC
     assert basic.maps[".bss"].contents == bytes(12)
@@ -362,9 +369,51 @@ def test_legacy_maps_rejected():
         ObjectSpec.from_file(BPF_DIR / "spec_legacy.bpf.o")
 
 
-def test_extern_rejected():
-    with pytest.raises(ObjectFormatError, match="extern 'LINUX_KERNEL_VERSION'.*not supported"):
+def test_ksym_extern_rejected():
+    with pytest.raises(ObjectFormatError, match="extern 'bpf_link_fops'.*__ksym.*not supported"):
         ObjectSpec.from_file(BPF_DIR / "spec_extern.bpf.o")
+
+
+def test_kconfig_externs():
+    """__kconfig externs land in a .kconfig map laid out as libbpf lays it out
+    (alignment down, then size up, then name), read-only for programs and
+    frozen; the BTF the kernel gets has that layout and "allocated" VARs; every
+    reference is an ld_imm64 of the map's value at the extern's offset."""
+    spec = ObjectSpec.from_file(BPF_DIR / "kconfig.bpf.o")
+    kc = spec.kconfig
+    assert len(kc) == 16
+    align = {"string": 1, "char": 1, "bool": 1}
+    order = sorted(kc.values(), key=lambda v: (-align.get(v.kind, min(v.size, 8)), v.size,
+                                               v.name))
+    assert list(kc.values()) == order
+    end = 0
+    for v in order:
+        a = align.get(v.kind, v.size)
+        assert v.offset == (end + a - 1) // a * a
+        end = v.offset + v.size
+    assert kc["CONFIG_HZ"][3:] == ("int", True, False)
+    assert kc["CONFIG_KPROBES"][3:] == ("bool", False, True)
+    assert kc["CONFIG_BPF_JIT"].kind == "tristate" and kc["CONFIG_BPF"].kind == "char"
+    assert kc["CONFIG_DEFAULT_HOSTNAME"][2:4] == (16, "string")
+    m = spec.maps[".kconfig"]
+    assert (m.type, m.key_size, m.value_size, m.max_entries, m.frozen, m.contents) == \
+        (MapType.ARRAY, 4, end, 1, True, None)
+    assert m.map_flags == MapFlags.MMAPABLE | MapFlags.RDONLY_PROG
+    assert m.kernel_name == "kconfig.kconfig"
+    sent = BTFSpec.from_bytes(spec.btf.load_blob())
+    ds = sent.types[m.btf_value_type_id]
+    assert isinstance(ds, T.Datasec) and ds.name == ".kconfig" and ds.size == end
+    assert [(sent.types[vs.type].name, vs.offset, vs.size) for vs in ds.vars] == \
+        [(v.name, v.offset, v.size) for v in order]
+    assert {sent.types[vs.type].linkage for vs in ds.vars} == {T.BTF_VAR_GLOBAL_ALLOCATED}
+    relocs = spec.programs["copy_kconfig"].map_relocs
+    kc_relocs = {r.offset for r in relocs if r.map == ".kconfig"}
+    assert kc_relocs and kc_relocs <= {v.offset + i for v in kc.values() for i in range(v.size)}
+    insns = spec.programs["copy_kconfig"].insns
+    for r in relocs:
+        if r.map == ".kconfig":
+            assert I.decode(insns, r.insn).src_reg == I.BPF_PSEUDO_MAP_VALUE
+            assert I.decode(insns, r.insn + 1).imm == r.offset
 
 
 def _rename_section(data: bytes, old: str, new: str) -> bytes:
@@ -415,3 +464,18 @@ def test_corrupt_btf_names_file_and_section():
 def test_not_elf():
     with pytest.raises(ObjectFormatError, match="not an ELF file"):
         ObjectSpec.from_bytes(b"int main() {}", "main.c")
+
+
+def test_hidden_subprogram_gets_static_btf():
+    """A __hidden global subprogram's BTF FUNC becomes static in the blob the
+    kernel gets, as libbpf makes it; other FUNCs keep their linkage."""
+    spec = ObjectSpec.from_file(BPF_DIR / "hidden_subprog.bpf.o")
+    raw = BTFSpec.from_bytes(spec.btf.raw)
+    sent = BTFSpec.from_bytes(spec.btf.load_blob())
+
+    def linkage(btf):
+        return {t.name: t.linkage for t in btf.types if isinstance(t, T.Func)}
+    assert linkage(raw) == {"read_pair": T.BTF_FUNC_GLOBAL, "checked_sum": T.BTF_FUNC_GLOBAL,
+                            "on_getppid": T.BTF_FUNC_GLOBAL}
+    assert linkage(sent) == {**linkage(raw), "read_pair": T.BTF_FUNC_STATIC}
+    assert len(sent.raw) == len(raw.raw)

@@ -15,7 +15,7 @@ import uuid
 import pytest
 from fdcheck import open_fds
 
-from rawprobe.errors import NotSupportedError, PermissionDeniedError, SyscallError
+from rawprobe.errors import ClosedError, NotSupportedError, PermissionDeniedError, SyscallError
 from rawprobe._sys import bpf
 from rawprobe._sys.consts import AttachType, LinkType, MapType, ProgType, UpdateFlags
 from rawprobe._sys.fd import FD
@@ -303,7 +303,7 @@ def test_fd_semantics():
     fd.close()
     fd.close()                                          # idempotent
     assert fd.closed and repr(fd) == "FD(closed)"
-    with pytest.raises(ValueError):
+    with pytest.raises(ClosedError):              # a RawprobeError and a ValueError
         fd.fileno()
     with pytest.raises(OSError):
         os.fstat(raw)

@@ -9,12 +9,14 @@ from __future__ import annotations
 import os
 
 from ..errors import NotSupportedError
-from ..uapi import (BPF_OBJ_NAME_LEN, AttachType, BpfCmd, BpfFunc, BpfPerfEventType, LinkType,
-                    MapFlags, MapType, PerfFlag, PerfRecordType, PerfSampleFormat, PerfSwId,
-                    PerfType, ProgFlags, ProgType, StatsType, UpdateFlags)
+from ..uapi import (BPF_OBJ_NAME_LEN, MAP_IN_MAP_TYPES, MAP_TYPES_WITHOUT_BTF,
+                    MAP_TYPES_WITHOUT_BTF_VALUE, AttachType, BpfCmd, BpfFunc, BpfPerfEventType,
+                    LinkType, MapFlags, MapType, PerfFlag, PerfRecordType, PerfSampleFormat,
+                    PerfSwId, PerfType, ProgFlags, ProgType, StatsType, UpdateFlags)
 
 __all__ = [
-    "BPF_OBJ_NAME_LEN", "AttachType", "BpfCmd", "BpfFunc", "BpfPerfEventType", "LinkType",
+    "BPF_OBJ_NAME_LEN", "MAP_IN_MAP_TYPES", "MAP_TYPES_WITHOUT_BTF",
+    "MAP_TYPES_WITHOUT_BTF_VALUE", "AttachType", "BpfCmd", "BpfFunc", "BpfPerfEventType", "LinkType",
     "MapFlags", "MapType", "PerfFlag", "PerfRecordType", "PerfSampleFormat", "PerfSwId",
     "PerfType", "ProgFlags", "ProgType", "StatsType", "UpdateFlags",
     "PERF_EVENT_IOC_ENABLE", "PERF_EVENT_IOC_DISABLE", "PERF_EVENT_IOC_REFRESH",

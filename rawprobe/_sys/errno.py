@@ -4,16 +4,14 @@ from __future__ import annotations
 import errno as _errno
 import os as _os
 
-from ..errors import NotSupportedError, PermissionDeniedError, RawprobeError, SyscallError
+from ..errors import (ENOTSUPP, NotSupportedError, PermissionDeniedError, RawprobeError,
+                      SyscallError)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
     from typing import NoReturn
 
 __all__ = ["ENOTSUPP", "syscall_error", "raise_errno"]
-
-# The kernel-internal "not supported" that bpf(2) leaks to user space.
-ENOTSUPP = 524
 
 _PERMISSION_HINT = ("run as root, or grant CAP_BPF + CAP_PERFMON (Linux 5.8+; "
                     "CAP_SYS_ADMIN before); on kernels before 5.11 also raise "

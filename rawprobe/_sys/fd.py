@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import os
 
+from ..errors import ClosedError
+
 __all__ = ["FD"]
 
 _close = os.close  # bound now: __del__ may run at interpreter shutdown
@@ -17,7 +19,8 @@ class FD:
       fd 1, where a later ``print`` would write into it.
     * ``close()`` is idempotent; ``closed`` says whether it ran; the
       descriptor is also closed when the object is collected.
-    * ``fileno()`` raises ValueError once closed, like a closed file.
+    * ``fileno()`` raises ClosedError (a ValueError) once closed, like a
+      closed file.
 
     Every fd rawprobe creates is O_CLOEXEC: the kernel makes bpf, pidfd and
     (with PERF_FLAG_FD_CLOEXEC) perf fds close-on-exec, and the move above
@@ -42,7 +45,7 @@ class FD:
     def fileno(self) -> int:
         fd = self._fd
         if fd < 0:
-            raise ValueError("I/O operation on a closed FD")
+            raise ClosedError("I/O operation on a closed FD")
         return fd
 
     @property

@@ -377,6 +377,7 @@ class BTFSpec(BTFLookups):
         self._name = make_string_reader(strings, base=base)
         self._raw: Optional[bytes] = None          # the blob, when parsed by from_bytes
         self._datasec_at: dict[int, int] = {}      # DATASEC id -> record offset in _raw
+        self._linkage_at: dict[int, int] = {}      # FUNC/VAR id -> record offset in _raw
 
     @property
     def raw(self) -> Optional[bytes]:
@@ -398,13 +399,15 @@ class BTFSpec(BTFLookups):
         types, name = spec.types, spec._name
         first_own = len(types)
         off, end = hdr.types_start, hdr.types_end
-        datasecs = spec._datasec_at
-        Datasec = T.Datasec
+        datasecs, linked = spec._datasec_at, spec._linkage_at
+        Datasec, Func, Var = T.Datasec, T.Func, T.Var
         while off < end:
             nxt = record_end(data, off, end)
             t = decode_type(data, off, name)
             if type(t) is Datasec:
                 datasecs[len(types)] = off
+            elif type(t) is Func or type(t) is Var:
+                linked[len(types)] = off
             types.append(t)
             off = nxt
         spec._validate(first_own)
@@ -414,9 +417,11 @@ class BTFSpec(BTFLookups):
 
     def load_blob(self) -> Optional[bytes]:
         """This blob as parsed, with each DATASEC's current size and variables
-        (sorted by offset) written over the originals: what ``BPF_BTF_LOAD``
-        needs for an object's BTF once the ELF layer has filled in what clang
-        left 0, when the kernel needs nothing sanitised.  Skips re-encoding
+        (sorted by offset) and each FUNC's and VAR's current linkage written
+        over the originals: what ``BPF_BTF_LOAD`` needs for an object's BTF once
+        the ELF layer has filled in what clang left 0 (made ``__hidden``
+        functions static, laid out ``.kconfig``), when the kernel needs nothing
+        sanitised.  Skips re-encoding
         every type (:func:`rawprobe.btf.marshal.encode`), and keeps the string
         section byte for byte.  None if the blob was not parsed here (or is
         split BTF), or a DATASEC cannot be patched in place (size still 0, a
@@ -441,6 +446,21 @@ class BTFSpec(BTFLookups):
                 out = bytearray(raw)
             U32.pack_into(out, off + 8, t.size)
             out[off + 12:off + 12 + len(recs)] = recs
+        for tid, off in self._linkage_at.items():
+            t = self.types[tid]
+            if type(t) is T.Func:          # a FUNC's linkage is its vlen
+                info = U32.unpack_from(raw, off + 4)[0]
+                at, value = off + 4, (info & ~0xFFFF) | t.linkage
+                if not 0 <= t.linkage <= 0xFFFF:
+                    return None
+            elif type(t) is T.Var:         # a VAR's follows its header
+                at, value = off + 12, t.linkage
+            else:
+                return None
+            if U32.unpack_from(raw, at)[0] != value:
+                if out is None:
+                    out = bytearray(raw)
+                U32.pack_into(out, at, value)
         return raw if out is None else bytes(out)
 
     def _validate(self, first: int) -> None:

@@ -24,7 +24,7 @@ first use, so ``import rawprobe.link`` is cheap.
 """
 from __future__ import annotations
 
-from ..errors import NotSupportedError, ObjectFormatError
+from ..errors import ClosedError, NotSupportedError, ObjectFormatError
 
 # No run-time ``typing`` (it imports re, enum, collections...: several ms).
 TYPE_CHECKING = False
@@ -75,7 +75,7 @@ class Link:
     def fileno(self) -> int:
         """The BPF link fd if there is one, else the perf event fd."""
         if self._fds is None:
-            raise ValueError(f"{self!r}: link is closed")
+            raise ClosedError(f"{self!r}: link is closed")
         return self._fds[0].fileno()
 
     @property

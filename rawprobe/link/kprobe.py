@@ -200,11 +200,11 @@ def attach_kprobe(prog, symbol: str, offset: int = 0, retprobe: bool = False, *,
     Errors: NotFoundError for an unknown symbol; NotSupportedError when the
     kernel has no kprobes at all.
     """
-    from ..errors import SyscallError
+    from ..errors import InvalidValueError, SyscallError
     from . import _attach, tracefs
     _attach.check_type(prog, (ProgType.KPROBE,), "a kprobe", 'SEC("kprobe/<function>")')
     if via not in ("auto", "pmu", "tracefs"):
-        raise ValueError(f"via must be 'auto', 'pmu' or 'tracefs', not {via!r}")
+        raise InvalidValueError(f"via must be 'auto', 'pmu' or 'tracefs', not {via!r}")
     if not _is_symbol_name(symbol):
         raise ObjectFormatError(f"kprobe: {symbol!r} is not a kernel symbol name")
     if offset < 0:

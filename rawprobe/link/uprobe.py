@@ -265,12 +265,12 @@ def attach_uprobe(prog, path: str, symbol: str | None = None, offset: int = 0,
     (``"libc.so.6"``).  ``retprobe`` fires at the function's return.  ``via`` is
     ``"auto"`` (PMU, else tracefs), ``"pmu"`` or ``"tracefs"``.
     """
-    from ..errors import SyscallError
+    from ..errors import InvalidValueError, SyscallError
     from . import _attach, tracefs
     # uprobe programs are BPF_PROG_TYPE_KPROBE too
     _attach.check_type(prog, (ProgType.KPROBE,), "a uprobe", 'SEC("uprobe/<path>:<function>")')
     if via not in ("auto", "pmu", "tracefs"):
-        raise ValueError(f"via must be 'auto', 'pmu' or 'tracefs', not {via!r}")
+        raise InvalidValueError(f"via must be 'auto', 'pmu' or 'tracefs', not {via!r}")
     if offset < 0:
         raise ObjectFormatError(f"uprobe {path}: negative offset {offset}")
     if symbol is None and offset == 0:

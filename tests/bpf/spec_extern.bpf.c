@@ -1,14 +1,14 @@
 // SPDX-License-Identifier: GPL-2.0
-/* Test object: an extern __kconfig variable, which rawprobe rejects clearly. */
+/* Test object: an extern __ksym symbol, which rawprobe rejects clearly. */
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
 
-extern unsigned int LINUX_KERNEL_VERSION __kconfig;
+extern const void bpf_link_fops __ksym;
 
 SEC("socket")
-int uses_kconfig(void *ctx)
+int uses_ksym(void *ctx)
 {
-	return LINUX_KERNEL_VERSION > 0x050000;
+	return (long)&bpf_link_fops & 1;
 }
 
 char LICENSE[] SEC("license") = "GPL";
