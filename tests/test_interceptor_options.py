@@ -6,13 +6,15 @@ import json
 import os
 import signal
 import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from hypothesis import given, settings, strategies as st
 
 from rawprobe.errors import RawprobeError
-from rawprobe.interceptor import events, output, procinfo, summary, syscalls
+from rawprobe.interceptor import events, options, output, procinfo, summary, syscalls
 from rawprobe.interceptor.options import (UsageError, parse_duration, parse_kprobe,
                                           parse_signal, parse_watch, signal_name)
 
@@ -119,6 +121,112 @@ def test_watch_garbage_raises_only_usage_errors(argv):
         parse_watch(argv)
     except UsageError:
         pass
+
+
+# -- one option table, two parsers ----------------------------------------------------
+
+def _argparse(argv: list[str]):
+    return options.build_parser(for_help=False).parse_args(argv)
+
+
+_plain_value = st.text(st.characters(blacklist_categories=("Cs",)), max_size=6).filter(
+    lambda v: not v.startswith("-"))
+
+
+@st.composite
+def _plain_command_lines(draw) -> list[str]:
+    """Command lines the fast parser must take: full option names from the table,
+    each in every form it has (``--opt v``, ``--opt=v``, ``--json`` alone...)."""
+    argv: list[str] = []
+    for opt in draw(st.lists(st.sampled_from(options.OPTIONS), max_size=8)):
+        flag = draw(st.sampled_from(opt.flags))
+        if opt.kind == "flag":
+            argv.append(flag)
+            continue
+        form = draw(st.sampled_from(["sep", "eq", "alone"] if opt.kind == "optional"
+                                    else ["sep", "eq"]))
+        value = draw(_plain_value)
+        if form == "alone":
+            argv.append(flag)
+        elif form == "eq":
+            argv.append(f"{flag}={value}")
+        else:
+            argv += [flag, value or "x"] if opt.kind == "optional" else [flag, value]
+    return argv
+
+
+@given(_plain_command_lines())
+@settings(max_examples=400, deadline=None)
+def test_fast_parser_agrees_with_argparse_on_plain_lines(argv):
+    fast = options._fast_args(argv)
+    assert fast is not None, argv
+    assert vars(fast) == vars(_argparse(argv)), argv
+
+
+_tokens = st.sampled_from([f for opt in options.OPTIONS for f in opt.flags] + [
+    "--busy", "--co", "--comm=", "--quiet=1", "-q", "-x", "--", "-", "-1", "", "x", "2s",
+    "a b", "-a b", "--json=", "--pid=4", "--hel"])
+
+
+@given(st.lists(_tokens, max_size=8))
+@settings(max_examples=400, deadline=None)
+def test_fast_parser_takes_nothing_argparse_would_read_otherwise(argv):
+    """Anything the fast parser accepts, argparse accepts with the same result;
+    everything else is left to argparse (None)."""
+    fast = options._fast_args(argv)
+    if fast is None:
+        return
+    try:
+        slow = _argparse(argv)
+    except (UsageError, SystemExit):
+        raise AssertionError(f"fast parser accepted {argv}, argparse refuses it") from None
+    assert vars(fast) == vars(slow), argv
+
+
+def test_the_table_gives_every_default():
+    """Not given: both parsers say None/False, and parse_watch fills in the
+    table's value; the default --help shows reads back as that value."""
+    assert vars(options._fast_args([])) == vars(_argparse([]))
+    assert set(vars(_argparse([]))) == {opt.field for opt in options.OPTIONS}
+    o = parse_watch(["--action", "report"], arch="x86_64")
+    assert o.as_dict() == {**options.DEFAULTS, "action": "report", "syscall_nr": 1}
+    assert options.WatchOptions().as_dict() == options.DEFAULTS
+    for opt in options.OPTIONS:
+        if opt.spell is not None and opt.parse is not None:
+            assert opt.parse(opt.spell(opt.default), opt.flags[0]) == opt.default, opt.flags
+    # what tracker.py takes its defaults from
+    assert {k: options.DEFAULTS[k] for k in ("signal", "kill_after_ns", "max_in_flight",
+                                            "count")} == {
+        "signal": 15, "kill_after_ns": 2_000_000_000, "max_in_flight": 4096, "count": None}
+
+
+def test_every_option_reaches_its_field():
+    """Each option, given through either parser, lands in its own WatchOptions field."""
+    for opt in options.OPTIONS:
+        for argv in ([opt.flags[0], "x"], [f"{opt.flags[0]}=x"]) if opt.kind != "flag" \
+                else ([opt.flags[-1]],):
+            fast, slow = options._fast_args(argv), _argparse(argv)
+            assert vars(fast) == vars(slow)
+            want = True if opt.kind == "flag" else (["x"] if opt.kind == "append" else "x")
+            assert getattr(slow, opt.field) == want, opt.flags
+
+
+def test_plain_command_lines_import_no_argparse_nor_re():
+    """The fast parser's point: a plain watch command line is parsed without
+    argparse, re or gettext (each costs milliseconds of every start)."""
+    root = Path(__file__).resolve().parent.parent
+    code = ("import sys; before = set(sys.modules)\n"
+            "from rawprobe.interceptor.options import parse_watch\n"
+            "parse_watch(['--comm', 'x', '--pid', str(__import__('os').getppid()), "
+            "'--kill-after', '300ms', '--duration', '10s', '--max-in-flight', '8', "
+            "'--count', '2', '--signal', 'KILL', '--skip', '1', '--json', "
+            "'--hook', 'raw_tp', '--quiet'])\n"
+            "print(' '.join(sorted(set(sys.modules) - before)))\n")
+    env = dict(os.environ, PYTHONPATH=str(root))
+    out = set(subprocess.run([sys.executable, "-S", "-c", code], env=env, cwd=root,
+                             check=True, capture_output=True, text=True).stdout.split())
+    heavy = {"argparse", "re", "gettext", "locale", "shutil", "typing", "enum", "signal"}
+    assert "rawprobe.interceptor.options" in out and not heavy & out, sorted(heavy & out)
 
 
 # -- syscalls ----------------------------------------------------------------------------

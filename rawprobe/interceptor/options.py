@@ -1,5 +1,8 @@
 """The ``watch`` command line: parsing and validation into a WatchOptions.
 
+OPTIONS is the one table of the options: the argparse parser (--help, and any
+command line out of the ordinary), the fast parser (plain command lines, without
+importing argparse) and WatchOptions' fields and defaults are all made from it.
 Every bad argument raises UsageError with one line that says what to write instead;
 the CLI prints it and exits 2 (argparse's own usage dump is turned into the same).
 """
@@ -14,7 +17,6 @@ from ..errors import UsageError
 TASK_COMM_LEN = 16           # the kernel's comm buffer, NUL included
 HOOKS = ("auto", "raw_tp", "tracepoint", "kprobe", "fentry")
 ACTIONS = ("signal", "kernel-signal", "report")
-DEFAULT_MAX_IN_FLIGHT = 4096
 
 
 _DURATION = r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m)\s*$"
@@ -105,6 +107,15 @@ def parse_kprobe(text: str) -> tuple[str, int]:
     return m.group(1), (int(off, 0) if off else 0)
 
 
+def parse_comm(text: str, what: str = "--comm") -> str:
+    if not text or "\0" in text:
+        raise UsageError(f"{what} must be a non-empty name")
+    if len(text.encode()) >= TASK_COMM_LEN:
+        raise UsageError(f"{what} {text!r} is longer than the kernel keeps (15 bytes); "
+                         f"use {text.encode()[:15].decode(errors='ignore')!r}")
+    return text
+
+
 def parse_count(text: str, what: str, minimum: int = 0) -> int:
     try:
         n = int(text, 10)
@@ -165,19 +176,120 @@ def cgroup_id(path: str) -> tuple[int, int]:
     return st.st_ino, level
 
 
+class Option(Record):
+    """One ``watch`` option: the one place its names, kind, default and help live.
+
+    ``fields``: the WatchOptions fields it fills, with their defaults (the first is
+    the option's own value; the others are derived from it, e.g. a cgroup's id).
+    ``kind``: "value" (one argument), "append" (repeatable), "optional" (an
+    argument may follow; alone it means ``const``), or "flag" (no argument).
+    ``parse``: text (a list for "append") -> the value, or a tuple for every field;
+    None keeps the text.  ``spell``: the default as one would write it, for --help.
+    """
+    __slots__ = ("flags", "fields", "kind", "parse", "spell", "metavar", "help", "group",
+                 "const")
+    _defaults = {"kind": "value", "parse": None, "spell": None, "metavar": None,
+                 "const": None}
+
+    @property
+    def field(self) -> str:
+        return next(iter(self.fields))
+
+    @property
+    def default(self):
+        return self.fields[self.field]
+
+
+def _spell_duration(ns: int) -> str:
+    for unit in ("m", "s", "ms"):
+        if ns % _UNIT_NS[unit] == 0:
+            return f"{ns // _UNIT_NS[unit]}{unit}"
+    return f"{ns // 1_000_000}.{ns % 1_000_000:06d}ms"
+
+
+def _spell_signal(n: int) -> str:
+    return signal_name(n)[3:]
+
+
+_WHICH, _ROUTINE, _WHAT, _OUTPUT = "which processes", "which routine", "what to do", "output"
+
+OPTIONS: tuple[Option, ...] = (
+    Option(flags=("--comm",), fields={"comm": None}, metavar="NAME",
+           parse=parse_comm, group=_WHICH,
+           help="task name (as in /proc/PID/comm, at most 15 bytes)"),
+    Option(flags=("--pid",), fields={"pids": ()}, kind="append", metavar="PID",
+           parse=lambda v, what: parse_pids(v), group=_WHICH,
+           help="process id(s); repeat or comma-separate"),
+    Option(flags=("--cgroup",), fields={"cgroup": None, "cgroup_id": None, "cgroup_level": 0},
+           metavar="PATH", parse=lambda v, what: (v, *cgroup_id(v)), group=_WHICH,
+           help="cgroup v2 directory"),
+    Option(flags=("--uid",), fields={"uid": None}, metavar="USER",
+           parse=lambda v, what: parse_uid(v), group=_WHICH,
+           help="the caller's real user, a name or id"),
+    # --syscall is resolved (for the architecture) once --kprobe is known: parse_watch
+    Option(flags=("--syscall",), fields={"syscall": "write", "syscall_nr": None},
+           metavar="NAME", spell=str, group=_ROUTINE, help="syscall name or number"),
+    Option(flags=("--kprobe",), fields={"kprobe": None, "kprobe_offset": 0},
+           metavar="SYMBOL[+OFFSET]", parse=lambda v, what: parse_kprobe(v), group=_ROUTINE,
+           help="kernel function and offset"),
+    Option(flags=("--hook",), fields={"hook": "auto"}, metavar="|".join(HOOKS), spell=str,
+           parse=lambda v, what: _choice(v, what, HOOKS), group=_ROUTINE,
+           help="how to hook the routine"),
+    Option(flags=("--skip",), fields={"skip": 0}, metavar="N", spell=str,
+           parse=lambda v, what: parse_count(v, what), group=_ROUTINE,
+           help="let N matching calls through"),
+    Option(flags=("--global-skip",), fields={"skip_global": False}, kind="flag",
+           group=_ROUTINE, help="count --skip across all matching processes, not per process"),
+    Option(flags=("--action",), fields={"action": "signal"}, metavar="|".join(ACTIONS),
+           spell=str, parse=lambda v, what: _choice(v, what, ACTIONS), group=_WHAT,
+           help="what to do to a caller"),
+    Option(flags=("--signal",), fields={"signal": 15}, metavar="SIGNAL", spell=_spell_signal,
+           parse=lambda v, what: parse_signal(v), group=_WHAT,
+           help="signal name or number"),
+    Option(flags=("--kill-after",), fields={"kill_after_ns": 2_000_000_000},
+           metavar="DURATION", spell=_spell_duration, parse=parse_duration, group=_WHAT,
+           help="SIGKILL if not exited by then (0 = never)"),
+    Option(flags=("--max-in-flight",), fields={"max_in_flight": 4096}, metavar="N", spell=str,
+           parse=lambda v, what: parse_count(v, what, 1), group=_WHAT,
+           help="targets signalled and not yet exited at once"),
+    Option(flags=("--count",), fields={"count": None}, metavar="N",
+           parse=lambda v, what: parse_count(v, what, 1), group=_WHAT,
+           help="stop after N targets were handled"),
+    Option(flags=("--duration",), fields={"duration_ns": None}, metavar="DURATION",
+           parse=lambda v, what: _positive_duration(v, what), group=_WHAT,
+           help="stop after this long"),
+    Option(flags=("--busy-poll",), fields={"busy_poll": False}, kind="flag", group=_WHAT,
+           help="never sleep: keeps one CPU busy all along, and --action signal "
+                "reaches its targets about a third sooner"),
+    Option(flags=("--json",), fields={"json": None}, kind="optional", const="-",
+           metavar="FILE", group=_OUTPUT, help="JSON lines to FILE (default stdout)"),
+    Option(flags=("--syslog",), fields={"syslog": False}, kind="flag", group=_OUTPUT,
+           help="also log to syslog"),
+    Option(flags=("--quiet", "-q"), fields={"quiet": False}, kind="flag", group=_OUTPUT,
+           help="only the summary"),
+)
+
+# The value of every WatchOptions field when its option is not given.
+DEFAULTS: dict = {f: d for opt in OPTIONS for f, d in opt.fields.items()}
+
+
+def _choice(text: str, what: str, choices: tuple[str, ...]) -> str:
+    if text not in choices:
+        raise UsageError(f"{what} {text!r}: choose one of {', '.join(choices)}")
+    return text
+
+
+def _positive_duration(text: str, what: str) -> int:
+    ns = parse_duration(text, what)
+    if ns == 0:
+        raise UsageError(f"{what} must be longer than 0")
+    return ns
+
+
 class WatchOptions(Record):
-    """A validated ``watch`` command line (see build_parser for the meaning)."""
-    __slots__ = ("comm", "pids", "cgroup", "cgroup_id", "cgroup_level", "uid", "syscall",
-                 "syscall_nr", "kprobe", "kprobe_offset", "hook", "skip", "skip_global",
-                 "signal", "kill_after_ns", "action", "max_in_flight", "count", "duration_ns",
-                 "json", "syslog", "quiet", "busy_poll")
-    _defaults = {"comm": None, "pids": (), "cgroup": None, "cgroup_id": None,
-                 "cgroup_level": 0, "uid": None, "syscall": "write", "syscall_nr": None,
-                 "kprobe": None, "kprobe_offset": 0, "hook": "auto", "skip": 0,
-                 "skip_global": False, "signal": 15, "kill_after_ns": 2_000_000_000,
-                 "action": "signal", "max_in_flight": DEFAULT_MAX_IN_FLIGHT, "count": None,
-                 "duration_ns": None, "json": None, "syslog": False, "quiet": False,
-                 "busy_poll": False}
+    """A validated ``watch`` command line (see OPTIONS for the meaning)."""
+    __slots__ = tuple(DEFAULTS)
+    _defaults = DEFAULTS
 
     @property
     def has_filter(self) -> bool:
@@ -185,9 +297,11 @@ class WatchOptions(Record):
 
 
 def build_parser(for_help: bool = True):
-    """The ``watch`` argparse parser; its errors raise UsageError (one line).
-    ``for_help=False``: for parsing only, at a fixed width, so argparse does not
-    import shutil (and bz2, lzma...) to ask the terminal's, which costs ms at start."""
+    """The ``watch`` argparse parser, made from OPTIONS; its errors raise UsageError
+    (one line).  ``for_help=False``: for parsing only, at a fixed width, so argparse
+    does not import shutil (and bz2, lzma...) to ask the terminal's, which costs ms
+    at start.  Every option's default is None (False for a flag): parse_watch
+    fills in DEFAULTS, so both parsers give the same namespace."""
     import argparse
 
     class _Parser(argparse.ArgumentParser):
@@ -198,44 +312,28 @@ def build_parser(for_help: bool = True):
         "formatter_class": lambda prog: argparse.HelpFormatter(prog, width=80)}
     ap = _Parser(prog="rawprobe watch", description=(
         "Signal the processes that call a kernel routine and time their exit."), **extra)
-    f = ap.add_argument_group("which processes")
-    f.add_argument("--comm", help="task name (as in /proc/PID/comm, at most 15 bytes)")
-    f.add_argument("--pid", action="append", default=[], metavar="PID",
-                   help="process id(s); repeat or comma-separate")
-    f.add_argument("--cgroup", metavar="PATH", help="cgroup v2 directory")
-    f.add_argument("--uid", help="the caller's real user, a name or id")
-    r = ap.add_argument_group("which routine")
-    r.add_argument("--syscall", help="syscall name or number (default: write)")
-    r.add_argument("--kprobe", metavar="SYMBOL[+OFFSET]", help="kernel function and offset")
-    r.add_argument("--hook", default="auto", help="auto|raw_tp|tracepoint|kprobe|fentry")
-    r.add_argument("--skip", default="0", metavar="N", help="let N matching calls through")
-    r.add_argument("--global-skip", action="store_true",
-                   help="count --skip across all matching processes, not per process")
-    a = ap.add_argument_group("what to do")
-    a.add_argument("--action", default="signal", help="signal|kernel-signal|report")
-    a.add_argument("--signal", default="TERM", help="signal name or number (default TERM)")
-    a.add_argument("--kill-after", default="2s", metavar="DURATION",
-                   help="SIGKILL if not exited by then (default 2s; 0 = never)")
-    a.add_argument("--max-in-flight", default=str(DEFAULT_MAX_IN_FLIGHT), metavar="N")
-    a.add_argument("--count", metavar="N", help="stop after N targets were handled")
-    a.add_argument("--duration", metavar="DURATION", help="stop after this long")
-    a.add_argument("--busy-poll", action="store_true",
-                   help="never sleep: keeps one CPU busy all along, and --action signal "
-                        "reaches its targets about a third sooner")
-    o = ap.add_argument_group("output")
-    o.add_argument("--json", nargs="?", const="-", metavar="FILE",
-                   help="JSON lines to FILE (default stdout)")
-    o.add_argument("--syslog", action="store_true", help="also log to syslog")
-    o.add_argument("--quiet", "-q", action="store_true", help="only the summary")
+    groups: dict = {}
+    for opt in OPTIONS:
+        g = groups.get(opt.group) or groups.setdefault(opt.group,
+                                                       ap.add_argument_group(opt.group))
+        text = opt.help
+        if opt.spell is not None:
+            text += f" (default {opt.spell(opt.default)})"
+        kw: dict = {"dest": opt.field, "help": text}
+        if opt.kind == "flag":
+            kw["action"] = "store_true"
+        else:
+            kw["metavar"] = opt.metavar
+            if opt.kind == "append":
+                kw["action"] = "append"
+            elif opt.kind == "optional":
+                kw.update(nargs="?", const=opt.const)
+        g.add_argument(*opt.flags, **kw)
     return ap
 
 
-_VALUE_OPTS = {"--comm": "comm", "--cgroup": "cgroup", "--uid": "uid", "--syscall": "syscall",
-               "--kprobe": "kprobe", "--hook": "hook", "--skip": "skip", "--action": "action",
-               "--signal": "signal", "--kill-after": "kill_after",
-               "--max-in-flight": "max_in_flight", "--count": "count", "--duration": "duration"}
-_FLAG_OPTS = {"--global-skip": "global_skip", "--syslog": "syslog", "--quiet": "quiet",
-              "-q": "quiet", "--busy-poll": "busy_poll"}
+# option name -> Option, for the fast parser
+_BY_FLAG = {flag: opt for opt in OPTIONS for flag in opt.flags}
 
 
 class _Args:
@@ -248,68 +346,57 @@ def _fast_args(argv: list[str]) -> _Args | None:
     argparse then parses and reports.  Saves importing argparse, gettext, locale
     and re: several milliseconds of every start."""
     ns = _Args()
-    ns.__dict__.update(comm=None, pid=[], cgroup=None, uid=None, syscall=None, kprobe=None,
-                       hook="auto", skip="0", global_skip=False, action="signal",
-                       signal="TERM", kill_after="2s",
-                       max_in_flight=str(DEFAULT_MAX_IN_FLIGHT), count=None,
-                       duration=None, json=None, syslog=False, quiet=False, busy_poll=False)
+    d = ns.__dict__
+    for opt in OPTIONS:
+        d[opt.field] = False if opt.kind == "flag" else None
     i, n = 0, len(argv)
     while i < n:
         arg = argv[i]
         i += 1
         name, eq, value = arg.partition("=") if arg.startswith("--") else (arg, "", "")
-        if name in _FLAG_OPTS and not eq:
-            setattr(ns, _FLAG_OPTS[name], True)
+        opt = _BY_FLAG.get(name)
+        if opt is None:
+            return None
+        kind = opt.kind
+        if kind == "flag":
+            if eq:
+                return None
+            d[opt.field] = True
             continue
-        if name == "--json":
-            if not eq:
-                value = "-"
+        if not eq:
+            if kind == "optional":
+                value = opt.const
                 if i < n and argv[i] and not argv[i].startswith("-"):
                     value = argv[i]
                     i += 1
-            ns.json = value
-            continue
-        if name not in _VALUE_OPTS and name != "--pid":
-            return None
-        if not eq:
-            if i >= n or argv[i].startswith("-"):
+            elif i >= n or argv[i].startswith("-"):
                 return None
-            value = argv[i]
-            i += 1
-        if name == "--pid":
-            ns.pid = [*ns.pid, value]
-        else:
-            setattr(ns, _VALUE_OPTS[name], value)
+            else:
+                value = argv[i]
+                i += 1
+        d[opt.field] = [*(d[opt.field] or ()), value] if kind == "append" else value
     return ns
 
 
 def parse_watch(argv: list[str], arch: str | None = None) -> WatchOptions:
     ns = _fast_args(argv) or build_parser(for_help=False).parse_args(argv)
-    o = WatchOptions()
-    if ns.comm is not None:
-        comm = ns.comm
-        if not comm or "\0" in comm:
-            raise UsageError("--comm must be a non-empty name")
-        if len(comm.encode()) >= TASK_COMM_LEN:
-            raise UsageError(f"--comm {comm!r} is longer than the kernel keeps (15 bytes); "
-                             f"use {comm.encode()[:15].decode(errors='ignore')!r}")
-        o.comm = comm
-    o.pids = parse_pids(ns.pid)
-    if ns.cgroup is not None:
-        o.cgroup = ns.cgroup
-        o.cgroup_id, o.cgroup_level = cgroup_id(ns.cgroup)
-    if ns.uid is not None:
-        o.uid = parse_uid(ns.uid)
+    given = {}
+    for opt in OPTIONS:
+        raw = getattr(ns, opt.field)
+        if raw is None or raw is False:
+            continue                      # not given: DEFAULTS has its value
+        value = raw if opt.parse is None else opt.parse(raw, opt.flags[0])
+        if len(opt.fields) > 1 and opt.parse is not None:
+            given.update(zip(opt.fields, value))
+        else:
+            given[opt.field] = value
+    o = WatchOptions(**given)
 
-    if ns.hook not in HOOKS:
-        raise UsageError(f"--hook {ns.hook!r}: choose one of {', '.join(HOOKS)}")
-    o.hook = ns.hook
-    if ns.kprobe is not None:
+    if o.kprobe is not None:
         if ns.syscall is not None:
             raise UsageError("give --syscall or --kprobe, not both")
         if o.hook in ("raw_tp", "tracepoint"):
             raise UsageError(f"--kprobe needs --hook kprobe, fentry or auto, not {o.hook}")
-        o.kprobe, o.kprobe_offset = parse_kprobe(ns.kprobe)
         o.syscall = None
         if o.hook == "fentry" and o.kprobe_offset:
             raise UsageError("fentry attaches at a function's start: drop the +OFFSET "
@@ -317,25 +404,9 @@ def parse_watch(argv: list[str], arch: str | None = None) -> WatchOptions:
     else:
         from .syscalls import UnknownSyscallError, resolve
         try:
-            o.syscall, o.syscall_nr = resolve(ns.syscall or "write", arch)
+            o.syscall, o.syscall_nr = resolve(o.syscall, arch)
         except UnknownSyscallError as e:
             raise UsageError(f"--syscall: {e}") from None
-
-    o.skip = parse_count(ns.skip, "--skip")
-    o.skip_global = ns.global_skip
-    if ns.action not in ACTIONS:
-        raise UsageError(f"--action {ns.action!r}: choose one of {', '.join(ACTIONS)}")
-    o.action = ns.action
-    o.signal = parse_signal(ns.signal)
-    o.kill_after_ns = parse_duration(ns.kill_after, "--kill-after")
-    o.max_in_flight = parse_count(ns.max_in_flight, "--max-in-flight", 1)
-    if ns.count is not None:
-        o.count = parse_count(ns.count, "--count", 1)
-    if ns.duration is not None:
-        o.duration_ns = parse_duration(ns.duration, "--duration")
-        if o.duration_ns == 0:
-            raise UsageError("--duration must be longer than 0")
-    o.json, o.syslog, o.quiet, o.busy_poll = ns.json, ns.syslog, ns.quiet, ns.busy_poll
 
     # Signalling every caller of write() on the machine is never what anyone meant.
     if not o.has_filter and o.action != "report":
