@@ -45,6 +45,12 @@ def test_help_and_version():
     (["watch", "--comm", "x", "--signal", "TERMINATE"], "unknown signal"),
     (["watch", "--comm", "x", "--frobnicate"], "unrecognized arguments"),
     (["watch"], "name the processes"),
+    # every option has a range: out of it is one line, not a traceback
+    (["watch", "--comm", "x", "--duration", "100000000000000000000m"], "at most 34560m"),
+    (["watch", "--comm", "x", "--kill-after", "100000000000000000000s"], "at most 1440m"),
+    (["watch", "--comm", "x", "--pid", "99999999999"], "pid_max"),
+    (["watch", "--comm", os.fsdecode(b"\xff\xfe" * 8)], "15 bytes"),
+    (["watch", "--comm", "x", "--max-in-flight", "65537"], "1 to 65536"),
     (["watch", "--comm", "x", "--json", "/nonexistent/dir/out.jsonl"], "--json"),
     (["bogus"], "unknown command"),
     (["demo", "--wat"], "demo takes only"),
@@ -236,6 +242,28 @@ def test_kernel_signal_spares_the_tools_ancestors():
     refused = [e for e in ev if e["event"] == "refused"]
     assert refused and "ancestors" in refused[0]["reason"], ev
     assert not [e for e in ev if e["event"] == "signal"]
+
+
+@needs_kernel
+def test_a_comm_that_is_not_utf8_is_matched_byte_for_byte():
+    """The kernel's comm is bytes: --comm with bytes that are not UTF-8 (argv brings
+    them as surrogates) selects the target with exactly those bytes, and not one that
+    differs in a byte that a lossy decoding would hide."""
+    tail = unique_comm("").encode()
+    mine, other = os.fsdecode(b"rpt\xff\xfe" + tail), os.fsdecode(b"rpt\xff\xfd" + tail)
+    a, b = Target(other), Target(mine)
+    try:
+        with open(f"/proc/{b.pid}/comm", "rb") as f:
+            assert f.read() == b"rpt\xff\xfe" + tail + b"\n"
+        w = Watch("--comm", mine, "--action", "report", "--count", "1")
+        a.go()
+        a.wait_writes_done()
+        b.go()
+        assert w.finish() == 0, w.stderr
+        assert {e["pid"] for e in w.of("intercept")} == {b.pid}
+    finally:
+        a.kill()
+        b.kill()
 
 
 @needs_kernel

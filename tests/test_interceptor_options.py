@@ -123,6 +123,82 @@ def test_watch_garbage_raises_only_usage_errors(argv):
         pass
 
 
+# -- every option has a range ----------------------------------------------------------
+
+_OUT_OF_RANGE = [
+    ["--duration", "100000000000000000000m"], ["--duration", "34561m"],
+    ["--duration", "9" * 5000 + "s"],
+    ["--kill-after", "100000000000000000000s"], ["--kill-after", "1441m"],
+    ["--kill-after", "86400.001s"],
+    ["--pid", "99999999999"], ["--pid", str(options.pid_max())], ["--pid", "9" * 5000],
+    ["--pid", "\u00b2"], ["--pid", "5,"], ["--pid", ""],
+    ["--skip", str(2**64 - 1)], ["--skip", "9" * 5000], ["--skip", "1_000"],
+    ["--max-in-flight", "65537"], ["--count", str(2**32 + 1)],
+    ["--uid", str(2**32 - 1)], ["--uid", "9" * 5000], ["--uid", "\u00b2"],
+    ["--signal", "65"], ["--signal", "9" * 5000], ["--signal", "RTMIN+" + "9" * 5000],
+    ["--signal", "\u00b2"],
+    ["--kprobe", "f+0x100000000"], ["--kprobe", "f+" + "9" * 5000], ["--kprobe", "f" * 512],
+    ["--comm", "\udcff" * 16], ["--comm", "\u00e9" * 8], ["--comm", "\ud800"],
+    ["--syscall", "9" * 5000], ["--syscall", "\u00b2"],
+]
+
+
+@pytest.mark.parametrize("argv", _OUT_OF_RANGE, ids=lambda a: a[0] + " " + a[1][:24])
+def test_out_of_range_is_one_line(argv):
+    with pytest.raises(UsageError) as ei:
+        parse_watch(["--action", "report", *argv])
+    assert "\n" not in str(ei.value) and len(str(ei.value)) < 200, str(ei.value)
+
+
+def test_the_ends_of_each_range_are_accepted():
+    import _signal
+    o = parse_watch(["--action", "report", "--kill-after", "1440m", "--duration", "34560m",
+                     "--skip", str(2**64 - 2), "--max-in-flight", "65536",
+                     "--count", str(2**32), "--uid", str(2**32 - 2), "--signal", "RTMAX",
+                     "--kprobe", "f+0xffffffff"])
+    assert (o.kill_after_ns, o.duration_ns) == (86_400 * 10**9, 24 * 86_400 * 10**9)
+    assert (o.skip, o.max_in_flight, o.count, o.uid) == (2**64 - 2, 65536, 2**32, 2**32 - 2)
+    assert (o.signal, o.kprobe_offset) == (_signal.SIGRTMAX, 0xFFFFFFFF)
+    o = parse_watch(["--action", "report", "--kill-after", "0", "--duration", "1ms",
+                     "--skip", "0", "--max-in-flight", "1", "--count", "1", "--uid", "0",
+                     "--signal", "1", "--kprobe", "f" * 511 + "+0"])
+    assert (o.kill_after_ns, o.duration_ns, o.skip, o.max_in_flight) == (0, 10**6, 0, 1)
+    assert (o.count, o.uid, o.signal, o.kprobe_offset) == (1, 0, 1, 0)
+
+
+def test_durations_are_exact():
+    assert parse_duration("0.1s") == 100_000_000            # float: 100000000.00000001
+    assert parse_duration("1.0000005ms") == 1_000_001       # rounded half up
+    assert parse_duration("1." + "9" * 5000 + "s") == 2_000_000_000
+    assert parse_duration("86400s", maximum_ns=86_400 * 10**9) == 86_400 * 10**9
+    with pytest.raises(UsageError, match="at most 1440m"):
+        parse_duration("86400.000000001s", "--kill-after", maximum_ns=86_400 * 10**9)
+
+
+@pytest.mark.parametrize("raw", [b"\xff\xfe", b"rpt_\xff\xfe\x80abcdefgh", "caf\u00e9".encode()])
+def test_comm_is_bytes_the_kernel_keeps(raw):
+    """argv's undecodable bytes arrive as surrogates: a comm that is not UTF-8 is
+    accepted and stays the same bytes (up to 15 of them)."""
+    o = parse_watch(["--comm", os.fsdecode(raw)])
+    assert os.fsencode(o.comm) == raw
+    with pytest.raises(UsageError, match="15 bytes") as ei:
+        parse_watch(["--comm", os.fsdecode(raw * 8)])
+    assert repr(os.fsdecode((raw * 8)[:15])) in str(ei.value)     # what to use instead
+
+
+_any_text = st.text(st.characters(blacklist_categories=()), max_size=12) | \
+    st.from_regex(r"\A[0-9]{1,40}(\.[0-9]{0,5})?(ms|s|m)?\Z")
+
+
+@given(st.sampled_from([o for o in options.OPTIONS if o.parse is not None]), _any_text)
+@settings(max_examples=600, deadline=None)
+def test_option_values_raise_only_usage_errors(opt, text):
+    try:
+        opt.parse([text] if opt.kind == "append" else text, opt.flags[0])
+    except UsageError as e:
+        assert "\n" not in str(e)
+
+
 # -- one option table, two parsers ----------------------------------------------------
 
 def _argparse(argv: list[str]):
@@ -193,7 +269,8 @@ def test_the_table_gives_every_default():
     assert options.WatchOptions().as_dict() == options.DEFAULTS
     for opt in options.OPTIONS:
         if opt.spell is not None and opt.parse is not None:
-            assert opt.parse(opt.spell(opt.default), opt.flags[0]) == opt.default, opt.flags
+            want = tuple(opt.fields.values()) if len(opt.fields) > 1 else opt.default
+            assert opt.parse(opt.spell(opt.default), opt.flags[0]) == want, opt.flags
     # what tracker.py takes its defaults from
     assert {k: options.DEFAULTS[k] for k in ("signal", "kill_after_ns", "max_in_flight",
                                             "count")} == {

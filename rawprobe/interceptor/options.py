@@ -19,25 +19,65 @@ HOOKS = ("auto", "raw_tp", "tracepoint", "kprobe", "fentry")
 ACTIONS = ("signal", "kernel-signal", "report")
 
 
-_DURATION = r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m)\s*$"
 _UNIT_NS = {"ms": 1_000_000, "s": 1_000_000_000, "m": 60_000_000_000}
+_DAY_NS = 86_400_000_000_000
+
+# The ranges of the options, said in --help.  Each is what its consumer can hold:
+KILL_AFTER_MAX_NS = _DAY_NS          # a timer deadline; nobody waits a day for an exit
+# one epoll_wait() holds the whole of it: its timeout is an int of ms (24.8 days)
+DURATION_MAX_NS = 24 * _DAY_NS
+SKIP_MAX = 2**64 - 2                 # the kernel's per-process call count is a u64
+MAX_IN_FLIGHT_MAX = 65536            # a pidfd each: the tool raises RLIMIT_NOFILE to fit
+COUNT_MAX = 2**32
+UID_MAX = 2**32 - 2                  # uid_t; (uid_t)-1 means "no uid"
+KPROBE_OFFSET_MAX = 2**32 - 1
+KSYM_NAME_LEN = 512                  # the kernel's longest symbol, NUL included (6.1+)
+PID_MAX_LIMIT = 4 * 1024 * 1024      # the most /proc/sys/kernel/pid_max can be (64-bit)
 
 
-def parse_duration(text: str, what: str = "duration") -> int:
-    """``"300ms"`` -> 300_000_000 ns.  Units: ms, s, m; ``0`` alone is allowed."""
-    if text.strip() == "0":
+def _shown(text: str) -> str:
+    """repr() of an argument, cut short: an error line stays one readable line."""
+    r = repr(text)
+    return r if len(r) <= 40 else r[:32] + "...'"
+
+
+def _digits(text: str) -> str | None:
+    """``text`` stripped, if it is decimal ASCII digits; else None (int() would
+    also take "1_000", "+5", other scripts' digits, and refuse 4,301 of them)."""
+    t = text.strip()
+    return t if t.isascii() and t.isdigit() else None
+
+
+def parse_duration(text: str, what: str = "duration", maximum_ns: int | None = None) -> int:
+    """``"300ms"`` -> 300_000_000 ns.  Units: ms, s, m; ``0`` alone is allowed.
+    Exact to the nanosecond (no float); above ``maximum_ns`` is a UsageError."""
+    t = text.strip()
+    if t == "0":
         return 0
-    # the usual "2s" / "300ms" without importing re (milliseconds at start-up)
-    for unit in ("ms", "s", "m"):
-        if text.endswith(unit) and text[:-len(unit)].isdigit() and text[:-len(unit)].isascii():
-            return int(text[:-len(unit)]) * _UNIT_NS[unit]
-    import re
-    m = re.match(_DURATION, text)
-    if not m:
-        if re.match(r"^\s*\d+(\.\d*)?\s*$", text):
-            raise UsageError(f"{what} {text!r} needs a unit: ms, s or m (e.g. 300ms, 2s, 1m)")
-        raise UsageError(f"bad {what} {text!r}: write a number with ms, s or m (e.g. 300ms, 2s)")
-    return round(float(m.group(1)) * _UNIT_NS[m.group(2)])
+    unit = next((u for u in ("ms", "s", "m") if t.endswith(u)), None)
+    whole, _, frac = (t[:-len(unit)].rstrip() if unit else t).partition(".")
+    if not (whole or frac) or not all(x.isascii() and x.isdigit() for x in (whole, frac) if x):
+        raise UsageError(f"bad {what} {_shown(text)}: write a number with ms, s or m "
+                         "(e.g. 300ms, 2s)")
+    if unit is None:
+        raise UsageError(f"{what} {_shown(text)} needs a unit: ms, s or m (e.g. 300ms, 2s, 1m)")
+    u = _UNIT_NS[unit]
+    frac = frac[:12]             # digits past a picosecond of a ms do not change the ns
+    too_long = len(whole.lstrip("0")) > 20
+    ns = 0 if too_long else int(whole or "0") * u + \
+        (int(frac or "0") * u * 2 + 10 ** len(frac)) // (2 * 10 ** len(frac))
+    if too_long or maximum_ns is not None and ns > maximum_ns:
+        raise UsageError(f"{what} {_shown(text)} is too long: at most "
+                         f"{_spell_duration(maximum_ns or 0)}")
+    return ns
+
+
+def _spell_duration(ns: int) -> str:
+    """ns -> the shortest exact way to write it: 2_000_000_000 -> "2s"."""
+    for unit in ("m", "s", "ms"):
+        if ns % _UNIT_NS[unit] == 0:
+            return f"{ns // _UNIT_NS[unit]}{unit}"
+    return f"{ns // 1_000_000}.{ns % 1_000_000:06d}".rstrip("0") + "ms"
 
 
 def parse_signal(text: str) -> int:
@@ -45,15 +85,16 @@ def parse_signal(text: str) -> int:
     import _signal            # the C module: ``signal`` builds enums (ms at start-up)
     t = text.strip().upper()
     rtmin, rtmax = _signal.SIGRTMIN, _signal.SIGRTMAX
-    if t.isdigit():
-        n = int(t)
+    if _digits(t) is not None:
+        n = int(t) if len(t) < 5 else rtmax + 1
     else:
         if t.startswith("SIG"):
             t = t[3:]
         m = None
         if t.startswith("RT"):
             import re
-            m = re.match(r"^RTMIN(?:\+(\d+))?$", t) or re.match(r"^RTMAX(?:-(\d+))?$", t)
+            m = re.match(r"^RTMIN(?:\+([0-9]{1,4}))?$", t) or \
+                re.match(r"^RTMAX(?:-([0-9]{1,4}))?$", t)
         if m:
             off = int(m.group(1) or 0)
             n = rtmin + off if t.startswith("RTMIN") else rtmax - off
@@ -61,11 +102,11 @@ def parse_signal(text: str) -> int:
             # the names signal.Signals has: SIG + letters and digits (not SIG_DFL...)
             sig = getattr(_signal, "SIG" + t, None) if t.isalnum() and t.isascii() else None
             if sig is None:
-                raise UsageError(f"unknown signal {text!r}: use a name like TERM, INT, KILL, "
-                                 "USR1 or a number 1-64")
+                raise UsageError(f"unknown signal {_shown(text)}: use a name like TERM, INT, "
+                                 f"KILL, USR1 or a number 1-{rtmax}")
             n = int(sig)
     if not 1 <= n <= rtmax:
-        raise UsageError(f"signal {text!r} is out of range: use 1-{rtmax}")
+        raise UsageError(f"signal {_shown(text)} is out of range: use 1-{rtmax}")
     return n
 
 
@@ -94,55 +135,102 @@ def _re():
     return re
 
 
-_SYMBOL = r"^([A-Za-z_][A-Za-z0-9_.]*)(?:\+(0x[0-9a-fA-F]+|\d+))?$"
+_SYMBOL = r"^([A-Za-z_][A-Za-z0-9_.]*)(?:\+(0x[0-9a-fA-F]{1,16}|[0-9]{1,20}))?$"
 
 
 def parse_kprobe(text: str) -> tuple[str, int]:
     """``do_sys_openat2+0x1a`` -> (``"do_sys_openat2"``, 26)."""
     m = _re().match(_SYMBOL, text.strip())
     if not m:
-        raise UsageError(f"bad --kprobe {text!r}: write SYMBOL or SYMBOL+OFFSET "
+        raise UsageError(f"bad --kprobe {_shown(text)}: write SYMBOL or SYMBOL+OFFSET "
                          "(e.g. ksys_write or ksys_write+0x10)")
-    off = m.group(2)
-    return m.group(1), (int(off, 0) if off else 0)
+    symbol, off = m.group(1), int(m.group(2) or "0", 0)
+    if len(symbol) >= KSYM_NAME_LEN:
+        raise UsageError(f"--kprobe {_shown(text)}: no kernel symbol is longer than "
+                         f"{KSYM_NAME_LEN - 1} characters")
+    if off > KPROBE_OFFSET_MAX:
+        raise UsageError(f"--kprobe {_shown(text)}: the offset must be at most "
+                         f"{KPROBE_OFFSET_MAX:#x}")
+    return symbol, off
 
 
 def parse_comm(text: str, what: str = "--comm") -> str:
-    if not text or "\0" in text:
-        raise UsageError(f"{what} must be a non-empty name")
-    if len(text.encode()) >= TASK_COMM_LEN:
-        raise UsageError(f"{what} {text!r} is longer than the kernel keeps (15 bytes); "
-                         f"use {text.encode()[:15].decode(errors='ignore')!r}")
+    """The kernel's comm is bytes: the text is what ``os.fsdecode`` makes of them
+    (argv's undecodable bytes arrive as surrogates), so ``os.fsencode`` gives them back."""
+    try:
+        raw = os.fsencode(text)
+    except UnicodeEncodeError:
+        raise UsageError(f"{what} {_shown(text)} is not a file system string "
+                         "(name the bytes as the command line passes them)") from None
+    if not raw or b"\0" in raw:
+        raise UsageError(f"{what} must be a non-empty name without NUL")
+    if len(raw) >= TASK_COMM_LEN:
+        raise UsageError(f"{what} {_shown(text)} is longer than the kernel keeps "
+                         f"({TASK_COMM_LEN - 1} bytes); use {os.fsdecode(raw[:15])!r}")
     return text
 
 
-def parse_count(text: str, what: str, minimum: int = 0) -> int:
-    try:
-        n = int(text, 10)
-    except ValueError:
-        raise UsageError(f"{what} {text!r} is not a whole number") from None
-    if n < minimum:
-        raise UsageError(f"{what} must be at least {minimum}, not {n}")
+def parse_syscall_name(text: str) -> str:
+    """A syscall name or number as written; parse_watch looks it up."""
+    t = text.strip()
+    if not t:
+        raise UsageError(f"--syscall {text!r} names no syscall: give a name or number "
+                         "(e.g. write, openat, 1)")
+    if t.isdigit() and _digits(t) is None or len(t) > 64:
+        raise UsageError(f"--syscall {_shown(text)} is no syscall name or number")
+    return t
+
+
+def parse_count(text: str, what: str, minimum: int = 0, maximum: int = 2**64 - 1) -> int:
+    """A whole number from ``minimum`` to ``maximum``: decimal ASCII digits only."""
+    t = _digits(text)
+    if t is None:
+        raise UsageError(f"{what} {_shown(text)} is not a whole number "
+                         f"({minimum} to {maximum})")
+    n = int(t) if len(t) <= 30 else maximum + 1
+    if not minimum <= n <= maximum:
+        raise UsageError(f"{what} must be {minimum} to {maximum}, not {_shown(text)}")
     return n
 
 
+def pid_max() -> int:
+    """/proc/sys/kernel/pid_max: every pid is below it."""
+    try:
+        with open("/proc/sys/kernel/pid_max", "rb") as f:
+            return int(f.read())
+    except (OSError, ValueError):
+        return PID_MAX_LIMIT
+
+
 def parse_pids(values: list[str]) -> tuple[int, ...]:
+    """``["5,6", "7"]`` -> (5, 6, 7): each a number below pid_max."""
     pids: list[int] = []
+    top = pid_max() - 1
     for v in values:
         for part in v.split(","):
-            if part.strip():
-                pids.append(parse_count(part.strip(), "--pid", 1))
+            t = _digits(part)
+            if t is None:
+                raise UsageError(f"--pid {_shown(v)}: give process ids, e.g. --pid 1234 "
+                                 "or --pid 1234,1235")
+            n = int(t) if len(t) <= 10 else top + 1
+            if not 1 <= n <= top:
+                raise UsageError(f"--pid {_shown(part.strip())} is out of range: pids are "
+                                 f"1 to {top} here (pid_max is {top + 1})")
+            pids.append(n)
     return tuple(dict.fromkeys(pids))
 
 
 def parse_uid(text: str) -> int:
-    if text.strip().isdigit():
-        return int(text)
+    """A user name or a uid from 0 to UID_MAX."""
+    if _digits(text) is not None:
+        return parse_count(text, "--uid", 0, UID_MAX)
     import pwd
     try:
-        return pwd.getpwnam(text.strip()).pw_uid
-    except KeyError:
-        raise UsageError(f"unknown user {text!r} for --uid: give a user name or number") from None
+        uid = pwd.getpwnam(text.strip()).pw_uid
+    except (KeyError, ValueError):       # ValueError: a NUL or an unencodable name
+        raise UsageError(f"unknown user {_shown(text)} for --uid: give a user name "
+                         "or number") from None
+    return uid
 
 
 def _cgroup2_mounts() -> list[str]:
@@ -200,13 +288,6 @@ class Option(Record):
         return self.fields[self.field]
 
 
-def _spell_duration(ns: int) -> str:
-    for unit in ("m", "s", "ms"):
-        if ns % _UNIT_NS[unit] == 0:
-            return f"{ns // _UNIT_NS[unit]}{unit}"
-    return f"{ns // 1_000_000}.{ns % 1_000_000:06d}ms"
-
-
 def _spell_signal(n: int) -> str:
     return signal_name(n)[3:]
 
@@ -216,7 +297,7 @@ _WHICH, _ROUTINE, _WHAT, _OUTPUT = "which processes", "which routine", "what to 
 OPTIONS: tuple[Option, ...] = (
     Option(flags=("--comm",), fields={"comm": None}, metavar="NAME",
            parse=parse_comm, group=_WHICH,
-           help="task name (as in /proc/PID/comm, at most 15 bytes)"),
+           help=f"task name, as in /proc/PID/comm: 1 to {TASK_COMM_LEN - 1} bytes"),
     Option(flags=("--pid",), fields={"pids": ()}, kind="append", metavar="PID",
            parse=lambda v, what: parse_pids(v), group=_WHICH,
            help="process id(s); repeat or comma-separate"),
@@ -225,19 +306,20 @@ OPTIONS: tuple[Option, ...] = (
            help="cgroup v2 directory"),
     Option(flags=("--uid",), fields={"uid": None}, metavar="USER",
            parse=lambda v, what: parse_uid(v), group=_WHICH,
-           help="the caller's real user, a name or id"),
-    # --syscall is resolved (for the architecture) once --kprobe is known: parse_watch
+           help=f"the caller's real user, a name or id (0 to {UID_MAX})"),
+    # --syscall is looked up (for the architecture) once --kprobe is known: parse_watch
     Option(flags=("--syscall",), fields={"syscall": "write", "syscall_nr": None},
-           metavar="NAME", spell=str, group=_ROUTINE, help="syscall name or number"),
+           metavar="NAME", spell=str, parse=lambda v, what: (parse_syscall_name(v), None),
+           group=_ROUTINE, help="syscall name or number"),
     Option(flags=("--kprobe",), fields={"kprobe": None, "kprobe_offset": 0},
            metavar="SYMBOL[+OFFSET]", parse=lambda v, what: parse_kprobe(v), group=_ROUTINE,
-           help="kernel function and offset"),
+           help=f"kernel function and offset (at most {KPROBE_OFFSET_MAX:#x})"),
     Option(flags=("--hook",), fields={"hook": "auto"}, metavar="|".join(HOOKS), spell=str,
            parse=lambda v, what: _choice(v, what, HOOKS), group=_ROUTINE,
            help="how to hook the routine"),
     Option(flags=("--skip",), fields={"skip": 0}, metavar="N", spell=str,
-           parse=lambda v, what: parse_count(v, what), group=_ROUTINE,
-           help="let N matching calls through"),
+           parse=lambda v, what: parse_count(v, what, 0, SKIP_MAX), group=_ROUTINE,
+           help="let N matching calls through (0 to 2^64-2)"),
     Option(flags=("--global-skip",), fields={"skip_global": False}, kind="flag",
            group=_ROUTINE, help="count --skip across all matching processes, not per process"),
     Option(flags=("--action",), fields={"action": "signal"}, metavar="|".join(ACTIONS),
@@ -245,19 +327,22 @@ OPTIONS: tuple[Option, ...] = (
            help="what to do to a caller"),
     Option(flags=("--signal",), fields={"signal": 15}, metavar="SIGNAL", spell=_spell_signal,
            parse=lambda v, what: parse_signal(v), group=_WHAT,
-           help="signal name or number"),
+           help="signal name or number, 1 to SIGRTMAX"),
     Option(flags=("--kill-after",), fields={"kill_after_ns": 2_000_000_000},
-           metavar="DURATION", spell=_spell_duration, parse=parse_duration, group=_WHAT,
-           help="SIGKILL if not exited by then (0 = never)"),
+           metavar="DURATION", spell=_spell_duration, group=_WHAT,
+           parse=lambda v, what: parse_duration(v, what, KILL_AFTER_MAX_NS),
+           help=f"SIGKILL if not exited by then: 0 (never) to "
+                f"{_spell_duration(KILL_AFTER_MAX_NS)} (1 day)"),
     Option(flags=("--max-in-flight",), fields={"max_in_flight": 4096}, metavar="N", spell=str,
-           parse=lambda v, what: parse_count(v, what, 1), group=_WHAT,
-           help="targets signalled and not yet exited at once"),
+           parse=lambda v, what: parse_count(v, what, 1, MAX_IN_FLIGHT_MAX), group=_WHAT,
+           help=f"targets signalled and not yet exited at once (1 to {MAX_IN_FLIGHT_MAX})"),
     Option(flags=("--count",), fields={"count": None}, metavar="N",
-           parse=lambda v, what: parse_count(v, what, 1), group=_WHAT,
-           help="stop after N targets were handled"),
+           parse=lambda v, what: parse_count(v, what, 1, COUNT_MAX), group=_WHAT,
+           help=f"stop after N targets were handled (1 to {COUNT_MAX})"),
     Option(flags=("--duration",), fields={"duration_ns": None}, metavar="DURATION",
            parse=lambda v, what: _positive_duration(v, what), group=_WHAT,
-           help="stop after this long"),
+           help=f"stop after this long, at most {_spell_duration(DURATION_MAX_NS)} "
+                "(24 days)"),
     Option(flags=("--busy-poll",), fields={"busy_poll": False}, kind="flag", group=_WHAT,
            help="never sleep: keeps one CPU busy all along, and --action signal "
                 "reaches its targets about a third sooner"),
@@ -280,7 +365,7 @@ def _choice(text: str, what: str, choices: tuple[str, ...]) -> str:
 
 
 def _positive_duration(text: str, what: str) -> int:
-    ns = parse_duration(text, what)
+    ns = parse_duration(text, what, DURATION_MAX_NS)
     if ns == 0:
         raise UsageError(f"{what} must be longer than 0")
     return ns
@@ -385,11 +470,12 @@ def parse_watch(argv: list[str], arch: str | None = None) -> WatchOptions:
         raw = getattr(ns, opt.field)
         if raw is None or raw is False:
             continue                      # not given: DEFAULTS has its value
-        value = raw if opt.parse is None else opt.parse(raw, opt.flags[0])
-        if len(opt.fields) > 1 and opt.parse is not None:
-            given.update(zip(opt.fields, value))
+        if opt.parse is None:
+            given[opt.field] = raw
+        elif len(opt.fields) > 1:
+            given.update(zip(opt.fields, opt.parse(raw, opt.flags[0]), strict=True))
         else:
-            given[opt.field] = value
+            given[opt.field] = opt.parse(raw, opt.flags[0])
     o = WatchOptions(**given)
 
     if o.kprobe is not None:
