@@ -61,6 +61,32 @@ def test_bad_arguments_are_one_line_and_status_2(args, needle):
     assert needle in line and r.returncode == 2, (line, r.returncode)
 
 
+def _cgroup2_root() -> str | None:
+    for ln in open("/proc/self/mountinfo"):
+        if ln.split(" - ")[1].split()[0] == "cgroup2" and ln.split()[3] == "/":
+            return ln.split()[4]
+    return None
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--cgroup", ""], "is the cgroup2 root"),
+    (["--cgroup", "."], "is the cgroup2 root"),
+    (["--cgroup", "/"], "is the cgroup2 root"),
+    (["--cgroup", "ROOT"], "is the cgroup2 root"),
+    (["--cgroup", "ROOT/.", "--action", "kernel-signal"], "is the cgroup2 root"),
+    (["--uid", "0"], "--uid 0 alone"),
+    (["--uid", "root", "--action", "kernel-signal"], "--uid 0 alone"),
+])
+def test_filters_that_select_everyone_are_refused(args, needle):
+    """Refused like no filter (one line, status 2) before anything is loaded."""
+    root = _cgroup2_root()
+    if "--cgroup" in args and root is None:
+        pytest.skip("no cgroup2 mount")
+    r = run("watch", *(a.replace("ROOT", root or "") for a in args))
+    line = one_line_error(r)
+    assert needle in line and "--action report" in line and r.returncode == 2, line
+
+
 def test_missing_privilege_is_one_line():
     """Root without CAP_BPF, CAP_PERFMON and CAP_SYS_ADMIN (dropped from the
     bounding set, so the exec'd tool never has them): one line, exit 1."""

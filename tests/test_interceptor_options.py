@@ -19,6 +19,15 @@ from rawprobe.interceptor.options import (UsageError, parse_duration, parse_kpro
                                           parse_signal, parse_watch, signal_name)
 
 
+@pytest.fixture
+def sleeper():
+    """A live process of the test's own, not an ancestor of the tool's: for --pid."""
+    p = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    yield p
+    p.kill()
+    p.wait()
+
+
 # -- durations, signals, kprobe targets ----------------------------------------------
 
 @pytest.mark.parametrize("text,ns", [("300ms", 300_000_000), ("2s", 2_000_000_000),
@@ -121,6 +130,82 @@ def test_watch_garbage_raises_only_usage_errors(argv):
         parse_watch(argv)
     except UsageError:
         pass
+
+
+# -- filters that select everyone ------------------------------------------------------
+
+@pytest.fixture
+def cgroup2(tmp_path):
+    """(the cgroup2 mount point, a new cgroup below it, a symlink to the root)."""
+    tops = [ln.split()[4] for ln in open("/proc/self/mountinfo")
+            if ln.split(" - ")[1].split()[0] == "cgroup2" and ln.split()[3] == "/"]
+    if not tops:
+        pytest.skip("no cgroup2 mount")
+    child = os.path.join(tops[0], "rpt_" + os.urandom(4).hex())
+    try:
+        os.mkdir(child)
+    except OSError as e:
+        pytest.skip(f"cannot create a cgroup under {tops[0]}: {e.strerror}")
+    link = tmp_path / "root_link"
+    link.symlink_to(tops[0])
+    yield tops[0], child, str(link)
+    os.rmdir(child)
+
+
+def _root_spellings(top: str, child: str, link: str) -> list[str]:
+    name = os.path.basename(child)
+    return ["", ".", "/", "//", top, top + "/", top + "/.", f"{child}/..", f"{name}/..",
+            f"/{name}/..", f"{top}/../{os.path.basename(top)}", link, link + "/"]
+
+
+@pytest.mark.parametrize("action", ["signal", "kernel-signal", None])
+def test_the_cgroup2_root_in_any_spelling_is_refused_like_no_filter(cgroup2, action):
+    top, child, link = cgroup2
+    act = ["--action", action] if action else []
+    for spelling in _root_spellings(top, child, link):
+        with pytest.raises(UsageError, match="cgroup2 root, which holds every process"):
+            parse_watch(["--cgroup", spelling, *act])
+        # like no filter: a report may watch everyone; another filter narrows it
+        assert parse_watch(["--cgroup", spelling, "--action", "report"]).cgroup_level == 0
+        assert parse_watch(["--cgroup", spelling, "--comm", "x", *act]).cgroup_level == 0
+    with pytest.raises(UsageError, match="cgroup2 root"):
+        parse_watch(["--cgroup", top, "--uid", "0"])
+
+
+def test_a_cgroup_below_the_root_is_enough_alone(cgroup2):
+    top, child, _ = cgroup2
+    name = os.path.basename(child)
+    for spelling in (child, name, "/" + name, f"{child}/../{name}"):
+        o = parse_watch(["--cgroup", spelling])
+        assert (o.cgroup_id, o.cgroup_level) == (os.stat(child).st_ino, 1)
+
+
+@pytest.mark.parametrize("uid", ["0", "root", " 0"])
+def test_uid_0_alone_is_refused(uid):
+    for act in ([], ["--action", "kernel-signal"]):
+        with pytest.raises(UsageError, match="--uid 0 alone names nearly every process"):
+            parse_watch(["--uid", uid, *act])
+    assert parse_watch(["--uid", uid, "--action", "report"]).uid == 0
+    assert parse_watch(["--uid", uid, "--comm", "x"]).uid == 0
+
+
+def test_uid_0_with_a_pid_or_a_cgroup_is_accepted(cgroup2, sleeper):
+    assert parse_watch(["--uid", "0", "--pid", str(sleeper.pid)]).pids == (sleeper.pid,)
+    assert parse_watch(["--uid", "0", "--cgroup", cgroup2[1]]).cgroup_level == 1
+
+
+def test_each_narrow_filter_is_enough_alone(sleeper):
+    assert parse_watch(["--comm", "x"]).comm == "x"
+    assert parse_watch(["--pid", str(sleeper.pid)]).pids == (sleeper.pid,)
+    assert parse_watch(["--uid", "65534"]).uid == 65534
+    assert parse_watch(["--uid", "1"]).uid == 1
+
+
+def test_no_filter_is_refused_unless_only_reporting():
+    for act in ([], ["--action", "signal"], ["--action", "kernel-signal"]):
+        with pytest.raises(UsageError, match="name the processes to act on"):
+            parse_watch(act)
+    assert parse_watch(["--action", "report"]).action == "report"
 
 
 # -- every option has a range ----------------------------------------------------------

@@ -233,34 +233,89 @@ def parse_uid(text: str) -> int:
     return uid
 
 
-def _cgroup2_mounts() -> list[str]:
+class _Mount(Record):
+    """A line of /proc/self/mountinfo: where a file system is mounted, its type, and
+    which of its directories is mounted there (not "/" for a bind mount of a subtree)."""
+    __slots__ = ("point", "fstype", "root")
+
+
+def _mounts() -> list[_Mount]:
+    """/proc/self/mountinfo, in its order (a later mount on a point hides an earlier)."""
     try:
-        with open("/proc/self/mounts") as f:
-            return [ln.split()[1] for ln in f if ln.split()[2:3] == ["cgroup2"]]
+        with open("/proc/self/mountinfo", "rb") as f:
+            lines = f.read().splitlines()
     except OSError:
         return []
+    out = []
+    for ln in lines:
+        parts = ln.split()
+        sep = parts.index(b"-")          # optional fields come before it
+        root, point = (_unescape(x) for x in parts[3:5])
+        out.append(_Mount(point=point, fstype=parts[sep + 1].decode(), root=root))
+    return out
+
+
+def _unescape(field: bytes) -> str:
+    # the kernel writes space, tab, newline and backslash as octal escapes
+    for esc, raw in ((rb"\040", b" "), (rb"\011", b"\t"), (rb"\012", b"\n"),
+                     (rb"\134", b"\\")):
+        field = field.replace(esc, raw)
+    return os.fsdecode(field)
+
+
+def _mount_of(path: str, mounts: list[_Mount]) -> _Mount:
+    """The mount a resolved absolute path lies on."""
+    best = _Mount(point="/", fstype="", root="/")
+    for m in mounts:
+        if (path == m.point or path.startswith(m.point.rstrip("/") + "/")) and \
+                len(m.point) >= len(best.point):
+            best = m
+    return best
 
 
 def cgroup_id(path: str) -> tuple[int, int]:
     """A cgroup v2 directory -> (id, level).  The id is the directory's inode number
     (what ``bpf_get_current_cgroup_id()`` reports); the level is its depth below the
-    cgroup2 root (root = 0), for ``bpf_get_current_ancestor_cgroup_id(level)``."""
-    mounts = _cgroup2_mounts() or ["/sys/fs/cgroup"]
-    p = path if os.path.isabs(path) else os.path.join(mounts[0], path)
-    p = os.path.realpath(p)
+    cgroup2 root (root = 0), for ``bpf_get_current_ancestor_cgroup_id(level)``.
+
+    A relative path is taken below the cgroup2 mount, and so is an absolute one that
+    is not a cgroup2 directory itself: ``/system.slice/foo.service`` as
+    /proc/PID/cgroup writes it.  Symlinks and ``..`` are resolved first, so every
+    spelling of the root ("", ".", "/", the mount point...) comes back as level 0."""
+    try:
+        if "\0" in path:
+            raise ValueError
+        os.fsencode(path)
+    except ValueError:          # UnicodeEncodeError too
+        raise UsageError(f"--cgroup {_shown(path)} is not a path") from None
+    mounts = _mounts()
+    # the hierarchy's root first: a bind mount of a cgroup below it may come earlier
+    cg2 = sorted((m for m in mounts if m.fstype == "cgroup2"), key=lambda m: m.root != "/")
+    if not cg2:
+        raise UsageError("--cgroup needs a cgroup v2 hierarchy and none is mounted "
+                         "(mount -t cgroup2 none /sys/fs/cgroup)")
+    top = cg2[0].point
+
+    def cgroup_dir(p: str) -> bool:
+        return _mount_of(p, mounts).fstype == "cgroup2" and \
+            os.path.isfile(os.path.join(p, "cgroup.procs"))
+
+    p = os.path.realpath(os.path.join(top, path))     # join keeps an absolute path
+    if not cgroup_dir(p) and os.path.isabs(path):
+        below = os.path.realpath(os.path.join(top, path.lstrip("/")))
+        p = below if cgroup_dir(below) else p
     try:
         st = os.stat(p)
     except OSError as e:
-        raise UsageError(f"--cgroup {path!r}: {e.strerror}; give a cgroup v2 directory "
-                         "such as /sys/fs/cgroup/system.slice/foo.service") from None
-    if not os.path.isdir(p) or not os.path.exists(os.path.join(p, "cgroup.procs")):
-        raise UsageError(f"--cgroup {path!r} is not a cgroup v2 directory (no cgroup.procs)")
-    root = max((m for m in mounts if p == m or p.startswith(m.rstrip("/") + "/")),
-               key=len, default=None)
-    if root is None:
-        raise UsageError(f"--cgroup {path!r} is not under a cgroup2 mount ({', '.join(mounts)})")
-    rel = os.path.relpath(p, root)
-    level = 0 if rel == "." else len(rel.split("/"))
+        raise UsageError(f"--cgroup {_shown(path)}: {e.strerror}; give a cgroup v2 directory "
+                         f"such as {top}/system.slice/foo.service") from None
+    if not cgroup_dir(p):
+        raise UsageError(f"--cgroup {_shown(path)} is not a cgroup v2 directory (cgroup2 is "
+                         f"mounted on {', '.join(m.point for m in cg2)})")
+    m = _mount_of(p, mounts)
+    # its path in the hierarchy: the mounted directory, then the path below the mount
+    rel = os.path.normpath(os.path.join(m.root, os.path.relpath(p, m.point)))
+    level = 0 if rel == "/" else len(rel.strip("/").split("/"))
     return st.st_ino, level
 
 
@@ -300,10 +355,11 @@ OPTIONS: tuple[Option, ...] = (
            help=f"task name, as in /proc/PID/comm: 1 to {TASK_COMM_LEN - 1} bytes"),
     Option(flags=("--pid",), fields={"pids": ()}, kind="append", metavar="PID",
            parse=lambda v, what: parse_pids(v), group=_WHICH,
-           help="process id(s); repeat or comma-separate"),
+           help="process id(s) of live user processes; repeat or comma-separate"),
     Option(flags=("--cgroup",), fields={"cgroup": None, "cgroup_id": None, "cgroup_level": 0},
            metavar="PATH", parse=lambda v, what: (v, *cgroup_id(v)), group=_WHICH,
-           help="cgroup v2 directory"),
+           help="cgroup v2 directory, or its path below the cgroup2 mount "
+                "(as in /proc/PID/cgroup)"),
     Option(flags=("--uid",), fields={"uid": None}, metavar="USER",
            parse=lambda v, what: parse_uid(v), group=_WHICH,
            help=f"the caller's real user, a name or id (0 to {UID_MAX})"),
@@ -313,7 +369,7 @@ OPTIONS: tuple[Option, ...] = (
            group=_ROUTINE, help="syscall name or number"),
     Option(flags=("--kprobe",), fields={"kprobe": None, "kprobe_offset": 0},
            metavar="SYMBOL[+OFFSET]", parse=lambda v, what: parse_kprobe(v), group=_ROUTINE,
-           help=f"kernel function and offset (at most {KPROBE_OFFSET_MAX:#x})"),
+           help=f"kernel function and offset (the offset at most {KPROBE_OFFSET_MAX:#x})"),
     Option(flags=("--hook",), fields={"hook": "auto"}, metavar="|".join(HOOKS), spell=str,
            parse=lambda v, what: _choice(v, what, HOOKS), group=_ROUTINE,
            help="how to hook the routine"),
@@ -327,12 +383,12 @@ OPTIONS: tuple[Option, ...] = (
            help="what to do to a caller"),
     Option(flags=("--signal",), fields={"signal": 15}, metavar="SIGNAL", spell=_spell_signal,
            parse=lambda v, what: parse_signal(v), group=_WHAT,
-           help="signal name or number, 1 to SIGRTMAX"),
+           help="signal name or number (1 to SIGRTMAX)"),
     Option(flags=("--kill-after",), fields={"kill_after_ns": 2_000_000_000},
            metavar="DURATION", spell=_spell_duration, group=_WHAT,
            parse=lambda v, what: parse_duration(v, what, KILL_AFTER_MAX_NS),
-           help=f"SIGKILL if not exited by then: 0 (never) to "
-                f"{_spell_duration(KILL_AFTER_MAX_NS)} (1 day)"),
+           help=f"SIGKILL if not exited by then, 0 = never (at most "
+                f"{_spell_duration(KILL_AFTER_MAX_NS)}, 1 day)"),
     Option(flags=("--max-in-flight",), fields={"max_in_flight": 4096}, metavar="N", spell=str,
            parse=lambda v, what: parse_count(v, what, 1, MAX_IN_FLIGHT_MAX), group=_WHAT,
            help=f"targets signalled and not yet exited at once (1 to {MAX_IN_FLIGHT_MAX})"),
@@ -341,8 +397,8 @@ OPTIONS: tuple[Option, ...] = (
            help=f"stop after N targets were handled (1 to {COUNT_MAX})"),
     Option(flags=("--duration",), fields={"duration_ns": None}, metavar="DURATION",
            parse=lambda v, what: _positive_duration(v, what), group=_WHAT,
-           help=f"stop after this long, at most {_spell_duration(DURATION_MAX_NS)} "
-                "(24 days)"),
+           help=f"stop after this long (at most {_spell_duration(DURATION_MAX_NS)}, "
+                "24 days)"),
     Option(flags=("--busy-poll",), fields={"busy_poll": False}, kind="flag", group=_WHAT,
            help="never sleep: keeps one CPU busy all along, and --action signal "
                 "reaches its targets about a third sooner"),
@@ -376,9 +432,43 @@ class WatchOptions(Record):
     __slots__ = tuple(DEFAULTS)
     _defaults = DEFAULTS
 
-    @property
-    def has_filter(self) -> bool:
-        return bool(self.comm or self.pids or self.cgroup_id is not None or self.uid is not None)
+    def check_filter(self) -> None:
+        """Refuse to signal when the filters select every process, or nearly: no
+        filter, the cgroup2 root, or --uid 0 with nothing else.  --comm, --pid, a
+        cgroup below the root and any other uid are each narrow enough alone (they
+        all must match).  A report signals nobody and may watch everything."""
+        if self.action == "report":
+            return
+        root = self.cgroup_id is not None and self.cgroup_level == 0
+        if self.comm or self.pids or self.cgroup_id is not None and not root or \
+                self.uid not in (None, 0):
+            return
+        report = " (or use --action report to only watch)"
+        if root:
+            raise UsageError(f"--cgroup {_shown(self.cgroup)} is the cgroup2 root, which holds "
+                             "every process: name a cgroup below it, or add --comm, --pid or "
+                             "another --uid than 0"
+                             + report)
+        if self.uid == 0:
+            raise UsageError("--uid 0 alone names nearly every process (root runs most of "
+                             "them): add --comm, --pid or --cgroup" + report)
+        raise UsageError("name the processes to act on with --comm, --pid, --cgroup or --uid"
+                         + report)
+
+
+_EPILOG = """\
+which processes are narrow enough:
+  --comm, --pid, a --cgroup below the cgroup2 root, and --uid N for any N but 0
+  are each enough alone (given together, all must match).  Refused, because they
+  select every process or nearly: no filter; the cgroup2 root in any spelling
+  ("", ".", "/", its mount point, a path or symlink resolving to it); --uid 0
+  (root) without --comm, --pid or a cgroup.  --action report signals nobody and
+  may watch without a filter.
+  --pid takes live user processes only: not init (1), not a kernel thread, not
+  this tool or one of its ancestors, and not a pid that does not exist now (the
+  next process given that pid would be signalled).
+
+A bad command line prints one line and exits with status 2."""
 
 
 def build_parser(for_help: bool = True):
@@ -393,17 +483,18 @@ def build_parser(for_help: bool = True):
         def error(self, message: str):  # argparse would print usage and exit(2)
             raise UsageError(message)
 
-    extra = {} if for_help else {
-        "formatter_class": lambda prog: argparse.HelpFormatter(prog, width=80)}
-    ap = _Parser(prog="rawprobe watch", description=(
-        "Signal the processes that call a kernel routine and time their exit."), **extra)
+    fmt = argparse.RawDescriptionHelpFormatter
+    ap = _Parser(prog="rawprobe watch", epilog=_EPILOG, formatter_class=fmt if for_help else
+                 lambda prog: fmt(prog, width=80), description=(
+                     "Signal the processes that call a kernel routine and time their exit."))
     groups: dict = {}
     for opt in OPTIONS:
         g = groups.get(opt.group) or groups.setdefault(opt.group,
                                                        ap.add_argument_group(opt.group))
         text = opt.help
-        if opt.spell is not None:
-            text += f" (default {opt.spell(opt.default)})"
+        if opt.spell is not None:       # "(1 to 9)" -> "(1 to 9; default 4)"
+            shown = f"default {opt.spell(opt.default)}"
+            text = text[:-1] + f"; {shown})" if text.endswith(")") else f"{text} ({shown})"
         kw: dict = {"dest": opt.field, "help": text}
         if opt.kind == "flag":
             kw["action"] = "store_true"
@@ -495,7 +586,5 @@ def parse_watch(argv: list[str], arch: str | None = None) -> WatchOptions:
             raise UsageError(f"--syscall: {e}") from None
 
     # Signalling every caller of write() on the machine is never what anyone meant.
-    if not o.has_filter and o.action != "report":
-        raise UsageError("name the processes to act on with --comm, --pid, --cgroup or --uid "
-                         "(or use --action report to only watch)")
+    o.check_filter()
     return o
