@@ -4,6 +4,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import signal
 import struct
 import subprocess
@@ -20,12 +21,23 @@ from rawprobe.interceptor.options import (UsageError, parse_duration, parse_kpro
 
 
 @pytest.fixture
-def sleeper():
-    """A live process of the test's own, not an ancestor of the tool's: for --pid."""
-    p = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-    yield p
-    p.kill()
-    p.wait()
+def sleepers():
+    """Start live processes of the test's own (not ancestors of the tool): for --pid."""
+    started: list[subprocess.Popen] = []
+
+    def start(code: str = "import time; time.sleep(60)") -> subprocess.Popen:
+        started.append(subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                                        text=True))
+        return started[-1]
+    yield start
+    for p in started:
+        p.kill()
+        p.wait()
+
+
+@pytest.fixture
+def sleeper(sleepers):
+    return sleepers()
 
 
 # -- durations, signals, kprobe targets ----------------------------------------------
@@ -80,15 +92,16 @@ def test_kprobe_targets():
 
 # -- the watch command line -----------------------------------------------------------
 
-def test_watch_defaults_and_values():
+def test_watch_defaults_and_values(sleepers):
+    p5, p6, p7 = (sleepers().pid for _ in range(3))
     o = parse_watch(["--comm", "java", "--skip", "3", "--kill-after", "300ms",
                      "--count", "2", "--duration", "10s", "--json"])
     assert (o.comm, o.syscall, o.skip, o.signal, o.kill_after_ns) == ("java", "write", 3, 15, 300_000_000)
     assert (o.count, o.duration_ns, o.json, o.action, o.hook) == (2, 10_000_000_000, "-", "signal", "auto")
-    o = parse_watch(["--pid", "5,6", "--pid", "7", "--syscall", "__x64_sys_openat",
+    o = parse_watch(["--pid", f"{p5},{p6}", "--pid", str(p7), "--syscall", "__x64_sys_openat",
                      "--global-skip", "--action", "kernel-signal", "--json", "out.jsonl"],
                     arch="x86_64")
-    assert o.pids == (5, 6, 7) and o.syscall == "openat" and o.syscall_nr == 257
+    assert o.pids == (p5, p6, p7) and o.syscall == "openat" and o.syscall_nr == 257
     assert o.skip_global and o.json == "out.jsonl"
     o = parse_watch(["--action", "report", "--kprobe", "ksys_write+0x10"])
     assert (o.kprobe, o.kprobe_offset, o.syscall) == ("ksys_write", 16, None)
@@ -206,6 +219,73 @@ def test_no_filter_is_refused_unless_only_reporting():
         with pytest.raises(UsageError, match="name the processes to act on"):
             parse_watch(act)
     assert parse_watch(["--action", "report"]).action == "report"
+
+
+# -- pids, syscalls and symbols that would surprise --------------------------------------
+
+def _a_kernel_thread_other_than_2() -> int:
+    for name in sorted(os.listdir("/proc"), key=lambda n: (len(n), n)):
+        if name.isdigit() and int(name) > 2:
+            st_ = procinfo.read_stat(int(name))
+            if st_ is not None and st_.kernel_thread:
+                return int(name)
+    pytest.skip("no kernel thread visible in /proc")
+
+
+def _a_dead_pid() -> int:
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    p.wait()                          # reaped: nothing has this pid now (until reused)
+    return p.pid
+
+
+@pytest.mark.parametrize("which,needle", [
+    (lambda: 1, "is init"),
+    (lambda: 2, "is a kernel thread (kthreadd)"),
+    (_a_kernel_thread_other_than_2, "is a kernel thread"),
+    (lambda: options.pid_max(), "out of range"),
+    (_a_dead_pid, "no such process"),
+    (os.getpid, "this tool or one of its ancestors"),
+    (os.getppid, "this tool or one of its ancestors"),
+])
+def test_pids_that_would_surprise_are_refused(which, needle):
+    needle = re.escape(needle)
+    for act in ("report", "kernel-signal"):
+        with pytest.raises(UsageError, match=needle) as ei:
+            parse_watch(["--pid", str(which()), "--action", act])
+        assert "\n" not in str(ei.value)
+    with pytest.raises(UsageError, match=needle):        # with another filter too
+        parse_watch(["--comm", "x", "--pid", str(which())])
+
+
+def test_a_thread_id_is_refused_for_its_process(sleepers):
+    p = sleepers("import threading, time\n"
+                 "t = threading.Thread(target=time.sleep, args=(60,), daemon=True)\n"
+                 "t.start(); print(t.native_id, flush=True); time.sleep(60)")
+    tid = int(p.stdout.readline())
+    with pytest.raises(UsageError, match=f"is a thread of process {p.pid}: .* give {p.pid}"):
+        parse_watch(["--pid", str(tid)])
+    assert parse_watch(["--pid", str(p.pid)]).pids == (p.pid,)
+
+
+def test_a_pid_is_checked_among_others(sleeper):
+    with pytest.raises(UsageError, match="--pid 1 is init"):
+        parse_watch(["--pid", f"{sleeper.pid},1"])
+    with pytest.raises(UsageError, match="--pid 2 is a kernel thread"):
+        parse_watch(["--pid", str(sleeper.pid), "--pid", "2"])
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["--syscall", ""], "names no syscall"),
+    (["--syscall", "  "], "names no syscall"),
+    (["--syscall", "\t"], "names no syscall"),
+    (["--syscall="], "names no syscall"),
+    (["--kprobe", ""], "bad --kprobe"),
+    (["--kprobe", " "], "bad --kprobe"),
+    (["--kprobe="], "bad --kprobe"),
+])
+def test_empty_routines_are_refused(argv, needle):
+    with pytest.raises(UsageError, match=needle):
+        parse_watch(["--comm", "x", *argv])
 
 
 # -- every option has a range ----------------------------------------------------------
@@ -373,13 +453,13 @@ def test_every_option_reaches_its_field():
             assert getattr(slow, opt.field) == want, opt.flags
 
 
-def test_plain_command_lines_import_no_argparse_nor_re():
+def test_plain_command_lines_import_no_argparse_nor_re(sleeper):
     """The fast parser's point: a plain watch command line is parsed without
     argparse, re or gettext (each costs milliseconds of every start)."""
     root = Path(__file__).resolve().parent.parent
     code = ("import sys; before = set(sys.modules)\n"
             "from rawprobe.interceptor.options import parse_watch\n"
-            "parse_watch(['--comm', 'x', '--pid', str(__import__('os').getppid()), "
+            f"parse_watch(['--comm', 'x', '--pid', '{sleeper.pid}', "
             "'--kill-after', '300ms', '--duration', '10s', '--max-in-flight', '8', "
             "'--count', '2', '--signal', 'KILL', '--skip', '1', '--json', "
             "'--hook', 'raw_tp', '--quiet'])\n"
@@ -521,7 +601,6 @@ def test_syslog_sink_opens(monkeypatch):
 def test_struct_formats_match_the_objects_btf(name, fmt):
     """intercept.bpf.o carries its record types in BTF: every member of the C struct
     must sit where the Python format puts it (one format item per member)."""
-    import re
 
     import rawprobe
     from rawprobe.interceptor.probe import object_path

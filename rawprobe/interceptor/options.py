@@ -203,7 +203,8 @@ def pid_max() -> int:
 
 
 def parse_pids(values: list[str]) -> tuple[int, ...]:
-    """``["5,6", "7"]`` -> (5, 6, 7): each a number below pid_max."""
+    """``["5,6", "7"]`` -> (5, 6, 7): each below pid_max and a live user process,
+    neither init nor this tool nor one of its ancestors (see check_pid)."""
     pids: list[int] = []
     top = pid_max() - 1
     for v in values:
@@ -217,7 +218,49 @@ def parse_pids(values: list[str]) -> tuple[int, ...]:
                 raise UsageError(f"--pid {_shown(part.strip())} is out of range: pids are "
                                  f"1 to {top} here (pid_max is {top + 1})")
             pids.append(n)
-    return tuple(dict.fromkeys(pids))
+    pids = list(dict.fromkeys(pids))
+    if pids:
+        from .procinfo import ancestors
+        protected = ancestors()
+        for pid in pids:
+            check_pid(pid, protected)
+    return tuple(pids)
+
+
+def check_pid(pid: int, protected: frozenset[int]) -> None:
+    """Refuse a pid that would surprise: init, a kernel thread, a thread id, a pid
+    no process has now (the next process to get it would be watched, the way
+    ``strace -p`` refuses it too), or one of ``protected`` (the tool and its ancestors)."""
+    from .procinfo import read_stat
+    if pid == 1:
+        raise UsageError("--pid 1 is init: signalling it takes the system (or container) "
+                         "down; name another process")
+    st = read_stat(pid)
+    if st is None:
+        raise UsageError(f"--pid {pid}: no such process (a process started later could be "
+                         "given that pid: start the watch once it runs)")
+    if st.kernel_thread:
+        raise UsageError(f"--pid {pid} is a kernel thread ({st.comm}): it calls no syscalls "
+                         "of its own and takes no signals; name a user process")
+    tgid = _tgid(pid)
+    if tgid is not None and tgid != pid:
+        raise UsageError(f"--pid {pid} is a thread of process {tgid}: --pid takes process "
+                         f"ids; give {tgid}")
+    if pid in protected:
+        raise UsageError(f"--pid {pid} is this tool or one of its ancestors ({st.comm}); "
+                         "name another process")
+
+
+def _tgid(pid: int) -> int | None:
+    """The process a task id belongs to (``Tgid:`` of /proc/PID/status)."""
+    try:
+        with open(f"/proc/{pid}/status", "rb") as f:
+            for ln in f:
+                if ln.startswith(b"Tgid:"):
+                    return int(ln.split()[1])
+    except OSError:
+        pass
+    return None
 
 
 def parse_uid(text: str) -> int:
