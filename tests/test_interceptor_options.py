@@ -97,7 +97,7 @@ def test_watch_defaults_and_values(sleepers):
     o = parse_watch(["--comm", "java", "--skip", "3", "--kill-after", "300ms",
                      "--count", "2", "--duration", "10s", "--json"])
     assert (o.comm, o.syscall, o.skip, o.signal, o.kill_after_ns) == ("java", "write", 3, 15, 300_000_000)
-    assert (o.count, o.duration_ns, o.json, o.action, o.hook) == (2, 10_000_000_000, "-", "signal", "auto")
+    assert (o.count, o.duration_ns, o.json, o.action, o.hook) == (2, 10_000_000_000, "-", "auto", "auto")
     o = parse_watch(["--pid", f"{p5},{p6}", "--pid", str(p7), "--syscall", "__x64_sys_openat",
                      "--global-skip", "--action", "kernel-signal", "--json", "out.jsonl"],
                     arch="x86_64")
@@ -108,6 +108,12 @@ def test_watch_defaults_and_values(sleepers):
     assert not o.busy_poll
     assert parse_watch(["--comm", "x", "--busy-poll"]).busy_poll          # the fast parser
     assert parse_watch(["--comm", "x", "--busy"]).busy_poll               # argparse (prefix)
+
+
+def test_actions():
+    assert parse_watch(["--comm", "x"]).action == "auto"
+    for action in ("auto", "signal", "kernel-signal", "report"):
+        assert parse_watch(["--comm", "x", "--action", action]).action == action
 
 
 @pytest.mark.parametrize("argv", [
@@ -437,9 +443,10 @@ def test_the_table_gives_every_default():
             want = tuple(opt.fields.values()) if len(opt.fields) > 1 else opt.default
             assert opt.parse(opt.spell(opt.default), opt.flags[0]) == want, opt.flags
     # what tracker.py takes its defaults from
-    assert {k: options.DEFAULTS[k] for k in ("signal", "kill_after_ns", "max_in_flight",
-                                            "count")} == {
-        "signal": 15, "kill_after_ns": 2_000_000_000, "max_in_flight": 4096, "count": None}
+    assert {k: options.DEFAULTS[k] for k in ("action", "signal", "kill_after_ns",
+                                            "max_in_flight", "count")} == {
+        "action": "auto", "signal": 15, "kill_after_ns": 2_000_000_000,
+        "max_in_flight": 4096, "count": None}
 
 
 def test_every_option_reaches_its_field():

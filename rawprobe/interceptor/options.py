@@ -16,7 +16,8 @@ from ..errors import UsageError
 
 TASK_COMM_LEN = 16           # the kernel's comm buffer, NUL included
 HOOKS = ("auto", "raw_tp", "tracepoint", "kprobe", "fentry")
-ACTIONS = ("signal", "kernel-signal", "report")
+# auto: kernel-signal where the kernel has bpf_send_signal, else signal (cli.py decides)
+ACTIONS = ("auto", "signal", "kernel-signal", "report")
 
 
 _UNIT_NS = {"ms": 1_000_000, "s": 1_000_000_000, "m": 60_000_000_000}
@@ -421,9 +422,9 @@ OPTIONS: tuple[Option, ...] = (
            help="let N matching calls through (0 to 2^64-2)"),
     Option(flags=("--global-skip",), fields={"skip_global": False}, kind="flag",
            group=_ROUTINE, help="count --skip across all matching processes, not per process"),
-    Option(flags=("--action",), fields={"action": "signal"}, metavar="|".join(ACTIONS),
+    Option(flags=("--action",), fields={"action": "auto"}, metavar="|".join(ACTIONS),
            spell=str, parse=lambda v, what: _choice(v, what, ACTIONS), group=_WHAT,
-           help="what to do to a caller"),
+           help="(default {default}: the kernel signals at the call where it can)"),
     Option(flags=("--signal",), fields={"signal": 15}, metavar="SIGNAL", spell=_spell_signal,
            parse=lambda v, what: parse_signal(v), group=_WHAT,
            help="signal name or number (1 to SIGRTMAX)"),
@@ -535,7 +536,11 @@ def build_parser(for_help: bool = True):
         g = groups.get(opt.group) or groups.setdefault(opt.group,
                                                        ap.add_argument_group(opt.group))
         text = opt.help
-        if opt.spell is not None:       # "(1 to 9)" -> "(1 to 9; default 4)"
+        if opt.spell is None:
+            pass
+        elif "{default}" in text:
+            text = text.replace("{default}", opt.spell(opt.default))
+        else:                           # "(1 to 9)" -> "(1 to 9; default 4)"
             shown = f"default {opt.spell(opt.default)}"
             text = text[:-1] + f"; {shown})" if text.endswith(")") else f"{text} ({shown})"
         kw: dict = {"dest": opt.field, "help": text}
