@@ -15,9 +15,10 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from rawprobe.errors import RawprobeError
-from rawprobe.interceptor import events, options, output, procinfo, summary, syscalls
-from rawprobe.interceptor.options import (UsageError, parse_duration, parse_kprobe,
-                                          parse_signal, parse_watch, signal_name)
+from rawprobe.interceptor import (events, options, optvalues, output, procinfo, summary,
+                                  syscalls)
+from rawprobe.interceptor.options import UsageError, parse_watch
+from rawprobe.interceptor.optvalues import parse_duration, parse_kprobe, parse_signal, signal_name
 
 
 @pytest.fixture
@@ -248,7 +249,7 @@ def _a_dead_pid() -> int:
     (lambda: 1, "is init"),
     (lambda: 2, "is a kernel thread (kthreadd)"),
     (_a_kernel_thread_other_than_2, "is a kernel thread"),
-    (lambda: options.pid_max(), "out of range"),
+    (lambda: optvalues.pid_max(), "out of range"),
     (_a_dead_pid, "no such process"),
     (os.getpid, "this tool or one of its ancestors"),
     (os.getppid, "this tool or one of its ancestors"),
@@ -301,7 +302,7 @@ _OUT_OF_RANGE = [
     ["--duration", "9" * 5000 + "s"],
     ["--kill-after", "100000000000000000000s"], ["--kill-after", "1441m"],
     ["--kill-after", "86400.001s"],
-    ["--pid", "99999999999"], ["--pid", str(options.pid_max())], ["--pid", "9" * 5000],
+    ["--pid", "99999999999"], ["--pid", str(optvalues.pid_max())], ["--pid", "9" * 5000],
     ["--pid", "\u00b2"], ["--pid", "5,"], ["--pid", ""],
     ["--skip", str(2**64 - 1)], ["--skip", "9" * 5000], ["--skip", "1_000"],
     ["--max-in-flight", "65537"], ["--count", str(2**32 + 1)],
