@@ -36,6 +36,11 @@ def test_help_and_version():
     assert r.returncode == 0 and "watch" in r.stdout and "features" in r.stdout
     r = run("watch", "--help")
     assert r.returncode == 0 and "--kill-after" in r.stdout
+    text = " ".join(r.stdout.split())
+    assert "--action auto|signal|kernel-signal|report (default auto: the kernel signals at " \
+           "the call where it can)" in text
+    assert "--uid 0 (root) without --comm, --pid or a cgroup" in text      # what is refused
+    assert "at most 1440m, 1 day; default 2s" in text and "exits with status 2" in text
     assert run("--version").stdout.startswith("rawprobe ")
 
 
@@ -45,6 +50,20 @@ def test_help_and_version():
     (["watch", "--comm", "x", "--signal", "TERMINATE"], "unknown signal"),
     (["watch", "--comm", "x", "--frobnicate"], "unrecognized arguments"),
     (["watch"], "name the processes"),
+    # every option has a range: out of it is one line, not a traceback
+    (["watch", "--comm", "x", "--duration", "100000000000000000000m"], "at most 34560m"),
+    (["watch", "--comm", "x", "--kill-after", "100000000000000000000s"], "at most 1440m"),
+    (["watch", "--comm", "x", "--pid", "99999999999"], "pid_max"),
+    (["watch", "--comm", os.fsdecode(b"\xff\xfe" * 8)], "15 bytes"),
+    (["watch", "--comm", "x", "--max-in-flight", "65537"], "1 to 65536"),
+    # pids, syscalls and symbols that would surprise
+    (["watch", "--pid", "1"], "--pid 1 is init"),
+    (["watch", "--pid", "2"], "--pid 2 is a kernel thread"),
+    (["watch", "--pid", "999999999"], "pid_max"),
+    (["watch", "--pid", str(os.getpid())], "this tool or one of its ancestors"),
+    (["watch", "--comm", "x", "--syscall", ""], "names no syscall"),
+    (["watch", "--comm", "x", "--syscall", " "], "names no syscall"),
+    (["watch", "--comm", "x", "--kprobe", ""], "bad --kprobe"),
     (["watch", "--comm", "x", "--json", "/nonexistent/dir/out.jsonl"], "--json"),
     (["bogus"], "unknown command"),
     (["demo", "--wat"], "demo takes only"),
@@ -53,6 +72,32 @@ def test_bad_arguments_are_one_line_and_status_2(args, needle):
     r = run(*args)
     line = one_line_error(r)
     assert needle in line and r.returncode == 2, (line, r.returncode)
+
+
+def _cgroup2_root() -> str | None:
+    for ln in open("/proc/self/mountinfo"):
+        if ln.split(" - ")[1].split()[0] == "cgroup2" and ln.split()[3] == "/":
+            return ln.split()[4]
+    return None
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--cgroup", ""], "is the cgroup2 root"),
+    (["--cgroup", "."], "is the cgroup2 root"),
+    (["--cgroup", "/"], "is the cgroup2 root"),
+    (["--cgroup", "ROOT"], "is the cgroup2 root"),
+    (["--cgroup", "ROOT/.", "--action", "kernel-signal"], "is the cgroup2 root"),
+    (["--uid", "0"], "--uid 0 alone"),
+    (["--uid", "root", "--action", "kernel-signal"], "--uid 0 alone"),
+])
+def test_filters_that_select_everyone_are_refused(args, needle):
+    """Refused like no filter (one line, status 2) before anything is loaded."""
+    root = _cgroup2_root()
+    if "--cgroup" in args and root is None:
+        pytest.skip("no cgroup2 mount")
+    r = run("watch", *(a.replace("ROOT", root or "") for a in args))
+    line = one_line_error(r)
+    assert needle in line and "--action report" in line and r.returncode == 2, line
 
 
 def test_missing_privilege_is_one_line():
@@ -209,6 +254,28 @@ def test_kernel_signal_spares_the_tools_ancestors():
     refused = [e for e in ev if e["event"] == "refused"]
     assert refused and "ancestors" in refused[0]["reason"], ev
     assert not [e for e in ev if e["event"] == "signal"]
+
+
+@needs_kernel
+def test_a_comm_that_is_not_utf8_is_matched_byte_for_byte():
+    """The kernel's comm is bytes: --comm with bytes that are not UTF-8 (argv brings
+    them as surrogates) selects the target with exactly those bytes, and not one that
+    differs in a byte that a lossy decoding would hide."""
+    tail = unique_comm("").encode()
+    mine, other = os.fsdecode(b"rpt\xff\xfe" + tail), os.fsdecode(b"rpt\xff\xfd" + tail)
+    a, b = Target(other), Target(mine)
+    try:
+        with open(f"/proc/{b.pid}/comm", "rb") as f:
+            assert f.read() == b"rpt\xff\xfe" + tail + b"\n"
+        w = Watch("--comm", mine, "--action", "report", "--count", "1")
+        a.go()
+        a.wait_writes_done()
+        b.go()
+        assert w.finish() == 0, w.stderr
+        assert {e["pid"] for e in w.of("intercept")} == {b.pid}
+    finally:
+        a.kill()
+        b.kill()
 
 
 @needs_kernel

@@ -4,17 +4,41 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import signal
 import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from hypothesis import given, settings, strategies as st
 
 from rawprobe.errors import RawprobeError
-from rawprobe.interceptor import events, output, procinfo, summary, syscalls
-from rawprobe.interceptor.options import (UsageError, parse_duration, parse_kprobe,
-                                          parse_signal, parse_watch, signal_name)
+from rawprobe.interceptor import (events, options, optvalues, output, procinfo, summary,
+                                  syscalls)
+from rawprobe.interceptor.options import UsageError, parse_watch
+from rawprobe.interceptor.optvalues import parse_duration, parse_kprobe, parse_signal, signal_name
+
+
+@pytest.fixture
+def sleepers():
+    """Start live processes of the test's own (not ancestors of the tool): for --pid."""
+    started: list[subprocess.Popen] = []
+
+    def start(code: str = "import time; time.sleep(60)") -> subprocess.Popen:
+        started.append(subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                                        text=True))
+        return started[-1]
+    yield start
+    for p in started:
+        p.kill()
+        p.wait()
+
+
+@pytest.fixture
+def sleeper(sleepers):
+    return sleepers()
 
 
 # -- durations, signals, kprobe targets ----------------------------------------------
@@ -69,21 +93,28 @@ def test_kprobe_targets():
 
 # -- the watch command line -----------------------------------------------------------
 
-def test_watch_defaults_and_values():
+def test_watch_defaults_and_values(sleepers):
+    p5, p6, p7 = (sleepers().pid for _ in range(3))
     o = parse_watch(["--comm", "java", "--skip", "3", "--kill-after", "300ms",
                      "--count", "2", "--duration", "10s", "--json"])
     assert (o.comm, o.syscall, o.skip, o.signal, o.kill_after_ns) == ("java", "write", 3, 15, 300_000_000)
-    assert (o.count, o.duration_ns, o.json, o.action, o.hook) == (2, 10_000_000_000, "-", "signal", "auto")
-    o = parse_watch(["--pid", "5,6", "--pid", "7", "--syscall", "__x64_sys_openat",
+    assert (o.count, o.duration_ns, o.json, o.action, o.hook) == (2, 10_000_000_000, "-", "auto", "auto")
+    o = parse_watch(["--pid", f"{p5},{p6}", "--pid", str(p7), "--syscall", "__x64_sys_openat",
                      "--global-skip", "--action", "kernel-signal", "--json", "out.jsonl"],
                     arch="x86_64")
-    assert o.pids == (5, 6, 7) and o.syscall == "openat" and o.syscall_nr == 257
+    assert o.pids == (p5, p6, p7) and o.syscall == "openat" and o.syscall_nr == 257
     assert o.skip_global and o.json == "out.jsonl"
     o = parse_watch(["--action", "report", "--kprobe", "ksys_write+0x10"])
     assert (o.kprobe, o.kprobe_offset, o.syscall) == ("ksys_write", 16, None)
     assert not o.busy_poll
     assert parse_watch(["--comm", "x", "--busy-poll"]).busy_poll          # the fast parser
     assert parse_watch(["--comm", "x", "--busy"]).busy_poll               # argparse (prefix)
+
+
+def test_actions():
+    assert parse_watch(["--comm", "x"]).action == "auto"
+    for action in ("auto", "signal", "kernel-signal", "report"):
+        assert parse_watch(["--comm", "x", "--action", action]).action == action
 
 
 @pytest.mark.parametrize("argv", [
@@ -119,6 +150,333 @@ def test_watch_garbage_raises_only_usage_errors(argv):
         parse_watch(argv)
     except UsageError:
         pass
+
+
+# -- filters that select everyone ------------------------------------------------------
+
+@pytest.fixture
+def cgroup2(tmp_path):
+    """(the cgroup2 mount point, a new cgroup below it, a symlink to the root)."""
+    tops = [ln.split()[4] for ln in open("/proc/self/mountinfo")
+            if ln.split(" - ")[1].split()[0] == "cgroup2" and ln.split()[3] == "/"]
+    if not tops:
+        pytest.skip("no cgroup2 mount")
+    child = os.path.join(tops[0], "rpt_" + os.urandom(4).hex())
+    try:
+        os.mkdir(child)
+    except OSError as e:
+        pytest.skip(f"cannot create a cgroup under {tops[0]}: {e.strerror}")
+    link = tmp_path / "root_link"
+    link.symlink_to(tops[0])
+    yield tops[0], child, str(link)
+    os.rmdir(child)
+
+
+def _root_spellings(top: str, child: str, link: str) -> list[str]:
+    name = os.path.basename(child)
+    return ["", ".", "/", "//", top, top + "/", top + "/.", f"{child}/..", f"{name}/..",
+            f"/{name}/..", f"{top}/../{os.path.basename(top)}", link, link + "/"]
+
+
+@pytest.mark.parametrize("action", ["signal", "kernel-signal", None])
+def test_the_cgroup2_root_in_any_spelling_is_refused_like_no_filter(cgroup2, action):
+    top, child, link = cgroup2
+    act = ["--action", action] if action else []
+    for spelling in _root_spellings(top, child, link):
+        with pytest.raises(UsageError, match="cgroup2 root, which holds every process"):
+            parse_watch(["--cgroup", spelling, *act])
+        # like no filter: a report may watch everyone; another filter narrows it
+        assert parse_watch(["--cgroup", spelling, "--action", "report"]).cgroup_level == 0
+        assert parse_watch(["--cgroup", spelling, "--comm", "x", *act]).cgroup_level == 0
+    with pytest.raises(UsageError, match="cgroup2 root"):
+        parse_watch(["--cgroup", top, "--uid", "0"])
+
+
+def test_a_cgroup_below_the_root_is_enough_alone(cgroup2):
+    top, child, _ = cgroup2
+    name = os.path.basename(child)
+    for spelling in (child, name, "/" + name, f"{child}/../{name}"):
+        o = parse_watch(["--cgroup", spelling])
+        assert (o.cgroup_id, o.cgroup_level) == (os.stat(child).st_ino, 1)
+
+
+@pytest.mark.parametrize("uid", ["0", "root", " 0"])
+def test_uid_0_alone_is_refused(uid):
+    for act in ([], ["--action", "kernel-signal"]):
+        with pytest.raises(UsageError, match="--uid 0 alone names nearly every process"):
+            parse_watch(["--uid", uid, *act])
+    assert parse_watch(["--uid", uid, "--action", "report"]).uid == 0
+    assert parse_watch(["--uid", uid, "--comm", "x"]).uid == 0
+
+
+def test_uid_0_with_a_pid_or_a_cgroup_is_accepted(cgroup2, sleeper):
+    assert parse_watch(["--uid", "0", "--pid", str(sleeper.pid)]).pids == (sleeper.pid,)
+    assert parse_watch(["--uid", "0", "--cgroup", cgroup2[1]]).cgroup_level == 1
+
+
+def test_each_narrow_filter_is_enough_alone(sleeper):
+    assert parse_watch(["--comm", "x"]).comm == "x"
+    assert parse_watch(["--pid", str(sleeper.pid)]).pids == (sleeper.pid,)
+    assert parse_watch(["--uid", "65534"]).uid == 65534
+    assert parse_watch(["--uid", "1"]).uid == 1
+
+
+def test_no_filter_is_refused_unless_only_reporting():
+    for act in ([], ["--action", "signal"], ["--action", "kernel-signal"]):
+        with pytest.raises(UsageError, match="name the processes to act on"):
+            parse_watch(act)
+    assert parse_watch(["--action", "report"]).action == "report"
+
+
+# -- pids, syscalls and symbols that would surprise --------------------------------------
+
+def _a_kernel_thread_other_than_2() -> int:
+    for name in sorted(os.listdir("/proc"), key=lambda n: (len(n), n)):
+        if name.isdigit() and int(name) > 2:
+            st_ = procinfo.read_stat(int(name))
+            if st_ is not None and st_.kernel_thread:
+                return int(name)
+    pytest.skip("no kernel thread visible in /proc")
+
+
+def _a_dead_pid() -> int:
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    p.wait()                          # reaped: nothing has this pid now (until reused)
+    return p.pid
+
+
+@pytest.mark.parametrize("which,needle", [
+    (lambda: 1, "is init"),
+    (lambda: 2, "is a kernel thread (kthreadd)"),
+    (_a_kernel_thread_other_than_2, "is a kernel thread"),
+    (lambda: optvalues.pid_max(), "out of range"),
+    (_a_dead_pid, "no such process"),
+    (os.getpid, "this tool or one of its ancestors"),
+    (os.getppid, "this tool or one of its ancestors"),
+])
+def test_pids_that_would_surprise_are_refused(which, needle):
+    needle = re.escape(needle)
+    for act in ("report", "kernel-signal"):
+        with pytest.raises(UsageError, match=needle) as ei:
+            parse_watch(["--pid", str(which()), "--action", act])
+        assert "\n" not in str(ei.value)
+    with pytest.raises(UsageError, match=needle):        # with another filter too
+        parse_watch(["--comm", "x", "--pid", str(which())])
+
+
+def test_a_thread_id_is_refused_for_its_process(sleepers):
+    p = sleepers("import threading, time\n"
+                 "t = threading.Thread(target=time.sleep, args=(60,), daemon=True)\n"
+                 "t.start(); print(t.native_id, flush=True); time.sleep(60)")
+    tid = int(p.stdout.readline())
+    with pytest.raises(UsageError, match=f"is a thread of process {p.pid}: .* give {p.pid}"):
+        parse_watch(["--pid", str(tid)])
+    assert parse_watch(["--pid", str(p.pid)]).pids == (p.pid,)
+
+
+def test_a_pid_is_checked_among_others(sleeper):
+    with pytest.raises(UsageError, match="--pid 1 is init"):
+        parse_watch(["--pid", f"{sleeper.pid},1"])
+    with pytest.raises(UsageError, match="--pid 2 is a kernel thread"):
+        parse_watch(["--pid", str(sleeper.pid), "--pid", "2"])
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["--syscall", ""], "names no syscall"),
+    (["--syscall", "  "], "names no syscall"),
+    (["--syscall", "\t"], "names no syscall"),
+    (["--syscall="], "names no syscall"),
+    (["--kprobe", ""], "bad --kprobe"),
+    (["--kprobe", " "], "bad --kprobe"),
+    (["--kprobe="], "bad --kprobe"),
+])
+def test_empty_routines_are_refused(argv, needle):
+    with pytest.raises(UsageError, match=needle):
+        parse_watch(["--comm", "x", *argv])
+
+
+# -- every option has a range ----------------------------------------------------------
+
+_OUT_OF_RANGE = [
+    ["--duration", "100000000000000000000m"], ["--duration", "34561m"],
+    ["--duration", "9" * 5000 + "s"],
+    ["--kill-after", "100000000000000000000s"], ["--kill-after", "1441m"],
+    ["--kill-after", "86400.001s"],
+    ["--pid", "99999999999"], ["--pid", str(optvalues.pid_max())], ["--pid", "9" * 5000],
+    ["--pid", "\u00b2"], ["--pid", "5,"], ["--pid", ""],
+    ["--skip", str(2**64 - 1)], ["--skip", "9" * 5000], ["--skip", "1_000"],
+    ["--max-in-flight", "65537"], ["--count", str(2**32 + 1)],
+    ["--uid", str(2**32 - 1)], ["--uid", "9" * 5000], ["--uid", "\u00b2"],
+    ["--signal", "65"], ["--signal", "9" * 5000], ["--signal", "RTMIN+" + "9" * 5000],
+    ["--signal", "\u00b2"],
+    ["--kprobe", "f+0x100000000"], ["--kprobe", "f+" + "9" * 5000], ["--kprobe", "f" * 512],
+    ["--comm", "\udcff" * 16], ["--comm", "\u00e9" * 8], ["--comm", "\ud800"],
+    ["--syscall", "9" * 5000], ["--syscall", "\u00b2"],
+]
+
+
+@pytest.mark.parametrize("argv", _OUT_OF_RANGE, ids=lambda a: a[0] + " " + a[1][:24])
+def test_out_of_range_is_one_line(argv):
+    with pytest.raises(UsageError) as ei:
+        parse_watch(["--action", "report", *argv])
+    assert "\n" not in str(ei.value) and len(str(ei.value)) < 200, str(ei.value)
+
+
+def test_the_ends_of_each_range_are_accepted():
+    import _signal
+    o = parse_watch(["--action", "report", "--kill-after", "1440m", "--duration", "34560m",
+                     "--skip", str(2**64 - 2), "--max-in-flight", "65536",
+                     "--count", str(2**32), "--uid", str(2**32 - 2), "--signal", "RTMAX",
+                     "--kprobe", "f+0xffffffff"])
+    assert (o.kill_after_ns, o.duration_ns) == (86_400 * 10**9, 24 * 86_400 * 10**9)
+    assert (o.skip, o.max_in_flight, o.count, o.uid) == (2**64 - 2, 65536, 2**32, 2**32 - 2)
+    assert (o.signal, o.kprobe_offset) == (_signal.SIGRTMAX, 0xFFFFFFFF)
+    o = parse_watch(["--action", "report", "--kill-after", "0", "--duration", "1ms",
+                     "--skip", "0", "--max-in-flight", "1", "--count", "1", "--uid", "0",
+                     "--signal", "1", "--kprobe", "f" * 511 + "+0"])
+    assert (o.kill_after_ns, o.duration_ns, o.skip, o.max_in_flight) == (0, 10**6, 0, 1)
+    assert (o.count, o.uid, o.signal, o.kprobe_offset) == (1, 0, 1, 0)
+
+
+def test_durations_are_exact():
+    assert parse_duration("0.1s") == 100_000_000            # float: 100000000.00000001
+    assert parse_duration("1.0000005ms") == 1_000_001       # rounded half up
+    assert parse_duration("1." + "9" * 5000 + "s") == 2_000_000_000
+    assert parse_duration("86400s", maximum_ns=86_400 * 10**9) == 86_400 * 10**9
+    with pytest.raises(UsageError, match="at most 1440m"):
+        parse_duration("86400.000000001s", "--kill-after", maximum_ns=86_400 * 10**9)
+
+
+@pytest.mark.parametrize("raw", [b"\xff\xfe", b"rpt_\xff\xfe\x80abcdefgh", "caf\u00e9".encode()])
+def test_comm_is_bytes_the_kernel_keeps(raw):
+    """argv's undecodable bytes arrive as surrogates: a comm that is not UTF-8 is
+    accepted and stays the same bytes (up to 15 of them)."""
+    o = parse_watch(["--comm", os.fsdecode(raw)])
+    assert os.fsencode(o.comm) == raw
+    with pytest.raises(UsageError, match="15 bytes") as ei:
+        parse_watch(["--comm", os.fsdecode(raw * 8)])
+    assert repr(os.fsdecode((raw * 8)[:15])) in str(ei.value)     # what to use instead
+
+
+_any_text = st.text(st.characters(blacklist_categories=()), max_size=12) | \
+    st.from_regex(r"\A[0-9]{1,40}(\.[0-9]{0,5})?(ms|s|m)?\Z")
+
+
+@given(st.sampled_from([o for o in options.OPTIONS if o.parse is not None]), _any_text)
+@settings(max_examples=600, deadline=None)
+def test_option_values_raise_only_usage_errors(opt, text):
+    try:
+        opt.parse([text] if opt.kind == "append" else text, opt.flags[0])
+    except UsageError as e:
+        assert "\n" not in str(e)
+
+
+# -- one option table, two parsers ----------------------------------------------------
+
+def _argparse(argv: list[str]):
+    return options.build_parser(for_help=False).parse_args(argv)
+
+
+_plain_value = st.text(st.characters(blacklist_categories=("Cs",)), max_size=6).filter(
+    lambda v: not v.startswith("-"))
+
+
+@st.composite
+def _plain_command_lines(draw) -> list[str]:
+    """Command lines the fast parser must take: full option names from the table,
+    each in every form it has (``--opt v``, ``--opt=v``, ``--json`` alone...)."""
+    argv: list[str] = []
+    for opt in draw(st.lists(st.sampled_from(options.OPTIONS), max_size=8)):
+        flag = draw(st.sampled_from(opt.flags))
+        if opt.kind == "flag":
+            argv.append(flag)
+            continue
+        form = draw(st.sampled_from(["sep", "eq", "alone"] if opt.kind == "optional"
+                                    else ["sep", "eq"]))
+        value = draw(_plain_value)
+        if form == "alone":
+            argv.append(flag)
+        elif form == "eq":
+            argv.append(f"{flag}={value}")
+        else:
+            argv += [flag, value or "x"] if opt.kind == "optional" else [flag, value]
+    return argv
+
+
+@given(_plain_command_lines())
+@settings(max_examples=400, deadline=None)
+def test_fast_parser_agrees_with_argparse_on_plain_lines(argv):
+    fast = options._fast_args(argv)
+    assert fast is not None, argv
+    assert vars(fast) == vars(_argparse(argv)), argv
+
+
+_tokens = st.sampled_from([f for opt in options.OPTIONS for f in opt.flags] + [
+    "--busy", "--co", "--comm=", "--quiet=1", "-q", "-x", "--", "-", "-1", "", "x", "2s",
+    "a b", "-a b", "--json=", "--pid=4", "--hel"])
+
+
+@given(st.lists(_tokens, max_size=8))
+@settings(max_examples=400, deadline=None)
+def test_fast_parser_takes_nothing_argparse_would_read_otherwise(argv):
+    """Anything the fast parser accepts, argparse accepts with the same result;
+    everything else is left to argparse (None)."""
+    fast = options._fast_args(argv)
+    if fast is None:
+        return
+    try:
+        slow = _argparse(argv)
+    except (UsageError, SystemExit):
+        raise AssertionError(f"fast parser accepted {argv}, argparse refuses it") from None
+    assert vars(fast) == vars(slow), argv
+
+
+def test_the_table_gives_every_default():
+    """Not given: both parsers say None/False, and parse_watch fills in the
+    table's value; the default --help shows reads back as that value."""
+    assert vars(options._fast_args([])) == vars(_argparse([]))
+    assert set(vars(_argparse([]))) == {opt.field for opt in options.OPTIONS}
+    o = parse_watch(["--action", "report"], arch="x86_64")
+    assert o.as_dict() == {**options.DEFAULTS, "action": "report", "syscall_nr": 1}
+    assert options.WatchOptions().as_dict() == options.DEFAULTS
+    for opt in options.OPTIONS:
+        if opt.spell is not None and opt.parse is not None:
+            want = tuple(opt.fields.values()) if len(opt.fields) > 1 else opt.default
+            assert opt.parse(opt.spell(opt.default), opt.flags[0]) == want, opt.flags
+    # what tracker.py takes its defaults from
+    assert {k: options.DEFAULTS[k] for k in ("action", "signal", "kill_after_ns",
+                                            "max_in_flight", "count")} == {
+        "action": "auto", "signal": 15, "kill_after_ns": 2_000_000_000,
+        "max_in_flight": 4096, "count": None}
+
+
+def test_every_option_reaches_its_field():
+    """Each option, given through either parser, lands in its own WatchOptions field."""
+    for opt in options.OPTIONS:
+        for argv in ([opt.flags[0], "x"], [f"{opt.flags[0]}=x"]) if opt.kind != "flag" \
+                else ([opt.flags[-1]],):
+            fast, slow = options._fast_args(argv), _argparse(argv)
+            assert vars(fast) == vars(slow)
+            want = True if opt.kind == "flag" else (["x"] if opt.kind == "append" else "x")
+            assert getattr(slow, opt.field) == want, opt.flags
+
+
+def test_plain_command_lines_import_no_argparse_nor_re(sleeper):
+    """The fast parser's point: a plain watch command line is parsed without
+    argparse, re or gettext (each costs milliseconds of every start)."""
+    root = Path(__file__).resolve().parent.parent
+    code = ("import sys; before = set(sys.modules)\n"
+            "from rawprobe.interceptor.options import parse_watch\n"
+            f"parse_watch(['--comm', 'x', '--pid', '{sleeper.pid}', "
+            "'--kill-after', '300ms', '--duration', '10s', '--max-in-flight', '8', "
+            "'--count', '2', '--signal', 'KILL', '--skip', '1', '--json', "
+            "'--hook', 'raw_tp', '--quiet'])\n"
+            "print(' '.join(sorted(set(sys.modules) - before)))\n")
+    env = dict(os.environ, PYTHONPATH=str(root))
+    out = set(subprocess.run([sys.executable, "-S", "-c", code], env=env, cwd=root,
+                             check=True, capture_output=True, text=True).stdout.split())
+    heavy = {"argparse", "re", "gettext", "locale", "shutil", "typing", "enum", "signal"}
+    assert "rawprobe.interceptor.options" in out and not heavy & out, sorted(heavy & out)
 
 
 # -- syscalls ----------------------------------------------------------------------------
@@ -251,7 +609,6 @@ def test_syslog_sink_opens(monkeypatch):
 def test_struct_formats_match_the_objects_btf(name, fmt):
     """intercept.bpf.o carries its record types in BTF: every member of the C struct
     must sit where the Python format puts it (one format item per member)."""
-    import re
 
     import rawprobe
     from rawprobe.interceptor.probe import object_path

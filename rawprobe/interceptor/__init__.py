@@ -3,6 +3,7 @@
 Modules (imports stay lazy so ``python -m rawprobe`` starts fast):
 
 * ``options``   -- the ``watch`` command line: parsing and validation
+* ``optvalues`` -- each option's value from its text: ranges, /proc and mount checks
 * ``syscalls``  -- syscall names <-> numbers (shipped table, no headers needed)
 * ``procinfo``  -- the few /proc facts the guard needs
 * ``pidfd``     -- pidfd_open / pidfd_send_signal / exit info

@@ -1,241 +1,231 @@
 """The ``watch`` command line: parsing and validation into a WatchOptions.
 
+OPTIONS is the one table of the options: the argparse parser (--help, and any
+command line out of the ordinary), the fast parser (plain command lines, without
+importing argparse) and WatchOptions' fields and defaults are all made from it.
 Every bad argument raises UsageError with one line that says what to write instead;
 the CLI prints it and exits 2 (argparse's own usage dump is turned into the same).
 """
 from __future__ import annotations
 
-import os
-
+from .optvalues import (KPROBE_OFFSET_MAX, TASK_COMM_LEN, UID_MAX, parse_cgroup, parse_comm,
+                        parse_count, parse_duration, parse_kprobe, parse_pids, parse_signal,
+                        parse_syscall_name, parse_uid, shown, signal_name, spell_duration)
 from .record import Record
 
 from ..errors import UsageError
 
-TASK_COMM_LEN = 16           # the kernel's comm buffer, NUL included
 HOOKS = ("auto", "raw_tp", "tracepoint", "kprobe", "fentry")
-ACTIONS = ("signal", "kernel-signal", "report")
-DEFAULT_MAX_IN_FLIGHT = 4096
+# auto: kernel-signal where the kernel has bpf_send_signal, else signal (cli.py decides)
+ACTIONS = ("auto", "signal", "kernel-signal", "report")
 
 
-_DURATION = r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m)\s*$"
-_UNIT_NS = {"ms": 1_000_000, "s": 1_000_000_000, "m": 60_000_000_000}
+_DAY_NS = 86_400_000_000_000
+
+# The ranges of the options that are a choice (the others are what the kernel holds:
+# optvalues), said in --help.
+KILL_AFTER_MAX_NS = _DAY_NS          # a timer deadline; nobody waits a day for an exit
+# one epoll_wait() holds the whole of it: its timeout is an int of ms (24.8 days)
+DURATION_MAX_NS = 24 * _DAY_NS
+SKIP_MAX = 2**64 - 2                 # the kernel's per-process call count is a u64
+MAX_IN_FLIGHT_MAX = 65536            # a pidfd each: the tool raises RLIMIT_NOFILE to fit
+COUNT_MAX = 2**32
 
 
-def parse_duration(text: str, what: str = "duration") -> int:
-    """``"300ms"`` -> 300_000_000 ns.  Units: ms, s, m; ``0`` alone is allowed."""
-    if text.strip() == "0":
-        return 0
-    # the usual "2s" / "300ms" without importing re (milliseconds at start-up)
-    for unit in ("ms", "s", "m"):
-        if text.endswith(unit) and text[:-len(unit)].isdigit() and text[:-len(unit)].isascii():
-            return int(text[:-len(unit)]) * _UNIT_NS[unit]
-    import re
-    m = re.match(_DURATION, text)
-    if not m:
-        if re.match(r"^\s*\d+(\.\d*)?\s*$", text):
-            raise UsageError(f"{what} {text!r} needs a unit: ms, s or m (e.g. 300ms, 2s, 1m)")
-        raise UsageError(f"bad {what} {text!r}: write a number with ms, s or m (e.g. 300ms, 2s)")
-    return round(float(m.group(1)) * _UNIT_NS[m.group(2)])
+class Option(Record):
+    """One ``watch`` option: the one place its names, kind, default and help live.
+
+    ``fields``: the WatchOptions fields it fills, with their defaults (the first is
+    the option's own value; the others are derived from it, e.g. a cgroup's id).
+    ``kind``: "value" (one argument), "append" (repeatable), "optional" (an
+    argument may follow; alone it means ``const``), or "flag" (no argument).
+    ``parse``: text (a list for "append") -> the value, or a tuple for every field;
+    None keeps the text.  ``spell``: the default as one would write it, for --help.
+    """
+    __slots__ = ("flags", "fields", "kind", "parse", "spell", "metavar", "help", "group",
+                 "const")
+    _defaults = {"kind": "value", "parse": None, "spell": None, "metavar": None,
+                 "const": None}
+
+    @property
+    def field(self) -> str:
+        return next(iter(self.fields))
+
+    @property
+    def default(self):
+        return self.fields[self.field]
 
 
-def parse_signal(text: str) -> int:
-    """``TERM``, ``SIGTERM``, ``sigterm``, ``15``, ``RTMIN+2`` -> signal number."""
-    import _signal            # the C module: ``signal`` builds enums (ms at start-up)
-    t = text.strip().upper()
-    rtmin, rtmax = _signal.SIGRTMIN, _signal.SIGRTMAX
-    if t.isdigit():
-        n = int(t)
-    else:
-        if t.startswith("SIG"):
-            t = t[3:]
-        m = None
-        if t.startswith("RT"):
-            import re
-            m = re.match(r"^RTMIN(?:\+(\d+))?$", t) or re.match(r"^RTMAX(?:-(\d+))?$", t)
-        if m:
-            off = int(m.group(1) or 0)
-            n = rtmin + off if t.startswith("RTMIN") else rtmax - off
-        else:
-            # the names signal.Signals has: SIG + letters and digits (not SIG_DFL...)
-            sig = getattr(_signal, "SIG" + t, None) if t.isalnum() and t.isascii() else None
-            if sig is None:
-                raise UsageError(f"unknown signal {text!r}: use a name like TERM, INT, KILL, "
-                                 "USR1 or a number 1-64")
-            n = int(sig)
-    if not 1 <= n <= rtmax:
-        raise UsageError(f"signal {text!r} is out of range: use 1-{rtmax}")
-    return n
+def _choice(text: str, what: str, choices: tuple[str, ...]) -> str:
+    if text not in choices:
+        raise UsageError(f"{what} {text!r}: choose one of {', '.join(choices)}")
+    return text
 
 
-_SIGNAL_NAMES: dict[int, str] = {}
+def _positive_duration(text: str, what: str) -> int:
+    ns = parse_duration(text, what, DURATION_MAX_NS)
+    if ns == 0:
+        raise UsageError(f"{what} must be longer than 0")
+    return ns
 
 
-def signal_name(n: int) -> str:
-    import _signal
-    if not _SIGNAL_NAMES:
-        # signal.Signals(n).name without the enum, whose members are sorted by
-        # (value, name): of aliases the alphabetically first wins (SIGABRT, not SIGIOT)
-        for k, v in vars(_signal).items():
-            if k.startswith("SIG") and not k.startswith("SIG_") and isinstance(v, int):
-                if k < _SIGNAL_NAMES.get(v, "SIH"):
-                    _SIGNAL_NAMES[v] = k
-    try:
-        return _SIGNAL_NAMES[n]
-    except KeyError:
-        if _signal.SIGRTMIN <= n <= _signal.SIGRTMAX:
-            return f"SIGRTMIN+{n - _signal.SIGRTMIN}"
-        return f"SIG{n}"
+def _spell_signal(n: int) -> str:
+    return signal_name(n)[3:]
 
 
-def _re():
-    import re      # only for the rarer inputs: re costs milliseconds at start-up
-    return re
+_WHICH, _ROUTINE, _WHAT, _OUTPUT = "which processes", "which routine", "what to do", "output"
 
+OPTIONS: tuple[Option, ...] = (
+    Option(flags=("--comm",), fields={"comm": None}, metavar="NAME",
+           parse=parse_comm, group=_WHICH,
+           help=f"task name, as in /proc/PID/comm: 1 to {TASK_COMM_LEN - 1} bytes"),
+    Option(flags=("--pid",), fields={"pids": ()}, kind="append", metavar="PID",
+           parse=parse_pids, group=_WHICH,
+           help="process id(s) of live user processes; repeat or comma-separate"),
+    Option(flags=("--cgroup",), fields={"cgroup": None, "cgroup_id": None, "cgroup_level": 0},
+           metavar="PATH", parse=parse_cgroup, group=_WHICH,
+           help="cgroup v2 directory, or its path below the cgroup2 mount "
+                "(as in /proc/PID/cgroup)"),
+    Option(flags=("--uid",), fields={"uid": None}, metavar="USER",
+           parse=parse_uid, group=_WHICH,
+           help=f"the caller's real user, a name or id (0 to {UID_MAX})"),
+    # --syscall is looked up (for the architecture) once --kprobe is known: parse_watch
+    Option(flags=("--syscall",), fields={"syscall": "write", "syscall_nr": None},
+           metavar="NAME", spell=str, parse=lambda v, what: (parse_syscall_name(v, what), None),
+           group=_ROUTINE, help="syscall name or number"),
+    Option(flags=("--kprobe",), fields={"kprobe": None, "kprobe_offset": 0},
+           metavar="SYMBOL[+OFFSET]", parse=parse_kprobe, group=_ROUTINE,
+           help=f"kernel function and offset (the offset at most {KPROBE_OFFSET_MAX:#x})"),
+    Option(flags=("--hook",), fields={"hook": "auto"}, metavar="|".join(HOOKS), spell=str,
+           parse=lambda v, what: _choice(v, what, HOOKS), group=_ROUTINE,
+           help="how to hook the routine"),
+    Option(flags=("--skip",), fields={"skip": 0}, metavar="N", spell=str,
+           parse=lambda v, what: parse_count(v, what, 0, SKIP_MAX), group=_ROUTINE,
+           help="let N matching calls through (0 to 2^64-2)"),
+    Option(flags=("--global-skip",), fields={"skip_global": False}, kind="flag",
+           group=_ROUTINE, help="count --skip across all matching processes, not per process"),
+    Option(flags=("--action",), fields={"action": "auto"}, metavar="|".join(ACTIONS),
+           spell=str, parse=lambda v, what: _choice(v, what, ACTIONS), group=_WHAT,
+           help="(default {default}: the kernel signals at the call where it can)"),
+    Option(flags=("--signal",), fields={"signal": 15}, metavar="SIGNAL", spell=_spell_signal,
+           parse=parse_signal, group=_WHAT,
+           help="signal name or number (1 to SIGRTMAX)"),
+    Option(flags=("--kill-after",), fields={"kill_after_ns": 2_000_000_000},
+           metavar="DURATION", spell=spell_duration, group=_WHAT,
+           parse=lambda v, what: parse_duration(v, what, KILL_AFTER_MAX_NS),
+           help=f"SIGKILL if not exited by then, 0 = never (at most "
+                f"{spell_duration(KILL_AFTER_MAX_NS)}, 1 day)"),
+    Option(flags=("--max-in-flight",), fields={"max_in_flight": 4096}, metavar="N", spell=str,
+           parse=lambda v, what: parse_count(v, what, 1, MAX_IN_FLIGHT_MAX), group=_WHAT,
+           help=f"targets signalled and not yet exited at once (1 to {MAX_IN_FLIGHT_MAX})"),
+    Option(flags=("--count",), fields={"count": None}, metavar="N",
+           parse=lambda v, what: parse_count(v, what, 1, COUNT_MAX), group=_WHAT,
+           help=f"stop after N targets were handled (1 to {COUNT_MAX})"),
+    Option(flags=("--duration",), fields={"duration_ns": None}, metavar="DURATION",
+           parse=_positive_duration, group=_WHAT,
+           help=f"stop after this long (at most {spell_duration(DURATION_MAX_NS)}, "
+                "24 days)"),
+    Option(flags=("--busy-poll",), fields={"busy_poll": False}, kind="flag", group=_WHAT,
+           help="never sleep: keeps one CPU busy all along, and --action signal "
+                "reaches its targets about a third sooner"),
+    Option(flags=("--json",), fields={"json": None}, kind="optional", const="-",
+           metavar="FILE", group=_OUTPUT, help="JSON lines to FILE (default stdout)"),
+    Option(flags=("--syslog",), fields={"syslog": False}, kind="flag", group=_OUTPUT,
+           help="also log to syslog"),
+    Option(flags=("--quiet", "-q"), fields={"quiet": False}, kind="flag", group=_OUTPUT,
+           help="only the summary"),
+)
 
-_SYMBOL = r"^([A-Za-z_][A-Za-z0-9_.]*)(?:\+(0x[0-9a-fA-F]+|\d+))?$"
-
-
-def parse_kprobe(text: str) -> tuple[str, int]:
-    """``do_sys_openat2+0x1a`` -> (``"do_sys_openat2"``, 26)."""
-    m = _re().match(_SYMBOL, text.strip())
-    if not m:
-        raise UsageError(f"bad --kprobe {text!r}: write SYMBOL or SYMBOL+OFFSET "
-                         "(e.g. ksys_write or ksys_write+0x10)")
-    off = m.group(2)
-    return m.group(1), (int(off, 0) if off else 0)
-
-
-def parse_count(text: str, what: str, minimum: int = 0) -> int:
-    try:
-        n = int(text, 10)
-    except ValueError:
-        raise UsageError(f"{what} {text!r} is not a whole number") from None
-    if n < minimum:
-        raise UsageError(f"{what} must be at least {minimum}, not {n}")
-    return n
-
-
-def parse_pids(values: list[str]) -> tuple[int, ...]:
-    pids: list[int] = []
-    for v in values:
-        for part in v.split(","):
-            if part.strip():
-                pids.append(parse_count(part.strip(), "--pid", 1))
-    return tuple(dict.fromkeys(pids))
-
-
-def parse_uid(text: str) -> int:
-    if text.strip().isdigit():
-        return int(text)
-    import pwd
-    try:
-        return pwd.getpwnam(text.strip()).pw_uid
-    except KeyError:
-        raise UsageError(f"unknown user {text!r} for --uid: give a user name or number") from None
-
-
-def _cgroup2_mounts() -> list[str]:
-    try:
-        with open("/proc/self/mounts") as f:
-            return [ln.split()[1] for ln in f if ln.split()[2:3] == ["cgroup2"]]
-    except OSError:
-        return []
-
-
-def cgroup_id(path: str) -> tuple[int, int]:
-    """A cgroup v2 directory -> (id, level).  The id is the directory's inode number
-    (what ``bpf_get_current_cgroup_id()`` reports); the level is its depth below the
-    cgroup2 root (root = 0), for ``bpf_get_current_ancestor_cgroup_id(level)``."""
-    mounts = _cgroup2_mounts() or ["/sys/fs/cgroup"]
-    p = path if os.path.isabs(path) else os.path.join(mounts[0], path)
-    p = os.path.realpath(p)
-    try:
-        st = os.stat(p)
-    except OSError as e:
-        raise UsageError(f"--cgroup {path!r}: {e.strerror}; give a cgroup v2 directory "
-                         "such as /sys/fs/cgroup/system.slice/foo.service") from None
-    if not os.path.isdir(p) or not os.path.exists(os.path.join(p, "cgroup.procs")):
-        raise UsageError(f"--cgroup {path!r} is not a cgroup v2 directory (no cgroup.procs)")
-    root = max((m for m in mounts if p == m or p.startswith(m.rstrip("/") + "/")),
-               key=len, default=None)
-    if root is None:
-        raise UsageError(f"--cgroup {path!r} is not under a cgroup2 mount ({', '.join(mounts)})")
-    rel = os.path.relpath(p, root)
-    level = 0 if rel == "." else len(rel.split("/"))
-    return st.st_ino, level
+# The value of every WatchOptions field when its option is not given.
+DEFAULTS: dict = {f: d for opt in OPTIONS for f, d in opt.fields.items()}
 
 
 class WatchOptions(Record):
-    """A validated ``watch`` command line (see build_parser for the meaning)."""
-    __slots__ = ("comm", "pids", "cgroup", "cgroup_id", "cgroup_level", "uid", "syscall",
-                 "syscall_nr", "kprobe", "kprobe_offset", "hook", "skip", "skip_global",
-                 "signal", "kill_after_ns", "action", "max_in_flight", "count", "duration_ns",
-                 "json", "syslog", "quiet", "busy_poll")
-    _defaults = {"comm": None, "pids": (), "cgroup": None, "cgroup_id": None,
-                 "cgroup_level": 0, "uid": None, "syscall": "write", "syscall_nr": None,
-                 "kprobe": None, "kprobe_offset": 0, "hook": "auto", "skip": 0,
-                 "skip_global": False, "signal": 15, "kill_after_ns": 2_000_000_000,
-                 "action": "signal", "max_in_flight": DEFAULT_MAX_IN_FLIGHT, "count": None,
-                 "duration_ns": None, "json": None, "syslog": False, "quiet": False,
-                 "busy_poll": False}
+    """A validated ``watch`` command line (see OPTIONS for the meaning)."""
+    __slots__ = tuple(DEFAULTS)
+    _defaults = DEFAULTS
 
-    @property
-    def has_filter(self) -> bool:
-        return bool(self.comm or self.pids or self.cgroup_id is not None or self.uid is not None)
+    def check_filter(self) -> None:
+        """Refuse to signal when the filters select every process, or nearly: no
+        filter, the cgroup2 root, or --uid 0 with nothing else.  --comm, --pid, a
+        cgroup below the root and any other uid are each narrow enough alone (they
+        all must match).  A report signals nobody and may watch everything."""
+        if self.action == "report":
+            return
+        root = self.cgroup_id is not None and self.cgroup_level == 0
+        if self.comm or self.pids or self.cgroup_id is not None and not root or \
+                self.uid not in (None, 0):
+            return
+        report = " (or use --action report to only watch)"
+        if root:
+            raise UsageError(f"--cgroup {shown(self.cgroup)} is the cgroup2 root, which holds "
+                             "every process: name a cgroup below it, or add --comm, --pid or "
+                             "a --uid other than 0" + report)
+        if self.uid == 0:
+            raise UsageError("--uid 0 alone names nearly every process (root runs most of "
+                             "them): add --comm, --pid or --cgroup" + report)
+        raise UsageError("name the processes to act on with --comm, --pid, --cgroup or --uid"
+                         + report)
+
+
+_EPILOG = """\
+which processes are narrow enough:
+  --comm, --pid, a --cgroup below the cgroup2 root, and --uid N for any N but 0
+  are each enough alone (given together, all must match).  Refused, because they
+  select every process or nearly: no filter; the cgroup2 root in any spelling
+  ("", ".", "/", its mount point, a path or symlink resolving to it); --uid 0
+  (root) without --comm, --pid or a cgroup.  --action report signals nobody and
+  may watch without a filter.
+  --pid takes live user processes only: not init (1), not a kernel thread, not
+  this tool or one of its ancestors, and not a pid that does not exist now (the
+  next process given that pid would be signalled).
+
+A bad command line prints one line and exits with status 2."""
 
 
 def build_parser(for_help: bool = True):
-    """The ``watch`` argparse parser; its errors raise UsageError (one line).
-    ``for_help=False``: for parsing only, at a fixed width, so argparse does not
-    import shutil (and bz2, lzma...) to ask the terminal's, which costs ms at start."""
+    """The ``watch`` argparse parser, made from OPTIONS; its errors raise UsageError
+    (one line).  ``for_help=False``: for parsing only, at a fixed width, so argparse
+    does not import shutil (and bz2, lzma...) to ask the terminal's, which costs ms
+    at start.  Every option's default is None (False for a flag): parse_watch
+    fills in DEFAULTS, so both parsers give the same namespace."""
     import argparse
 
     class _Parser(argparse.ArgumentParser):
         def error(self, message: str):  # argparse would print usage and exit(2)
             raise UsageError(message)
 
-    extra = {} if for_help else {
-        "formatter_class": lambda prog: argparse.HelpFormatter(prog, width=80)}
-    ap = _Parser(prog="rawprobe watch", description=(
-        "Signal the processes that call a kernel routine and time their exit."), **extra)
-    f = ap.add_argument_group("which processes")
-    f.add_argument("--comm", help="task name (as in /proc/PID/comm, at most 15 bytes)")
-    f.add_argument("--pid", action="append", default=[], metavar="PID",
-                   help="process id(s); repeat or comma-separate")
-    f.add_argument("--cgroup", metavar="PATH", help="cgroup v2 directory")
-    f.add_argument("--uid", help="the caller's real user, a name or id")
-    r = ap.add_argument_group("which routine")
-    r.add_argument("--syscall", help="syscall name or number (default: write)")
-    r.add_argument("--kprobe", metavar="SYMBOL[+OFFSET]", help="kernel function and offset")
-    r.add_argument("--hook", default="auto", help="auto|raw_tp|tracepoint|kprobe|fentry")
-    r.add_argument("--skip", default="0", metavar="N", help="let N matching calls through")
-    r.add_argument("--global-skip", action="store_true",
-                   help="count --skip across all matching processes, not per process")
-    a = ap.add_argument_group("what to do")
-    a.add_argument("--action", default="signal", help="signal|kernel-signal|report")
-    a.add_argument("--signal", default="TERM", help="signal name or number (default TERM)")
-    a.add_argument("--kill-after", default="2s", metavar="DURATION",
-                   help="SIGKILL if not exited by then (default 2s; 0 = never)")
-    a.add_argument("--max-in-flight", default=str(DEFAULT_MAX_IN_FLIGHT), metavar="N")
-    a.add_argument("--count", metavar="N", help="stop after N targets were handled")
-    a.add_argument("--duration", metavar="DURATION", help="stop after this long")
-    a.add_argument("--busy-poll", action="store_true",
-                   help="never sleep: keeps one CPU busy all along, and --action signal "
-                        "reaches its targets about a third sooner")
-    o = ap.add_argument_group("output")
-    o.add_argument("--json", nargs="?", const="-", metavar="FILE",
-                   help="JSON lines to FILE (default stdout)")
-    o.add_argument("--syslog", action="store_true", help="also log to syslog")
-    o.add_argument("--quiet", "-q", action="store_true", help="only the summary")
+    fmt = argparse.RawDescriptionHelpFormatter
+    ap = _Parser(prog="rawprobe watch", epilog=_EPILOG, formatter_class=fmt if for_help else
+                 lambda prog: fmt(prog, width=80), description=(
+                     "Signal the processes that call a kernel routine and time their exit."))
+    groups: dict = {}
+    for opt in OPTIONS:
+        g = groups.get(opt.group) or groups.setdefault(opt.group,
+                                                       ap.add_argument_group(opt.group))
+        text = opt.help
+        if opt.spell is None:
+            pass
+        elif "{default}" in text:
+            text = text.replace("{default}", opt.spell(opt.default))
+        else:                           # "(1 to 9)" -> "(1 to 9; default 4)"
+            shown = f"default {opt.spell(opt.default)}"
+            text = text[:-1] + f"; {shown})" if text.endswith(")") else f"{text} ({shown})"
+        kw: dict = {"dest": opt.field, "help": text}
+        if opt.kind == "flag":
+            kw["action"] = "store_true"
+        else:
+            kw["metavar"] = opt.metavar
+            if opt.kind == "append":
+                kw["action"] = "append"
+            elif opt.kind == "optional":
+                kw.update(nargs="?", const=opt.const)
+        g.add_argument(*opt.flags, **kw)
     return ap
 
 
-_VALUE_OPTS = {"--comm": "comm", "--cgroup": "cgroup", "--uid": "uid", "--syscall": "syscall",
-               "--kprobe": "kprobe", "--hook": "hook", "--skip": "skip", "--action": "action",
-               "--signal": "signal", "--kill-after": "kill_after",
-               "--max-in-flight": "max_in_flight", "--count": "count", "--duration": "duration"}
-_FLAG_OPTS = {"--global-skip": "global_skip", "--syslog": "syslog", "--quiet": "quiet",
-              "-q": "quiet", "--busy-poll": "busy_poll"}
+# option name -> Option, for the fast parser
+_BY_FLAG = {flag: opt for opt in OPTIONS for flag in opt.flags}
 
 
 class _Args:
@@ -248,68 +238,58 @@ def _fast_args(argv: list[str]) -> _Args | None:
     argparse then parses and reports.  Saves importing argparse, gettext, locale
     and re: several milliseconds of every start."""
     ns = _Args()
-    ns.__dict__.update(comm=None, pid=[], cgroup=None, uid=None, syscall=None, kprobe=None,
-                       hook="auto", skip="0", global_skip=False, action="signal",
-                       signal="TERM", kill_after="2s",
-                       max_in_flight=str(DEFAULT_MAX_IN_FLIGHT), count=None,
-                       duration=None, json=None, syslog=False, quiet=False, busy_poll=False)
+    d = ns.__dict__
+    for opt in OPTIONS:
+        d[opt.field] = False if opt.kind == "flag" else None
     i, n = 0, len(argv)
     while i < n:
         arg = argv[i]
         i += 1
         name, eq, value = arg.partition("=") if arg.startswith("--") else (arg, "", "")
-        if name in _FLAG_OPTS and not eq:
-            setattr(ns, _FLAG_OPTS[name], True)
+        opt = _BY_FLAG.get(name)
+        if opt is None:
+            return None
+        kind = opt.kind
+        if kind == "flag":
+            if eq:
+                return None
+            d[opt.field] = True
             continue
-        if name == "--json":
-            if not eq:
-                value = "-"
+        if not eq:
+            if kind == "optional":
+                value = opt.const
                 if i < n and argv[i] and not argv[i].startswith("-"):
                     value = argv[i]
                     i += 1
-            ns.json = value
-            continue
-        if name not in _VALUE_OPTS and name != "--pid":
-            return None
-        if not eq:
-            if i >= n or argv[i].startswith("-"):
+            elif i >= n or argv[i].startswith("-"):
                 return None
-            value = argv[i]
-            i += 1
-        if name == "--pid":
-            ns.pid = [*ns.pid, value]
-        else:
-            setattr(ns, _VALUE_OPTS[name], value)
+            else:
+                value = argv[i]
+                i += 1
+        d[opt.field] = [*(d[opt.field] or ()), value] if kind == "append" else value
     return ns
 
 
 def parse_watch(argv: list[str], arch: str | None = None) -> WatchOptions:
     ns = _fast_args(argv) or build_parser(for_help=False).parse_args(argv)
-    o = WatchOptions()
-    if ns.comm is not None:
-        comm = ns.comm
-        if not comm or "\0" in comm:
-            raise UsageError("--comm must be a non-empty name")
-        if len(comm.encode()) >= TASK_COMM_LEN:
-            raise UsageError(f"--comm {comm!r} is longer than the kernel keeps (15 bytes); "
-                             f"use {comm.encode()[:15].decode(errors='ignore')!r}")
-        o.comm = comm
-    o.pids = parse_pids(ns.pid)
-    if ns.cgroup is not None:
-        o.cgroup = ns.cgroup
-        o.cgroup_id, o.cgroup_level = cgroup_id(ns.cgroup)
-    if ns.uid is not None:
-        o.uid = parse_uid(ns.uid)
+    given = {}
+    for opt in OPTIONS:
+        raw = getattr(ns, opt.field)
+        if raw is None or raw is False:
+            continue                      # not given: DEFAULTS has its value
+        if opt.parse is None:
+            given[opt.field] = raw
+        elif len(opt.fields) > 1:
+            given.update(zip(opt.fields, opt.parse(raw, opt.flags[0]), strict=True))
+        else:
+            given[opt.field] = opt.parse(raw, opt.flags[0])
+    o = WatchOptions(**given)
 
-    if ns.hook not in HOOKS:
-        raise UsageError(f"--hook {ns.hook!r}: choose one of {', '.join(HOOKS)}")
-    o.hook = ns.hook
-    if ns.kprobe is not None:
+    if o.kprobe is not None:
         if ns.syscall is not None:
             raise UsageError("give --syscall or --kprobe, not both")
         if o.hook in ("raw_tp", "tracepoint"):
             raise UsageError(f"--kprobe needs --hook kprobe, fentry or auto, not {o.hook}")
-        o.kprobe, o.kprobe_offset = parse_kprobe(ns.kprobe)
         o.syscall = None
         if o.hook == "fentry" and o.kprobe_offset:
             raise UsageError("fentry attaches at a function's start: drop the +OFFSET "
@@ -317,28 +297,10 @@ def parse_watch(argv: list[str], arch: str | None = None) -> WatchOptions:
     else:
         from .syscalls import UnknownSyscallError, resolve
         try:
-            o.syscall, o.syscall_nr = resolve(ns.syscall or "write", arch)
+            o.syscall, o.syscall_nr = resolve(o.syscall, arch)
         except UnknownSyscallError as e:
             raise UsageError(f"--syscall: {e}") from None
 
-    o.skip = parse_count(ns.skip, "--skip")
-    o.skip_global = ns.global_skip
-    if ns.action not in ACTIONS:
-        raise UsageError(f"--action {ns.action!r}: choose one of {', '.join(ACTIONS)}")
-    o.action = ns.action
-    o.signal = parse_signal(ns.signal)
-    o.kill_after_ns = parse_duration(ns.kill_after, "--kill-after")
-    o.max_in_flight = parse_count(ns.max_in_flight, "--max-in-flight", 1)
-    if ns.count is not None:
-        o.count = parse_count(ns.count, "--count", 1)
-    if ns.duration is not None:
-        o.duration_ns = parse_duration(ns.duration, "--duration")
-        if o.duration_ns == 0:
-            raise UsageError("--duration must be longer than 0")
-    o.json, o.syslog, o.quiet, o.busy_poll = ns.json, ns.syslog, ns.quiet, ns.busy_poll
-
     # Signalling every caller of write() on the machine is never what anyone meant.
-    if not o.has_filter and o.action != "report":
-        raise UsageError("name the processes to act on with --comm, --pid, --cgroup or --uid "
-                         "(or use --action report to only watch)")
+    o.check_filter()
     return o

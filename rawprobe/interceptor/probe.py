@@ -104,7 +104,7 @@ class Probe:
             v[name].set(value)
 
         if o.comm:
-            name = o.comm.encode()
+            name = os.fsencode(o.comm)
             put("target_comm", name.ljust(16, b"\0"))
             # compare the name and its NUL only: bytes after it are not always zero
             put("target_comm_mask", (b"\xff" * (len(name) + 1)).ljust(16, b"\0"))

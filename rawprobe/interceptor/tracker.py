@@ -43,6 +43,7 @@ from ..errors import PermissionDeniedError, RawprobeError
 from . import procinfo
 from .events import (RP_EV_INTERCEPT, RP_F_PROTECTED, RP_SIG_GENERATE, Intercept,
                      KernelExit, KernelSignal, decode)
+from .options import DEFAULTS
 from .reactor import now_ns
 from .record import Record
 
@@ -97,9 +98,10 @@ class TrackerConfig(Record):
     syscall_name (nr -> name)."""
     __slots__ = ("action", "signal", "kill_after_ns", "max_in_flight", "count",
                  "protected", "syscall_name")
-    _defaults = {"action": "signal", "signal": 15, "kill_after_ns": 2_000_000_000,
-                 "max_in_flight": 4096, "count": None, "protected": frozenset(),
-                 "syscall_name": None}
+    # the command line's defaults, from its one table; the action is the resolved one
+    _defaults = {**{k: DEFAULTS[k] for k in ("signal", "kill_after_ns", "max_in_flight",
+                                             "count")},
+                 "action": "signal", "protected": frozenset(), "syscall_name": None}
 
 
 class Counts(Record):

@@ -49,8 +49,8 @@ def main() -> None:
 
     signal.signal(signal.SIGTERM, signal.SIG_IGN if a.ignore_term else on_term)
     out = os.open("/dev/null", os.O_WRONLY)
-    with open("/proc/self/comm", "w") as f:
-        f.write(a.comm)
+    with open("/proc/self/comm", "wb") as f:
+        f.write(os.fsencode(a.comm))      # the bytes given, even if not UTF-8
     if a.wait_go:
         sys.stdout.write("ready\n")
         sys.stdout.flush()
