@@ -73,6 +73,7 @@ def run_watch(o: WatchOptions, text: IO[str] | None = sys.stdout,
     from .syscalls import name_of
     from .tracker import Tracker, TrackerConfig
 
+    o.check_filter()          # also for options built through the API, not parse_watch
     check_pid_namespace()
     check_privileges()
     action, why_action = resolve_action(o.action)

@@ -16,11 +16,11 @@ CLEANUP_S = 0.25
 
 
 def demo_main(argv: list[str]) -> int:
-    from .options import UsageError, WatchOptions
+    from .options import DEFAULTS, UsageError, WatchOptions
     from .syscalls import resolve
 
     json_out = False
-    action = "auto"
+    action = DEFAULTS["action"]
     for a in argv:
         if a == "--json":
             json_out = True
@@ -32,7 +32,7 @@ def demo_main(argv: list[str]) -> int:
     comm = "rpdemo_" + secrets.token_hex(4)
     name, nr = resolve("write")
     o = WatchOptions(comm=comm, syscall=name, syscall_nr=nr, action=action,
-                     kill_after_ns=2_000_000_000, count=1, duration_ns=20_000_000_000,
+                     count=1, duration_ns=20_000_000_000,
                      json="-" if json_out else None)
     say = (lambda s: None) if json_out else (lambda s: sys.stdout.write(s + "\n"))
     say(f"rawprobe demo: a toy target named {comm!r} writes a line every 100 ms and takes "
