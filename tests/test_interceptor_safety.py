@@ -228,3 +228,41 @@ def test_a_child_pid_namespace_is_refused_in_one_line():
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and "child pid namespace" in lines[0] and "--pid=host" in lines[0]
     assert "armed" not in r.stdout
+
+
+SWARM = r"""
+import os, sys
+comm, n = sys.argv[1].encode(), int(sys.argv[2])
+out = os.open('/dev/null', os.O_WRONLY)
+for _ in range(n):
+    if os.fork() == 0:
+        with open('/proc/thread-self/comm', 'wb') as f:   # set before the watched call
+            f.write(comm)
+        os.write(out, b'x')
+        os._exit(0)
+    os.wait()
+"""
+
+
+def test_records_the_kernel_drops_are_reported_at_once_and_in_the_exit_status():
+    """The tool is stopped while 300 processes of the watched name write into a
+    16 KiB ring (room for about 45 of them): when it runs again it says so at once
+    (a "lost" event and a stderr line), counts them, and exits 3."""
+    comm = unique_comm()
+    w = Watch("--comm", comm, "--action", "report", "--ring-size", "16K",
+              "--duration", "6s")
+    os.kill(w.p.pid, signal.SIGSTOP)
+    try:
+        subprocess.run([sys.executable, "-S", "-c", SWARM, comm, "300"], check=True,
+                       timeout=120 * SLOW)
+    finally:
+        os.kill(w.p.pid, signal.SIGCONT)
+    wait_event(w, "lost")
+    assert w.p.poll() is None          # said while the watch goes on, not at its end
+    assert w.finish() == 3, w.stderr
+    lost = w.of("lost")
+    assert lost and lost[0]["records"] > 0, w.events
+    s = w.summary()["counts"]
+    assert s["lost"] == sum(e["records"] for e in lost if "records" in e)
+    assert s["intercepted"] + s["lost"] >= 300 and s["intercepted"] < 300
+    assert "rawprobe: LOST" in w.stderr

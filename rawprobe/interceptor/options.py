@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from .optvalues import (KPROBE_OFFSET_MAX, TASK_COMM_LEN, UID_MAX, parse_cgroup, parse_comm,
                         parse_count, parse_duration, parse_kprobe, parse_pids, parse_signal,
+                        parse_size,
                         parse_syscall_name, parse_uid, shown, signal_name, spell_duration)
 from .record import Record
 
@@ -30,6 +31,9 @@ DURATION_MAX_NS = 24 * _DAY_NS
 SKIP_MAX = 2**64 - 2                 # the kernel's per-process call count is a u64
 MAX_IN_FLIGHT_MAX = 65536            # a pidfd each: the tool raises RLIMIT_NOFILE to fit
 COUNT_MAX = 2**32
+# The ring buffer's size: a power of two, at least a page; at most what a watch could
+# sensibly lock in kernel memory.
+RING_SIZE_MIN, RING_SIZE_MAX = 4096, 1 << 30
 
 
 class Option(Record):
@@ -125,6 +129,11 @@ OPTIONS: tuple[Option, ...] = (
            parse=_positive_duration, group=_WHAT,
            help=f"stop after this long (at most {spell_duration(DURATION_MAX_NS)}, "
                 "24 days)"),
+    Option(flags=("--ring-size",), fields={"ring_size": None}, metavar="BYTES",
+           parse=lambda v, what: parse_size(v, what, RING_SIZE_MIN, RING_SIZE_MAX),
+           group=_WHAT,
+           help="the kernel-to-tool ring buffer (default as built: 4M, room for a burst of "
+                "about 8,000 targets at once; a power of two, 4K to 1024M)"),
     Option(flags=("--busy-poll",), fields={"busy_poll": False}, kind="flag", group=_WHAT,
            help="never sleep: keeps one CPU busy all along, and --action signal "
                 "reaches its targets about a third sooner"),

@@ -177,6 +177,22 @@ def parse_count(text: str, what: str, minimum: int = 0, maximum: int = 2**64 - 1
     return n
 
 
+_SIZE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+
+
+def parse_size(text: str, what: str, minimum: int, maximum: int) -> int:
+    """``"64K"``, ``"4M"``, ``"1048576"`` -> bytes: a power of two from ``minimum`` to
+    ``maximum`` (what a BPF ring buffer's size must be: a power of 2, page-aligned)."""
+    t = text.strip().upper().removesuffix("B").removesuffix("I")
+    unit = t[-1:] if t[-1:] and t[-1:] in _SIZE_UNITS else ""
+    digits = _digits(t[:len(t) - len(unit)])
+    n = int(digits) * _SIZE_UNITS[unit] if digits is not None and len(digits) <= 12 else None
+    if n is None or not minimum <= n <= maximum or n & (n - 1):
+        raise UsageError(f"{what} {shown(text)}: give a power of two from "
+                         f"{minimum >> 10}K to {maximum >> 20}M (e.g. 64K, 4M, 16M)")
+    return n
+
+
 def pid_max() -> int:
     """/proc/sys/kernel/pid_max: every pid is below it."""
     try:

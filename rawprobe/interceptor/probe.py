@@ -176,6 +176,8 @@ class Probe:
         import rawprobe
         spec = rawprobe.ObjectSpec.from_file(object_path(name))
         self._configure(spec, nr, nargs, capture)
+        if self.opts.ring_size:
+            spec.maps["events"].max_entries = self.opts.ring_size
         if prepare is not None:
             prepare(spec)
         # only the programs this watch attaches: each load is a verifier run
