@@ -126,3 +126,14 @@ def vm_kernel() -> str:
     if not IN_VM:
         pytest.skip(f"checks the test VM itself, not this machine; {VMTEST}")
     return os.environ["RAWPROBE_VM_KERNEL"]
+
+
+@pytest.fixture(autouse=True)
+def _no_tool_left_armed():
+    """A test that fails before its watch finished must not leave the tool armed
+    (it would go on taxing every syscall and could act on a later test's target)."""
+    yield
+    import sys
+    harness = sys.modules.get("harness")        # tests/targets/harness.py, if used
+    if harness is not None:
+        harness.kill_leftovers()

@@ -87,6 +87,19 @@ def _become(uid: int) -> None:
     os.setresuid(uid, uid, uid)
 
 
+# Every Watch started, until kill_leftovers(): a test that fails before finish()
+# must not leave a tool armed (conftest calls it after each test).
+LIVE: list["Watch"] = []
+
+
+def kill_leftovers() -> None:
+    while LIVE:
+        w = LIVE.pop()
+        if w.p.poll() is None:
+            w.p.kill()
+            w.p.communicate()
+
+
 class Watch:
     """``python -m rawprobe watch ... --json`` (JSON lines on its stdout)."""
 
@@ -105,6 +118,7 @@ class Watch:
                "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
         self.p = subprocess.Popen([*(run_as or []), *cmd], stdout=subprocess.PIPE,
                                   stderr=subprocess.PIPE, env=env, cwd=str(ROOT))
+        LIVE.append(self)
         self.timeout = timeout * SLOW
         self.events: list[dict] = []
         self.stderr = ""
