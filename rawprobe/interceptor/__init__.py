@@ -6,7 +6,9 @@ Modules (imports stay lazy so ``python -m rawprobe`` starts fast):
 * ``optvalues`` -- each option's value from its text: ranges, /proc and mount checks
 * ``syscalls``  -- syscall names <-> numbers (shipped table, no headers needed)
 * ``procinfo``  -- the few /proc facts the guard needs
-* ``pidfd``     -- pidfd_open / pidfd_send_signal / exit info
+* ``preflight`` -- privileges, the pid namespace, the fd limit, before anything loads
+* ``guard``     -- the checks before every signal: never pid 1 or the tool, only the
+                   process that made the call (pidfds: ``rawprobe.pidfd``)
 * ``reactor``   -- the one epoll loop: fds, deadlines, the tool's own signals
 * ``tracker``   -- the per-target state machine (guard -> signal -> deadline -> exit)
 * ``events``    -- decoding the ring buffer records of intercept.bpf.c

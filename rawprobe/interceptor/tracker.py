@@ -20,11 +20,11 @@ alone: every kernel record carries both, so a process that reuses the pid of one
 still queued or in flight is a new target, and a queued target whose exit record
 arrives is finished ("exited before it could be signalled"), never confused with it.
 
-Identity check before signalling, free of races: ``pidfd_open(pid)`` pins whichever process holds the
-pid now; /proc/PID is read next.  A pid is only freed when its process is reaped, and
-the intercepted process was alive at the call, before ``pidfd_open``; so if /proc
-shows the intercepted process's start time, that process held the pid all along and
-the pidfd is it.  Anything else (another start time, no /proc entry) is a refusal.
+Identity check before signalling (guard.py), free of races: ``pidfd_open(pid)`` pins
+whichever process holds the pid now; /proc/PID is read next.  A pid is only freed
+when its process is reaped, and the intercepted process was alive at the call,
+before ``pidfd_open``; so if /proc shows the intercepted process's start time, that
+process held the pid all along and the pidfd is it.  Anything else (another start time, no /proc entry) is a refusal.
 And since the signal goes through the pidfd, it can only ever reach the process the
 pidfd pins, never a later holder of the pid.
 """
@@ -40,7 +40,7 @@ TYPE_CHECKING = False  # typing costs an import; checkers treat this name as Tru
 
 from .. import pidfd
 from ..errors import PermissionDeniedError, RawprobeError
-from . import procinfo
+from .guard import Refusal, open_verified, refusal
 from .events import (RP_EV_INTERCEPT, RP_F_PROTECTED, RP_SIG_GENERATE, Intercept,
                      KernelExit, KernelSignal, decode)
 from .options import DEFAULTS
@@ -117,38 +117,6 @@ class Counts(Record):
         "not_handled",         # matching processes the kernel could not track (map full)
     )
     _defaults = dict.fromkeys(__slots__, 0)
-
-
-class _Refusal(Exception):
-    """The pidfd's process is not the intercepted one (its reason is the message)."""
-
-
-def _refusal(tgid: int, protected_flag: bool, protected: frozenset[int]) -> str | None:
-    """The guard every signal passes, in the tool and (for kernel-signal) mirrored in
-    intercept.bpf.c: why ``tgid`` is never signalled, or None."""
-    if tgid <= 1:
-        return "pid 1 (init) is never signalled"
-    if protected_flag or tgid in protected:
-        return "this is rawprobe itself or one of its ancestors"
-    return None
-
-
-def open_verified(tgid: int, start_ns: int, clock: str, pid_ino: int) -> int:
-    """A pidfd on ``tgid`` that is the intercepted process (see the module docstring),
-    which the caller closes.  Raises ``pidfd.ProcessGoneError`` if it has exited,
-    ``_Refusal`` if the pid now names another process."""
-    fd = pidfd.open_pidfd(tgid)
-    try:
-        why = _identity_mismatch(fd, tgid, start_ns, clock, pid_ino)
-    except BaseException:
-        os.close(fd)
-        raise
-    if why is None:
-        return fd
-    os.close(fd)
-    if why == "gone":
-        raise pidfd.ProcessGoneError(f"process {tgid} has exited")
-    raise _Refusal(why)
 
 
 class Tracker:
@@ -359,7 +327,7 @@ class Tracker:
         record as soon as it is read, before decoding, bookkeeping or output: waking
         a sleeping Python costs tens of microseconds per line touched (cold caches),
         so the signal goes out first.  Only the plain case is handled here, under
-        the same guard as ``_start`` (``_refusal``, ``open_verified``); anything
+        the same guard as ``_start`` (``guard.refusal``, ``guard.open_verified``); anything
         else (a refusal, an error, no free slot) is left to ``on_intercept``, which
         redoes it all and reports.  ``on_intercept`` finds the signalled pidfd."""
         if len(rec) < STRIKE.size:
@@ -371,13 +339,13 @@ class Tracker:
         """``strike`` on the fields it needs, already unpacked."""
         key = (tgid, start)
         if (self.stopping or key in self.active or key in self._struck
-                or _refusal(tgid, flags & RP_F_PROTECTED, self.cfg.protected) is not None
+                or refusal(tgid, flags & RP_F_PROTECTED, self.cfg.protected) is not None
                 or not self._has_slot(len(self._struck))):
             return 0
         try:
             fd = open_verified(tgid, start_boot or start,
                                "boottime" if start_boot else "monotonic", ino)
-        except (RawprobeError, _Refusal):
+        except (RawprobeError, Refusal):
             return 0
         try:
             pidfd.send_signal(fd, self.cfg.signal)
@@ -453,7 +421,7 @@ class Tracker:
         ev = t.ev
         t.state = "signalled"
         self.in_flight += 1
-        why = _refusal(ev.tgid, ev.protected, self.cfg.protected)
+        why = refusal(ev.tgid, ev.protected, self.cfg.protected)
         if why is None and ev.kernel_thread:
             why = "kernel thread"
         if why is not None:
@@ -466,7 +434,7 @@ class Tracker:
             t.fd = open_verified(ev.tgid, ev.start_ns, ev.start_clock, ev.pid_ino)
         except pidfd.ProcessGoneError:
             return self._gone(t)
-        except _Refusal as e:
+        except Refusal as e:
             return self._refuse(t, str(e))
         except RawprobeError as e:
             return self._error(t, str(e))
@@ -645,25 +613,6 @@ class Tracker:
             rec[key] = distribution(vals)
         rec["histogram_of"] = "kernel" if self.tte_kernel_us else "pidfd"
         return rec
-
-
-def _identity_mismatch(fd: int, tgid: int, start_ns: int, clock: str,
-                       pid_ino: int) -> str | None:
-    """None if ``fd`` (a pidfd just opened on ``tgid``) is the intercepted process,
-    whose leader started at ``start_ns`` on ``clock`` and whose struct pid has the
-    pidfs inode ``pid_ino`` (0: unknown); "gone"; or why it is not."""
-    if pid_ino:
-        if pidfd.pid_inode(fd) != pid_ino:
-            return "pid reused: the process now holding this pid is another one"
-        return None
-    st = procinfo.read_stat(tgid)
-    if st is None:
-        return "gone"
-    if st.kernel_thread:
-        return "kernel thread"
-    if not procinfo.start_time_matches(st.starttime, start_ns, clock):
-        return "pid reused: the process now holding this pid started at another time"
-    return None
 
 
 def describe_status(status: int) -> dict:
