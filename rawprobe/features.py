@@ -24,7 +24,7 @@ import os
 import sys
 
 from ._records import RecordTuple
-from .caps import missing_for_bpf
+from .caps import why_refused
 from .errors import (NotFoundError, NotSupportedError, PermissionDeniedError, RawprobeError,
                      SyscallError)
 
@@ -97,30 +97,11 @@ def _load(prog_type: int, code: bytes, **kw):
 
 # -- explaining failures -----------------------------------------------------
 
-def _lockdown() -> str:
-    try:
-        with open("/sys/kernel/security/lockdown") as f:
-            text = f.read()
-    except OSError:
-        return ""
-    for word in text.split():
-        if word.startswith("["):
-            return word.strip("[]")
-    return ""
-
-
 def _why(exc: BaseException) -> str:
     """A one-line explanation of a failed probe step."""
     err = getattr(exc, "errno", None)
     if err in (errno.EPERM, errno.EACCES) and isinstance(exc, SyscallError):
-        missing = missing_for_bpf()
-        if missing:
-            return f"{exc.call}: EPERM, this process lacks {' and '.join(missing)} (run as root)"
-        mode = _lockdown()
-        mode = f"lockdown is {mode!r}, " if mode else ""
-        return (f"{exc.call}: EPERM although this process has CAP_BPF + CAP_PERFMON: "
-                f"the kernel refuses it ({mode}an LSM, a sandbox policy, or a kernel "
-                "built without it)")
+        return f"{exc.call}: EPERM, {why_refused(advice=False)}"
     if isinstance(exc, SyscallError):
         from ._sys.errno import ENOTSUPP
         return f"{exc.call}: {errno.errorcode.get(exc.errno, exc.errno)}" + (
@@ -411,16 +392,23 @@ def report() -> list[tuple[str, bool, str]]:
 
 
 def main_features(argv: list[str] | None = None) -> int:
-    """``python -m rawprobe features [--json]``: print what this kernel supports."""
+    """``python -m rawprobe features [--json]``: print what this kernel supports,
+    then what the place this process runs in (a container) takes away."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    from . import container
     rows = report()
+    here = container.report(bpf_works=btf().supported)
     if "--json" in argv:
         import json
-        print(json.dumps([{"name": n, "supported": s, "detail": d} for n, s, d in rows],
-                         indent=1))
+        print(json.dumps([{"name": n, "supported": s, "detail": d, "kind": kind}
+                          for kind, part in (("kernel", rows), ("process", here))
+                          for n, s, d in part], indent=1))
         return 0
+    width = max(len(n) for n, _, _ in rows + here)
     print(f"kernel {os.uname().release} ({os.uname().machine})")
-    width = max(len(n) for n, _, _ in rows)
     for name, ok, detail in rows:
         print(f"{name:<{width}}  {'yes' if ok else 'no ':<3}  {detail}")
+    print(f"this process (uid {os.getuid()})")
+    for name, ok, detail in here:
+        print(f"{name:<{width}}  {'ok ' if ok else 'no ':<3}  {detail}")
     return 0
