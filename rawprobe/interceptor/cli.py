@@ -187,8 +187,16 @@ def _interrupted(reactor, tracker, kill_after_ns: int, out) -> list:
 
 
 def watch_main(argv: list[str]) -> int:
-    from .options import parse_watch
+    from .options import UsageError, parse_watch
     o = parse_watch(argv)
+    # RAWPROBE_JSON=1 (the container image sets it): --json unless the command
+    # line chose; 0 or empty: text.
+    env_json = os.environ.get("RAWPROBE_JSON", "")
+    if env_json not in ("", "0", "1"):
+        raise UsageError(f"RAWPROBE_JSON={env_json!r}: set it to 1 (JSON lines on stdout) "
+                         "or 0 (text)")
+    if o.json is None and env_json == "1":
+        o.json = "-"
     json_stream = None
     text: IO[str] | None = sys.stdout
     summary_stream: IO[str] | None = sys.stdout
@@ -198,7 +206,6 @@ def watch_main(argv: list[str]) -> int:
         try:
             json_stream = open(o.json, "w", buffering=1)
         except OSError as e:
-            from .options import UsageError
             raise UsageError(f"--json {o.json!r}: {e.strerror}") from None
     status, _, _ = run_watch(o, text=text, json_stream=json_stream,
                              summary_stream=summary_stream,
