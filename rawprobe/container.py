@@ -19,7 +19,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
     from typing import Optional
 
-__all__ = ["PROC_PID_INIT_INO", "pid_namespace_inode", "report"]
+__all__ = ["PROC_PID_INIT_INO", "pid_namespace_inode", "proc_is_own_pid_namespace", "report"]
 
 # The initial pid namespace's inode number (PROC_PID_INIT_INO, include/linux/proc_ns.h).
 PROC_PID_INIT_INO = 0xEFFFFFFC
@@ -32,6 +32,23 @@ def pid_namespace_inode() -> Optional[int]:
         return os.stat("/proc/self/ns/pid").st_ino
     except OSError:
         return None
+
+
+def proc_is_own_pid_namespace() -> bool:
+    """Whether /proc shows this process's own pid namespace, so that the pids in
+    it are the ones this process uses (pidfd_open, kill).  /proc/self/status
+    lists the process's pid in every namespace from /proc's down to its own
+    (NSpid, 4.1+): exactly one means they are the same."""
+    try:
+        with open("/proc/self/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"NSpid:"):
+                    return len(line.split()) == 2
+                if line.startswith(b"Pid:"):
+                    pid = int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        return False
+    return pid == os.getpid()           # before 4.1: the same pid, most likely
 
 
 def _capabilities(eff: Optional[int]) -> tuple[str, bool, str]:
@@ -72,10 +89,12 @@ def _pid_namespace() -> tuple[str, bool, str]:
     if ino is None:
         return ("pid namespace", False, "cannot tell (/proc/self/ns/pid): mount /proc")
     if ino == PROC_PID_INIT_INO:
-        return ("pid namespace", True, "the host's: every process can be watched")
-    return ("pid namespace", False,
-            f"its own (pid:[{ino}]): watch refuses to run here; give it the host's "
-            "(--pid=host, Kubernetes hostPID: true)")
+        return ("pid namespace", True, "the host's (host mode): any process can be watched")
+    if not proc_is_own_pid_namespace():
+        return ("pid namespace", False, f"its own (pid:[{ino}]), but /proc is another "
+                "namespace's: mount this one's (unshare --pid --fork --mount-proc)")
+    return ("pid namespace", True, f"its own (pid:[{ino}], pod mode): only the processes "
+            "it sees are watched, by their pids here; --pid=host (hostPID) for the host's")
 
 
 def _tracefs() -> tuple[str, bool, str]:

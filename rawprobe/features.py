@@ -38,7 +38,7 @@ __all__ = [
     "kprobe_pmu", "kprobe_events", "uprobe_pmu", "uprobe_events", "btf",
     "raw_tracepoint", "tp_btf", "fentry", "ringbuf", "send_signal", "pidfd",
     "link_perf_tracepoint", "link_perf_kprobe", "link_perf_uprobe", "link_tp_btf",
-    "link_tracing",
+    "link_tracing", "pid_namespaces",
 ]
 
 PMU_ROOT = "/sys/bus/event_source/devices"
@@ -379,10 +379,35 @@ def link_tracing() -> Feature:
     return _probe("BPF_LINK_CREATE fentry", run)
 
 
+# What the interceptor's kernel side reads to see pids as a child pid namespace
+# sees them (intercept.bpf.c, ns_nr): struct -> members.
+PIDNS_FIELDS = {"pid": ("level", "numbers"), "upid": ("nr", "ns"),
+                "pid_namespace": ("ns",), "ns_common": ("inum",)}
+
+
+@_once
+def pid_namespaces() -> Feature:
+    """Pids as a child pid namespace sees them, in BPF (CO-RE reads of struct
+    pid's numbers[], 2.6.24+, and of pid_namespace's ns.inum, 3.19+): the
+    structs in the kernel's BTF.  What `watch` needs to run in a container
+    without the host's pid namespace."""
+    def run() -> str:
+        from .btf.kernel import KernelBTF
+        kb = KernelBTF.load()
+        for struct, fields in PIDNS_FIELDS.items():
+            have = {m.name for m in kb.type_by_id(_btf_id(struct, "Struct")).members}
+            missing = [f for f in fields if f not in have]
+            if missing:
+                raise NotSupportedError(f"struct {struct} has no {', '.join(missing)} "
+                                        "in the kernel's BTF")
+        return "struct pid's numbers[] and pid_namespace's ns.inum in the kernel's BTF"
+    return _probe("pid namespace translation", run)
+
+
 PROBES: tuple[Callable[[], Feature], ...] = (
     btf, raw_tracepoint, tp_btf, kprobe_pmu, kprobe_events, uprobe_pmu, uprobe_events,
     fentry, ringbuf, send_signal, pidfd, link_perf_tracepoint, link_perf_kprobe,
-    link_perf_uprobe, link_tp_btf, link_tracing,
+    link_perf_uprobe, link_tp_btf, link_tracing, pid_namespaces,
 )
 
 

@@ -16,7 +16,7 @@ NAMES = {"BTF", "raw tracepoints", "tp_btf", "kprobe PMU", "tracefs kprobe_event
          "uprobe PMU", "tracefs uprobe_events", "fentry/fexit", "ring buffer map",
          "bpf_send_signal", "pidfd", "BPF_LINK_CREATE tracepoint",
          "BPF_LINK_CREATE kprobe", "BPF_LINK_CREATE uprobe", "BPF_LINK_CREATE tp_btf",
-         "BPF_LINK_CREATE fentry"}
+         "BPF_LINK_CREATE fentry", "pid namespace translation"}
 # What a container may take away (rawprobe.container), after the kernel's lines.
 PROCESS_NAMES = {"capabilities", "signalling", "seccomp", "pid namespace", "tracefs", "cache"}
 
@@ -55,7 +55,7 @@ def test_what_every_kernel_here_has():
     # Both kernels rawprobe is tested on (6.18 here, Debian's 6.1 in the VM).
     for probe in (features.btf, features.raw_tracepoint, features.tp_btf,
                   features.ringbuf, features.send_signal, features.pidfd,
-                  features.link_perf_tracepoint):
+                  features.link_perf_tracepoint, features.pid_namespaces):
         assert probe().supported, probe()
 
 

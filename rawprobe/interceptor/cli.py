@@ -67,13 +67,13 @@ def run_watch(o: WatchOptions, text: IO[str] | None = sys.stdout,
     Either way the status is 128 + the signal number."""
     from . import procinfo
     from .output import Output
-    from .preflight import check_pid_namespace, check_privileges, may_kill_any, raise_nofile
+    from .preflight import check_privileges, may_kill_any, pid_namespace, raise_nofile
     from .probe import Probe
     from .reactor import Reactor, now_ns
     from .syscalls import name_of
     from .tracker import Tracker, TrackerConfig
 
-    check_pid_namespace()
+    pidns = pid_namespace()
     check_privileges()
     action, why_action = resolve_action(o.action)
     protected = procinfo.ancestors()
@@ -82,7 +82,7 @@ def run_watch(o: WatchOptions, text: IO[str] | None = sys.stdout,
     out = Output(text=text, json=json_stream, use_syslog=o.syslog, quiet=o.quiet,
                  record=record, warn=warn)
     probe = Probe(o, action, protected=protected, max_in_flight=max_in_flight,
-                  may_kill_any=may_kill_any())
+                  may_kill_any=may_kill_any(), pidns_ino=pidns)
     reactor = Reactor(busy_poll=o.busy_poll)
     try:
         hook = probe.open()

@@ -46,18 +46,31 @@ def may_kill_any() -> bool:
     return bool((effective() or 0) >> CAP_KILL & 1)
 
 
-def check_pid_namespace() -> None:
-    """Refuse to run in a child pid namespace: the kernel side reports pids of the
-    initial namespace, which a pidfd_open here would resolve to other processes,
-    or to none."""
-    from ..container import PROC_PID_INIT_INO, pid_namespace_inode
+def pid_namespace() -> int:
+    """The probe's ``pidns_ino``: 0 in the initial pid namespace (host mode), else
+    this namespace's inode number (pod mode: the kernel side leaves out what
+    cannot be seen from here and reports pids as they are here).  Refuses in one
+    line where that cannot work: /proc unreadable, a /proc that is not this
+    namespace's (its pids would name other processes), or a kernel whose BTF
+    lacks what the kernel side reads."""
+    from ..container import PROC_PID_INIT_INO, pid_namespace_inode, proc_is_own_pid_namespace
     from ..errors import NotSupportedError
     ino = pid_namespace_inode()
     if ino is None:
         raise NotSupportedError("cannot tell which pid namespace this is "
                                 "(/proc/self/ns/pid unreadable); mount /proc")
-    if ino != PROC_PID_INIT_INO:
+    if ino == PROC_PID_INIT_INO:
+        return 0
+    if not proc_is_own_pid_namespace():
         raise NotSupportedError(
-            "rawprobe watch is running in a child pid namespace, where the pids the "
-            "kernel reports name other processes or none; run it in the host's pid "
-            "namespace (podman/docker --pid=host, Kubernetes hostPID: true)")
+            "/proc belongs to another pid namespace than this process's, so its pids "
+            "name other processes: mount this namespace's /proc (unshare --pid --fork "
+            "--mount-proc), or run in the host's pid namespace")
+    from rawprobe import features
+    f = features.pid_namespaces()
+    if not f:
+        raise NotSupportedError(
+            f"rawprobe watch cannot see pids as this child pid namespace does on this "
+            f"kernel ({f.detail}); run it in the host's pid namespace (podman/docker "
+            "--pid=host, Kubernetes hostPID: true)")
+    return ino
