@@ -7,7 +7,8 @@ other users' processes), a read-only root file system, no tracefs, never
 ``--privileged``, under a seccomp profile that lets bpf(2) through with
 CAP_BPF (deploy/seccomp.py: podman's own default allows it only with
 CAP_SYS_ADMIN).  Host mode (``--pid=host``) intercepts, signals and times a
-process of the host started here.
+process of the host started here; pod mode (a pid namespace of its own) only
+the container's processes, by their pids there.
 
 Skipped without podman or without the image (with the command that builds
 it), or when the image was built from other sources than this checkout's
@@ -211,6 +212,42 @@ def test_without_cap_kill_only_the_users_own_processes_are_signalled(run, seccom
     w.finish()
     assert theirs.alive(), "another user's process was signalled"
     assert w.of("signal", own.pid) and w.of("exit", own.pid) and not own.alive(), w.events
+
+
+# -- pod mode: a pid namespace of its own ---------------------------------------------
+
+def test_pod_mode_sees_only_the_containers_processes_by_their_pids_there(run, seccomp, targets,
+                                                                         tmp_path):
+    """No --pid=host: a host process under the watched comm makes matching calls
+    and is never reported nor signalled; the container's own process is
+    intercepted, signalled and timed by its pid there (which it writes down).  Both
+    the tool and it run as uid 10001: no CAP_KILL."""
+    comm = unique_comm()
+    outside = targets(comm, "--writes", "3")
+    tmp_path.chmod(0o777)                 # the container user writes its pid there
+    fifo = tmp_path / "go"
+    os.mkfifo(fifo, 0o666)
+    os.chmod(fifo, 0o666)
+    script = (f"sh -c 'echo $$ >/go/pid; exec python3 -S /targets/target.py --comm {comm} "
+              f"--wait-go --writes 3 --cleanup-ms 50' </go/go >/dev/null & "
+              f"exec python3 -m rawprobe watch --comm {comm} --count 1")
+    w = Watch(command=run(*least(seccomp, "BPF,PERFMON"), "--entrypoint", "sh",
+                          "-v", f"{ROOT / 'tests' / 'targets'}:/targets:ro",
+                          "-v", f"{tmp_path}:/go", args=["-c", script]), timeout=60)
+    assert w.armed["pid"] == 1
+    outside.go()
+    outside.wait_writes_done()
+    with open(fifo, "w") as f:
+        f.write("go\n")
+    assert w.finish() == 0, w.stderr
+    (hit,) = w.of("intercept")
+    (sig,) = w.of("signal")
+    (ex,) = w.of("exit")
+    inside = int((tmp_path / "pid").read_text())
+    assert hit["pid"] == hit["tid"] == sig["pid"] == ex["pid"] == inside, w.events
+    assert inside < 100 and inside != outside.pid
+    assert ex["escalated"] is False and 50_000 <= ex["time_to_exit_us"] < 2_000_000, ex
+    assert outside.alive(), "a process outside the container was signalled"
 
 
 @pytest.mark.parametrize("caps,lacking", [("BPF", "CAP_PERFMON"), ("PERFMON", "CAP_BPF"),
