@@ -33,6 +33,7 @@ sys.path.insert(0, str(ROOT / "tests" / "targets"))
 sys.path.insert(0, str(ROOT / "deploy"))
 from harness import Watch, targets, unique_comm  # noqa: E402,F401
 from source_key import source_key  # noqa: E402
+from test_pid_namespace import check_pod_mode, make_fifo, pod_script  # noqa: E402
 
 PODMAN = shutil.which("podman")
 REQUIRED = os.environ.get("RAWPROBE_CONTAINER_TESTS") == "required"
@@ -220,34 +221,17 @@ def test_pod_mode_sees_only_the_containers_processes_by_their_pids_there(run, se
                                                                          tmp_path):
     """No --pid=host: a host process under the watched comm makes matching calls
     and is never reported nor signalled; the container's own process is
-    intercepted, signalled and timed by its pid there (which it writes down).  Both
-    the tool and it run as uid 10001: no CAP_KILL."""
+    intercepted, signalled and timed by its pid there.  Both the tool and it run
+    as uid 10001: no CAP_KILL."""
     comm = unique_comm()
     outside = targets(comm, "--writes", "3")
-    tmp_path.chmod(0o777)                 # the container user writes its pid there
-    fifo = tmp_path / "go"
-    os.mkfifo(fifo, 0o666)
-    os.chmod(fifo, 0o666)
-    script = (f"sh -c 'echo $$ >/go/pid; exec python3 -S /targets/target.py --comm {comm} "
-              f"--wait-go --writes 3 --cleanup-ms 50' </go/go >/dev/null & "
-              f"exec python3 -m rawprobe watch --comm {comm} --count 1")
+    make_fifo(tmp_path)
+    script = pod_script(comm, "/go", "python3", "/targets/target.py",
+                        f"python3 -m rawprobe watch --comm {comm} --count 1")
     w = Watch(command=run(*least(seccomp, "BPF,PERFMON"), "--entrypoint", "sh",
                           "-v", f"{ROOT / 'tests' / 'targets'}:/targets:ro",
                           "-v", f"{tmp_path}:/go", args=["-c", script]), timeout=60)
-    assert w.armed["pid"] == 1
-    outside.go()
-    outside.wait_writes_done()
-    with open(fifo, "w") as f:
-        f.write("go\n")
-    assert w.finish() == 0, w.stderr
-    (hit,) = w.of("intercept")
-    (sig,) = w.of("signal")
-    (ex,) = w.of("exit")
-    inside = int((tmp_path / "pid").read_text())
-    assert hit["pid"] == hit["tid"] == sig["pid"] == ex["pid"] == inside, w.events
-    assert inside < 100 and inside != outside.pid
-    assert ex["escalated"] is False and 50_000 <= ex["time_to_exit_us"] < 2_000_000, ex
-    assert outside.alive(), "a process outside the container was signalled"
+    check_pod_mode(w, outside, tmp_path)
 
 
 @pytest.mark.parametrize("caps,lacking", [("BPF", "CAP_PERFMON"), ("PERFMON", "CAP_BPF"),

@@ -29,14 +29,40 @@ needs_unshare = pytest.mark.skipif(
     reason="needs root (BPF, unshare --pid)" if os.geteuid() != 0 else "needs unshare (util-linux)")
 
 
-def unshared(comm: str, tmp: Path, *watch_args: str) -> list[str]:
-    """A new pid namespace where a target named ``comm`` waits for "go" on the
-    fifo ``tmp``/go (and writes its pid there to ``tmp``/pid) while the tool
-    (pid 1) watches for ``comm``."""
-    target = (f"sh -c 'echo $$ >{tmp}/pid; exec {sys.executable} -S {TARGET} --comm {comm} "
-              f"--wait-go --writes 3 --cleanup-ms 50' <{tmp}/go >/dev/null")
-    tool = f"exec {sys.executable} -m rawprobe watch --comm {comm} --json {' '.join(watch_args)}"
-    return [UNSHARE, "--pid", "--fork", "--mount-proc", "sh", "-c", f"{target} & {tool}"]
+def pod_script(comm: str, tmp: str, python: str, target: str, watch: str) -> str:
+    """``sh -c`` script of a pid namespace's pid 1: a target named ``comm`` waits
+    for "go" on the fifo ``tmp``/go (writing its pid to ``tmp``/pid) while sh
+    becomes the tool (``watch``: its command line)."""
+    return (f"sh -c 'echo $$ >{tmp}/pid; exec {python} -S {target} --comm {comm} "
+            f"--wait-go --writes 3 --cleanup-ms 50' <{tmp}/go >/dev/null & exec {watch}")
+
+
+def make_fifo(tmp: Path) -> None:
+    """``tmp``/go, which pod_script's target and any user may use."""
+    tmp.chmod(0o777)                      # a container's user writes its pid there
+    os.mkfifo(tmp / "go")
+    os.chmod(tmp / "go", 0o666)
+
+
+def check_pod_mode(w: Watch, outside, tmp: Path) -> None:
+    """The target ``outside`` the namespace makes three matching calls and is never
+    seen; then the one inside (pod_script) is intercepted, signalled and timed by
+    its pid inside."""
+    assert w.armed["pid"] == 1
+    outside.go()
+    outside.wait_writes_done()
+    with open(tmp / "go", "w") as f:
+        f.write("go\n")
+    assert w.finish() == 0, w.stderr
+    (hit,) = w.of("intercept")
+    (sig,) = w.of("signal")
+    (ex,) = w.of("exit")
+    inside = int((tmp / "pid").read_text())
+    assert hit["pid"] == hit["tid"] == sig["pid"] == ex["pid"] == inside, w.events
+    assert inside < 100 and inside != outside.pid     # the namespace's, not the host's
+    assert ex["escalated"] is False and 50_000 <= ex["time_to_exit_us"] < 2_000_000, ex
+    assert not w.of("refused") and not w.of("error"), w.events
+    assert outside.alive(), "a process outside the namespace was signalled"
 
 
 @needs_unshare
@@ -45,24 +71,11 @@ def test_only_the_namespaces_processes_are_seen_by_their_pids_there(targets, tmp
                                                                      action):
     comm = unique_comm()
     outside = targets(comm, "--writes", "3")
-    fifo = tmp_path / "go"
-    os.mkfifo(fifo)
-    w = Watch(command=unshared(comm, tmp_path, "--count", "1", "--action", action))
-    assert w.armed["pid"] == 1
-    outside.go()                          # three matching calls outside: never seen
-    outside.wait_writes_done()
-    with open(fifo, "w") as f:            # then the one inside
-        f.write("go\n")
-    assert w.finish() == 0, w.stderr
-    (hit,) = w.of("intercept")
-    (sig,) = w.of("signal")
-    (ex,) = w.of("exit")
-    inside = int((tmp_path / "pid").read_text())
-    assert hit["pid"] == hit["tid"] == sig["pid"] == ex["pid"] == inside, w.events
-    assert inside < 100 and inside != outside.pid     # the namespace's, not the host's
-    assert ex["escalated"] is False and 50_000 <= ex["time_to_exit_us"] < 2_000_000, ex
-    assert not w.of("refused") and not w.of("error"), w.events
-    assert outside.alive(), "a process outside the namespace was signalled"
+    make_fifo(tmp_path)
+    watch = f"{sys.executable} -m rawprobe watch --comm {comm} --json --count 1 --action {action}"
+    w = Watch(command=[UNSHARE, "--pid", "--fork", "--mount-proc", "sh", "-c",
+                       pod_script(comm, str(tmp_path), sys.executable, TARGET, watch)])
+    check_pod_mode(w, outside, tmp_path)
 
 
 @needs_unshare
