@@ -49,7 +49,7 @@ def resolve_action(requested: str) -> tuple[str, str]:
     signal; why).  Other actions are kept as given, with no reason."""
     if requested != "auto":
         return requested, ""
-    from rawprobe import features
+    from .. import features
     f = features.send_signal()
     if f:
         return "kernel-signal", "auto: the kernel signals at the call"

@@ -66,7 +66,7 @@ def pid_namespace() -> int:
             "/proc belongs to another pid namespace than this process's, so its pids "
             "name other processes: mount this namespace's /proc (unshare --pid --fork "
             "--mount-proc), or run in the host's pid namespace")
-    from rawprobe import features
+    from .. import features
     f = features.pid_namespaces()
     if not f:
         raise NotSupportedError(

@@ -181,15 +181,16 @@ class Probe:
 
     def _load(self, name: str, call_prog: str, nr: int, nargs: int, capture,
               prepare=None) -> Any:
-        import rawprobe
-        spec = rawprobe.ObjectSpec.from_file(object_path(name))
+        # relative: a vendored copy (yourtool._vendor.rawprobe) uses itself
+        from .. import ObjectSpec, RingBuffer
+        spec = ObjectSpec.from_file(object_path(name))
         self._configure(spec, nr, nargs, capture)
         if prepare is not None:
             prepare(spec)
         # only the programs this watch attaches: each load is a verifier run
         self.coll = spec.load(programs=[call_prog, *(p for p, _ in BOOKKEEPING)])
         self._fill_maps()
-        self.ring = rawprobe.RingBuffer(self.coll.maps["events"])
+        self.ring = RingBuffer(self.coll.maps["events"])
         return self.coll
 
     def _attach_bookkeeping(self) -> None:
@@ -220,7 +221,7 @@ class Probe:
         tried = []
         if hook == "auto":
             # fentry where the kernel has trampolines (offset 0 only), else a kprobe
-            from rawprobe import features
+            from .. import features
             order = []
             if offset == 0:
                 f = features.fentry()
