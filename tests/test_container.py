@@ -24,6 +24,7 @@ import secrets
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -40,6 +41,7 @@ REQUIRED = os.environ.get("RAWPROBE_CONTAINER_TESTS") == "required"
 IMAGE_USER = 10001                      # deploy/Containerfile
 BUILD_HINT = "make base-image && make image BASE=localhost/rawprobe-base"
 TRACEFS = "/sys/kernel/tracing"
+KUBE = ROOT / "deploy" / "kubernetes"
 
 
 def _version() -> str:
@@ -270,3 +272,86 @@ def test_only_the_tracepoint_hook_needs_tracefs(run, seccomp):
     assert r.returncode == 0, r.stderr
     armed = json.loads(r.stdout.splitlines()[0])
     assert armed["event"] == "armed" and armed["hook"].startswith("tracepoint"), armed
+
+
+# -- deploy/kubernetes under podman kube play -------------------------------------------
+
+@pytest.fixture
+def kube(image, seccomp, tmp_path):
+    """``kube(name, replace)``: deploy/kubernetes/NAME.yaml, its ``replace`` pairs
+    applied, played; every manifest played is taken down at the end.  The
+    seccomp profile is where the manifests' Localhost profile names it."""
+    played: list[Path] = []
+
+    def play(name: str, replace: list[tuple[str, str]] = ()) -> Path:
+        text = (KUBE / f"{name}.yaml").read_text()
+        pinned = f"image: localhost/rawprobe:{_version()}"
+        assert pinned in text, f"{name}.yaml does not name the image of this version"
+        for old, new in [(pinned, f"image: {IMAGE}"), *replace]:
+            assert text.count(old) >= 1, (name, old)
+            text = text.replace(old, new)
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(text)
+        played.append(path)
+        r = _podman("kube", "play", "--seccomp-profile-root", str(Path(seccomp).parent),
+                    str(path))
+        assert r.returncode == 0, r.stderr
+        return path
+
+    yield play
+    for path in played:
+        _podman("kube", "down", str(path))
+
+
+def _logs(container: str, until: str, timeout: float = 60) -> list[dict]:
+    """The container's JSON lines, once one of event ``until`` is among them."""
+    end = time.monotonic() + timeout
+    while True:
+        r = _podman("logs", container)
+        events = [json.loads(x) for x in r.stdout.splitlines() if x.startswith("{")]
+        if any(e["event"] == until for e in events) or time.monotonic() > end:
+            return events
+        time.sleep(0.2)
+
+
+def test_kube_sidecar_watches_its_pods_app_by_its_pid_there(kube):
+    """sidecar.yaml as it is: pod mode in a pod sharing its pid namespace; the app
+    (the demo target, 250 ms of cleanup) is intercepted, signalled and timed."""
+    kube("sidecar")
+    events = _logs("rawprobe-sidecar-rawprobe", "summary")
+    by = {e["event"]: e for e in events}
+    assert {"armed", "intercept", "signal", "exit", "summary"} <= set(by), events
+    assert by["intercept"]["comm"] == "demo-app" and by["intercept"]["pid"] < 100
+    assert by["exit"]["exit_code"] == 143 and by["exit"]["escalated"] is False
+    assert 250_000 <= by["exit"]["time_to_exit_us"] < 2_000_000, by["exit"]
+    r = _podman("inspect", "--format", "{{.State.ExitCode}}", "rawprobe-sidecar-rawprobe")
+    assert r.stdout.strip() == "0", r.stdout
+
+
+@pytest.mark.parametrize("name,kind,container", [
+    ("daemonset", "DaemonSet", "rawprobe-pod-0-rawprobe"),
+    ("job", "Job", "rawprobe-once-pod-0-rawprobe")])
+def test_kube_host_mode_templates(kube, targets, name, kind, container):
+    """daemonset.yaml's and job.yaml's pod templates, played as a Deployment (podman
+    4.3 plays Pods and Deployments only): they arm as uid 10001 with CAP_BPF,
+    CAP_PERFMON and CAP_KILL only, a read-only root and no new privileges, and
+    intercept, signal and time a host process where podman honours hostPID."""
+    comm = unique_comm()
+    t = targets(comm, "--cleanup-ms", "50")
+    kube(name, [(f"kind: {kind}\n", "kind: Deployment\n"),
+                ('"--comm", "java"', f'"--comm", "{comm}"')])
+    events = _logs(container, "armed")
+    assert events and events[0]["event"] == "armed", events
+    r = _podman("inspect", "--format", "{{.Config.User}}|{{.HostConfig.ReadonlyRootfs}}|"
+                "{{.HostConfig.SecurityOpt}}|{{.EffectiveCaps}}|{{.HostConfig.PidMode}}", container)
+    user, ro, opts, caps, pid_mode = r.stdout.strip().split("|")
+    assert (user, ro) == ("10001:10001", "true") and "no-new-privileges" in opts, r.stdout
+    assert caps == "[CAP_BPF CAP_KILL CAP_PERFMON]", r.stdout
+    if pid_mode != "host":
+        version = _podman("version", "--format", "{{.Client.Version}}").stdout.strip()
+        pytest.skip(f"podman {version} kube play ignores hostPID (it honours it from 4.5 "
+                    "on): the template armed with its privileges, in a pid namespace of its "
+                    "own here, where the host's process cannot be seen")
+    t.go()
+    events = _logs(container, "exit")
+    assert [e["pid"] for e in events if e["event"] in ("signal", "exit")] == [t.pid] * 2, events
