@@ -24,7 +24,7 @@ import os
 import sys
 
 from ._records import RecordTuple
-from .caps import missing_for_bpf
+from .caps import why_refused
 from .errors import (ENOTSUPP, NotFoundError, NotSupportedError, PermissionDeniedError,
                      RawprobeError, SyscallError, errno_name)
 
@@ -39,7 +39,7 @@ __all__ = [
     "raw_tracepoint", "tp_btf", "fentry", "ringbuf", "send_signal", "bpf_cookie",
     "syscall_wrapper", "pidfd",
     "link_perf_tracepoint", "link_perf_kprobe", "link_perf_uprobe", "link_tp_btf",
-    "link_tracing",
+    "link_tracing", "pid_namespaces",
 ]
 
 PMU_ROOT = "/sys/bus/event_source/devices"
@@ -99,30 +99,11 @@ def _load(prog_type: int, code: bytes, **kw):
 
 # -- explaining failures -----------------------------------------------------
 
-def _lockdown() -> str:
-    try:
-        with open("/sys/kernel/security/lockdown") as f:
-            text = f.read()
-    except OSError:
-        return ""
-    for word in text.split():
-        if word.startswith("["):
-            return word.strip("[]")
-    return ""
-
-
 def _why(exc: BaseException) -> str:
     """A one-line explanation of a failed probe step."""
     err = getattr(exc, "errno", None)
     if err in (errno.EPERM, errno.EACCES) and isinstance(exc, SyscallError):
-        missing = missing_for_bpf()
-        if missing:
-            return f"{exc.call}: EPERM, this process lacks {' and '.join(missing)} (run as root)"
-        mode = _lockdown()
-        mode = f"lockdown is {mode!r}, " if mode else ""
-        return (f"{exc.call}: EPERM although this process has CAP_BPF + CAP_PERFMON: "
-                f"the kernel refuses it ({mode}an LSM, a sandbox policy, or a kernel "
-                "built without it)")
+        return f"{exc.call}: EPERM, {why_refused(advice=False)}"
     if isinstance(exc, SyscallError):
         return f"{exc.call}: {errno_name(exc.errno)}" + (
             " (unknown to this kernel)" if exc.errno in (errno.EINVAL, errno.EOPNOTSUPP, ENOTSUPP)
@@ -426,11 +407,36 @@ def link_tracing() -> Feature:
     return _probe("BPF_LINK_CREATE fentry", run)
 
 
+# What the interceptor's kernel side reads to see pids as a child pid namespace
+# sees them (intercept.bpf.c, ns_nr): struct -> members.
+PIDNS_FIELDS = {"pid": ("level", "numbers"), "upid": ("nr", "ns"),
+                "pid_namespace": ("ns",), "ns_common": ("inum",)}
+
+
+@_once
+def pid_namespaces() -> Feature:
+    """Pids as a child pid namespace sees them, in BPF (CO-RE reads of struct
+    pid's numbers[], 2.6.24+, and of pid_namespace's ns.inum, 3.19+): the
+    structs in the kernel's BTF.  What `watch` needs to run in a container
+    without the host's pid namespace."""
+    def run() -> str:
+        from .btf.kernel import KernelBTF
+        kb = KernelBTF.load()
+        for struct, fields in PIDNS_FIELDS.items():
+            have = {m.name for m in kb.type_by_id(_btf_id(struct, "Struct")).members}
+            missing = [f for f in fields if f not in have]
+            if missing:
+                raise NotSupportedError(f"struct {struct} has no {', '.join(missing)} "
+                                        "in the kernel's BTF")
+        return "struct pid's numbers[] and pid_namespace's ns.inum in the kernel's BTF"
+    return _probe("pid namespace translation", run)
+
+
 PROBES: tuple[Callable[[], Feature], ...] = (
     btf, raw_tracepoint, tp_btf, kprobe_pmu, kprobe_events, uprobe_pmu, uprobe_events,
     fentry, ringbuf, send_signal, bpf_cookie, syscall_wrapper, pidfd,
     link_perf_tracepoint, link_perf_kprobe,
-    link_perf_uprobe, link_tp_btf, link_tracing,
+    link_perf_uprobe, link_tp_btf, link_tracing, pid_namespaces,
 )
 
 
@@ -440,16 +446,23 @@ def report() -> list[tuple[str, bool, str]]:
 
 
 def main_features(argv: list[str] | None = None) -> int:
-    """``python -m rawprobe features [--json]``: print what this kernel supports."""
+    """``python -m rawprobe features [--json]``: print what this kernel supports,
+    then what the place this process runs in (a container) takes away."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    from . import container
     rows = report()
+    here = container.report(bpf_works=btf().supported)
     if "--json" in argv:
         import json
-        print(json.dumps([{"name": n, "supported": s, "detail": d} for n, s, d in rows],
-                         indent=1))
+        print(json.dumps([{"name": n, "supported": s, "detail": d, "kind": kind}
+                          for kind, part in (("kernel", rows), ("process", here))
+                          for n, s, d in part], indent=1))
         return 0
+    width = max(len(n) for n, _, _ in rows + here)
     print(f"kernel {os.uname().release} ({os.uname().machine})")
-    width = max(len(n) for n, _, _ in rows)
     for name, ok, detail in rows:
         print(f"{name:<{width}}  {'yes' if ok else 'no ':<3}  {detail}")
+    print(f"this process (uid {os.getuid()})")
+    for name, ok, detail in here:
+        print(f"{name:<{width}}  {'ok ' if ok else 'no ':<3}  {detail}")
     return 0

@@ -231,6 +231,10 @@ def test_cli_help_and_features(installed):
     assert r.returncode == 0, r.stderr
     first, *rows = r.stdout.splitlines()
     assert first == f"kernel {os.uname().release} ({os.uname().machine})"
+    # the kernel's lines, then what this process lacks (rawprobe.container)
+    at = next(i for i, row in enumerate(rows) if row.startswith("this process (uid "))
+    rows, process = rows[:at], rows[at + 1:]
+    assert process and all(re.fullmatch(r"(\S.*?)\s+(ok|no)\s+(\S.*)", row) for row in process)
     parsed = {}
     for row in rows:
         m = re.fullmatch(r"(\S.*?)\s+(yes|no)\s+(\S.*)", row)

@@ -64,9 +64,27 @@ struct cred {
 	rp_kuid_t suid;
 } __attribute__((preserve_access_index));
 
-/* pidfs (6.9+) numbers every struct pid: the inode number its pidfds show. */
+struct ns_common {
+	unsigned int inum;	/* the inode number /proc/PID/ns/<type> shows */
+} __attribute__((preserve_access_index));
+
+struct pid_namespace {
+	struct ns_common ns;
+} __attribute__((preserve_access_index));
+
+/* A task's number in one pid namespace. */
+struct upid {
+	int nr;
+	struct pid_namespace *ns;
+} __attribute__((preserve_access_index));
+
+/* numbers[0..level]: the task's number in each pid namespace from the initial
+ * one (0) down to its own (level).  pidfs (6.9+) numbers every struct pid too:
+ * `ino`, the inode number its pidfds show. */
 struct pid {
+	unsigned int level;
 	__u64 ino;
+	struct upid numbers[1];
 } __attribute__((preserve_access_index));
 
 struct signal_struct {
@@ -113,6 +131,10 @@ const volatile __u32 target_cgroup_level = 0;	/* for RP_CGROUP_SUBTREE; root is 
 const volatile __u32 filter_uid = 0;		/* 1: caller's real uid == target_uid */
 const volatile __u32 target_uid = 0;
 const volatile __u32 self_tgid = 0;		/* the tool: never intercepted */
+/* The tool's pid namespace (its inode number) when it is not the initial one:
+ * only the processes it can see are intercepted, and records carry their pids
+ * there (self_tgid, target_tgids and protected_tgids hold such pids too). */
+const volatile __u32 pidns_ino = 0;
 const volatile __s32 syscall_nr = -1;		/* raw_tp/tracepoint filter; -1 = any */
 const volatile __u32 nargs = RP_NARGS;		/* args[i >= nargs] are reported as 0 */
 const volatile __u64 skip_count = 0;		/* let this many matching calls through */
@@ -138,6 +160,7 @@ __u64 lost_events = 0;		/* ring buffer full: events dropped */
 __u64 handled_full = 0;		/* `handled` full: a matching process not handled */
 __u64 kernel_in_flight = 0;	/* kernel-signalled processes that have not exited */
 __u64 signals_sent = 0;		/* by kernel-signal, in all */
+__u32 pidns_level1 = 0;		/* 1 + the level of the tool's pid namespace, once seen */
 
 /* Never used: they put the record types into the object's BTF, so the
  * Python side can check its struct formats against the object itself. */
@@ -231,13 +254,71 @@ _Static_assert(sizeof(struct rp_signal_event) == 64, "rp_signal_event layout");
 _Static_assert(__builtin_offsetof(struct rp_signal_event, comm) == 48, "comm offset");
 _Static_assert(sizeof(struct rp_exit_event) == 112, "rp_exit_event layout");
 _Static_assert(__builtin_offsetof(struct rp_exit_event, deliver_sig) == 104, "deliver_sig offset");
-_Static_assert(sizeof(struct rp_handled) == 72, "rp_handled layout");
+_Static_assert(sizeof(struct rp_handled) == 80, "rp_handled layout");
 
 /* ---- the call hooks' common part ---- */
 
 static __always_inline __u64 leader_start_time(struct task_struct *task)
 {
 	return BPF_CORE_READ(task, group_leader, start_time);
+}
+
+/* MAX_PID_NS_LEVEL (kernel/pid_namespace.c): pid namespaces nest at most so deep. */
+#define RP_PIDNS_MAX_LEVEL 32
+
+/*
+ * The number of `pid` in the tool's pid namespace, or 0 if the tool cannot see
+ * it.  The namespace is found by its inode number among the pid's numbers[],
+ * at the namespace's level (the same for every pid it holds, so it is kept in
+ * pidns_level1 once found); userspace cannot tell that level when its /proc is
+ * its own namespace's (NSpid then lists one number).  `pid` is a plain kernel
+ * address (from a probe read): numbers[] is indexed at run time.
+ */
+static __always_inline __u32 ns_nr(const struct pid *pid)
+{
+	unsigned long numbers = (unsigned long)pid + bpf_core_field_offset(struct pid, numbers);
+	__u32 level, known = pidns_level1, k;
+
+	if (!pid)
+		return 0;
+	level = BPF_CORE_READ(pid, level);
+	if (known && known - 1 > level)
+		return 0;
+	for (k = 0; k < RP_PIDNS_MAX_LEVEL; k++) {
+		__u32 i = known ? known - 1 : k;
+		unsigned long upid = numbers + i * bpf_core_type_size(struct upid);
+		struct pid_namespace *pidns = NULL;
+		int nr = 0;
+
+		if (i > level)
+			break;
+		if (bpf_probe_read_kernel(&pidns, sizeof(pidns),
+					  (void *)(upid + bpf_core_field_offset(struct upid, ns))) ||
+		    BPF_CORE_READ(pidns, ns.inum) != pidns_ino) {
+			if (known)
+				break;
+			continue;
+		}
+		if (bpf_probe_read_kernel(&nr, sizeof(nr),
+					  (void *)(upid + bpf_core_field_offset(struct upid, nr))))
+			break;
+		pidns_level1 = i + 1;
+		return nr;
+	}
+	return 0;
+}
+
+/* A task's thread group in the tool's pid namespace (0: not visible there). */
+static __always_inline __u32 ns_tgid(struct task_struct *task)
+{
+	return pidns_ino ? ns_nr(BPF_CORE_READ(task, group_leader, thread_pid))
+			 : BPF_CORE_READ(task, tgid);
+}
+
+/* A task (thread) in the tool's pid namespace (0: not visible there). */
+static __always_inline __u32 ns_tid(struct task_struct *task)
+{
+	return pidns_ino ? ns_nr(BPF_CORE_READ(task, thread_pid)) : BPF_CORE_READ(task, pid);
 }
 
 /* The kernel's rule for an unprivileged sender (kill_ok_by_cred), with the
@@ -288,8 +369,8 @@ static __always_inline struct rp_intercept_event *intercept_begin(__u32 hook, __
 	struct task_struct *task = bpf_get_current_task_btf();
 	struct rp_handled *st;
 	struct rp_intercept_event *e;
-	__u64 hit = 1, now, start, pid_tgid;
-	__u32 tgid, flags;
+	__u64 hit = 1, now, start;
+	__u32 tgid, vtgid, flags;
 	long err;
 
 	/*
@@ -304,11 +385,13 @@ static __always_inline struct rp_intercept_event *intercept_begin(__u32 hook, __
 		    (c[1] & target_comm_mask[1]) != *(const volatile __u64 *)&target_comm[8])
 			return NULL;
 	}
+	/* tgid keys the maps; vtgid is what the tool sees, and 0 if it cannot. */
 	tgid = task->tgid;
-	if (tgid == self_tgid)
+	vtgid = pidns_ino ? ns_tgid(task) : tgid;
+	if (!vtgid || vtgid == self_tgid)
 		return NULL;
 	if (filter_tgid) {
-		__u64 *named = bpf_map_lookup_elem(&target_tgids, &tgid);
+		__u64 *named = bpf_map_lookup_elem(&target_tgids, &vtgid);
 
 		if (!named ||
 		    *named != BPF_CORE_READ(task, group_leader, start_boottime) / tick_ns)
@@ -378,7 +461,7 @@ static __always_inline struct rp_intercept_event *intercept_begin(__u32 hook, __
 	/* What the kernel does with it, decided before it is marked handled so
 	 * the `handled` entry carries its in-flight slot from the start. */
 	flags = 0;
-	if (tgid == 1 || bpf_map_lookup_elem(&protected_tgids, &tgid))
+	if (vtgid == 1 || bpf_map_lookup_elem(&protected_tgids, &vtgid))
 		flags = RP_F_PROTECTED;
 	else if (action == RP_ACTION_KERNEL_SIGNAL)
 		flags = (check_cred && !tool_may_signal(task)) || !take_signal_slot()
@@ -389,6 +472,7 @@ static __always_inline struct rp_intercept_event *intercept_begin(__u32 hook, __
 			.start_time = start,
 			.hit = hit,
 			.flags = flags == RP_F_KERNEL_SIGNAL ? RP_HF_IN_FLIGHT : 0,
+			.ns_tgid = vtgid,
 		};
 
 		err = bpf_map_update_elem(&handled, &tgid, &fresh, BPF_NOEXIST);
@@ -423,10 +507,9 @@ static __always_inline struct rp_intercept_event *intercept_begin(__u32 hook, __
 	e->signal_ret = flags == RP_F_KERNEL_SIGNAL ? bpf_send_signal(signal_nr) : 0;
 	e->flags = flags;
 
-	pid_tgid = bpf_get_current_pid_tgid();
 	e->type = RP_EV_INTERCEPT;
-	e->tgid = tgid;
-	e->pid = (__u32)pid_tgid;
+	e->tgid = vtgid;
+	e->pid = pidns_ino ? ns_tid(task) : (__u32)bpf_get_current_pid_tgid();
 	e->uid = (__u32)bpf_get_current_uid_gid();
 	bpf_get_current_comm(e->comm, sizeof(e->comm));
 	e->syscall_nr = nr;
@@ -596,7 +679,8 @@ static __always_inline void emit_signal(__u32 kind, __u32 tgid, __u32 pid, int s
 	e->kind = kind;
 	e->sig = sig;
 	e->result = result;
-	e->sender_tgid = bpf_get_current_pid_tgid() >> 32;
+	e->sender_tgid = pidns_ino ? ns_tgid(bpf_get_current_task_btf())
+				   : bpf_get_current_pid_tgid() >> 32;
 	e->group = group;
 	e->ktime_ns = now;
 	e->intercept_ns = st->intercept_ns;
@@ -628,7 +712,7 @@ int rp_sig_generate(struct bpf_raw_tracepoint_args *ctx)
 	if (sig == SIGKILL && __sync_val_compare_and_swap(&st->kill_ns, 0, now) == 0)
 		first = 1;
 	if (first)
-		emit_signal(RP_SIG_GENERATE, tgid, BPF_CORE_READ(task, pid), sig,
+		emit_signal(RP_SIG_GENERATE, st->ns_tgid, ns_tid(task), sig,
 			    (int)ctx->args[4], (__u32)ctx->args[3], now, st);
 	return 0;
 }
@@ -656,7 +740,9 @@ int rp_sig_deliver(struct bpf_raw_tracepoint_args *ctx)
 	if (__sync_val_compare_and_swap(&st->deliver_ns, 0, now) != 0)
 		return 0;
 	st->deliver_sig = sig;
-	emit_signal(RP_SIG_DELIVER, tgid, (__u32)pid_tgid, sig, 0, 0, now, st);
+	emit_signal(RP_SIG_DELIVER, st->ns_tgid,
+		    pidns_ino ? ns_tid(bpf_get_current_task_btf()) : (__u32)pid_tgid,
+		    sig, 0, 0, now, st);
 	return 0;
 }
 
@@ -700,8 +786,8 @@ int rp_proc_exit(struct bpf_raw_tracepoint_args *ctx)
 		return 0;
 	}
 	e->type = RP_EV_EXIT;
-	e->tgid = tgid;
-	e->pid = (__u32)pid_tgid;
+	e->tgid = copy.ns_tgid;
+	e->pid = pidns_ino ? ns_tid(bpf_get_current_task_btf()) : (__u32)pid_tgid;
 	e->exit_code = BPF_CORE_READ(task, exit_code);
 	bpf_get_current_comm(e->comm, sizeof(e->comm));
 	e->exit_ns = now;

@@ -15,6 +15,10 @@ never the tool or its ancestors (``protected_tgids``) or pid 1, at most
 ``max_in_flight`` signalled processes not yet exited and ``--count`` signals in
 all, and without CAP_KILL only processes of the tool's own user; what is over a
 limit is left to the tool (``RP_F_DEFERRED``), which queues or drops it.
+
+In a child pid namespace (pod mode) the program is given the namespace
+(``pidns_ino``): it intercepts only the processes visible there and reports
+them by their pids there, the pids every guard here uses.
 """
 from __future__ import annotations
 
@@ -77,17 +81,20 @@ class Probe:
 
     def __init__(self, opts: WatchOptions, action: str, self_tgid: int | None = None,
                  protected: frozenset[int] = frozenset(), max_in_flight: int | None = None,
-                 may_kill_any: bool = True) -> None:
+                 may_kill_any: bool = True, pidns_ino: int = 0) -> None:
         """``action``: signal, kernel-signal or report (``--action auto`` resolved);
         ``max_in_flight``: the limit after the fd limit (default ``opts``');
         ``may_kill_any``: the tool has CAP_KILL (else kernel-signal keeps to the
-        tool's own user's processes, as the kernel would for the tool)."""
+        tool's own user's processes, as the kernel would for the tool);
+        ``pidns_ino``: the tool's pid namespace when not the initial one (pod mode:
+        records carry pids as seen there, and only processes visible there)."""
         self.opts = opts
         self.action = action
         self.self_tgid = os.getpid() if self_tgid is None else self_tgid
         self.protected = protected      # the tool and its ancestors
         self.max_in_flight = opts.max_in_flight if max_in_flight is None else max_in_flight
         self.may_kill_any = may_kill_any
+        self.pidns_ino = pidns_ino
         self.coll: Any = None
         self.ring: Any = None
         self.call_links: list = []
@@ -119,6 +126,7 @@ class Probe:
             put("filter_uid", 1)
             put("target_uid", o.uid)
         put("self_tgid", self.self_tgid)
+        put("pidns_ino", self.pidns_ino)
         put("syscall_nr", nr)
         put("nargs", nargs)
         put("skip_count", o.skip)
@@ -173,8 +181,9 @@ class Probe:
 
     def _load(self, name: str, call_prog: str, nr: int, nargs: int, capture,
               prepare=None) -> Any:
-        import rawprobe
-        spec = rawprobe.ObjectSpec.from_file(object_path(name))
+        # relative: a vendored copy (yourtool._vendor.rawprobe) uses itself
+        from .. import ObjectSpec, RingBuffer
+        spec = ObjectSpec.from_file(object_path(name))
         self._configure(spec, nr, nargs, capture)
         if self.opts.ring_size:
             spec.maps["events"].max_entries = self.opts.ring_size
@@ -183,7 +192,7 @@ class Probe:
         # only the programs this watch attaches: each load is a verifier run
         self.coll = spec.load(programs=[call_prog, *(p for p, _ in BOOKKEEPING)])
         self._fill_maps()
-        self.ring = rawprobe.RingBuffer(self.coll.maps["events"])
+        self.ring = RingBuffer(self.coll.maps["events"])
         return self.coll
 
     def _attach_bookkeeping(self) -> None:
@@ -214,7 +223,7 @@ class Probe:
         tried = []
         if hook == "auto":
             # fentry where the kernel has trampolines (offset 0 only), else a kprobe
-            from rawprobe import features
+            from .. import features
             order = []
             if offset == 0:
                 f = features.fentry()

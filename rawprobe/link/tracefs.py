@@ -46,7 +46,9 @@ TRACEFS_MAGIC = 0x74726163
 EVENT_PREFIX = "rawprobe_"
 # MAX_EVENT_NAME_LEN in kernel/trace/trace.h (group and event name each).
 MAX_EVENT_NAME_LEN = 64
-_MOUNT_HINT = "mount it with: mount -t tracefs nodev /sys/kernel/tracing"
+_MOUNT_HINT = ("mount it with: mount -t tracefs nodev /sys/kernel/tracing (in a container: "
+               "bind the host's in, -v /sys/kernel/tracing:/sys/kernel/tracing, and run "
+               "as uid 0); only tracepoint hooks and tracefs probe events need it")
 
 
 def _populated(path: str) -> bool:
@@ -81,7 +83,8 @@ def _find_tracefs() -> str | None:
                 raise PermissionDeniedError(
                     f"open {denied}", errno.EACCES,
                     f"tracefs at {denied} is root-only here: tracepoint hooks and "
-                    "tracefs probe events need root (the raw_tp hook does not)")
+                    "tracefs probe events need root, or uid 0 in a container (the raw_tp "
+                    "hook does not)")
     return _found
 
 
