@@ -47,7 +47,8 @@ def test_every_hook_reports_the_same_call(targets, hook):
     skip count, and kernel-signal letting no call slip: the same from each hook
     (kprobe and fentry sit on __x64_sys_write, which takes the caller's registers)."""
     comm = unique_comm()
-    t = targets(comm, "--writes", "100000", "--cleanup-ms", "20")   # writes flat out
+    # writes flat out, with junk in the registers write does not use
+    t = targets(comm, "--writes", "100000", "--cleanup-ms", "20", "--junk-args")
     fd = _dev_null_fd(t.pid)
     w = Watch("--comm", comm, "--hook", hook, "--skip", "3", "--action", "kernel-signal",
               "--count", "1")
