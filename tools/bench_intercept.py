@@ -29,7 +29,8 @@
    in a process that is NOT a target: the CPU time of write() (the watched
    syscall) and of getppid() (a syscall nobody watches), tools/bench_syscall.c
    in a loop, with no probe, with an empty program on the same hook, and with
-   rawprobe watching another comm; interleaved rounds, medians, as in 2.  Then
+   rawprobe's kernel side watching another comm (armed in this process, as
+   ``watch`` arms it); interleaved rounds, medians, as in 2.  Then
    the intercept latency and slipped calls of section 1 per hook.  Hooks this
    kernel lacks are left out and said so.
 
@@ -441,10 +442,23 @@ def hooks_overhead(calls: int, rounds: int) -> tuple[dict, dict, str]:
                                                capture_output=True, text=True).stdout.split()[0])
                     for what in ("write", "getppid")}
 
-        def arm(hook: str) -> subprocess.Popen:
-            extra = () if hook == "auto" else ("--hook", hook)
-            return watch("--comm", comm(), *extra, "--quiet")     # the loop is no target
+        def arm(hook: str):
+            """watch's kernel side, as `watch --comm OTHER [--hook HOOK]` arms it, in
+            this process: arming it over and over costs no interpreter start, and
+            for a process that is not a target the tool's loop does nothing."""
+            from rawprobe.interceptor.cli import resolve_action
+            from rawprobe.interceptor.options import parse_watch
+            from rawprobe.interceptor.probe import Probe
+            o = parse_watch(["--comm", comm(), *(() if hook == "auto" else ("--hook", hook))])
+            probe = Probe(o, resolve_action(o.action)[0])
+            try:
+                probe.open()
+            except BaseException:
+                probe.close()
+                raise
+            return probe
 
+        import rawprobe
         order, left_out, auto_hook = ["none"], {}, ""
         for hook in (*HOOKS, "auto"):
             if hook != "auto":
@@ -453,13 +467,12 @@ def hooks_overhead(calls: int, rounds: int) -> tuple[dict, dict, str]:
                     left_out[f"empty {hook}"] = empties[hook]
             order.append(f"rawprobe {hook}")
             try:
-                w = arm(hook)
-            except SystemExit as e:
-                left_out[f"rawprobe {hook}"] = str(e)[:200]
+                probe = arm(hook)
+            except rawprobe.RawprobeError as e:
+                left_out[f"rawprobe {hook}"] = str(e).splitlines()[0][:200]
                 continue
-            auto_hook = w.armed["hook"] if hook == "auto" else auto_hook
-            w.terminate()
-            w.communicate(timeout=60)
+            auto_hook = probe.hook if hook == "auto" else auto_hook
+            probe.close()
         configs = [c for c in order if c not in left_out]
 
         def measure(config: str) -> dict[str, float]:
@@ -472,12 +485,11 @@ def hooks_overhead(calls: int, rounds: int) -> tuple[dict, dict, str]:
                     return run_loops()
                 finally:
                     link.close()
-            w = arm(hook)
+            probe = arm(hook)
             try:
                 return run_loops()
             finally:
-                w.terminate()
-                w.communicate(timeout=60)
+                probe.close()
 
         samples: dict[str, list[dict[str, float]]] = {c: [] for c in configs}
         for r in range(rounds):
@@ -486,31 +498,52 @@ def hooks_overhead(calls: int, rounds: int) -> tuple[dict, dict, str]:
         for coll in empties.values():
             if not isinstance(coll, str):
                 coll.close()
-    res: dict = {c: left_out.get(c) or {what: statistics.median(x[what] for x in samples[c])
-                                        for what in ("write", "getppid")} for c in order}
-    return res, auto_hook, loop_what
+    return {c: left_out.get(c) or samples[c] for c in order}, auto_hook, loop_what
+
+
+def _others_on_sys_enter() -> str:
+    """How many BPF links (anyone's) sit on the sys_enter tracepoint now, by bpftool:
+    while one does, every syscall already takes the slow path that the syscall
+    tracepoints need, and "no probe" is not the quiet machine."""
+    bpftool = shutil.which("bpftool")
+    if not bpftool:
+        return "? (no bpftool)"
+    r = subprocess.run([bpftool, "link", "list"], capture_output=True, text=True)
+    return str(r.stdout.count("'sys_enter'")) if r.returncode == 0 else "?"
+
+
+def _ratio(xs: list[dict], base: list[dict], what: str) -> str:
+    """Median and quartiles over rounds of each round's ratio (drift cancels)."""
+    rs = [x[what] / b[what] for x, b in zip(xs, base)]
+    q = statistics.quantiles(rs, n=4) if len(rs) > 1 else [rs[0]] * 3
+    return f"{statistics.median(rs):.3f}x [{q[0]:.2f}-{q[2]:.2f}]"
 
 
 def hooks_report(calls: int, rounds: int, n: int) -> None:
     print(f"\n4. per hook, a syscall in a process that is not a target: write() (the watched "
           f"syscall) and getppid() (watched by nobody); CPU ns per call, median of {rounds} "
           f"interleaved rounds of {calls} calls")
+    before = _others_on_sys_enter()
     res, auto_hook, loop_what = hooks_overhead(calls, rounds)
-    print(f"  loop: {loop_what}; default options (--hook auto) attached: {auto_hook or '?'}")
+    print(f"  loop: {loop_what}; default options (--hook auto) attached: {auto_hook or '?'}; "
+          f"other BPF links on sys_enter before/after: {before}/{_others_on_sys_enter()}")
+    print("  ratios: median over rounds of the round's ratio [quartiles]")
     none = res["none"]
     for config, v in res.items():
         if isinstance(v, str):
             print(f"  {config:<20} left out: {v}")
             continue
         cells = []
+        hook = config.split()[-1]       # auto: compared with the hook it chose
+        base = res.get(f"empty {auto_hook.split()[0] if hook == 'auto' and auto_hook else hook}")
         for what in ("write", "getppid"):
-            cell = f"{what} {v[what]:7.1f} ns {v[what] / none[what]:.3f}x none"
-            base = res.get(f"empty {config.split()[-1]}")
-            if config.startswith("rawprobe") and isinstance(base, dict):
-                cell += f" {v[what] / base[what]:.3f}x empty"
-            cells.append(f"{cell:<42}")
+            cell = (f"{what} {statistics.median(x[what] for x in v):6.1f} ns "
+                    f"{_ratio(v, none, what)} none")
+            if config.startswith("rawprobe") and not isinstance(base, (str, type(None))):
+                cell += f", {_ratio(v, base, what)} empty"
+            cells.append(f"{cell:<58}")
         print(f"  {config:<20} " + " ".join(cells).rstrip())
-    hooks_latency(n, [h for h in (*HOOKS, "auto") if isinstance(res[f"rawprobe {h}"], dict)])
+    hooks_latency(n, [h for h in (*HOOKS, "auto") if not isinstance(res[f"rawprobe {h}"], str)])
 
 
 def hooks_latency(n: int, hooks: list[str]) -> None:
