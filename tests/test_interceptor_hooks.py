@@ -155,3 +155,20 @@ def test_the_armed_line_says_why_auto_chose_the_hook():
                         "hook_reason": "auto: because", "target": "write",
                         "filter": "comm 'x'", "action": "report only"})
     assert line.startswith("armed: tracepoint syscalls/sys_enter_write (auto: because) on write")
+
+
+def test_arity_leaves_out_the_copy_of_a_user_buffer():
+    """Newer kernels append the user buffer a call points to (write's __buf_val) to
+    its tracepoint record; it is not an argument."""
+    from rawprobe.interceptor.probe import format_arity
+    fmt = ("name: sys_enter_write\nID: 840\nformat:\n"
+           "\tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;\n"
+           "\tfield:int common_pid;\toffset:4;\tsize:4;\tsigned:1;\n\n"
+           "\tfield:int __syscall_nr;\toffset:8;\tsize:4;\tsigned:1;\n"
+           "\tfield:unsigned int fd;\toffset:16;\tsize:8;\tsigned:0;\n"
+           "\tfield:const char * buf;\toffset:24;\tsize:8;\tsigned:0;\n"
+           "\tfield:size_t count;\toffset:32;\tsize:8;\tsigned:0;\n")
+    assert format_arity(fmt) == 3
+    assert format_arity(fmt + "\tfield:__data_loc char[] __buf_val;\toffset:40;\tsize:4;"
+                              "\tsigned:0;\n") == 3
+    assert format_arity("format:\n") == 6

@@ -63,13 +63,20 @@ def syscall_arity(name: str) -> int:
     for root in ("/sys/kernel/tracing", "/sys/kernel/debug/tracing"):
         try:
             with open(f"{root}/events/syscalls/{tracepoint_for(name)}/format") as f:
-                fields = [ln for ln in f if ln.strip().startswith("field:")]
+                return format_arity(f.read())
         except OSError:
             continue
-        # common_* fields, then __syscall_nr, then one per argument
-        names = [ln.split(";")[0].split()[-1] for ln in fields]
-        if "__syscall_nr" in names:
-            return min(6, len(names) - names.index("__syscall_nr") - 1)
+    return 6
+
+
+def format_arity(text: str) -> int:
+    """The arguments a ``syscalls/sys_enter_*`` format lists (6 if it lists none):
+    the fields after ``__syscall_nr``, but not the ``__data_loc`` copy of a user
+    buffer that newer kernels append to some (write's ``__buf_val``)."""
+    names = [ln.split(";")[0].split()[-1] for ln in text.splitlines()
+             if ln.strip().startswith("field:") and "__data_loc" not in ln]
+    if "__syscall_nr" in names:
+        return min(6, len(names) - names.index("__syscall_nr") - 1)
     return 6
 
 
