@@ -9,6 +9,9 @@ compiler.  Everything a probe creates is closed before it returns; a probe that
 attaches (raw tracepoint, tp_btf, fentry) attaches a program that does nothing,
 to a target where that is harmless, for the duration of the probe.
 
+``fentry_on``, ``kprobe_on`` and ``tracepoint`` answer for one target (a
+function, a tracepoint) and are not cached.
+
 ``python -m rawprobe features`` prints :func:`report`, one line per feature.
 
 An EPERM answer means "not supported here" but has two different causes, and
