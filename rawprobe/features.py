@@ -9,6 +9,9 @@ compiler.  Everything a probe creates is closed before it returns; a probe that
 attaches (raw tracepoint, tp_btf, fentry) attaches a program that does nothing,
 to a target where that is harmless, for the duration of the probe.
 
+``fentry_on``, ``kprobe_on`` and ``tracepoint`` answer for one target (a
+function, a tracepoint) and are not cached.
+
 ``python -m rawprobe features`` prints :func:`report`, one line per feature.
 
 An EPERM answer means "not supported here" but has two different causes, and
@@ -39,7 +42,7 @@ __all__ = [
     "raw_tracepoint", "tp_btf", "fentry", "ringbuf", "send_signal", "bpf_cookie",
     "syscall_wrapper", "pidfd",
     "link_perf_tracepoint", "link_perf_kprobe", "link_perf_uprobe", "link_tp_btf",
-    "link_tracing", "pid_namespaces",
+    "link_tracing", "pid_namespaces", "fentry_on", "kprobe_on", "tracepoint",
 ]
 
 PMU_ROOT = "/sys/bus/event_source/devices"
@@ -432,6 +435,50 @@ def pid_namespaces() -> Feature:
     return _probe("pid namespace translation", run)
 
 
+# -- a given target ---------------------------------------------------------------
+# Not cached: the answer depends on the target, and on tracefs being mounted.
+
+def fentry_on(function: str) -> Feature:
+    """fentry works here (:func:`fentry`) and ``function`` is a function in the
+    kernel's BTF, so an fentry program can be loaded on it."""
+    name = f"fentry on {function}"
+    f = fentry()
+    if not f:
+        return Feature(name, False, f"refused here ({f.detail})")
+    return _probe(name, lambda: f"{function} is BTF function {_btf_id(function, 'Func')}")
+
+
+def kprobe_on(symbol: str) -> Feature:
+    """kprobes work here (:func:`kprobe_pmu` or :func:`kprobe_events`) and
+    ``symbol`` is a kernel function in /proc/kallsyms."""
+    name = f"kprobe on {symbol}"
+    how = kprobe_pmu() or kprobe_events()
+    if not how:
+        return Feature(name, False, f"not in this kernel ({kprobe_pmu().detail}; "
+                                    f"{kprobe_events().detail})")
+
+    def run() -> str:
+        from .link.kprobe import KALLSYMS, kernel_symbol_exists
+        if not kernel_symbol_exists(symbol):
+            raise NotFoundError(f"no function {symbol} in {KALLSYMS}")
+        return f"{symbol} is in {KALLSYMS}; by {how.name}"
+    return _probe(name, run)
+
+
+def tracepoint(group: str, name: str, mount: bool = False) -> Feature:
+    """Tracepoint ``group/name`` can be attached: tracefs is reachable (mounted
+    first if ``mount`` and it is not, as attaching does) and the event's id is
+    readable."""
+    from .link import tracefs
+    label = f"tracepoint {group}/{name}"
+    try:
+        root = tracefs.tracefs_path(mount=mount)
+        tracefs.tracepoint_id(group, name, root=root)
+    except RawprobeError as e:   # not _why: a tracefs EACCES is not bpf(2)'s EPERM
+        return Feature(label, False, str(e).split("\n")[0])
+    return Feature(label, True, f"{root}/events/{group}/{name}")
+
+
 PROBES: tuple[Callable[[], Feature], ...] = (
     btf, raw_tracepoint, tp_btf, kprobe_pmu, kprobe_events, uprobe_pmu, uprobe_events,
     fentry, ringbuf, send_signal, bpf_cookie, syscall_wrapper, pidfd,
@@ -445,12 +492,14 @@ def report() -> list[tuple[str, bool, str]]:
     return [(f.name, f.supported, f.detail) for f in (p() for p in PROBES)]
 
 
-def main_features(argv: list[str] | None = None) -> int:
-    """``python -m rawprobe features [--json]``: print what this kernel supports,
-    then what the place this process runs in (a container) takes away."""
+def main_features(argv: list[str] | None = None,
+                  extra: list[tuple[str, bool, str]] = ()) -> int:
+    """``python -m rawprobe features [--json]``: print what this kernel supports, the
+    ``extra`` rows after the probes' (the caller's conclusions), then what the place
+    this process runs in (a container) takes away."""
     argv = list(sys.argv[1:] if argv is None else argv)
     from . import container
-    rows = report()
+    rows = report() + list(extra)
     here = container.report(bpf_works=btf().supported)
     if "--json" in argv:
         import json

@@ -207,7 +207,7 @@ def test_busy_poll_never_sleeps_and_still_signals():
     def cpu_seconds(*args: str) -> float:
         env = dict(os.environ, PYTHONPATH=str(ROOT))
         p = subprocess.Popen([sys.executable, "-m", "rawprobe", "watch", "--comm",
-                              unique_comm(), "--duration", "500ms", "--quiet", *args],
+                              unique_comm(), "--duration", "1s", "--quiet", *args],
                              stdout=subprocess.DEVNULL, env=env, cwd=str(ROOT))
         _, status, ru = os.wait4(p.pid, 0)
         p.returncode = 0
@@ -215,7 +215,9 @@ def test_busy_poll_never_sleeps_and_still_signals():
         return ru.ru_utime + ru.ru_stime
 
     plain, busy = cpu_seconds(), cpu_seconds("--busy-poll")
-    assert busy - plain > 0.25, (plain, busy)        # ~0.5 s spent polling, not sleeping
+    # ~1 s spent polling, not sleeping (a quarter of it even on a machine loaded
+    # with two other busy tasks per CPU)
+    assert busy - plain > 0.25, (plain, busy)
 
     comm = unique_comm()
     t = Target(comm, "--cleanup-ms", "5")

@@ -241,6 +241,7 @@ def test_cli_help_and_features(installed):
         assert m, f"unexpected features line {row!r}"
         parsed[m[1]] = m[2]
     from rawprobe.features import PROBES   # the checkout's list, same version
+    assert parsed.pop("hook auto, --syscall write") == "yes"   # the interceptor's conclusion
     assert len(parsed) == len(PROBES)
     if os.geteuid() == 0:   # what the demo stands on
         for name in ("BTF", "raw tracepoints", "ring buffer map", "pidfd"):

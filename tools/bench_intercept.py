@@ -29,11 +29,22 @@
    as bench_load.py runs Python (byte-compiled, ``-S``), next to the bare
    interpreter's start; and with site's hooks, as this environment has them.
 
+4. Per hook (raw_tp, tracepoint, kprobe, fentry, and the default --hook auto),
+   in a process that is NOT a target: the time of write() (the watched
+   syscall) and of getppid() (a syscall nobody watches), tools/bench_syscall.c
+   in a loop (the median of batches of 256 calls), with no probe, with an empty program on the same hook, and with
+   rawprobe's kernel side watching another comm (armed in this process, as
+   ``watch`` arms it); interleaved rounds, medians, as in 2.  Then
+   the intercept latency and slipped calls of section 1 per hook.  Hooks this
+   kernel lacks are left out and said so.
+
 Needs root.  The empty baseline program is compiled here with clang (any
 clang with the BPF target); without clang that baseline is skipped and said so.
 A peer that is not installed (strace, bpftrace) is skipped and said so.
 
-    python3 tools/bench_intercept.py [--n 50] [--dd 200000] [--rounds 9] [--burst 3000]
+    python3 tools/bench_intercept.py [--n 50] [--dd 200000] [--rounds 9] [--calls 1000000]
+                                     [--burst 3000]
+                                     [--only latency|overhead|startup|hooks|burst]
 """
 from __future__ import annotations
 
@@ -97,16 +108,24 @@ def p50(xs):
     return statistics.median(xs) if xs else float("nan")
 
 
+def compile_tool(tmp: str, name: str) -> str | None:
+    """tools/NAME.c compiled into ``tmp``; None without a C compiler (or if it fails)."""
+    cc = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
+    if cc:
+        exe = os.path.join(tmp, name)
+        r = subprocess.run([cc, "-O2", "-o", exe, str(ROOT / "tools" / f"{name}.c")],
+                           capture_output=True, text=True)
+        if r.returncode == 0:
+            return exe
+    return None
+
+
 def build_swarm(tmp: str) -> tuple[list[str], str]:
     """The swarm's command (tools/bench_swarm.c compiled, else the Python one) and
     what it is."""
-    cc = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
-    if cc:
-        exe = os.path.join(tmp, "bench_swarm")
-        r = subprocess.run([cc, "-O2", "-o", exe, str(ROOT / "tools" / "bench_swarm.c")],
-                           capture_output=True, text=True)
-        if r.returncode == 0:
-            return [exe], "tools/bench_swarm.c"
+    exe = compile_tool(tmp, "bench_swarm")
+    if exe:
+        return [exe], "tools/bench_swarm.c"
     return [sys.executable, "-S", "-c", SWARM], "a Python swarm (no C compiler found)"
 
 
@@ -146,6 +165,7 @@ def watch(*args: str) -> subprocess.Popen:
     if not first or json.loads(first)["event"] != "armed":
         p.kill()
         raise SystemExit(f"rawprobe watch did not arm: {p.communicate()[1].strip()}")
+    p.armed = json.loads(first)
     return p
 
 
@@ -350,14 +370,217 @@ def startup(runs: int = 15) -> dict:
                 "python_c_pass_ms": python_start([], env)}
 
 
+# -- 4. per hook: the watched syscall and an unwatched one, on non-targets ---------------
+
+HOOKS = ("raw_tp", "tracepoint", "kprobe", "fentry")
+
+# An empty program per hook, the baseline of what the hook itself costs.
+EMPTY_HOOKS_BPF = r"""
+#include <linux/bpf.h>
+#define SEC(n) __attribute__((section(n), used))
+SEC("raw_tracepoint/sys_enter") int empty_raw_tp(void *ctx) { return 0; }
+SEC("tracepoint/syscalls/sys_enter_write") int empty_tracepoint(void *ctx) { return 0; }
+SEC("kprobe/%(symbol)s") int empty_kprobe(void *ctx) { return 0; }
+SEC("fentry/%(symbol)s") int empty_fentry(void *ctx) { return 0; }
+char LICENSE[] SEC("license") = "GPL";
+"""
+
+# bench_syscall.c's job where there is no C compiler (Python adds ~60 ns a call).
+SYSCALL_LOOP_PY = r"""
+import os, statistics, sys, time
+what, n, batch = sys.argv[1], int(sys.argv[2]), 256
+fd = os.open('/dev/null', os.O_WRONLY)
+call = (lambda: os.write(fd, b'x')) if what == 'write' else os.getppid
+per_call, c0 = [], time.thread_time_ns()
+for _ in range(n // batch):
+    t0 = time.monotonic_ns()
+    for _ in range(batch):
+        call()
+    per_call.append((time.monotonic_ns() - t0) / batch)
+print(statistics.median(per_call), (time.thread_time_ns() - c0) / (n // batch * batch))
+"""
+
+
+def _syscall_loop(tmp: str) -> tuple[list[str], str]:
+    """The loop's command (tools/bench_syscall.c compiled, else Python) and what it is."""
+    exe = compile_tool(tmp, "bench_syscall")
+    if exe:
+        return [exe], "tools/bench_syscall.c"
+    return [sys.executable, "-S", "-c", SYSCALL_LOOP_PY], "a Python loop (no C compiler found)"
+
+
+def _empty_hooks(tmp: str) -> dict:
+    """hook -> its empty program, loaded (or why not)."""
+    from rawprobe.interceptor.syscalls import entry_symbol
+    cc = shutil.which("clang-19") or shutil.which("clang")
+    if not cc:
+        return dict.fromkeys(HOOKS, "no clang to build the empty programs")
+    src = Path(tmp, "empty_hooks.bpf.c")
+    src.write_text(EMPTY_HOOKS_BPF % {"symbol": entry_symbol("write")})
+    obj = Path(tmp, "empty_hooks.bpf.o")
+    r = subprocess.run([cc, "-O2", "-g", "-target", "bpf", "-I/usr/include/x86_64-linux-gnu",
+                        "-c", str(src), "-o", str(obj)], capture_output=True, text=True)
+    if r.returncode:
+        return dict.fromkeys(HOOKS, f"clang failed: {r.stderr.strip()[:200]}")
+    import rawprobe
+    out: dict = {}
+    for hook in HOOKS:
+        try:      # one load each: fentry or kprobe may be refused where the rest work
+            out[hook] = rawprobe.ObjectSpec.from_file(str(obj)).load(programs=[f"empty_{hook}"])
+            out[hook].programs[f"empty_{hook}"].attach().close()
+        except rawprobe.RawprobeError as e:
+            out.pop(hook, None)
+            out[hook] = f"empty {hook}: {str(e).splitlines()[0][:160]}"
+    return out
+
+
+def hooks_overhead(calls: int, rounds: int) -> tuple[dict, dict, str]:
+    """ns per call (median batch) of write() (the watched syscall) and getppid() (unwatched) in a
+    process that is not a target, for: no probe; per hook, its empty program and
+    rawprobe watching another comm; and rawprobe with default options (--hook auto).
+    Configurations take turns for ``rounds`` rounds; each one's median is kept.
+    Returns (samples by config: {"write": ns, "getppid": ns} or why it was left
+    out, the hook auto chose, what ran the loop)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        loop, loop_what = _syscall_loop(tmp)
+        empties = _empty_hooks(tmp)
+
+        def run_loops() -> dict[str, float]:
+            return {what: float(subprocess.run([*loop, what, str(calls)], check=True,
+                                               capture_output=True, text=True).stdout.split()[0])
+                    for what in ("write", "getppid")}
+
+        def arm(hook: str):
+            """watch's kernel side, as `watch --comm OTHER [--hook HOOK]` arms it, in
+            this process: arming it over and over costs no interpreter start, and
+            for a process that is not a target the tool's loop does nothing."""
+            from rawprobe.interceptor.cli import resolve_action
+            from rawprobe.interceptor.options import parse_watch
+            from rawprobe.interceptor.probe import Probe
+            o = parse_watch(["--comm", comm(), *(() if hook == "auto" else ("--hook", hook))])
+            probe = Probe(o, resolve_action(o.action)[0])
+            try:
+                probe.open()
+            except BaseException:
+                probe.close()
+                raise
+            return probe
+
+        import rawprobe
+        order, left_out, auto_hook = ["none"], {}, ""
+        for hook in (*HOOKS, "auto"):
+            if hook != "auto":
+                order.append(f"empty {hook}")
+                if isinstance(empties[hook], str):
+                    left_out[f"empty {hook}"] = empties[hook]
+            order.append(f"rawprobe {hook}")
+            try:
+                probe = arm(hook)
+            except rawprobe.RawprobeError as e:
+                left_out[f"rawprobe {hook}"] = str(e).splitlines()[0][:200]
+                continue
+            auto_hook = probe.hook if hook == "auto" else auto_hook
+            probe.close()
+        configs = [c for c in order if c not in left_out]
+
+        def measure(config: str) -> dict[str, float]:
+            if config == "none":
+                return run_loops()
+            kind, hook = config.split()
+            if kind == "empty":
+                link = empties[hook].programs[f"empty_{hook}"].attach()
+                try:
+                    return run_loops()
+                finally:
+                    link.close()
+            probe = arm(hook)
+            try:
+                return run_loops()
+            finally:
+                probe.close()
+
+        samples: dict[str, list[dict[str, float]]] = {c: [] for c in configs}
+        for r in range(rounds):
+            for config in configs[r % len(configs):] + configs[:r % len(configs)]:
+                samples[config].append(measure(config))
+        for coll in empties.values():
+            if not isinstance(coll, str):
+                coll.close()
+    return {c: left_out.get(c) or samples[c] for c in order}, auto_hook, loop_what
+
+
+def _others_on_sys_enter() -> str:
+    """How many BPF links (anyone's) sit on the sys_enter tracepoint now, by bpftool:
+    while one does, every syscall already takes the slow path that the syscall
+    tracepoints need, and "no probe" is not the quiet machine."""
+    bpftool = shutil.which("bpftool")
+    if not bpftool:
+        return "? (no bpftool)"
+    r = subprocess.run([bpftool, "link", "list"], capture_output=True, text=True)
+    return str(r.stdout.count("'sys_enter'")) if r.returncode == 0 else "?"
+
+
+def _ratio(xs: list[dict], base: list[dict], what: str) -> str:
+    """Median and quartiles over rounds of each round's ratio (drift cancels)."""
+    rs = [x[what] / b[what] for x, b in zip(xs, base)]
+    q = statistics.quantiles(rs, n=4) if len(rs) > 1 else [rs[0]] * 3
+    return f"{statistics.median(rs):.3f}x [{q[0]:.2f}-{q[2]:.2f}]"
+
+
+def hooks_report(calls: int, rounds: int, n: int) -> None:
+    print(f"\n4. per hook, a syscall in a process that is not a target: write() (the watched "
+          f"syscall) and getppid() (watched by nobody); ns per call (the median batch of 256), "
+          f"median of {rounds} interleaved rounds of {calls} calls")
+    before = _others_on_sys_enter()
+    res, auto_hook, loop_what = hooks_overhead(calls, rounds)
+    print(f"  loop: {loop_what}; default options (--hook auto) attached: {auto_hook or '?'}; "
+          f"other BPF links on sys_enter before/after: {before}/{_others_on_sys_enter()}")
+    print("  ratios: median over rounds of the round's ratio [quartiles]")
+    none = res["none"]
+    for config, v in res.items():
+        if isinstance(v, str):
+            print(f"  {config:<20} left out: {v}")
+            continue
+        cells = []
+        hook = config.split()[-1]       # auto: compared with the hook it chose
+        base = res.get(f"empty {auto_hook.split()[0] if hook == 'auto' and auto_hook else hook}")
+        for what in ("write", "getppid"):
+            cell = (f"{what} {statistics.median(x[what] for x in v):6.1f} ns "
+                    f"{_ratio(v, none, what)} none")
+            if config.startswith("rawprobe") and not isinstance(base, (str, type(None))):
+                cell += f", {_ratio(v, base, what)} empty"
+            cells.append(f"{cell:<58}")
+        print(f"  {config:<20} " + " ".join(cells).rstrip())
+    hooks_latency(n, [h for h in (*HOOKS, "auto") if not isinstance(res[f"rawprobe {h}"], str)])
+
+
+def hooks_latency(n: int, hooks: list[str]) -> None:
+    """Intercept latency and slipped calls for each of ``hooks`` (kernel-signal;
+    signal for raw_tp and auto), on the same swarm as section 1."""
+    global SWARM_CMD
+    swarm_dir = tempfile.TemporaryDirectory()
+    SWARM_CMD, swarm_what = build_swarm(swarm_dir.name)
+    print(f"  intercept latency per hook, call -> signal delivered, p50 over {n} processes "
+          f"({swarm_what}):")
+    runs = [("kernel-signal", h) for h in hooks] + \
+        [("signal", h) for h in ("raw_tp", "auto") if h in hooks]
+    for action, hook in runs:
+        r = latency_rawprobe(action, n, *(() if hook == "auto" else ("--hook", hook)))
+        print(f"    {action:<13} {hook:<10} {r['delivered_p50_us']:6.0f} us (from the call's "
+              f"kernel stamp {r['kernel_p50_us']:.0f} us); calls slipped through: mean "
+              f"{r['slipped_mean']:.1f}, max {r['slipped_max']} (n={r['n']})")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description="interceptor benchmark")
     ap.add_argument("--n", type=int, default=50, help="processes per latency run")
     ap.add_argument("--dd", type=int, default=200_000, help="dd blocks per overhead run")
     ap.add_argument("--rounds", type=int, default=9,
                     help="overhead rounds (each configuration's median is kept)")
+    ap.add_argument("--calls", type=int, default=1_000_000,
+                    help="syscalls per loop in the per-hook part")
     ap.add_argument("--burst", type=int, default=3000, help="processes in the burst")
-    ap.add_argument("--only", choices=("latency", "overhead", "startup", "burst"),
+    ap.add_argument("--only", choices=("latency", "overhead", "startup", "hooks", "burst"),
                     help="run one part only")
     a = ap.parse_args()
     if os.geteuid() != 0:
@@ -370,6 +593,8 @@ def main() -> int:
         overhead_report(a.dd, a.rounds)
     if a.only in (None, "startup"):
         startup_report()
+    if a.only in (None, "hooks"):
+        hooks_report(a.calls, a.rounds, a.n)
     if a.only in (None, "burst"):
         burst_report(a.burst)
     return 0

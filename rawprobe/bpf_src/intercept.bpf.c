@@ -135,7 +135,12 @@ const volatile __u32 self_tgid = 0;		/* the tool: never intercepted */
  * only the processes it can see are intercepted, and records carry their pids
  * there (self_tgid, target_tgids and protected_tgids hold such pids too). */
 const volatile __u32 pidns_ino = 0;
-const volatile __s32 syscall_nr = -1;		/* raw_tp/tracepoint filter; -1 = any */
+const volatile __s32 syscall_nr = -1;		/* raw_tp/tracepoint filter; -1 = any.
+						 * kprobe/fentry: the syscall whose entry
+						 * they hook, for the record */
+/* kprobe/fentry on a syscall's entry symbol (__x64_sys_write): its one
+ * argument is the caller's struct pt_regs, where the syscall's arguments are. */
+const volatile __u32 args_in_regs = 0;
 const volatile __u32 nargs = RP_NARGS;		/* args[i >= nargs] are reported as 0 */
 const volatile __u64 skip_count = 0;		/* let this many matching calls through */
 const volatile __u32 skip_mode = RP_SKIP_PER_PROCESS;
@@ -531,6 +536,18 @@ static __always_inline struct rp_intercept_event *intercept_begin(__u32 hook, __
 	return e;
 }
 
+/* A syscall's arguments from the caller's saved registers (kernel memory,
+ * read with probe reads).  x86-64: di, si, dx, r10, r8, r9. */
+static __always_inline void syscall_args(struct rp_intercept_event *e, struct pt_regs *regs)
+{
+	e->args[0] = BPF_CORE_READ(regs, di);
+	e->args[1] = BPF_CORE_READ(regs, si);
+	e->args[2] = BPF_CORE_READ(regs, dx);
+	e->args[3] = BPF_CORE_READ(regs, r10);
+	e->args[4] = BPF_CORE_READ(regs, r8);
+	e->args[5] = BPF_CORE_READ(regs, r9);
+}
+
 /* Arguments are in e->args: copy the user buffer, publish. */
 static __always_inline int intercept_finish(struct rp_intercept_event *e)
 {
@@ -562,14 +579,12 @@ static __always_inline int intercept_finish(struct rp_intercept_event *e)
 
 #ifndef RP_FENTRY_OBJECT
 
-/* Every syscall entry.  ctx->args[0] is the caller's struct pt_regs (kernel
- * memory, read with probe reads), ctx->args[1] the syscall number.  Syscall
- * argument registers on x86-64: di, si, dx, r10, r8, r9. */
+/* Every syscall entry.  ctx->args[0] is the caller's struct pt_regs,
+ * ctx->args[1] the syscall number. */
 SEC("raw_tracepoint/sys_enter")
 int rp_sys_enter(struct bpf_raw_tracepoint_args *ctx)
 {
 	struct rp_intercept_event *e;
-	struct pt_regs *regs;
 	long nr = (long)ctx->args[1];
 
 	if (syscall_nr >= 0 && nr != syscall_nr)
@@ -577,13 +592,7 @@ int rp_sys_enter(struct bpf_raw_tracepoint_args *ctx)
 	e = intercept_begin(RP_HOOK_RAW_TP, (__s32)nr);
 	if (!e)
 		return 0;
-	regs = (struct pt_regs *)ctx->args[0];
-	e->args[0] = BPF_CORE_READ(regs, di);
-	e->args[1] = BPF_CORE_READ(regs, si);
-	e->args[2] = BPF_CORE_READ(regs, dx);
-	e->args[3] = BPF_CORE_READ(regs, r10);
-	e->args[4] = BPF_CORE_READ(regs, r8);
-	e->args[5] = BPF_CORE_READ(regs, r9);
+	syscall_args(e, (struct pt_regs *)ctx->args[0]);
 	return intercept_finish(e);
 }
 
@@ -621,9 +630,13 @@ int rp_kprobe(struct pt_regs *ctx)
 {
 	struct rp_intercept_event *e;
 
-	e = intercept_begin(RP_HOOK_KPROBE, -1);
+	e = intercept_begin(RP_HOOK_KPROBE, syscall_nr);
 	if (!e)
 		return 0;
+	if (args_in_regs) {
+		syscall_args(e, (struct pt_regs *)ctx->di);
+		return intercept_finish(e);
+	}
 	e->args[0] = ctx->di;
 	e->args[1] = ctx->si;
 	e->args[2] = ctx->dx;
@@ -645,9 +658,16 @@ int rp_fentry(void *ctx)
 	struct rp_intercept_event *e;
 	__u32 i;
 
-	e = intercept_begin(RP_HOOK_FENTRY, -1);
+	e = intercept_begin(RP_HOOK_FENTRY, syscall_nr);
 	if (!e)
 		return 0;
+	if (args_in_regs) {
+		__u64 regs = 0;
+
+		bpf_get_func_arg(ctx, 0, &regs);
+		syscall_args(e, (struct pt_regs *)regs);
+		return intercept_finish(e);
+	}
 	for (i = 0; i < RP_NARGS; i++) {
 		__u64 v = 0;
 

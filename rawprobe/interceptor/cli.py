@@ -112,6 +112,8 @@ def run_watch(o: WatchOptions, text: IO[str] | None = sys.stdout,
                  "comm": procinfo.read_comm(os.getpid()), "hook": hook,
                  "target": o.syscall or probe.symbol, "filter": describe_filter(o),
                  "action": describe_action(o, action)}
+        if probe.hook_reason:
+            armed["hook_reason"] = probe.hook_reason
         if why_action:
             armed["action_reason"] = why_action
         if max_in_flight < o.max_in_flight:

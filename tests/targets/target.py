@@ -10,6 +10,8 @@
   intercepted call's buffer tells which call it was;
 * SIGTERM: sleep --cleanup-ms, then exit with --exit-code (or ignore it with
   --ignore-term); after the writes it sleeps until signalled;
+* ``--junk-args``: each write goes through syscall(2) (ctypes) with junk in the
+  three argument registers write does not use, where a hook may look;
 * ``--forks N``: fork N children that each do all of the above (200 targets at once);
 * with ``--wait-go`` it closes stdout after its writes, so the test sees EOF when
   they are done; ``--linger-s 0`` then exits (status 3) right after them.
@@ -34,6 +36,7 @@ def main() -> None:
     ap.add_argument("--wait-go", action="store_true")
     ap.add_argument("--forks", type=int, default=0)
     ap.add_argument("--linger-s", type=float, default=30.0)
+    ap.add_argument("--junk-args", action="store_true")
     ap.add_argument("--report-fd", type=int, default=-1,
                     help="on SIGTERM, write '<handler entry ns> <exit call ns>' (CLOCK_MONOTONIC)")
     a = ap.parse_args()
@@ -70,8 +73,18 @@ def main() -> None:
             except ChildProcessError:
                 pass
         os._exit(0)
+    write = os.write
+    if a.junk_args:
+        import ctypes
+        syscall = ctypes.CDLL(None, use_errno=True).syscall
+        syscall.restype = ctypes.c_long
+        junk = [ctypes.c_long(0x5EED0000 + i) for i in range(3)]
+
+        def write(fd: int, data: bytes) -> int:
+            return syscall(ctypes.c_long(1), ctypes.c_long(fd), data,   # SYS_write (x86-64)
+                           ctypes.c_long(len(data)), *junk)
     for k in range(1, a.writes + 1):
-        os.write(out, b"call %d\n" % k)
+        write(out, b"call %d\n" % k)
         if a.interval_ms:
             time.sleep(a.interval_ms / 1000)
     if a.wait_go and kids is not None:
