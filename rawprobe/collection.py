@@ -26,10 +26,12 @@ import struct
 from ._sys import bpf as _bpf
 from ._sys.fd import FD
 from .errors import (ENOTSUPP, ClosedError, NotFoundError, NotSupportedError, PermissionDeniedError,
-                     RawprobeError, SyscallError, VerifierError, errno_name)
+                     PinError, RawprobeError, SyscallError, VerifierError, errno_name)
 from .kconfig import SECTION as KCONFIG_SECTION, kernel_version_code
 from .maps import Map, possible_cpus
+from .pinning import DEFAULT_PIN_PATH
 from .programs import Program
+from .spec import LIBBPF_PIN_BY_NAME
 from .uapi import (MAP_IN_MAP_TYPES, MAP_TYPES_WITHOUT_BTF, MAP_TYPES_WITHOUT_BTF_VALUE,
                    MapFlags, MapType, ProgType)
 
@@ -139,6 +141,7 @@ class Collection:
         self._btf_fd: Optional[FD] = None
         self._mmaps: list[mmap.mmap] = []
         self._views: list[memoryview] = []
+        self._pinned_here: list[str] = []     # pins this load made
         self.spec: Optional[ObjectSpec] = None
 
     # -- building ----------------------------------------------------------------------
@@ -146,16 +149,24 @@ class Collection:
     @classmethod
     def from_spec(cls, spec: ObjectSpec, *,
                   programs: Union[str, Iterable[str], None] = None,
-                  kernel_btf: Any = None, log_level: int = 0) -> Collection:
+                  kernel_btf: Any = None, log_level: int = 0,
+                  pin_path: Union[str, os.PathLike[str], None] = None) -> Collection:
         """Load ``spec``.  ``programs`` limits which programs are loaded: one
-        name, or several (all by default; maps are always all created).  ``kernel_btf`` overrides the
-        running kernel's BTF for CO-RE (a KernelBTF or BTFSpec).  ``log_level``
-        > 0 always asks the verifier for a log (kept in ``Program.log``)."""
+        name, or several (all by default; maps are always all created).
+        ``kernel_btf`` overrides the running kernel's BTF for CO-RE (a KernelBTF
+        or BTFSpec).  ``log_level`` > 0 always asks the verifier for a log (kept
+        in ``Program.log``).  ``pin_path``: the bpffs directory of the maps
+        pinned by name (default /sys/fs/bpf; :mod:`rawprobe.pinning`)."""
         coll = cls()
         coll.spec = spec
         try:
-            _Loader(coll, spec, kernel_btf, log_level).run(programs)
+            _Loader(coll, spec, kernel_btf, log_level, pin_path).run(programs)
         except BaseException:
+            for path in coll._pinned_here:      # as libbpf: only what this load pinned
+                try:
+                    os.unlink(path)
+                except OSError:
+                    pass
             coll.close()
             raise
         return coll
@@ -166,7 +177,8 @@ class Collection:
     # -- lifetime ----------------------------------------------------------------------
 
     def close(self) -> None:
-        """Detach every link, close every program and map.  Idempotent."""
+        """Detach every link, close every program and map (pinned maps stay
+        pinned).  Idempotent."""
         for link in reversed(self.links):
             link.close()
         self.links.clear()
@@ -199,9 +211,11 @@ class _Loader:
     """One load of one spec into one Collection (kept apart to keep state local)."""
 
     def __init__(self, coll: Collection, spec: ObjectSpec, kernel_btf: Any,
-                 log_level: int) -> None:
+                 log_level: int, pin_path: Union[str, os.PathLike[str], None]) -> None:
         self.coll = coll
         self.spec = spec
+        self.pin_path = DEFAULT_PIN_PATH if pin_path is None else os.fspath(pin_path)
+        self._pin_dir_ready = False
         self._kernel_btf = kernel_btf
         self._own_kernel = kernel_btf is None     # the running kernel's BTF, not given
         self.log_level = log_level
@@ -286,6 +300,45 @@ class _Loader:
         max_entries = m.max_entries
         if m.type == MapType.PERF_EVENT_ARRAY and max_entries == 0:
             max_entries = possible_cpus()
+        if m.pinning == LIBBPF_PIN_BY_NAME:
+            return self._pinned_map(m, max_entries)
+        return Map(m.name, self._new_map(m, max_entries), m.type, m.key_size, m.value_size,
+                   max_entries, m.map_flags, spec=m)
+
+    def _pinned_map(self, m: MapSpec, max_entries: int) -> Map:
+        """The map pinned at <pin_path>/<name> if it matches ``m``, else a new map
+        pinned there (:mod:`rawprobe.pinning`)."""
+        from . import pinning
+        if not self._pin_dir_ready:
+            pinning.prepare_dir(self.pin_path)
+            self._pin_dir_ready = True
+        path = pinning.pin_file(self.pin_path, m.name)
+        for _ in range(2):     # a second look if another loader pins first
+            fd = pinning.open_pinned(path, m.name)
+            if fd is not None:
+                try:
+                    pinning.check_reusable(fd, m, max_entries, path)
+                except BaseException:
+                    fd.close()
+                    raise
+                return Map(m.name, fd, m.type, m.key_size, m.value_size, max_entries,
+                           m.map_flags, spec=m, pin_path=path, reused=True)
+            fd = self._new_map(m, max_entries)
+            try:
+                pinned = pinning.pin(fd, path, m.name)
+            except BaseException:
+                fd.close()
+                raise
+            if pinned:
+                self.coll._pinned_here.append(path)
+                return Map(m.name, fd, m.type, m.key_size, m.value_size, max_entries,
+                           m.map_flags, spec=m, pin_path=path)
+            fd.close()
+        raise PinError(f"map {m.name!r}: something was pinned at {path} and gone again "
+                       f"before it could be opened; load again")
+
+    def _new_map(self, m: MapSpec, max_entries: int) -> FD:
+        """BPF_MAP_CREATE for ``m``, with its initial contents, frozen if it asks."""
         inner_fd: Optional[FD] = None
         btf_fd = self.coll._btf_fd
         try:
@@ -303,8 +356,7 @@ class _Loader:
         finally:
             if inner_fd is not None:
                 inner_fd.close()
-        return Map(m.name, fd, m.type, m.key_size, m.value_size, max_entries,
-                   m.map_flags, spec=m)
+        return fd
 
     def _raw_map(self, m: MapSpec, max_entries: int, inner_fd: Optional[FD],
                  btf_fd: Optional[FD] = None) -> FD:
@@ -534,6 +586,8 @@ class _Loader:
             if not m.values:
                 continue
             mp = coll.maps[name]
+            if mp.reused and m.type != MapType.PROG_ARRAY:
+                continue      # a pinned map of maps keeps its slots (libbpf's rule)
             for slot, target in sorted(m.values.items()):
                 obj = coll.programs.get(target) if m.type == MapType.PROG_ARRAY \
                     else coll.maps.get(target)

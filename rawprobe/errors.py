@@ -20,6 +20,7 @@ __all__ = [
     "CORERelocationError",
     "InvalidValueError",
     "ClosedError",
+    "PinError",
     "UsageError",
     "ENOTSUPP",
     "errno_name",
@@ -118,6 +119,11 @@ class InvalidValueError(RawprobeError, ValueError):
 class ClosedError(RawprobeError, ValueError):
     """An operation on a map, program, link or file descriptor after close().
     Also a ValueError, as the same operation on a closed file is."""
+
+
+class PinError(RawprobeError):
+    """A map pinned by name cannot be pinned or reused: the pin path is not on a
+    bpffs, or what is pinned there is not the object's map."""
 
 
 class UsageError(RawprobeError):

@@ -101,6 +101,8 @@ class MapSpec(_Record):
     inner maps; ``values`` the initial slots of a PROG_ARRAY (slot -> program
     name) or map-in-map (slot -> map name).  ``section`` is ``.maps`` or the
     global-data section; ``kernel_name`` what BPF_MAP_CREATE's map_name gets.
+    ``pinning``: LIBBPF_PIN_BY_NAME maps are pinned (or a pin reused) by the
+    loader (:mod:`rawprobe.pinning`).
     """
     __slots__ = ("name", "type", "key_size", "value_size", "max_entries", "map_flags",
                  "btf_key_type_id", "btf_value_type_id", "pinning", "map_extra",
@@ -596,6 +598,8 @@ class _Parser:
         if spec.pinning not in (LIBBPF_PIN_NONE, LIBBPF_PIN_BY_NAME):
             raise self.err(f"{what}: pinning {spec.pinning} is neither LIBBPF_PIN_NONE nor "
                            f"LIBBPF_PIN_BY_NAME", ".maps")
+        if inner and "pinning" in vals:
+            raise self.err(f"{what}: an inner map cannot be pinned", ".maps")
         for label, pair in (("key", key), ("value", value)):
             sized = vals.get(f"{label}_size")
             if pair is not None:
