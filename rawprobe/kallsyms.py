@@ -1,0 +1,54 @@
+"""``/proc/kallsyms``: which kernel symbols exist, and where.
+
+Each line is ``<address> <type> <name>[\\t[<module>]]``.  Addresses read 0
+unless ``kernel.kptr_restrict`` shows them to this process (root with
+kptr_restrict 0 or 1).  Data symbols are listed only with CONFIG_KALLSYMS_ALL.
+The file is searched with ``bytes.find``: ~50x faster than a regex or than
+splitting its 100,000+ lines.
+"""
+from __future__ import annotations
+
+from .errors import NotSupportedError
+
+__all__ = ["KALLSYMS", "FUNCTION_TYPES", "read", "entries", "functions"]
+
+KALLSYMS = "/proc/kallsyms"
+FUNCTION_TYPES = "tTwW"         # text and weak symbols
+
+
+def read(purpose: str) -> bytes:
+    """The whole file; NotSupportedError saying what could not be done without it."""
+    try:
+        with open(KALLSYMS, "rb") as f:
+            return f.read()
+    except OSError as e:
+        raise NotSupportedError(f"{purpose}: cannot read {KALLSYMS} ({e.strerror})") \
+            from None
+
+
+def entries(text: bytes, name: str, *, llvm_data: bool = False) -> list[tuple[int, str]]:
+    """``(address, type)`` of each symbol called ``name`` in kallsyms ``text``.
+    ``llvm_data``: also data symbols (type ``d``) called ``name.llvm.<hash>``,
+    the name LLVM's LTO gives a promoted static variable (as libbpf accepts)."""
+    needle = b" " + name.encode()
+    found = []
+    i = text.find(needle)
+    while i >= 0:
+        end = i + len(needle)
+        whole = text[end:end + 1] in (b"", b"\t", b"\n")
+        llvm = llvm_data and text.startswith(b".llvm.", end)
+        if (whole or llvm) and i >= 2 and text[i - 2:i - 1] == b" ":
+            kind = chr(text[i - 1])
+            if whole or kind == "d":
+                start = text.rfind(b"\n", 0, i) + 1
+                try:
+                    found.append((int(text[start:i - 2], 16), kind))
+                except ValueError:
+                    pass
+        i = text.find(needle, end)
+    return found
+
+
+def functions(text: bytes, names: list[str]) -> set[str]:
+    """The names among ``names`` that are functions in kallsyms ``text``."""
+    return {n for n in names if any(k in FUNCTION_TYPES for _, k in entries(text, n))}
