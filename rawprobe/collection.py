@@ -28,6 +28,7 @@ from ._sys.fd import FD
 from .errors import (ENOTSUPP, ClosedError, NotFoundError, NotSupportedError, PermissionDeniedError,
                      PinError, RawprobeError, SyscallError, VerifierError, errno_name)
 from .kconfig import SECTION as KCONFIG_SECTION, kernel_version_code
+from .ksyms import POISON_KFUNC_CALL
 from .maps import Map, possible_cpus
 from .pinning import DEFAULT_PIN_PATH
 from .programs import Program
@@ -221,6 +222,7 @@ class _Loader:
         self.log_level = log_level
         self._relocator: Any = None
         self._core_cache: Any = False      # not looked at yet; None: not used
+        self._ksyms: Any = None            # KsymResolver, once a program needs it
 
     def run(self, only: Union[str, Iterable[str], None]) -> None:
         spec = self.spec
@@ -235,8 +237,12 @@ class _Loader:
         for name, mspec in spec.maps.items():
             self.coll.maps[name] = self._create_map(mspec)
         self._variables()
-        for name in wanted:
-            self.coll.programs[name] = self._load_program(spec.programs[name])
+        try:
+            for name in wanted:
+                self.coll.programs[name] = self._load_program(spec.programs[name])
+        finally:
+            if self._ksyms is not None:
+                self._ksyms.close()     # each program holds the module BTFs it uses
         if self._core_cache:
             self._core_cache.save()
         self._fill_prog_arrays()
@@ -456,6 +462,11 @@ class _Loader:
                 raise RawprobeError(f"program {p.name!r}: instruction {r.insn} refers to "
                                     f"map {r.map!r}, which the object does not define")
             _IMM.pack_into(insns, r.insn * 8 + 4, mp.fd)
+        fd_array: list[int] = []
+        if p.ksym_relocs:
+            resolver = self._ksym_resolver()
+            resolver.patch(insns, p.ksym_relocs, self.spec.ksyms)
+            fd_array = resolver.fd_array
         attach_btf_id = self._attach_btf_id(p) if p.attach_btf else 0
         btf_fd = self.coll._btf_fd
         kw: dict[str, Any] = dict(
@@ -465,6 +476,8 @@ class _Loader:
             kern_version=p.kern_version or kernel_version_code(),
             attach_btf_id=attach_btf_id,
         )
+        if fd_array:
+            kw["fd_array"] = fd_array
         if btf_fd is not None:
             kw["prog_btf_fd"] = btf_fd.fileno()
             if p.func_info:
@@ -495,13 +508,45 @@ class _Loader:
                     f"tracepoint instead") from None
             raise
         except SyscallError as e:
-            if e.errno not in _VERIFIER_ERRNOS:
+            if e.errno not in _VERIFIER_ERRNOS and not (
+                    e.errno == _errno.ENOENT and self._uses_typed_ksyms(p)):
                 raise
             # Only now pay for a log: it turns the failure into a VerifierError.
             fd, log_text = self._load_with_log(p, insns, license, kw, 1)
         prog = Program(p.name, fd, p, on_link=self.coll._add_link)
         prog.log = log_text  # type: ignore[attr-defined]
         return prog
+
+    def _uses_typed_ksyms(self, p: ProgramSpec) -> bool:
+        return any(self.spec.ksyms[r.name].kind == "typed" for r in p.ksym_relocs)
+
+    def _explained(self, e: VerifierError) -> VerifierError:
+        """``e`` with a hint when the verifier reached a call to an absent weak
+        kfunc (libbpf's marker, which the log shows as ``unknown#2002000NNN``),
+        or the kernel found no address for a typed ``__ksym``."""
+        if "failed to find the address for kernel symbol" in e.log:
+            return VerifierError(
+                e.program, e.errno, e.log,
+                "the kernel lists no address for a typed __ksym variable in kallsyms: "
+                "kernels list data symbols only with CONFIG_KALLSYMS_ALL=y")
+        for ks in self.spec.ksyms.values():
+            if f"unknown#{POISON_KFUNC_CALL + ks.index}" in e.log:
+                return VerifierError(
+                    e.program, e.errno, e.log,
+                    f"it calls kfunc {ks.name!r}, which this kernel lacks (it is __weak): "
+                    f"guard the call with if (bpf_ksym_exists({ks.name}))")
+        return e
+
+    def _ksym_resolver(self) -> Any:
+        if self._ksyms is None:
+            from .ksyms_kernel import KsymResolver
+            kb = self.kernel_btf()
+            modules: Any = ()
+            if self._own_kernel:
+                from .btf.kernel import ModuleBTFs
+                modules = ModuleBTFs(kb)
+            self._ksyms = KsymResolver(self.spec.name, self.spec.btf, kb, modules)
+        return self._ksyms
 
     def _load_with_log(self, p: ProgramSpec, insns: bytearray, license: bytes,
                        kw: dict[str, Any], level: int) -> tuple[FD, str]:
@@ -521,7 +566,8 @@ class _Loader:
                 if e.errno == _errno.ENOSPC and size < _LOG_MAX:
                     size = max(size * 4, need + 1) if need else size * 4
                     continue
-                raise VerifierError(p.name, e.errno, _log_text(buf)) from None
+                raise self._explained(VerifierError(p.name, e.errno, _log_text(buf))) \
+                    from None
 
     def _relocated(self, p: ProgramSpec) -> bytearray:
         """``p``'s instructions with its CO-RE relocations applied: from the

@@ -89,20 +89,24 @@ class PermissionDeniedError(SyscallError):
 class VerifierError(RawprobeError):
     """The kernel's verifier rejected a program.
 
-    ``log`` keeps the whole verifier log; ``str()`` shows only its last lines.
+    ``log`` keeps the whole verifier log; ``str()`` shows only its last lines,
+    after ``hint``, what the loader knows of the cause.
     """
 
     TAIL_LINES = 12
 
-    def __init__(self, program: str, err: int, log: str) -> None:
+    def __init__(self, program: str, err: int, log: str, hint: str = "") -> None:
         self.program = program
         self.errno = err
         self.log = log
+        self.hint = hint
         lines = [ln for ln in log.rstrip("\n").splitlines() if ln.strip()]
         tail = lines[-self.TAIL_LINES:]
         more = len(lines) - len(tail)
         head = (f"program {program!r} rejected by the verifier: "
                 f"{errno_name(err)}")
+        if hint:
+            head += f"; {hint}"
         if more > 0:
             head += f" (last {len(tail)} of {len(lines)} log lines; .log has all)"
         super().__init__("\n".join([head, *("  " + ln for ln in tail)]))

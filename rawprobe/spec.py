@@ -26,10 +26,13 @@ machine.  What this module does, following libbpf's object model:
 
 * ``__kconfig`` externs: placed in a ``.kconfig`` map as libbpf places them
   (:mod:`.kconfig`), referenced like global data; the loader fills their values.
+* ``__ksym`` externs (kernel variables and kfuncs, :mod:`.ksyms`): each call
+  or ``ld_imm64`` of one is listed in ``ProgramSpec.ksym_relocs`` (calls
+  already marked kfunc calls); the loader resolves them against the kernel.
 
 Not supported (rejected with a clear ObjectFormatError): the legacy ``maps``
-section (``struct bpf_map_def``), ``__ksym`` externs and kfuncs (``.ksyms``),
-calls between program sections, static programs.
+section (``struct bpf_map_def``), calls between program sections, static
+programs.
 """
 from __future__ import annotations
 
@@ -43,6 +46,7 @@ from ._records import RecordTuple
 from .errors import (BTFError, InvalidValueError, NotFoundError, ObjectFormatError,
                      PermissionDeniedError, RawprobeError, SyscallError)
 from .kconfig import SECTION as KCONFIG_SECTION
+from .ksyms import SECTION as KSYMS_SECTION, KsymReloc
 from .sections import ProgType, program_section
 from .uapi import BPF_OBJ_NAME_LEN, MAP_IN_MAP_TYPES, MapFlags, MapType
 
@@ -54,6 +58,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .btf.ext import BTFExt, CoreRelo, FuncInfo, LineInfo
     from .btf.parse import BTFSpec
     from .kconfig import KconfigVar
+    from .ksyms import Ksym
 
 
 # the ``pinning`` map attribute (libbpf's enum libbpf_pin_type)
@@ -229,13 +234,13 @@ class ProgramSpec(_Record):
     BPF_PROG_LOAD wants), ``insn_off`` of core_relos a BYTE offset into ``insns``
     (as ``struct bpf_core_relo`` and ``btf.core.CoreRelocator.relocate`` want).
     ``prog_flags`` holds BPF_F_SLEEPABLE / BPF_F_XDP_HAS_FRAGS as the section
-    name asks.  ``attach_btf``: the target is a kernel BTF name, so loading needs
+    name asks.  ``ksym_relocs``: the instructions that use ``__ksym`` externs.  ``attach_btf``: the target is a kernel BTF name, so loading needs
     ``attach_btf_id`` (tp_btf, fentry/fexit, fmod_ret, lsm, iter).
     """
     __slots__ = ("name", "section", "type", "expected_attach_type", "attach_to",
                  "sleepable", "prog_flags", "attach_kind", "retprobe", "attach_btf",
-                 "insns", "map_relocs", "func_info", "line_info", "core_relos",
-                 "functions", "license", "kern_version")
+                 "insns", "map_relocs", "ksym_relocs", "func_info", "line_info",
+                 "core_relos", "functions", "license", "kern_version")
 
     def __init__(self, name: str, section: str, type: int, expected_attach_type: int = 0,
                  attach_to: str = "", sleepable: bool = False, prog_flags: int = 0,
@@ -253,6 +258,7 @@ class ProgramSpec(_Record):
         self.attach_btf = attach_btf
         self.insns = insns
         self.map_relocs: list[MapReloc] = []
+        self.ksym_relocs: list[KsymReloc] = []
         self.func_info: list[FuncInfo] = []
         self.line_info: list[LineInfo] = []
         self.core_relos: list[CoreRelo] = []
@@ -287,9 +293,10 @@ class ObjectSpec(_Record):
     ``variables`` is keyed by variable name (a static variable whose name
     clashes with an earlier one is keyed ``"<section>/<name>"``).  ``kconfig``:
     the ``__kconfig`` externs, by name, placed in the ``.kconfig`` map whose
-    value the loader fills (:mod:`rawprobe.kconfig`).
+    value the loader fills (:mod:`rawprobe.kconfig`).  ``ksyms``: the ``__ksym``
+    externs, by name (:mod:`rawprobe.ksyms`).
     """
-    __slots__ = ("name", "programs", "maps", "variables", "kconfig", "license",
+    __slots__ = ("name", "programs", "maps", "variables", "kconfig", "ksyms", "license",
                  "kern_version", "btf", "btf_ext")
 
     def __init__(self, name: str) -> None:
@@ -298,6 +305,7 @@ class ObjectSpec(_Record):
         self.maps: dict[str, MapSpec] = {}
         self.variables: dict[str, VariableSpec] = {}
         self.kconfig: dict[str, KconfigVar] = {}
+        self.ksyms: dict[str, Ksym] = {}
         self.license = ""
         self.kern_version = 0
         self.btf: BTFSpec | None = None
@@ -410,6 +418,7 @@ class _Parser:
         self.funcs: dict[tuple[int, int], _Func] = {}  # (shndx, start insn) -> func
         self.ext_index: dict[str, tuple] = {}          # section -> .BTF.ext records
         self.kconfig: dict[str, KconfigVar] = {}       # __kconfig externs
+        self.ksyms: dict[str, Ksym] = {}               # __ksym externs
         # (section index, name) -> data symbol, for DATASEC offsets
         self.data_syms = {(s.shndx, s.name): s for s in reversed(self.elf.symbols)
                           if s.name and s.type in (E.STT_OBJECT, E.STT_NOTYPE)}
@@ -443,7 +452,8 @@ class _Parser:
         spec.variables = self._parse_data_maps()
         if self.btf is not None:
             self._parse_kconfig()
-        spec.maps, spec.kconfig = self.maps, self.kconfig
+            self._parse_ksyms()
+        spec.maps, spec.kconfig, spec.ksyms = self.maps, self.kconfig, self.ksyms
         self._collect_functions()
         if self.btf is not None:
             self._hidden_subprograms_static()
@@ -497,7 +507,7 @@ class _Parser:
             if not isinstance(t, T.Datasec):
                 continue
             sec = secs.get(t.name)
-            if sec is None:     # .kconfig/.ksyms externs: rejected when referenced
+            if sec is None:     # .kconfig/.ksyms externs: laid out by their modules
                 continue
             t.size = sec.size
             for vs in t.vars:
@@ -709,9 +719,8 @@ class _Parser:
         ds_id, ds = self._datasec(KCONFIG_SECTION)
         if ds is None or not ds.vars:
             return
-        weak = {s.name: s.bind == E.STB_WEAK for s in self.elf.symbols
-                if s.shndx == E.SHN_UNDEF and s.name}
-        self.kconfig = kconfig.layout(self.btf, ds_id, weak,  # type: ignore[arg-type]
+        self.kconfig = kconfig.layout(self.btf, ds_id,  # type: ignore[arg-type]
+                                      self._undefined_weak(),
                                       where=f"{self.name}: ")
         if KCONFIG_SECTION in self.maps:
             raise self.err("a map of the same name already exists", KCONFIG_SECTION)
@@ -720,6 +729,20 @@ class _Parser:
             max_entries=1, map_flags=MapFlags.MMAPABLE | MapFlags.RDONLY_PROG,
             btf_value_type_id=ds_id, frozen=True, section=KCONFIG_SECTION,
             kernel_name=_kernel_name(KCONFIG_SECTION, self.obj_name))
+
+    def _undefined_weak(self) -> dict[str, bool]:
+        """Each undefined (extern) ELF symbol: is it weak?"""
+        return {s.name: s.bind == E.STB_WEAK for s in self.elf.symbols
+                if s.shndx == E.SHN_UNDEF and s.name}
+
+    def _parse_ksyms(self) -> None:
+        """The ``__ksym`` externs, and the BTF rewritten for them as libbpf does."""
+        from . import ksyms
+        ds_id, ds = self._datasec(KSYMS_SECTION)
+        if ds is None or not ds.vars:
+            return
+        self.ksyms = ksyms.collect(self.btf, ds_id, self._undefined_weak(),  # type: ignore[arg-type]
+                                   len(self.kconfig), where=f"{self.name}: ")
 
     # -- code ------------------------------------------------------------------------
 
@@ -803,13 +826,9 @@ class _Parser:
             def where(f: _Func = f, idx: int = idx) -> str:   # only on error: disasm costs
                 return f"function {f.name!r}, {I.disasm(code, idx)}"
             if sym.shndx == E.SHN_UNDEF:
-                kv = self.kconfig.get(sym.name)
-                if kv is None or not ins.is_ld_imm64() or r.type != E.R_BPF_64_64 or \
-                        idx + 1 >= n:
-                    raise self.err(f"{where()}: refers to extern {sym.name!r}; extern ksym "
-                                   f"and kfunc symbols (__ksym) are not supported", sec.name)
                 relocated.add(idx)
-                f.refs.append((idx - f.start, "data", (KCONFIG_SECTION, kv.offset + ins.imm)))
+                f.refs.append(self._extern_ref(sym.name, ins, r.type, idx - f.start,
+                                               idx + 1 < n, where, sec.name))
                 continue
             if not sym.shndx < len(elf.sections):
                 raise self.err(f"{where()}: symbol {sym.name!r} has special section index "
@@ -870,6 +889,27 @@ class _Parser:
             pos = code.find(needle, pos + 1)
         for f in funcs:                 # in instruction order, as _link walks them
             f.refs.sort(key=_first)
+
+    def _extern_ref(self, name: str, ins: I.Insn, rtype: int, local: int, has_next: bool,
+                    where: Any, section: str) -> tuple:
+        """The reference of an instruction to the extern ``name``."""
+        kv = self.kconfig.get(name)
+        if kv is not None:
+            if ins.is_ld_imm64() and rtype == E.R_BPF_64_64 and has_next:
+                return (local, "data", (KCONFIG_SECTION, kv.offset + ins.imm))
+        elif name in self.ksyms:
+            if ins.is_call() and rtype == E.R_BPF_64_32:
+                if self.ksyms[name].kind != "kfunc":
+                    raise self.err(f"{where()}: calls {name!r}, a __ksym variable", section)
+                return (local, "kfunc", name)
+            if ins.is_ld_imm64() and rtype == E.R_BPF_64_64 and has_next:
+                return (local, "ksym", name)
+        else:
+            raise self.err(f"{where()}: refers to extern {name!r}, which is neither "
+                           f"__kconfig nor __ksym (declare it with one, or define it)",
+                           section)
+        raise self.err(f"{where()}: unexpected relocation type {rtype} to extern {name!r}",
+                       section)
 
     def _link_programs(self, spec: ObjectSpec) -> dict[str, ProgramSpec]:
         programs: dict[str, ProgramSpec] = {}
@@ -939,6 +979,14 @@ class _Parser:
                     if kind == "func":
                         I.set_src_reg(buf, at, I.BPF_PSEUDO_FUNC)
                         I.set_imm(buf, at + 1, 0)
+                elif kind == "kfunc":
+                    I.set_src_reg(buf, at, I.BPF_PSEUDO_KFUNC_CALL)
+                    I.set_imm(buf, at, 0)
+                    prog.ksym_relocs.append(KsymReloc(at, payload, True))
+                elif kind == "ksym":
+                    I.set_imm(buf, at, 0)
+                    I.set_imm(buf, at + 1, 0)
+                    prog.ksym_relocs.append(KsymReloc(at, payload, False))
                 elif kind == "map":
                     I.set_src_reg(buf, at, I.BPF_PSEUDO_MAP_FD)
                     I.set_imm(buf, at, 0)
@@ -952,6 +1000,7 @@ class _Parser:
                     prog.map_relocs.append(MapReloc(at, name, off))
         prog.insns = bytes(buf)
         prog.map_relocs.sort()
+        prog.ksym_relocs.sort()
         prog.functions = [(f.name, start_of[id(f)], f.count) for f in layout]
         if self.btf_ext is not None:
             self._rebase_ext(prog, layout, start_of)

@@ -34,6 +34,17 @@ def bpftool() -> str:
     return path
 
 
+def libbpf_version() -> tuple[int, int]:
+    """The version of the libbpf bpftool uses ("using libbpf v1.1"): what it
+    does differs between versions."""
+    out = subprocess.run([bpftool(), "version"], capture_output=True, text=True,
+                         check=True).stdout
+    m = re.search(r"libbpf v(\d+)\.(\d+)", out)
+    if m is None:
+        pytest.skip(f"cannot tell bpftool's libbpf version from {out!r}")
+    return int(m.group(1)), int(m.group(2))
+
+
 class LibbpfLoad:
     """What one `bpftool prog loadall` made: its exit status and output, and
     the maps and programs it pinned, opened (name -> rawprobe FD, closed by close())."""

@@ -448,12 +448,15 @@ def get_fd_by_id(kind: str, id: int, open_flags: int = 0) -> FD:
     return FD(_call(_BY_ID[kind][1], attr))
 
 
-def obj_get_info_by_fd(fd: FDLike, info_struct_name: str) -> Any:
+def obj_get_info_by_fd(fd: FDLike, info_struct_name: str, info: Any = None) -> Any:
     """BPF_OBJ_GET_INFO_BY_FD (4.13): a ``struct <info_struct_name> *`` cdata,
-    e.g. ``"bpf_prog_info"``.  Fields this kernel does not know stay zero."""
+    e.g. ``"bpf_prog_info"``.  Fields this kernel does not know stay zero.
+    ``info``: a cdata of that struct to fill, whose pointers say where the
+    kernel writes arrays and names."""
     if not info_struct_name.startswith("struct "):
         info_struct_name = "struct " + info_struct_name
-    info = ffi.new(info_struct_name + " *")
+    if info is None:
+        info = ffi.new(info_struct_name + " *")
     attr = ffi.new(_ATTR_P)
     a = attr.info
     a.bpf_fd = _fileno(fd)
@@ -496,9 +499,19 @@ def map_get_info(fd: FDLike) -> dict[str, Any]:
     return info_to_dict(obj_get_info_by_fd(fd, "bpf_map_info"))
 
 
-def btf_get_info(fd: FDLike) -> dict[str, Any]:
-    """struct bpf_btf_info as a dict (id, btf_size, kernel_btf, ...)."""
-    return info_to_dict(obj_get_info_by_fd(fd, "bpf_btf_info"))
+def btf_get_info(fd: FDLike, name_size: int = 0) -> dict[str, Any]:
+    """struct bpf_btf_info as a dict (id, btf_size, kernel_btf, ...).  With
+    ``name_size`` > 0, ``name`` is the BTF object's name as a str ("vmlinux",
+    a module's; 5.11+); a name of ``name_size`` bytes or more fails (ENOSPC)."""
+    if name_size <= 0:
+        return info_to_dict(obj_get_info_by_fd(fd, "bpf_btf_info"))
+    info = ffi.new("struct bpf_btf_info *")
+    name = ffi.new(_CHARS, name_size)
+    info.name = _addr(name)
+    info.name_len = name_size
+    out = info_to_dict(obj_get_info_by_fd(fd, "bpf_btf_info", info))
+    out["name"] = ffi.string(name).decode("utf-8", "replace")
+    return out
 
 
 def link_get_info(fd: FDLike) -> dict[str, Any]:
