@@ -35,27 +35,11 @@ import os
 
 from .. import kallsyms
 from ..errors import NotFoundError, NotSupportedError, ObjectFormatError
-from ..kallsyms import KALLSYMS
+from ..kallsyms import KALLSYMS, SYSCALL_PREFIX, syscall_prefix
 from ..uapi import ProgType
 
-__all__ = ["attach_kprobe", "resolve_syscall_symbol", "kernel_symbol_exists",
-           "syscall_prefix"]
-
-# The syscall wrapper prefix the kernel uses per architecture (CONFIG_ARCH_HAS_SYSCALL_WRAPPER).
-_ARCH_PREFIX = {
-    "x86_64": "__x64_", "i386": "__ia32_", "i686": "__ia32_",
-    "aarch64": "__arm64_", "arm64": "__arm64_",
-    "s390x": "__s390x_", "s390": "__s390_",
-    "riscv64": "__riscv_", "riscv32": "__riscv_",
-    "ppc64le": "", "ppc64": "", "loongarch64": "",
-    "armv7l": "__arm_", "mips64": "__mips_",
-}
-
-
-def syscall_prefix() -> str:
-    """This architecture's syscall wrapper prefix (``__x64_`` on x86-64), or ``""``."""
-    return _ARCH_PREFIX.get(os.uname().machine, "")
-
+__all__ = ["attach_kprobe", "resolve_syscall_symbol", "ksyscall_symbol",
+           "kernel_symbol_exists", "syscall_prefix"]
 
 def _read_kallsyms() -> bytes:
     return kallsyms.read("kprobes: kernel symbols cannot be checked")
@@ -84,7 +68,7 @@ def resolve_syscall_symbol(name: str) -> str:
         raise ObjectFormatError(f"syscall symbol {name!r}: not a kernel symbol name")
     prefix = syscall_prefix()
     bare = name
-    for p in {prefix, *_ARCH_PREFIX.values()} - {""}:
+    for p in {prefix, *SYSCALL_PREFIX.values()} - {""}:
         if bare.startswith(p + "sys_"):
             bare = bare[len(p):]
             break
@@ -103,6 +87,20 @@ def resolve_syscall_symbol(name: str) -> str:
                         + ", ".join(dict.fromkeys(candidates)) + ")")
 
 
+def ksyscall_symbol(name: str) -> str:
+    """The kernel function ``SEC("ksyscall/<name>")`` probes, by libbpf's rule:
+    the architecture's wrapper (``__x64_sys_<name>``) on kernels that wrap
+    syscalls, else ``__se_sys_<name>`` (the function every SYSCALL_DEFINE
+    makes).  Which of the two is what the program's ``BPF_KSYSCALL`` reads
+    its arguments by (LINUX_HAS_SYSCALL_WRAPPER)."""
+    from .. import features
+    if not _is_symbol_name(name):
+        raise ObjectFormatError(f"ksyscall {name!r}: not a syscall name")
+    if features.syscall_wrapper().supported:
+        return f"{syscall_prefix()}sys_{name}"
+    return f"__se_sys_{name}"
+
+
 # -- attaching -------------------------------------------------------------
 
 _NO_KPROBES = ("kprobes: this kernel has neither the kprobe PMU "
@@ -114,7 +112,7 @@ _NO_KPROBES = ("kprobes: this kernel has neither the kprobe PMU "
 
 def _is_syscall_name(symbol: str) -> bool:
     return symbol.startswith("sys_") or any(
-        p and symbol.startswith(p + "sys_") for p in _ARCH_PREFIX.values())
+        symbol.startswith(p + "sys_") for p in SYSCALL_PREFIX.values())
 
 
 def _has_pmu() -> bool:
