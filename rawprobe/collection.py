@@ -233,6 +233,14 @@ class _Loader:
             if name not in spec.programs:
                 known = ", ".join(sorted(spec.programs)) or "none"
                 raise NotFoundError(f"{spec.name}: no program {name!r} (it has: {known})")
+        if spec.struct_ops:
+            maps = ", ".join(f"{n!r} ({sec})" for n, sec in spec.struct_ops.items())
+            raise NotSupportedError(
+                f"{spec.name}: struct_ops maps ({maps}) and their struct_ops/ programs "
+                f"are not supported by rawprobe: it cannot register a kernel struct_ops "
+                f"(use libbpf for this object)")
+        for name in wanted:
+            _check_loadable(spec.programs[name])
         self._load_btf()
         for name, mspec in spec.maps.items():
             self.coll.maps[name] = self._create_map(mspec)
@@ -640,6 +648,21 @@ class _Loader:
                 if obj is None:
                     continue      # a program not selected for loading
                 mp.update(slot, obj.fd.to_bytes(4, "little"))
+
+
+def _check_loadable(p: ProgramSpec) -> None:
+    """NotSupportedError for a program rawprobe cannot load whatever the
+    kernel: said before anything is made, not left to the verifier."""
+    if p.type == ProgType.STRUCT_OPS:
+        raise NotSupportedError(
+            f"program {p.name!r} (section {p.section!r}) is a struct_ops callback: "
+            f"rawprobe does not load struct_ops programs (they belong to a struct_ops "
+            f"map, which it cannot create); use libbpf for this object")
+    if p.type == ProgType.EXT:
+        raise NotSupportedError(
+            f"program {p.name!r} (section {p.section!r}) is an freplace program: its "
+            f"target {p.attach_to or '(unnamed)'!r} is a function of another loaded BPF "
+            f"program, not of the kernel, and rawprobe does not load freplace programs")
 
 
 def _btf_target(section: str, target: str) -> tuple[str, str]:

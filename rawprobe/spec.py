@@ -32,7 +32,9 @@ machine.  What this module does, following libbpf's object model:
 
 Not supported (rejected with a clear ObjectFormatError): the legacy ``maps``
 section (``struct bpf_map_def``), calls between program sections, static
-programs.
+programs.  Listed here but refused at load (NotSupportedError): struct_ops
+maps (``.struct_ops``, ``.struct_ops.link``) and their ``struct_ops/``
+programs, ``freplace/`` programs (their target is another BPF program).
 """
 from __future__ import annotations
 
@@ -294,10 +296,12 @@ class ObjectSpec(_Record):
     clashes with an earlier one is keyed ``"<section>/<name>"``).  ``kconfig``:
     the ``__kconfig`` externs, by name, placed in the ``.kconfig`` map whose
     value the loader fills (:mod:`rawprobe.kconfig`).  ``ksyms``: the ``__ksym``
-    externs, by name (:mod:`rawprobe.ksyms`).
+    externs, by name (:mod:`rawprobe.ksyms`).  ``struct_ops``: each struct_ops
+    map variable (``SEC(".struct_ops")``) -> its section, which rawprobe
+    cannot load.
     """
-    __slots__ = ("name", "programs", "maps", "variables", "kconfig", "ksyms", "license",
-                 "kern_version", "btf", "btf_ext")
+    __slots__ = ("name", "programs", "maps", "variables", "kconfig", "ksyms", "struct_ops",
+                 "license", "kern_version", "btf", "btf_ext")
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -306,6 +310,7 @@ class ObjectSpec(_Record):
         self.variables: dict[str, VariableSpec] = {}
         self.kconfig: dict[str, KconfigVar] = {}
         self.ksyms: dict[str, Ksym] = {}
+        self.struct_ops: dict[str, str] = {}
         self.license = ""
         self.kern_version = 0
         self.btf: BTFSpec | None = None
@@ -450,6 +455,7 @@ class _Parser:
         if maps_sec is not None and maps_sec.type == E.SHT_PROGBITS:
             self._parse_btf_maps(maps_sec)
         spec.variables = self._parse_data_maps()
+        spec.struct_ops = self._struct_ops()
         if self.btf is not None:
             self._parse_kconfig()
             self._parse_ksyms()
@@ -711,6 +717,16 @@ class _Parser:
                 variables[key] = VariableSpec(var.name, sec.name, vs.offset, vs.size,
                                               var.type, readonly, m, self.btf)
         return variables
+
+    def _struct_ops(self) -> dict[str, str]:
+        """The struct_ops map variables: name -> section (libbpf's section names)."""
+        found = {}
+        for sec in self.elf.sections:
+            if sec.name.lstrip("?") in (".struct_ops", ".struct_ops.link"):
+                for sym in self.elf.symbols:
+                    if sym.shndx == sec.index and sym.type == E.STT_OBJECT and sym.name:
+                        found[sym.name] = sec.name
+        return found
 
     def _parse_kconfig(self) -> None:
         """The ``__kconfig`` externs: laid out as libbpf lays them out, in a
