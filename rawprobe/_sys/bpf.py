@@ -20,7 +20,7 @@ import errno as _E
 import os
 
 from ._native import call, ffi, lib
-from .consts import BPF_OBJ_NAME_LEN, syscall_numbers
+from .consts import BPF_OBJ_NAME_LEN, BpfCmd, syscall_numbers
 from .errno import syscall_error
 from .fd import FD
 
@@ -67,44 +67,44 @@ class _Cmd:
     """A command: its number, its name for errors, its attr size (all pre-cast)."""
     __slots__ = ("nr", "name", "size")
 
-    def __init__(self, nr: int, name: str, *last_field: str) -> None:
-        self.nr = ffi.cast("long", nr)
-        self.name = name
+    def __init__(self, cmd: BpfCmd, *last_field: str) -> None:
+        self.nr = ffi.cast("long", cmd)
+        self.name = "BPF_" + cmd.name
         self.size = ffi.cast("long", _offsetofend(*last_field))
 
 
-# The per-command attr size table: (bpf_cmd value, name, last field used).
-_MAP_CREATE = _Cmd(0, "BPF_MAP_CREATE", "map_extra")
-_MAP_LOOKUP_ELEM = _Cmd(1, "BPF_MAP_LOOKUP_ELEM", "flags")
-_MAP_UPDATE_ELEM = _Cmd(2, "BPF_MAP_UPDATE_ELEM", "flags")
-_MAP_DELETE_ELEM = _Cmd(3, "BPF_MAP_DELETE_ELEM", "key")
-_MAP_GET_NEXT_KEY = _Cmd(4, "BPF_MAP_GET_NEXT_KEY", "next_key")
-_PROG_LOAD = _Cmd(5, "BPF_PROG_LOAD", "log_true_size")   # an output, zero going in
-_OBJ_PIN = _Cmd(6, "BPF_OBJ_PIN", "file_flags")
-_OBJ_GET = _Cmd(7, "BPF_OBJ_GET", "file_flags")
-_PROG_TEST_RUN = _Cmd(10, "BPF_PROG_TEST_RUN", "test", "ctx_out")
-_PROG_TEST_RUN_CPU = _Cmd(10, "BPF_PROG_TEST_RUN", "test", "cpu")
-_OBJ_GET_INFO_BY_FD = _Cmd(15, "BPF_OBJ_GET_INFO_BY_FD", "info", "info")
-_RAW_TRACEPOINT_OPEN = _Cmd(17, "BPF_RAW_TRACEPOINT_OPEN", "raw_tracepoint", "prog_fd")
-_RAW_TRACEPOINT_OPEN_COOKIE = _Cmd(17, "BPF_RAW_TRACEPOINT_OPEN", "raw_tracepoint", "cookie")
-_BTF_LOAD = _Cmd(18, "BPF_BTF_LOAD", "btf_log_true_size")  # an output, zero going in
-_MAP_LOOKUP_AND_DELETE_ELEM = _Cmd(21, "BPF_MAP_LOOKUP_AND_DELETE_ELEM", "flags")
-_MAP_FREEZE = _Cmd(22, "BPF_MAP_FREEZE", "map_fd")
-_LINK_CREATE = _Cmd(28, "BPF_LINK_CREATE", "link_create", "flags")
-_LINK_CREATE_BTF_ID = _Cmd(28, "BPF_LINK_CREATE", "link_create", "target_btf_id")
-_LINK_CREATE_COOKIE = _Cmd(28, "BPF_LINK_CREATE", "link_create", "perf_event", "bpf_cookie")
-_ENABLE_STATS = _Cmd(32, "BPF_ENABLE_STATS", "enable_stats", "type")
-_LINK_DETACH = _Cmd(34, "BPF_LINK_DETACH", "link_detach", "link_fd")
+# The per-command attr size table: (command, last field used).
+_MAP_CREATE = _Cmd(BpfCmd.MAP_CREATE, "map_extra")
+_MAP_LOOKUP_ELEM = _Cmd(BpfCmd.MAP_LOOKUP_ELEM, "flags")
+_MAP_UPDATE_ELEM = _Cmd(BpfCmd.MAP_UPDATE_ELEM, "flags")
+_MAP_DELETE_ELEM = _Cmd(BpfCmd.MAP_DELETE_ELEM, "key")
+_MAP_GET_NEXT_KEY = _Cmd(BpfCmd.MAP_GET_NEXT_KEY, "next_key")
+_PROG_LOAD = _Cmd(BpfCmd.PROG_LOAD, "log_true_size")   # an output, zero going in
+_OBJ_PIN = _Cmd(BpfCmd.OBJ_PIN, "file_flags")
+_OBJ_GET = _Cmd(BpfCmd.OBJ_GET, "file_flags")
+_PROG_TEST_RUN = _Cmd(BpfCmd.PROG_TEST_RUN, "test", "ctx_out")
+_PROG_TEST_RUN_CPU = _Cmd(BpfCmd.PROG_TEST_RUN, "test", "cpu")
+_OBJ_GET_INFO_BY_FD = _Cmd(BpfCmd.OBJ_GET_INFO_BY_FD, "info", "info")
+_RAW_TRACEPOINT_OPEN = _Cmd(BpfCmd.RAW_TRACEPOINT_OPEN, "raw_tracepoint", "prog_fd")
+_RAW_TRACEPOINT_OPEN_COOKIE = _Cmd(BpfCmd.RAW_TRACEPOINT_OPEN, "raw_tracepoint", "cookie")
+_BTF_LOAD = _Cmd(BpfCmd.BTF_LOAD, "btf_log_true_size")  # an output, zero going in
+_MAP_LOOKUP_AND_DELETE_ELEM = _Cmd(BpfCmd.MAP_LOOKUP_AND_DELETE_ELEM, "flags")
+_MAP_FREEZE = _Cmd(BpfCmd.MAP_FREEZE, "map_fd")
+_LINK_CREATE = _Cmd(BpfCmd.LINK_CREATE, "link_create", "flags")
+_LINK_CREATE_BTF_ID = _Cmd(BpfCmd.LINK_CREATE, "link_create", "target_btf_id")
+_LINK_CREATE_COOKIE = _Cmd(BpfCmd.LINK_CREATE, "link_create", "perf_event", "bpf_cookie")
+_ENABLE_STATS = _Cmd(BpfCmd.ENABLE_STATS, "enable_stats", "type")
+_LINK_DETACH = _Cmd(BpfCmd.LINK_DETACH, "link_detach", "link_fd")
 # kind -> (GET_NEXT_ID, GET_FD_BY_ID)
 _BY_ID = {
-    "prog": (_Cmd(11, "BPF_PROG_GET_NEXT_ID", "next_id"),
-             _Cmd(13, "BPF_PROG_GET_FD_BY_ID", "open_flags")),
-    "map": (_Cmd(12, "BPF_MAP_GET_NEXT_ID", "next_id"),
-            _Cmd(14, "BPF_MAP_GET_FD_BY_ID", "open_flags")),
-    "btf": (_Cmd(23, "BPF_BTF_GET_NEXT_ID", "next_id"),
-            _Cmd(19, "BPF_BTF_GET_FD_BY_ID", "open_flags")),
-    "link": (_Cmd(31, "BPF_LINK_GET_NEXT_ID", "next_id"),
-             _Cmd(30, "BPF_LINK_GET_FD_BY_ID", "open_flags")),
+    "prog": (_Cmd(BpfCmd.PROG_GET_NEXT_ID, "next_id"),
+             _Cmd(BpfCmd.PROG_GET_FD_BY_ID, "open_flags")),
+    "map": (_Cmd(BpfCmd.MAP_GET_NEXT_ID, "next_id"),
+            _Cmd(BpfCmd.MAP_GET_FD_BY_ID, "open_flags")),
+    "btf": (_Cmd(BpfCmd.BTF_GET_NEXT_ID, "next_id"),
+            _Cmd(BpfCmd.BTF_GET_FD_BY_ID, "open_flags")),
+    "link": (_Cmd(BpfCmd.LINK_GET_NEXT_ID, "next_id"),
+             _Cmd(BpfCmd.LINK_GET_FD_BY_ID, "open_flags")),
 }
 
 
