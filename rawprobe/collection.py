@@ -30,10 +30,11 @@ from .errors import (ENOTSUPP, ClosedError, NotFoundError, NotSupportedError, Pe
 from .kconfig import SECTION as KCONFIG_SECTION, kernel_version_code
 from .ksyms import POISON_KFUNC_CALL
 from .maps import Map, possible_cpus
+from .names import sanitize
 from .pinning import DEFAULT_PIN_PATH
 from .programs import Program
 from .spec import LIBBPF_PIN_BY_NAME
-from .uapi import (MAP_IN_MAP_TYPES, MAP_TYPES_WITHOUT_BTF, MAP_TYPES_WITHOUT_BTF_VALUE,
+from .uapi import (BPF_OBJ_NAME_LEN, MAP_IN_MAP_TYPES, MAP_TYPES_WITHOUT_BTF, MAP_TYPES_WITHOUT_BTF_VALUE,
                    MapFlags, MapType, ProgType)
 
 # No run-time ``typing``: it imports re, enum, collections... (several ms).
@@ -716,8 +717,7 @@ def _log_text(buf: bytearray) -> str:
 
 
 def _prog_name(name: str) -> bytes:
-    clean = "".join(c if c.isascii() and (c.isalnum() or c in "_.") else "_" for c in name)
-    return clean[:15].encode()
+    return sanitize(name[:BPF_OBJ_NAME_LEN - 1]).encode()
 
 
 def _btf_features() -> Any:

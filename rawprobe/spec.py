@@ -49,6 +49,7 @@ from .errors import (BTFError, InvalidValueError, NotFoundError, ObjectFormatErr
                      PermissionDeniedError, RawprobeError, SyscallError)
 from .kconfig import SECTION as KCONFIG_SECTION
 from .ksyms import SECTION as KSYMS_SECTION, KsymReloc
+from .names import sanitize
 from .sections import ProgType, program_section
 from .uapi import BPF_OBJ_NAME_LEN, MAP_IN_MAP_TYPES, MapFlags, MapType
 
@@ -373,8 +374,7 @@ def _kernel_name(name: str, obj_name: str = "") -> str:
         pfx_len = 0 if "." in name[1:] else min(BPF_OBJ_NAME_LEN - 1 - sfx_len,
                                                  len(obj_name))
         name = obj_name[:pfx_len] + name
-    name = name[:BPF_OBJ_NAME_LEN - 1]
-    return "".join(c if c.isascii() and (c.isalnum() or c in "_.") else "_" for c in name)
+    return sanitize(name[:BPF_OBJ_NAME_LEN - 1])
 
 
 def _is_data_section(s: E.Section) -> bool:

@@ -36,6 +36,7 @@ import os
 from .. import kallsyms
 from ..errors import NotFoundError, NotSupportedError, ObjectFormatError
 from ..kallsyms import KALLSYMS, SYSCALL_PREFIX, syscall_prefix
+from ..names import is_symbol
 from ..uapi import ProgType
 
 __all__ = ["attach_kprobe", "resolve_syscall_symbol", "ksyscall_symbol",
@@ -50,11 +51,6 @@ def kernel_symbol_exists(symbol: str) -> bool:
     return symbol in kallsyms.functions(_read_kallsyms(), [symbol])
 
 
-def _is_symbol_name(name: str) -> bool:
-    """``[A-Za-z0-9_.]+`` (without ``re``: its import costs milliseconds)."""
-    return bool(name) and all(c.isascii() and (c.isalnum() or c in "_.") for c in name)
-
-
 def resolve_syscall_symbol(name: str) -> str:
     """The kernel symbol to kprobe for a syscall or syscall-like routine.
 
@@ -64,7 +60,7 @@ def resolve_syscall_symbol(name: str) -> str:
     (``"ksys_write"``) is returned unchanged.  Raises NotFoundError naming every
     spelling tried.
     """
-    if not _is_symbol_name(name):
+    if not is_symbol(name):
         raise ObjectFormatError(f"syscall symbol {name!r}: not a kernel symbol name")
     prefix = syscall_prefix()
     bare = name
@@ -94,7 +90,7 @@ def ksyscall_symbol(name: str) -> str:
     makes).  Which of the two is what the program's ``BPF_KSYSCALL`` reads
     its arguments by (LINUX_HAS_SYSCALL_WRAPPER)."""
     from .. import features
-    if not _is_symbol_name(name):
+    if not is_symbol(name):
         raise ObjectFormatError(f"ksyscall {name!r}: not a syscall name")
     if features.syscall_wrapper().supported:
         return f"{syscall_prefix()}sys_{name}"
@@ -178,7 +174,7 @@ def attach_kprobe(prog, symbol: str, offset: int = 0, retprobe: bool = False, *,
     _attach.check_type(prog, (ProgType.KPROBE,), "a kprobe", 'SEC("kprobe/<function>")')
     if via not in ("auto", "pmu", "tracefs"):
         raise InvalidValueError(f"via must be 'auto', 'pmu' or 'tracefs', not {via!r}")
-    if not _is_symbol_name(symbol):
+    if not is_symbol(symbol):
         raise ObjectFormatError(f"kprobe: {symbol!r} is not a kernel symbol name")
     if offset < 0:
         raise ObjectFormatError(f"kprobe {symbol}: negative offset {offset}")
