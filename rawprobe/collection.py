@@ -34,8 +34,8 @@ from .names import sanitize
 from .pinning import DEFAULT_PIN_PATH
 from .programs import Program
 from .spec import LIBBPF_PIN_BY_NAME
-from .uapi import (BPF_OBJ_NAME_LEN, MAP_IN_MAP_TYPES, MAP_TYPES_WITHOUT_BTF, MAP_TYPES_WITHOUT_BTF_VALUE,
-                   MapFlags, MapType, ProgType)
+from .uapi import (BPF_OBJ_NAME_LEN, MAP_IN_MAP_TYPES, MAP_TYPES_WITHOUT_BTF,
+                   MAP_TYPES_WITHOUT_BTF_VALUE, AttachType, MapFlags, MapType, ProgType)
 
 # No run-time ``typing``: it imports re, enum, collections... (several ms).
 TYPE_CHECKING = False
@@ -625,7 +625,7 @@ class _Loader:
         if not target:
             raise NotFoundError(f"program {p.name!r}: section {p.section!r} names no "
                                 f"attach target")
-        kind_name, want = _btf_target(p.section, target)
+        kind_name, want = _btf_target(p)
         kbtf = self.kernel_btf()
         for tid in kbtf.types_by_name(want):
             t = kbtf.type_by_id(tid)
@@ -666,12 +666,17 @@ def _check_loadable(p: ProgramSpec) -> None:
             f"program, not of the kernel, and rawprobe does not load freplace programs")
 
 
-def _btf_target(section: str, target: str) -> tuple[str, str]:
-    if section.startswith("tp_btf/"):
+def _btf_target(p: ProgramSpec) -> tuple[str, str]:
+    """(BTF kind, name) of the kernel type a BTF-attached program targets, by
+    its attach type: a tracepoint's ``btf_trace_<name>`` typedef, the LSM
+    hook's ``bpf_lsm_<name>`` and the iterator's ``bpf_iter_<name>``
+    functions, else the function itself."""
+    target, at = p.attach_to, p.expected_attach_type
+    if at == AttachType.TRACE_RAW_TP:
         return "typedef", "btf_trace_" + target
-    if section.startswith(("lsm/", "lsm.s/")):
+    if at in (AttachType.LSM_MAC, AttachType.LSM_CGROUP):
         return "func", "bpf_lsm_" + target
-    if section.startswith("iter"):
+    if at == AttachType.TRACE_ITER:
         return "func", "bpf_iter_" + target
     return "func", target
 

@@ -237,7 +237,8 @@ class ProgramSpec(_Record):
     BPF_PROG_LOAD wants), ``insn_off`` of core_relos a BYTE offset into ``insns``
     (as ``struct bpf_core_relo`` and ``btf.core.CoreRelocator.relocate`` want).
     ``prog_flags`` holds BPF_F_SLEEPABLE / BPF_F_XDP_HAS_FRAGS as the section
-    name asks.  ``ksym_relocs``: the instructions that use ``__ksym`` externs.  ``attach_btf``: the target is a kernel BTF name, so loading needs
+    name asks.  ``ksym_relocs``: the instructions that use ``__ksym`` externs.
+    ``attach_btf``: the target is a kernel BTF name, so loading needs
     ``attach_btf_id`` (tp_btf, fentry/fexit, fmod_ret, lsm, iter).
     """
     __slots__ = ("name", "section", "type", "expected_attach_type", "attach_to",
@@ -757,8 +758,9 @@ class _Parser:
         ds_id, ds = self._datasec(KSYMS_SECTION)
         if ds is None or not ds.vars:
             return
-        self.ksyms = ksyms.collect(self.btf, ds_id, self._undefined_weak(),  # type: ignore[arg-type]
-                                   len(self.kconfig), where=f"{self.name}: ")
+        self.ksyms = ksyms.collect(self.btf, ds_id,  # type: ignore[arg-type]
+                                   self._undefined_weak(), len(self.kconfig),
+                                   where=f"{self.name}: ")
 
     # -- code ------------------------------------------------------------------------
 
