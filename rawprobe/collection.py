@@ -242,7 +242,7 @@ class _Loader:
                 f"(use libbpf for this object)")
         for name in wanted:
             _check_loadable(spec.programs[name])
-        self._load_btf()
+        self._load_btf([spec.programs[n] for n in wanted])
         for name, mspec in spec.maps.items():
             self.coll.maps[name] = self._create_map(mspec)
         self._variables()
@@ -272,7 +272,7 @@ class _Loader:
 
     # -- program BTF -----------------------------------------------------------------
 
-    def _load_btf(self) -> None:
+    def _load_btf(self, programs: list[ProgramSpec]) -> None:
         btf = self.spec.btf
         if btf is None:
             return
@@ -297,7 +297,7 @@ class _Loader:
                 except SyscallError:
                     pass
             # Like libbpf: programs without BTF still load when nothing needs it.
-            if any(p.attach_btf or _has_global_funcs(p) for p in self.spec.programs.values()):
+            if any(p.attach_btf or _has_global_subprograms(p, btf) for p in programs):
                 log = bytearray(1 << 20)
                 try:
                     _bpf.btf_load(blob, log_buf=log)
@@ -713,8 +713,16 @@ def _map_type_name(type: int) -> str:
         return str(type)
 
 
-def _has_global_funcs(p: ProgramSpec) -> bool:
-    return len(p.functions) > 1
+def _has_global_subprograms(p: ProgramSpec, btf: Any) -> bool:
+    """Whether a subprogram of ``p`` is a global function: the kernel verifies
+    those on their own (5.6+), from the program's BTF."""
+    from .btf import types as T
+    for name, _, _ in p.functions[1:]:
+        for tid in btf.types_by_name(name):
+            t = btf.types[tid]
+            if isinstance(t, T.Func) and t.linkage == T.BTF_FUNC_GLOBAL:
+                return True
+    return False
 
 
 def _log_text(buf: bytearray) -> str:
@@ -726,7 +734,8 @@ def _prog_name(name: str) -> bytes:
 
 
 def _btf_features() -> Any:
-    """Which BTF kinds this kernel accepts, probed with tiny blobs (cached)."""
+    """Which BTF kinds this kernel accepts, probed with tiny blobs: asked only
+    when the kernel refused an object's BTF, once per load that needs it."""
     from .btf import marshal
     try:
         from dataclasses import fields
