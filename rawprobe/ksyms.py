@@ -74,7 +74,8 @@ class Ksym(RecordTuple):
 
 class KsymReloc(RecordTuple):
     """Instruction ``insn`` refers to extern ``name``: a kfunc ``call`` (True)
-    or an ``ld_imm64`` of its address (False)."""
+    or an ``ld_imm64`` of its address (False).  ``insn`` counts from the
+    program's start (from its function's, among a function's references)."""
     __slots__ = ()
     _fields = ("insn", "name", "call")
     if TYPE_CHECKING:  # pragma: no cover
