@@ -153,6 +153,7 @@ class KernelBTF(BTFLookups):
             names = [words[o] for o in offs]
         finally:
             words.release()
+        # nearly sorted already (records come about in string order): a short sort
         keys = sorted(n << 32 | i for i, n in enumerate(names) if n)
         from array import array
         self.offsets = array("I", offs)
@@ -161,26 +162,30 @@ class KernelBTF(BTFLookups):
         self._from_cache = False
 
     def _walk(self, words) -> list[int]:
-        """Word offset of each record; validates kinds and bounds as it goes."""
+        """Word offset of each record; validates kinds and bounds as it goes.
+        The hot loop of a first start: one dict lookup per record (record
+        lengths memoised by info word), errors handled off the fast path."""
         n = len(words)
         offs: list[int] = []
         app = offs.append
         steps: dict[int, int] = {}     # info word -> record length in words
         i = 0
-        while i < n:
-            if i + 3 > n:
-                raise BTFError(f"{self.path or 'BTF'}: truncated type record at "
-                               f"byte {i * 4} of the type section")
-            app(i)
-            info = words[i + 1]
-            step = steps.get(info)
-            if step is None:
-                kind = (info >> 24) & 0x1F
-                if kind == 0 or kind >= len(_FIXED_W):
-                    raise BTFError(f"{self.path or 'BTF'}: type record at byte {i * 4} "
-                                   f"has unknown kind {kind}")
-                step = steps[info] = 3 + _FIXED_W[kind] + _ITEM_W[kind] * (info & 0xFFFF)
-            i += step
+        try:
+            while i < n:
+                app(i)
+                try:
+                    i += steps[words[i + 1]]
+                except KeyError:
+                    info = words[i + 1]
+                    kind = (info >> 24) & 0x1F
+                    if kind == 0 or kind >= len(_FIXED_W):
+                        raise BTFError(f"{self.path or 'BTF'}: type record at byte "
+                                       f"{i * 4} has unknown kind {kind}") from None
+                    step = steps[info] = \
+                        3 + _FIXED_W[kind] + _ITEM_W[kind] * (info & 0xFFFF)
+                    i += step
+        except IndexError:
+            i = n + 1                  # a record header cut off by the end
         if i != n:
             raise BTFError(f"{self.path or 'BTF'}: last type record runs past the end "
                            f"of the type section")
