@@ -53,7 +53,9 @@ _IMM = struct.Struct("<i")
 # errnos with which the verifier (not a missing feature or privilege) refuses
 _VERIFIER_ERRNOS = {_errno.EINVAL, _errno.EACCES, _errno.E2BIG, _errno.ENOSPC, _errno.EFAULT,
                     _errno.ERANGE, ENOTSUPP}
-_TRAMPOLINE_TYPES = (ProgType.TRACING, ProgType.LSM)
+# the programs that run from a BPF trampoline (fentry, fexit, fmod_ret, LSM hooks)
+_TRAMPOLINE_ATTACH = (AttachType.TRACE_FENTRY, AttachType.TRACE_FEXIT,
+                      AttachType.MODIFY_RETURN, AttachType.LSM_MAC, AttachType.LSM_CGROUP)
 _LOG_START = 1 << 18           # 256 KiB; grown up to _LOG_MAX on ENOSPC
 _LOG_MAX = 1 << 28            # the kernel caps log_size near 2^30 - 1
 
@@ -508,7 +510,7 @@ class _Loader:
             else:
                 fd = _bpf.prog_load(int(p.type), insns, license, **kw)
         except PermissionDeniedError as e:
-            if int(p.type) in _TRAMPOLINE_TYPES and os.geteuid() == 0:
+            if p.expected_attach_type in _TRAMPOLINE_ATTACH and os.geteuid() == 0:
                 raise NotSupportedError(
                     f"program {p.name!r} (section {p.section!r}): this kernel refuses "
                     f"BPF trampoline programs (fentry/fexit/fmod_ret/lsm) even to root "

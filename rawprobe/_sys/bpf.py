@@ -29,7 +29,7 @@ __all__ = [
     "map_get_next_key", "map_lookup_and_delete_elem", "map_freeze",
     "prog_load", "btf_load", "obj_pin", "obj_get", "obj_get_info_by_fd",
     "prog_get_info", "map_get_info", "btf_get_info", "link_get_info",
-    "raw_tracepoint_open", "link_create", "link_detach", "prog_test_run",
+    "raw_tracepoint_open", "link_create", "link_detach", "iter_create", "prog_test_run",
     "enable_stats", "get_next_id", "get_fd_by_id", "info_to_dict",
 ]
 
@@ -93,6 +93,7 @@ _MAP_FREEZE = _Cmd(BpfCmd.MAP_FREEZE, "map_fd")
 _LINK_CREATE = _Cmd(BpfCmd.LINK_CREATE, "link_create", "flags")
 _LINK_CREATE_BTF_ID = _Cmd(BpfCmd.LINK_CREATE, "link_create", "target_btf_id")
 _LINK_CREATE_COOKIE = _Cmd(BpfCmd.LINK_CREATE, "link_create", "perf_event", "bpf_cookie")
+_ITER_CREATE = _Cmd(BpfCmd.ITER_CREATE, "iter_create", "flags")
 _ENABLE_STATS = _Cmd(BpfCmd.ENABLE_STATS, "enable_stats", "type")
 _LINK_DETACH = _Cmd(BpfCmd.LINK_DETACH, "link_detach", "link_fd")
 # kind -> (GET_NEXT_ID, GET_FD_BY_ID)
@@ -539,7 +540,8 @@ def link_create(prog_fd: FDLike, target_fd: FDLike, attach_type: int, flags: int
     """BPF_LINK_CREATE (5.7): a link FD.
 
     Perf event links (attach_type PERF_EVENT, target a perf event fd: 5.15;
-    ``bpf_cookie`` 5.15), tracing links with ``target_btf_id`` (5.10), ...
+    ``bpf_cookie`` 5.15), tracing links with ``target_btf_id`` (5.10),
+    iterator links (attach_type TRACE_ITER, 5.8), ...
     """
     if target_btf_id and bpf_cookie:
         raise ValueError("target_btf_id and bpf_cookie share a field; give one")
@@ -557,6 +559,14 @@ def link_create(prog_fd: FDLike, target_fd: FDLike, attach_type: int, flags: int
         lc.perf_event.bpf_cookie = bpf_cookie
         cmd = _LINK_CREATE_COOKIE
     return FD(_call(cmd, attr))
+
+
+def iter_create(link_fd: FDLike) -> FD:
+    """BPF_ITER_CREATE (5.8): a new run of an iterator link, as a file whose
+    read() gives what the program writes (bpf_seq_printf/bpf_seq_write)."""
+    attr = ffi.new(_ATTR_P)
+    attr.iter_create.link_fd = _fileno(link_fd)
+    return FD(_call(_ITER_CREATE, attr))
 
 
 def link_detach(link_fd: FDLike) -> None:

@@ -11,6 +11,8 @@ ksyscall           :func:`attach_kprobe` on                as kprobes
                    :func:`~.kprobe.ksyscall_symbol`
 fentry/fexit       :func:`attach_fentry` (tracing)         5.5 (x86-64), 6.0 (arm64)
 uprobe/uretprobe   :func:`attach_uprobe` (uprobe)          4.17 PMU, tracefs before
+iter               :func:`attach_iter` (iter), then        5.8
+                   :func:`~.iter.read_iter`
 =================  ======================================  =======================
 
 Every function returns a :class:`Link`, which owns what the attachment needs
@@ -37,7 +39,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "Link", "attach", "attach_tracepoint", "attach_raw_tracepoint", "attach_tp_btf",
-    "attach_kprobe", "attach_fentry", "attach_uprobe", "resolve_syscall_symbol",
+    "attach_kprobe", "attach_fentry", "attach_uprobe", "attach_iter", "read_iter",
+    "resolve_syscall_symbol",
 ]
 
 
@@ -150,7 +153,7 @@ def attach(prog: Any) -> Link:
     ``kretprobe/<symbol>``, ``ksyscall/<syscall>`` and ``kretsyscall/<syscall>``
     (a kprobe on the syscall's entry point, :func:`~.kprobe.ksyscall_symbol`),
     ``fentry/<function>``, ``fexit/...``, ``fmod_ret/...``,
-    ``uprobe/<path>:<function>[+<offset>]``, ``uretprobe/...``.  A section
+    ``uprobe/<path>:<function>[+<offset>]``, ``uretprobe/...``, ``iter/<target>``.  A section
     without a target (``SEC("kprobe")``) needs the explicit ``attach_*`` call.
     """
     from .. import sections
@@ -167,7 +170,7 @@ def attach(prog: Any) -> Link:
         raise NotSupportedError(
             f"program {name!r}: section {section!r} has no automatic attachment in "
             "rawprobe (supported: tracepoint, raw_tp, tp_btf, kprobe, kretprobe, ksyscall, "
-            "kretsyscall, fentry, fexit, fmod_ret, uprobe, uretprobe)")
+            "kretsyscall, fentry, fexit, fmod_ret, uprobe, uretprobe, iter)")
     if kind == "tracing":
         if spec.expected_attach_type == AttachType.TRACE_RAW_TP:   # type: ignore[union-attr]
             from .raw_tracepoint import attach_tp_btf
@@ -191,6 +194,9 @@ def attach(prog: Any) -> Link:
             return attach_kprobe(prog, ksyscall_symbol(target), retprobe=retprobe)
         symbol, offset = sections.parse_kprobe_target(target, retprobe)
         return attach_kprobe(prog, symbol, offset, retprobe=retprobe)
+    if kind == "iter":
+        from .iter import attach_iter
+        return attach_iter(prog)
     if kind == "uprobe":
         from .uprobe import attach_uprobe
         path, func, offset = sections.parse_uprobe_target(target)
@@ -207,6 +213,8 @@ _FUNCS = {
     "resolve_syscall_symbol": "kprobe",
     "attach_fentry": "tracing",
     "attach_uprobe": "uprobe",
+    "attach_iter": "iter",
+    "read_iter": "iter",
 }
 
 
