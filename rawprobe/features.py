@@ -308,7 +308,8 @@ def syscall_wrapper() -> Feature:
     LINUX_HAS_SYSCALL_WRAPPER says.  Looked up in /proc/kallsyms, where libbpf
     tries a kprobe on the symbol (and so answers no where kprobes are missing)."""
     def run() -> str:
-        from .link.kprobe import KALLSYMS, kernel_symbol_exists, syscall_prefix
+        from .kallsyms import KALLSYMS, syscall_prefix
+        from .link.kprobe import kernel_symbol_exists
         symbol = syscall_prefix() + "sys_bpf"
         if not syscall_prefix() or not kernel_symbol_exists(symbol):
             raise NotFoundError(f"no {symbol} in {KALLSYMS}")

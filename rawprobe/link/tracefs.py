@@ -33,6 +33,7 @@ import errno
 import os
 
 from ..errors import NotFoundError, NotSupportedError, PermissionDeniedError, SyscallError
+from ..names import sanitize
 
 __all__ = [
     "tracefs_path", "tracepoint_id", "DynamicEvent", "create_event",
@@ -162,8 +163,7 @@ _atexit_installed = False
 
 def _sanitize(name: str, limit: int) -> str:
     # every character but [A-Za-z0-9_] becomes "_"
-    s = "".join(c if c.isascii() and (c.isalnum() or c == "_") else "_"
-                for c in name[:limit]) or "probe"
+    s = sanitize(name[:limit], "_") or "probe"
     return s if not s[0].isdigit() else "_" + s[:limit - 1]
 
 
