@@ -130,6 +130,34 @@ def bpf_privileges() -> None:
     pytest.skip("needs root (or CAP_BPF + CAP_PERFMON) to load BPF programs; run the tests as root")
 
 
+def _read_kernel_config() -> dict[str, str] | None:
+    """The running kernel's build configuration (CONFIG_X -> "y", "m", ...):
+    /proc/config.gz, the VM's copy, or /boot/config-<release>; None if none."""
+    import gzip
+    paths = [os.environ.get("RAWPROBE_VM_KCONFIG", ""), "/proc/config.gz",
+             f"/boot/config-{platform.release()}"]
+    for path in filter(None, paths):
+        try:
+            raw = Path(path).read_bytes()
+        except OSError:
+            continue
+        text = (gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw).decode()
+        return dict(line.split("=", 1) for line in text.splitlines()
+                    if line.startswith("CONFIG_") and "=" in line)
+    return None
+
+
+@pytest.fixture(scope="session")
+def kernel_config() -> dict[str, str]:
+    """The running kernel's .config as a dict (an oracle independent of the
+    sysfs/tracefs files rawprobe looks at); skips the test without one."""
+    config = _read_kernel_config()
+    if config is None:
+        pytest.skip("the kernel's build configuration is not readable (no /proc/config.gz "
+                    f"or /boot/config-{platform.release()})")
+    return config
+
+
 @pytest.fixture(scope="session")
 def vm_kernel() -> str:
     """The test VM's kernel release; skips the test outside the VM."""
