@@ -40,10 +40,12 @@ _ENUMVAL = re.compile(r"^\t'([^']*)' val=(-?\d+)")
 @lru_cache(maxsize=4)
 def bpftool_dump(path: Path = VMLINUX) -> dict[int, dict]:
     """id -> {kind, name, rest, members: [(name, type_id, bits_offset, bitfield_size)],
-    values: {enumerator: value}}; split BTF (a module's) is dumped on vmlinux."""
+    values: {enumerator: value}}; split BTF (a module's) is dumped on vmlinux, an
+    object file's BTF alone."""
     if shutil.which("bpftool") is None:
         pytest.skip("bpftool is not installed (Debian package bpftool)")
-    base = [] if path == VMLINUX else ["--base-btf", str(VMLINUX)]
+    module = path.parent == VMLINUX.parent and path != VMLINUX
+    base = ["--base-btf", str(VMLINUX)] if module else []
     text = subprocess.run(["bpftool", *base, "btf", "dump", "file", str(path)], check=True,
                           capture_output=True, text=True).stdout
     types: dict[int, dict] = {}
@@ -259,15 +261,43 @@ def test_agrees_with_btfspec(path) -> None:
             assert kb.types_by_name(t.name) == spec.types_by_name(t.name)
             assert kb.essential_ids(essential_name(t.name)) == \
                 spec.essential_ids(essential_name(t.name))
-        assert kb.size_of(i) == spec.size_of(i) if _sized(spec, i) else True
+    dump = bpftool_dump(path)
+    for i in range(len(spec.types)):
+        want = _bpftool_size(dump, i)
+        assert _size_or_error(kb, i) == _size_or_error(spec, i) == want, (path.name, i, want)
 
 
-def _sized(spec, i) -> bool:
+def _size_or_error(btf, i) -> int | None:
+    """The type's size, or None for a type without one (void, a function...)."""
     try:
-        spec.size_of(i)
-        return True
+        return btf.size_of(i)
     except BTFError:
-        return False
+        return None
+
+
+_SIZE = re.compile(r"\bsize=(\d+)")
+_TYPE_ID = re.compile(r"\btype_id=(\d+)")
+_NELEMS = re.compile(r"\bnr_elems=(\d+)")
+
+
+def _bpftool_size(dump: dict[int, dict], i: int) -> int | None:
+    """What the kernel's btf_resolve_size gives for type ``i``, from bpftool's dump:
+    sizes of sized kinds, 8 for pointers, arrays times their length, through
+    typedefs, modifiers, variables and tags; None for the rest (void, fwd, func)."""
+    n = 1
+    while i != 0:
+        d = dump[i]
+        if d["kind"] in ("INT", "STRUCT", "UNION", "ENUM", "ENUM64", "FLOAT", "DATASEC"):
+            return n * int(_SIZE.search(d["rest"])[1])
+        if d["kind"] == "PTR":
+            return n * 8
+        if d["kind"] == "ARRAY":
+            n *= int(_NELEMS.search(d["rest"])[1])
+        elif d["kind"] not in ("TYPEDEF", "CONST", "VOLATILE", "RESTRICT", "TYPE_TAG", "VAR",
+                               "DECL_TAG"):
+            return None
+        i = int(_TYPE_ID.search(d["rest"])[1])
+    return None
 
 
 def test_split_module_btf() -> None:
