@@ -180,6 +180,75 @@ def test_map_element_operations(maps_coll, name):
         assert keys[1] not in m
 
 
+def _contents(m) -> dict[bytes, bytes]:
+    return dict(m.items())
+
+
+@pytest.mark.parametrize("name", ["hash_map", "lru_hash", "percpu_hash"])
+def test_wrong_key_size_is_refused_before_the_kernel(maps_coll, name):
+    """The kernel reads key_size bytes whatever the buffer holds: a short key would
+    have it read past it, a long one would be cut to another key.  Both are refused
+    and the map is left as it was."""
+    m = maps_coll.maps[name]
+    ks = m.key_size
+    key = bytes(range(1, ks + 1))
+    value = 5 if m.percpu else bytes(m.value_size)
+    before = _contents(m)
+    for bad in (b"", key[:-1], key + b"\0", bytearray(key[:-1]), memoryview(key + b"\0")):
+        for op in (lambda: m.update(bad, value), lambda: m.lookup(bad), lambda: m.delete(bad),
+                   lambda: bad in m):
+            with pytest.raises(rawprobe.InvalidValueError,
+                               match=rf"map '{name}': key is {len(bad)} bytes, the map's "
+                                     rf"key_size is {ks}$"):
+                op()
+    with pytest.raises(rawprobe.InvalidValueError, match=f"does not fit in {ks} bytes"):
+        m.update(1 << 8 * ks, value)
+    with pytest.raises(rawprobe.InvalidValueError, match=f"does not fit in {ks} bytes"):
+        m.lookup(-(1 << 8 * ks))
+    with pytest.raises(rawprobe.InvalidValueError, match="a key is bytes or an int, not str"):
+        m.lookup("k" * ks)
+    assert _contents(m) == before
+    # The largest keys that fit are taken, little-endian, signed when negative.
+    try:
+        m.update((1 << 8 * ks) - 1, value)
+        m.update(-2, value)
+        assert {b"\xff" * ks, b"\xfe" + b"\xff" * (ks - 1)} <= set(m.keys())
+    finally:
+        for k in (b"\xff" * ks, b"\xfe" + b"\xff" * (ks - 1)):
+            m.delete(k)
+
+
+@pytest.mark.parametrize("name", ["hash_map", "array_map", "percpu_hash", "percpu_array"])
+def test_wrong_value_size_is_refused_before_the_kernel(maps_coll, name):
+    m = maps_coll.maps[name]
+    vs = m.value_size
+    slot = (vs + 7) & ~7
+    want = possible_cpus() * slot if m.percpu else vs
+    key = bytes(m.key_size)                  # key 0: in range for the arrays too
+    before = _contents(m)
+    bad_sizes = {0, want - 1, want + 1, vs if m.percpu else want + 8} - {want}
+    wants = (f"{possible_cpus()} per-CPU slots of {slot} bytes" if m.percpu
+             else f"value_size {vs}")
+    for n in sorted(bad_sizes):
+        with pytest.raises(rawprobe.InvalidValueError,
+                           match=rf"map '{name}': value is {n} bytes, the map wants {wants}$"):
+            m.update(key, b"\x01" * n)
+    with pytest.raises(rawprobe.InvalidValueError, match=f"does not fit in {vs} bytes"):
+        m.update(key, 1 << 8 * vs)
+    with pytest.raises(rawprobe.InvalidValueError, match="a value is bytes or an int, not list"):
+        m.update(key, [0] * want)
+    assert _contents(m) == before
+    # An int value is encoded in value_size bytes, the same on every CPU; the
+    # largest unsigned one fits.
+    m.update(key, (1 << 8 * vs) - 1)
+    assert m.lookup_percpu(key)[-1] == b"\xff" * vs
+    m.update(key, -2)
+    expect = b"\xfe" + b"\xff" * (vs - 1)
+    assert m.lookup_percpu(key) == [expect] * (possible_cpus() if m.percpu else 1)
+    raw = (expect + bytes(slot - vs)) * possible_cpus() if m.percpu else expect
+    assert m.lookup(key) == raw
+
+
 def test_special_maps(maps_coll):
     rb = maps_coll.maps["ringbuf"]
     with pytest.raises(rawprobe.NotSupportedError, match="RingBuffer"):
