@@ -25,6 +25,23 @@ VM_MARKER = ("vm: needs a kernel feature this machine lacks (kprobes, fentry, mo
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", VM_MARKER)
+    _own_cache_dir(config)
+
+
+# ----------------------------------------------------------------- hermeticity --
+# Each session caches (kernel BTF index, CO-RE results) in a directory of its own,
+# never in the user's or /var/cache/rawprobe: a warm cache left by another run or
+# another checkout could hide a regression, and tests must not leave files behind.
+# Set before any test module imports rawprobe, and in the environment, so the
+# `python -m rawprobe` processes that tests start use it too.  A test of the
+# default location sets its own environment (monkeypatch).
+
+def _own_cache_dir(config: pytest.Config) -> None:
+    import shutil
+    import tempfile
+    d = tempfile.mkdtemp(prefix="rawprobe-test-cache-")
+    os.environ["RAWPROBE_CACHE_DIR"] = d
+    config.add_cleanup(lambda: shutil.rmtree(d, ignore_errors=True))
 
 
 # ------------------------------------------------------------ feature checks --

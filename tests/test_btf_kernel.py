@@ -196,6 +196,38 @@ def test_unwritable_cache_dir_is_fine(tmp_path, monkeypatch) -> None:
     assert K.cache_dir() is None
 
 
+def test_cache_dir_default_locations(monkeypatch) -> None:
+    """Where caches go without RAWPROBE_CACHE_DIR (the test session sets its own,
+    see conftest.py): only the environment of this test changes, nothing is written."""
+    from rawprobe import _cache
+    monkeypatch.delenv("RAWPROBE_CACHE_DIR")
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    assert _cache.cache_dir() == "/var/cache/rawprobe"
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    monkeypatch.setenv("XDG_CACHE_HOME", "/xdg")
+    assert _cache.cache_dir() == "/xdg/rawprobe"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", "/home/someone")
+    assert _cache.cache_dir() == "/home/someone/.cache/rawprobe"
+    monkeypatch.setenv("RAWPROBE_CACHE_DIR", "/elsewhere")
+    assert _cache.cache_dir() == "/elsewhere"
+
+
+def test_the_session_caches_in_a_directory_of_its_own() -> None:
+    """conftest.py's hermeticity: tests and the processes they start cache in a
+    fresh temporary directory, not in the machine's."""
+    import subprocess
+    import sys
+    import tempfile
+    d = os.environ["RAWPROBE_CACHE_DIR"]
+    assert Path(d).parent == Path(tempfile.gettempdir())
+    assert Path(d).name.startswith("rawprobe-test-cache-")
+    child = subprocess.run([sys.executable, "-c", "from rawprobe._cache import cache_dir; "
+                            "print(cache_dir())"], capture_output=True, text=True, check=True,
+                           cwd=Path(__file__).parent.parent).stdout.strip()
+    assert child == d
+
+
 @needs_vmlinux
 def test_read_fallback_without_mmap(cache_dir, monkeypatch) -> None:
     """Kernels before 6.16 refuse to mmap /sys/kernel/btf/vmlinux: read() it instead."""
