@@ -7,8 +7,9 @@ So this module:
 * maps the blob (``mmap`` works on 6.16+, otherwise one ``read()``, ~7 ms);
 * builds ``offsets``, an ``array('I')`` of each type record's word offset in
   the type section, by one walk over the record headers (~50 ms for vmlinux),
-  and caches that index on disk keyed by the kernel's identity, so later
-  starts load it in well under a millisecond;
+  and caches that index on disk keyed by the kernel's identity (and this
+  code's, :data:`INDEX_CODE`), so later starts load it in well under a
+  millisecond;
 * finds a name without any name table: ``b"\\0name\\0"`` in the string
   section gives the name's offset, the little-endian offset found in the type
   section gives a candidate record position, and ``bisect`` on ``offsets``
@@ -30,8 +31,8 @@ import os
 import struct
 import sys
 
-from .._cache import (KEY_ENDS, VMLINUX, btf_key, cache_dir, is_private, module_btf_names,
-                      write_atomic)
+from .._cache import (KEY_ENDS, VMLINUX, btf_key, cache_dir, code_key, is_private,
+                      module_btf_names, write_atomic)
 from ..errors import BTFError, NotFoundError, NotSupportedError
 from . import types as T
 from .parse import (TAIL_FIXED, TAIL_ITEM, BTFLookups, Header, check_strings, decode_type,
@@ -43,6 +44,10 @@ if TYPE_CHECKING:  # pragma: no cover
     from typing import Any, Iterator, Optional
 
 _INDEX_MAGIC = b"RPBTFIX3"
+# The modules whose code shapes a cached index (the record walk and each kind's
+# record size, the flavoured-name scan, the file's reading and writing): an edit
+# of any of them must not be hidden by an index an older version wrote.
+INDEX_CODE = ("btf/kernel.py", "btf/parse.py", "btf/types.py", "_cache.py")
 _FIXED_W = tuple(n // 4 for n in TAIL_FIXED)
 _ITEM_W = tuple(n // 4 for n in TAIL_ITEM)
 
@@ -206,7 +211,8 @@ class KernelBTF(BTFLookups):
 
     def _cache_key(self) -> bytes:
         b = self._buf
-        return btf_key(self.path, len(b), b[:KEY_ENDS], b[max(0, len(b) - KEY_ENDS):])
+        return (btf_key(self.path, len(b), b[:KEY_ENDS], b[max(0, len(b) - KEY_ENDS):])
+                + b"\0" + code_key(INDEX_CODE))
 
     def _rebuild_index(self) -> None:
         self._build_index()
