@@ -295,7 +295,7 @@ def test_agrees_with_btfspec(path) -> None:
                 spec.essential_ids(essential_name(t.name))
     dump = bpftool_dump(path)
     for i in range(len(spec.types)):
-        want = _bpftool_size(dump, i)
+        want = bpftool_size(dump, i)
         assert _size_or_error(kb, i) == _size_or_error(spec, i) == want, (path.name, i, want)
 
 
@@ -312,7 +312,7 @@ _TYPE_ID = re.compile(r"\btype_id=(\d+)")
 _NELEMS = re.compile(r"\bnr_elems=(\d+)")
 
 
-def _bpftool_size(dump: dict[int, dict], i: int) -> int | None:
+def bpftool_size(dump: dict[int, dict], i: int) -> int | None:
     """What the kernel's btf_resolve_size gives for type ``i``, from bpftool's dump:
     sizes of sized kinds, 8 for pointers, arrays times their length, through
     typedefs, modifiers, variables and tags; None for the rest (void, fwd, func)."""

@@ -27,10 +27,11 @@ from rawprobe.btf.ext import BTFExt, CoreRelo, CoreReloKind as K
 from rawprobe.btf import types as T
 from rawprobe.btf.kernel import KernelBTF
 from rawprobe.errors import CORERelocationError
-from test_btf_kernel import bpftool_dump, needs_vmlinux
+from test_btf_kernel import bpftool_size, bpftool_dump, needs_vmlinux
 from test_btf_parse import BPF_DIR, elf_sections, object_btf
 
-LOCAL, TARGET, READ = (BPF_DIR / f"core_{n}.bpf.o" for n in ("local", "target", "read"))
+LOCAL, TARGET, READ, ARRAY = (BPF_DIR / f"core_{n}.bpf.o"
+                              for n in ("local", "target", "read", "array"))
 U64 = (1 << 64) - 1
 INSN = struct.Struct("<BBhi")
 
@@ -132,6 +133,24 @@ def test_field_existence_size_signedness(synthetic) -> None:
         assert (r.new_val, r.poison) == (value, False), (kind, path)
     r = one(res, "fields", "byte_off", "thing.missing")
     assert r.poison and r.target_type_id == 0
+
+
+def test_multidimensional_array(synthetic) -> None:
+    """thing.grid: unsigned short[2][3] locally, [3][4] in the target."""
+    _, _, target, res, want = synthetic
+    r = one(res, "fields", "byte_off", "thing.grid")       # a load through the member
+    assert (r.new_val, r.orig_sz, r.new_sz, r.fail_memsz_adjust) == \
+        (want["off_grid"], 2, 2, False)                     # its elements' sizes
+    r = one(res, "fields", "byte_off", "thing.grid[1]")
+    assert (r.new_val, r.poison) == (want["off_grid1"], False)
+    assert one(res, "fields", "byte_sz", "thing.grid").new_val == want["size_grid"]
+    assert one(res, "fields", "byte_sz", "thing.grid[1]").new_val == want["size_grid1"]
+    insns, relos = relocated(LOCAL, target, "raw_tracepoint/fields")
+    r = CoreRelocator(object_btf(LOCAL), target)
+    (i,) = [relo.insn_off // 8 for relo in relos
+            if r.compute(relo).local_path == "thing.grid" and relo.kind == K.FIELD_BYTE_OFFSET]
+    code, _, off, _ = insn(insns, i)
+    assert (code, off) == (0x69, want["off_grid"])          # still LDX H
 
 
 def test_bitfields(synthetic) -> None:
@@ -344,17 +363,31 @@ def libbpf_patches(obj: Path) -> dict[str, list[tuple]]:
     return patches
 
 
-@needs_vmlinux
-def test_same_patches_as_libbpf() -> None:
-    patches = libbpf_patches(READ)
-    sections = {"core_probe_read": "raw_tracepoint/sys_enter", "core_direct": "tp_btf/sys_enter"}
+def assert_same_patches_as_libbpf(obj: Path, sections: dict[str, str],
+                                  array_member_loads: frozenset = frozenset()) -> int:
+    """Relocate each program (name -> section) of ``obj`` against the running kernel
+    and compare every instruction libbpf patched; returns how many were compared.
+
+    ``array_member_loads``: (program, local path) of loads through an array member
+    itself whose length differs from the kernel's.  libbpf before commit
+    06096d19ee38 (2025, "fix LDX/STX/ST CO-RE relocation size adjustment logic")
+    compared whole array sizes there and poisoned the load; rawprobe, like libbpf
+    since, compares the elements' sizes and patches the offset only (checked by
+    running the program)."""
+    patches = libbpf_patches(obj)
     kb = KernelBTF.load()
     n = 0
     for prog, sec in sections.items():
-        insns, _ = relocated(READ, kb, sec)
+        insns, relos = relocated(obj, kb, sec)
+        local, _ = ext_of(obj)
+        r = CoreRelocator(local, kb)
+        path_at = {relo.insn_off // 8: r.compute(relo).local_path for relo in relos}
         for idx, what, value in patches[prog]:
             code, regs, off, imm = insn(insns, idx)
-            if what == "poison":
+            if what == "poison" and (prog, path_at[idx]) in array_member_loads:
+                assert not poisoned(insns, idx), (prog, idx)
+                assert code == insn(bytearray(elf_sections(obj)[sec]), idx)[0], (prog, idx)
+            elif what == "poison":
                 assert poisoned(insns, idx), (prog, idx)
             elif what == "imm":
                 assert imm == struct.unpack("<i", struct.pack("<I", value & 0xFFFFFFFF))[0], \
@@ -367,7 +400,97 @@ def test_same_patches_as_libbpf() -> None:
             elif what == "mem_sz":
                 assert {0x00: 4, 0x08: 2, 0x10: 1, 0x18: 8}[code & 0x18] == value
             n += 1
-    assert n >= 50, patches
+    return n
+
+
+@needs_vmlinux
+def test_same_patches_as_libbpf() -> None:
+    n = assert_same_patches_as_libbpf(READ, {"core_probe_read": "raw_tracepoint/sys_enter",
+                                             "core_direct": "tp_btf/sys_enter"})
+    assert n >= 50
+
+
+@needs_vmlinux
+def test_arrays_same_patches_as_libbpf() -> None:
+    """core_array.bpf.o: array fields and elements whose local declarations differ
+    from the kernel's (length, element size, flexible or not, behind a typedef),
+    the kernel's flexible arrays, an index on the root pointer, and arrays that do
+    not match the kernel's field."""
+    n = assert_same_patches_as_libbpf(
+        ARRAY, {"core_arrays": "raw_tracepoint/sys_enter",
+                "core_arrays_direct": "tp_btf/sys_enter"},
+        array_member_loads=frozenset({("core_arrays_direct", "task_struct___small.comm")}))
+    assert n >= 45
+
+
+# struct array_out in core_array.bpf.c: what the program read, then 26 relocated u32s
+ARRAY_OUT = struct.Struct("<ccc5xQQIII4xQ26I8x")
+ARRAY_DIRECT_OUT = struct.Struct("<IIcc2x")
+
+
+@needs_vmlinux
+def test_arrays_read_what_the_kernel_holds(bpf_privileges) -> None:
+    """core_array.bpf.o run on this process: what it reads through the relocated
+    array paths is what /proc, getrlimit and sched_getaffinity say."""
+    import resource
+    import rawprobe
+    spec = rawprobe.ObjectSpec.from_file(str(ARRAY))
+    spec.variables["target_tgid"].set(os.getpid())
+    with spec.load() as coll:
+        with coll.programs["core_arrays"].attach_raw_tracepoint("sys_enter"), \
+                coll.programs["core_arrays_direct"].attach():
+            os.getppid()
+        raw = coll.variables["out"].get()
+        direct = ARRAY_DIRECT_OUT.unpack(coll.variables["direct_out"].get())
+    assert len(raw) == ARRAY_OUT.size
+    (comm5, small5, flex5, nofile, nofile_ptr, nr, root_self, root_level, cpus0,
+     *consts) = ARRAY_OUT.unpack(raw)
+    proc_comm = Path("/proc/self/comm").read_bytes().rstrip(b"\n").ljust(16, b"\0")
+    assert comm5 == small5 == flex5 == proc_comm[5:6]
+    assert nofile == nofile_ptr == resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    assert nr == os.getpid()                     # the main thread's struct pid
+    assert (root_self, root_level) == (1, 0)     # the root cgroup is its own ancestors[0]
+    assert cpus0 == sum(1 << c for c in os.sched_getaffinity(0) if c < 64)
+    # The relocated constants, from bpftool's dump of the kernel's BTF.
+    dump = bpftool_dump()
+    by_name = {(d["kind"], d["name"]): i for i, d in dump.items()}
+
+    def member(struct_name: str, name: str) -> tuple[int, int]:
+        """(byte offset, type id) of a member, looking through typedefs."""
+        tid = by_name[("STRUCT", struct_name)]
+        ((off, mtype),) = [(o // 8, t) for n, t, o, _ in dump[tid]["members"] if n == name]
+        return off, mtype
+
+    def size(tid: int) -> int:
+        return bpftool_size(dump, tid)
+
+    def elem(array_tid: int) -> int:
+        return int(re.search(r"type_id=(\d+)", dump[array_tid]["rest"])[1])
+
+    comm, comm_t = member("task_struct", "comm")
+    rlim, rlim_t = member("signal_struct", "rlim")
+    rlimit = size(by_name[("STRUCT", "rlimit")])
+    rlim_max, _ = member("rlimit", "rlim_max")
+    anc, anc_t = member("cgroup", "ancestors")
+    numbers, numbers_t = member("pid", "numbers")
+    upid = size(by_name[("STRUCT", "upid")])
+    nr, _ = member("upid", "nr")
+    cpus_mask, _ = member("task_struct", "cpus_mask")
+    bits, bits_t = member("cpumask", "bits")
+    assert consts == [
+        size(comm_t), size(rlim_t), rlimit, size(anc_t), size(elem(anc_t)), upid,
+        size(bits_t),
+        comm + 15, comm + 5, rlim + 5 * rlimit, rlim + 3 * rlimit + rlim_max,
+        7 * rlimit + rlim_max, anc + 2 * size(elem(anc_t)), anc + 3 * size(elem(anc_t)),
+        numbers + upid + nr, cpus_mask + bits,
+        1, 0, 1, 0, 1, 1,               # comm[15]/[20] through [32] and [], ancestors[1000]/[3]
+        0, 0,                           # void *comm[2], char pid[4]: not the kernel's fields
+        member("sk_buff", "__cloned_offset")[0], 0,   # zero-length, not last: no elements
+    ]
+    # tp_btf: direct loads, a u32 element here read as the kernel's u8
+    perf_recursion = any(n == "perf_recursion" for n, *_ in
+                         dump[by_name[("STRUCT", "task_struct")]]["members"])
+    assert direct[1:] == (int(perf_recursion), proc_comm[0:1], proc_comm[2:3])
 
 
 @pytest.mark.vm("module_btf")

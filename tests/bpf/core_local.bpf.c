@@ -36,6 +36,7 @@ struct thing {
 	enum big big;
 	int *int_not_ptr;
 	int missing;
+	unsigned short grid[2][3]; /* [3][4] in the target */
 	int tail[];
 } __attribute__((preserve_access_index));
 
@@ -112,6 +113,10 @@ int fields(struct thing *t)
 	sink[20] = BPF_CORE_READ_BITFIELD(t, flags);
 	sink[21] = BPF_CORE_READ_BITFIELD(t, mode);
 	sink[22] = bpf_core_field_offset(t->color);
+	sink[23] = **t->grid;                              /* LDX of the member: 2 bytes */
+	sink[24] = t->grid[1][2];                          /* clang relocates grid[1] only */
+	sink[25] = bpf_core_field_size(t->grid);
+	sink[26] = bpf_core_field_size(t->grid[1]);
 	return 0;
 }
 

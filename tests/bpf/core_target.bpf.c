@@ -44,6 +44,7 @@ struct thing {
 	enum big big;
 	struct pt *pp;
 	int int_not_ptr;           /* local: int * (incompatible) */
+	unsigned short grid[3][4]; /* local: [2][3] (the elements, 2 bytes, are loaded) */
 	int tail[];
 };
 
@@ -110,6 +111,10 @@ const volatile __u64 expect_size_pt = sizeof(struct pt);
 const volatile __u64 expect_size_name = sizeof(((struct thing *)0)->name);
 const volatile __u64 expect_size_counter = sizeof(((struct thing *)0)->counter);
 const volatile __u64 expect_size_thing = sizeof(struct thing);
+const volatile __u64 expect_off_grid = offsetof(struct thing, grid);
+const volatile __u64 expect_off_grid1 = offsetof(struct thing, grid[1]);
+const volatile __u64 expect_size_grid = sizeof(((struct thing *)0)->grid);
+const volatile __u64 expect_size_grid1 = sizeof(((struct thing *)0)->grid[1]);
 const volatile __u64 expect_size_my_int = sizeof(my_int);
 const volatile __u64 expect_off_amb_a = offsetof(struct amb, a);
 const volatile __u64 expect_off_dup_a = offsetof(struct dup, a);
