@@ -30,8 +30,8 @@ from rawprobe.errors import CORERelocationError
 from test_btf_kernel import bpftool_size, bpftool_dump, needs_vmlinux
 from test_btf_parse import BPF_DIR, elf_sections, object_btf
 
-LOCAL, TARGET, READ, ARRAY = (BPF_DIR / f"core_{n}.bpf.o"
-                              for n in ("local", "target", "read", "array"))
+LOCAL, TARGET, READ, ARRAY, COMPAT = (BPF_DIR / f"core_{n}.bpf.o"
+                                      for n in ("local", "target", "read", "array", "compat"))
 U64 = (1 << 64) - 1
 INSN = struct.Struct("<BBhi")
 
@@ -421,6 +421,18 @@ def test_arrays_same_patches_as_libbpf() -> None:
                 "core_arrays_direct": "tp_btf/sys_enter"},
         array_member_loads=frozenset({("core_arrays_direct", "task_struct___small.comm")}))
     assert n >= 45
+
+
+@needs_vmlinux
+def test_compatibility_rules_same_as_libbpf() -> None:
+    """core_compat.bpf.o: function prototypes, arrays, ints, enums, structs, unions
+    and forwards on either side of each TYPE_EXISTS / TYPE_MATCHES / FIELD_EXISTS
+    rule, against the kernel's types: every answer as libbpf's."""
+    n = assert_same_patches_as_libbpf(COMPAT, {"core_compat": "raw_tracepoint/sys_enter"})
+    assert n >= 39
+    insns, relos = relocated(COMPAT, KernelBTF.load(), "raw_tracepoint/sys_enter")
+    answers = {insn(insns, r.insn_off // 8)[3] for r in relos if r.kind != K.TYPE_SIZE}
+    assert answers == {0, 1}                   # both sides of the rules are exercised
 
 
 # struct array_out in core_array.bpf.c: what the program read, then 26 relocated u32s
