@@ -617,6 +617,64 @@ def test_bad_relocation_records() -> None:
         assert "program 'p' (section 's'), insn #0" in str(e.value)
 
 
+def _why(relo: CoreRelo, local=None) -> str:
+    """What compute() says is wrong with ``relo``: its message's last clause."""
+    with pytest.raises(CORERelocationError) as e:
+        compute(local or object_btf(LOCAL), relo, object_btf(TARGET))
+    return str(e.value).rsplit(": ", 1)[-1]
+
+
+def test_access_string_bounds_and_wording() -> None:
+    local = object_btf(LOCAL)
+    tid, thing = local.type_by_name("thing")
+    members = [m.name for m in thing.members]
+    n, pts, name = len(members), members.index("pts"), members.index("name")
+    cid, color = local.type_by_name("color")
+    fo = K.FIELD_BYTE_OFFSET
+    # the last member, element and enumerator are fine; one past is not
+    assert compute(local, CoreRelo(0, tid, 0, fo, f"0:{n - 1}"),
+                   object_btf(TARGET)).local_path == "thing.tail"
+    assert _why(CoreRelo(0, tid, 0, fo, f"0:{n}")) == f"member #{n} of thing does not exist"
+    assert compute(local, CoreRelo(0, tid, 0, fo, f"0:{pts}:3"),
+                   object_btf(TARGET)).local_path == "thing.pts[3]"
+    assert _why(CoreRelo(0, tid, 0, fo, f"0:{pts}:4")) == \
+        "index 4 past the end of a 4-element array"
+    last = len(color.values) - 1
+    assert compute(local, CoreRelo(0, cid, 0, K.ENUMVAL_EXISTS, str(last)),
+                   object_btf(TARGET)).local_path == "color::PURPLE"
+    for acc in (str(last + 1), "0:0"):
+        assert _why(CoreRelo(0, cid, 0, K.ENUMVAL_VALUE, acc)) == \
+            f"enum relocation {acc!r} does not name an enumerator of [{cid}] ENUM 'color'"
+    # at most 64 indices (BPF_CORE_SPEC_MAX_LEN): 64 are walked, 65 refused unread
+    deep = ":".join(["0"] * 64)
+    assert "steps into" in _why(CoreRelo(0, tid, 0, fo, deep))
+    assert _why(CoreRelo(0, tid, 0, fo, deep + ":0")) == \
+        f"access string {deep + ':0'!r} is longer than 64"
+    assert _why(CoreRelo(0, 10 ** 6, 0, fo, "0")).startswith("no BTF type with id 1000000")
+    assert _why(CoreRelo(0, tid, 0, 13, "0")) == "unknown relocation kind 13"
+
+
+def test_paths_name_every_index_but_a_leading_zero() -> None:
+    local, target = object_btf(LOCAL), object_btf(TARGET)
+    tid, thing = local.type_by_name("thing")
+    name = [m.name for m in thing.members].index("name")
+    pid, _ = local.type_by_name("pt")
+    want = rodata_u64(TARGET, "expect_")
+    r = compute(local, CoreRelo(0, pid, 0, K.FIELD_BYTE_OFFSET, "3:1"), target)
+    assert (r.local_path, r.new_val) == ("pt[3].y", 3 * want["size_pt"] + 4)
+    assert compute(local, CoreRelo(0, tid, 0, K.FIELD_BYTE_OFFSET, f"0:{name}:0"),
+                   target).local_path == "thing.name[0]"
+    assert compute(local, CoreRelo(0, pid, 0, K.FIELD_BYTE_OFFSET, "1"),
+                   target).local_path == "pt[1]"
+    # an anonymous root is named by its kind
+    anon = next(i for i, t in enumerate(target.types)
+                if not t.name and isinstance(t, T.Union))
+    msg = _why(CoreRelo(0, anon, 0, K.FIELD_BYTE_OFFSET, "0:0"), local=target)
+    assert msg == "CO-RE relocations against anonymous types are not supported"
+    with pytest.raises(CORERelocationError, match=r"byte_off of <anon union>\.u1 \(0:0\)"):
+        compute(target, CoreRelo(0, anon, 0, K.FIELD_BYTE_OFFSET, "0:0"), target)
+
+
 @st.composite
 def random_relo(draw):
     local = object_btf(draw(st.sampled_from([LOCAL, READ])))
