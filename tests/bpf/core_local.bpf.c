@@ -55,6 +55,16 @@ struct amb {
 	int b;
 } __attribute__((preserve_access_index));
 
+/* Bitfields that straddle their type's size in the (packed) target. */
+struct pk {
+	unsigned int mid: 30;
+	unsigned int hi: 10;
+} __attribute__((preserve_access_index));
+
+struct pk2 {
+	unsigned int edge: 16;
+} __attribute__((preserve_access_index));
+
 struct dup {
 	int a;
 } __attribute__((preserve_access_index));
@@ -117,6 +127,8 @@ int fields(struct thing *t)
 	sink[24] = t->grid[1][2];                          /* clang relocates grid[1] only */
 	sink[25] = bpf_core_field_size(t->grid);
 	sink[26] = bpf_core_field_size(t->grid[1]);
+	sink[27] = BPF_CORE_READ_BITFIELD((struct pk *)t, mid);   /* needs an 8-byte load */
+	sink[28] = BPF_CORE_READ_BITFIELD((struct pk2 *)t, edge); /* ends where 4 bytes do */
 	return 0;
 }
 
@@ -168,6 +180,13 @@ SEC("raw_tracepoint/ambiguous")
 int ambiguous(struct amb *a)
 {
 	sink[61] = a->b;                                   /* two disagreeing candidates */
+	return 0;
+}
+
+SEC("raw_tracepoint/toowide")
+int toowide(struct pk *pk)
+{
+	sink[62] = BPF_CORE_READ_BITFIELD(pk, hi);         /* no single 8-byte load holds it */
 	return 0;
 }
 

@@ -85,6 +85,21 @@ struct match_me {
 	int arr[3];
 };
 
+/* Packed: bitfields are laid end to end, across their type's size. */
+struct pk {
+	char c;
+	unsigned int mid: 30;      /* bits 8..37: 8 bytes from byte 0 hold it, 4 do not */
+	unsigned int fill: 22;     /* bits 38..59 */
+	unsigned int hi: 10;       /* bits 60..69: no 8-byte load holds it */
+} __attribute__((packed));
+
+struct pk2 {
+	short s;
+	unsigned int edge: 16;     /* bits 16..31: ends exactly where a 4-byte load does */
+} __attribute__((packed));
+
+struct pk g_pk;
+struct pk2 g_pk2;
 struct thing *g_thing;
 thing_t *g_thing_t;
 my_int g_my_int;
