@@ -14,6 +14,7 @@
 #   make test            python3 -m pytest -q tests (installs missing packages, mounts tracefs/bpffs)
 #   make vmtest          the tests marked `vm`, under a second kernel in qemu
 #   make bench           every tools/bench_*.py
+#   make mutate [MODULES=...]  mutation testing (mutmut) of the modules in tools/mutate.py, score per module
 #   make run [ARGS=...]  python3 -m rawprobe $(ARGS): no ARGS runs the demo
 #   make wheel           the wheel, into build/dist/
 #   make base-image      localhost/rawprobe-base: a Debian base built offline with mmdebstrap
@@ -59,7 +60,7 @@ BENCH_SCRIPTS := $(sort $(wildcard tools/bench_*.py))
 
 .DEFAULT_GOAL := help
 .PHONY: help bpf main-objects prebuilt check-prebuilt check-repro test-objects check-test-objects \
-        test vmtest bench run clean deps-run deps-test mounts vmtest-setup \
+        test vmtest bench mutate run clean deps-run deps-test mounts vmtest-setup \
         wheel base-image image seccomp-profile
 
 help:
@@ -180,6 +181,19 @@ vmtest-setup:
 bench:
 	@if [ -z "$(BENCH_SCRIPTS)" ]; then echo "make bench: no tools/bench_*.py yet" >&2; exit 1; fi
 	@set -e; for s in $(BENCH_SCRIPTS); do echo "== $$s"; $(PYTHON) $$s; done
+
+# Mutation testing: slow (minutes per module), so neither in `make test` nor in CI.
+# mutmut is pinned and installed here only, into a venv that sees the test
+# dependencies; tools/mutate.py says which tests run against which module.
+MUTMUT_VERSION := 3.8.1
+MUTATE_VENV    := $(BUILD)/mutate-venv
+MODULES        ?=
+mutate: deps-test mounts
+	@test -x $(MUTATE_VENV)/bin/python || $(PYTHON) -m venv --system-site-packages $(MUTATE_VENV)
+	@$(MUTATE_VENV)/bin/python -c "import mutmut, sys; sys.exit(mutmut.__version__ != '$(MUTMUT_VERSION)')" \
+	    2>/dev/null || $(MUTATE_VENV)/bin/python -m pip install -q --disable-pip-version-check \
+	    mutmut==$(MUTMUT_VERSION)
+	nice -n 19 $(MUTATE_VENV)/bin/python tools/mutate.py $(MODULES)
 
 run: deps-run mounts
 	$(PYTHON) -m rawprobe $(ARGS)

@@ -2,7 +2,8 @@
 
 Two caches live there: the kernel BTF index (:mod:`rawprobe.btf.kernel`) and the
 CO-RE results (:mod:`rawprobe.corecache`); both key on the kernel's BTF, whose
-identity (:func:`btf_key`) and module list are kept here for them.  Both are pure speed-ups: anything
+identity (:func:`btf_key`) and module list are kept here for them, and on the
+code that computed what they hold (:func:`code_key`).  Both are pure speed-ups: anything
 missing, unreadable, stale or not ours is ignored and rebuilt, and a cache that
 cannot be written costs the next start the same work again, nothing more.
 
@@ -38,7 +39,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Optional
 
-__all__ = ["VMLINUX", "btf_key", "cache_dir", "is_private", "module_btf_names",
+__all__ = ["VMLINUX", "btf_key", "cache_dir", "code_key", "is_private", "module_btf_names",
            "read_btf_key", "read_private", "sweep_temporaries", "temp_path", "write_atomic"]
 
 VMLINUX = "/sys/kernel/btf/vmlinux"
@@ -48,6 +49,7 @@ STALE_TMP_S = 300       # a temporary file untouched this long is abandoned
 _PID_MAX_LIMIT = 1 << 22    # include/linux/threads.h: no pid or tid reaches it
 
 _swept: set[str] = set()    # cache directories swept by this process
+PACKAGE = os.path.dirname(os.path.abspath(__file__))
 
 
 def cache_dir() -> Optional[str]:
@@ -243,3 +245,19 @@ def module_btf_names(vmlinux: str = VMLINUX) -> list[str]:
     except OSError:
         return []
     return sorted(n for n in names if n != os.path.basename(vmlinux))
+
+
+def code_key(modules: tuple[str, ...], root: str = PACKAGE) -> bytes:
+    """What identifies the code that computed a cached result: rawprobe's version
+    and the size and mtime of each of ``modules`` (paths under ``root``, the
+    package), so an upgrade or an edit of any of them starts afresh.  Only a
+    ``stat`` each, no reading: this runs at every start."""
+    from . import __version__
+    parts = [__version__]
+    for m in modules:
+        try:
+            st = os.stat(os.path.join(root, m))
+            parts.append(f"{m} {st.st_size} {st.st_mtime_ns}")
+        except OSError:
+            parts.append(f"{m} ?")
+    return "\0".join(parts).encode()

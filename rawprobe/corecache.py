@@ -12,7 +12,7 @@ everything they were computed from is byte for byte the same:
 * the object's BTF blob, as parsed;
 * the program: its instructions before relocation and its CO-RE records;
 * the code that computed them: rawprobe's version and the size and mtime of
-  ``btf/core.py`` (an upgrade or an edit starts afresh);
+  every module in :data:`CODE` (an upgrade or an edit of any starts afresh);
 * for a program with a type vmlinux lacks (looked for in the modules' BTF):
   the loaded modules' BTF files, by name, size and mtime.
 
@@ -31,7 +31,7 @@ from __future__ import annotations
 import marshal
 import os
 
-from ._cache import VMLINUX, cache_dir, module_btf_names, read_private, write_atomic
+from ._cache import VMLINUX, cache_dir, code_key, module_btf_names, read_private, write_atomic
 from ._cache import read_btf_key as kernel_key
 from .names import sanitize
 
@@ -40,6 +40,13 @@ if TYPE_CHECKING:
     from typing import Any, Optional
 
 _FORMAT = 2
+# The modules whose code runs to compute a program's CO-RE results from the
+# inputs compared above (the relocator and patcher, the BTF type model, parser
+# and kernel lookups, the CO-RE records' kinds, the loader driving them, the
+# cache itself): a result an older version of any of them stored must not hide
+# an edit.  tests/test_corecache.py checks this list against what a computation runs.
+CODE = ("btf/core.py", "btf/types.py", "btf/parse.py", "btf/ext.py", "btf/kernel.py",
+        "collection.py", "corecache.py", "_cache.py", "insn.py", "_records.py")
 
 
 def modules_key(vmlinux: str = VMLINUX) -> tuple:
@@ -55,13 +62,8 @@ def modules_key(vmlinux: str = VMLINUX) -> tuple:
     return tuple(out)
 
 
-def _impl_key() -> str:
-    from . import __version__
-    try:
-        st = os.stat(os.path.join(os.path.dirname(os.path.abspath(__file__)), "btf", "core.py"))
-    except OSError:
-        return f"{__version__}\0?"
-    return f"{__version__}\0{st.st_size}\0{st.st_mtime_ns}"
+def _impl_key() -> bytes:
+    return code_key(CODE)
 
 
 def _file_name(object_name: str) -> str:
@@ -105,7 +107,7 @@ class CoreCache:
         kernel = kernel_key()
         if kernel is None:
             return None
-        return cls(os.path.join(d, _file_name(object_name)), _impl_key().encode() + b"\0" + kernel,
+        return cls(os.path.join(d, _file_name(object_name)), _impl_key() + b"\0" + kernel,
                    local_btf)
 
     @staticmethod

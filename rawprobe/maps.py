@@ -1,7 +1,9 @@
 """Loaded maps: a :class:`Map` owns one BPF map fd.
 
 Keys and values are ``bytes``; an ``int`` key is encoded little-endian in the
-map's key size, so ``m.lookup(0)`` works on arrays.  Per-CPU maps take and
+map's key size, so ``m.lookup(0)`` works on arrays.  A key or value of the wrong
+length is refused (:class:`~rawprobe.errors.InvalidValueError`) before the kernel
+sees it: it would read ``key_size``/``value_size`` bytes whatever we pass.  Per-CPU maps take and
 return one value per possible CPU, each padded to 8 bytes as the kernel wants:
 :meth:`Map.lookup_percpu` splits them.
 """
@@ -11,7 +13,7 @@ import os
 
 from ._fdowner import FDOwner
 from ._sys import bpf as _bpf
-from .errors import NotSupportedError, RawprobeError, SyscallError
+from .errors import InvalidValueError, NotSupportedError, SyscallError
 from .uapi import MapType
 
 TYPE_CHECKING = False
@@ -58,6 +60,13 @@ def _read_possible_cpus() -> int:
     return n
 
 
+def _as_bytes(b: Key, map_name: str, what: str) -> bytes:
+    if isinstance(b, (bytes, bytearray, memoryview)):
+        return bytes(b)
+    raise InvalidValueError(f"map {map_name!r}: a {what} is bytes or an int, "
+                            f"not {type(b).__name__}")
+
+
 class Map(FDOwner):
     """A BPF map in the kernel.  Closed by its Collection, or by :meth:`close`
     (``.fd``, ``fileno()``, ``closed``, ``with``: see :class:`~rawprobe._fdowner.FDOwner`).
@@ -94,12 +103,12 @@ class Map(FDOwner):
             try:
                 return key.to_bytes(self.key_size, "little", signed=key < 0)
             except OverflowError:
-                raise RawprobeError(f"map {self.name!r}: key {key} does not fit in "
-                                    f"{self.key_size} bytes") from None
-        key = bytes(key)
+                raise InvalidValueError(f"map {self.name!r}: key {key} does not fit in "
+                                        f"{self.key_size} bytes") from None
+        key = _as_bytes(key, self.name, "key")
         if len(key) != self.key_size:
-            raise RawprobeError(f"map {self.name!r}: key is {len(key)} bytes, the map's "
-                                f"key_size is {self.key_size}")
+            raise InvalidValueError(f"map {self.name!r}: key is {len(key)} bytes, the map's "
+                                    f"key_size is {self.key_size}")
         return key
 
     def _value(self, value: Value) -> bytes:
@@ -107,18 +116,18 @@ class Map(FDOwner):
             try:
                 value = value.to_bytes(self.value_size, "little", signed=value < 0)
             except OverflowError:
-                raise RawprobeError(f"map {self.name!r}: value {value} does not fit in "
-                                    f"{self.value_size} bytes") from None
+                raise InvalidValueError(f"map {self.name!r}: value {value} does not fit in "
+                                        f"{self.value_size} bytes") from None
             if self.percpu:   # the same value on every CPU
                 slot = (self.value_size + 7) & ~7
                 value = value.ljust(slot, b"\0") * possible_cpus()
             return value
-        value = bytes(value)
+        value = _as_bytes(value, self.name, "value")
         if len(value) != self._value_len:
             what = (f"{possible_cpus()} per-CPU slots of {(self.value_size + 7) & ~7} bytes"
                     if self.percpu else f"value_size {self.value_size}")
-            raise RawprobeError(f"map {self.name!r}: value is {len(value)} bytes, the "
-                                f"map wants {what}")
+            raise InvalidValueError(f"map {self.name!r}: value is {len(value)} bytes, the "
+                                    f"map wants {what}")
         return value
 
     def _check_elems(self) -> None:

@@ -25,6 +25,23 @@ VM_MARKER = ("vm: needs a kernel feature this machine lacks (kprobes, fentry, mo
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", VM_MARKER)
+    _own_cache_dir(config)
+
+
+# ----------------------------------------------------------------- hermeticity --
+# Each session caches (kernel BTF index, CO-RE results) in a directory of its own,
+# never in the user's or /var/cache/rawprobe: a warm cache left by another run or
+# another checkout could hide a regression, and tests must not leave files behind.
+# Set before any test module imports rawprobe, and in the environment, so the
+# `python -m rawprobe` processes that tests start use it too.  A test of the
+# default location sets its own environment (monkeypatch).
+
+def _own_cache_dir(config: pytest.Config) -> None:
+    import shutil
+    import tempfile
+    d = tempfile.mkdtemp(prefix="rawprobe-test-cache-")
+    os.environ["RAWPROBE_CACHE_DIR"] = d
+    config.add_cleanup(lambda: shutil.rmtree(d, ignore_errors=True))
 
 
 # ------------------------------------------------------------ feature checks --
@@ -118,6 +135,34 @@ def bpf_privileges() -> None:
     if not missing_for_bpf():
         return
     pytest.skip("needs root (or CAP_BPF + CAP_PERFMON) to load BPF programs; run the tests as root")
+
+
+def _read_kernel_config() -> dict[str, str] | None:
+    """The running kernel's build configuration (CONFIG_X -> "y", "m", ...):
+    /proc/config.gz, the VM's copy, or /boot/config-<release>; None if none."""
+    import gzip
+    paths = [os.environ.get("RAWPROBE_VM_KCONFIG", ""), "/proc/config.gz",
+             f"/boot/config-{platform.release()}"]
+    for path in filter(None, paths):
+        try:
+            raw = Path(path).read_bytes()
+        except OSError:
+            continue
+        text = (gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw).decode()
+        return dict(line.split("=", 1) for line in text.splitlines()
+                    if line.startswith("CONFIG_") and "=" in line)
+    return None
+
+
+@pytest.fixture(scope="session")
+def kernel_config() -> dict[str, str]:
+    """The running kernel's .config as a dict (an oracle independent of the
+    sysfs/tracefs files rawprobe looks at); skips the test without one."""
+    config = _read_kernel_config()
+    if config is None:
+        pytest.skip("the kernel's build configuration is not readable (no /proc/config.gz "
+                    f"or /boot/config-{platform.release()})")
+    return config
 
 
 @pytest.fixture(scope="session")

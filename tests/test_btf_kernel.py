@@ -40,10 +40,12 @@ _ENUMVAL = re.compile(r"^\t'([^']*)' val=(-?\d+)")
 @lru_cache(maxsize=4)
 def bpftool_dump(path: Path = VMLINUX) -> dict[int, dict]:
     """id -> {kind, name, rest, members: [(name, type_id, bits_offset, bitfield_size)],
-    values: {enumerator: value}}; split BTF (a module's) is dumped on vmlinux."""
+    values: {enumerator: value}}; split BTF (a module's) is dumped on vmlinux, an
+    object file's BTF alone."""
     if shutil.which("bpftool") is None:
         pytest.skip("bpftool is not installed (Debian package bpftool)")
-    base = [] if path == VMLINUX else ["--base-btf", str(VMLINUX)]
+    module = path.parent == VMLINUX.parent and path != VMLINUX
+    base = ["--base-btf", str(VMLINUX)] if module else []
     text = subprocess.run(["bpftool", *base, "btf", "dump", "file", str(path)], check=True,
                           capture_output=True, text=True).stdout
     types: dict[int, dict] = {}
@@ -194,6 +196,38 @@ def test_unwritable_cache_dir_is_fine(tmp_path, monkeypatch) -> None:
     assert K.cache_dir() is None
 
 
+def test_cache_dir_default_locations(monkeypatch) -> None:
+    """Where caches go without RAWPROBE_CACHE_DIR (the test session sets its own,
+    see conftest.py): only the environment of this test changes, nothing is written."""
+    from rawprobe import _cache
+    monkeypatch.delenv("RAWPROBE_CACHE_DIR")
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    assert _cache.cache_dir() == "/var/cache/rawprobe"
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    monkeypatch.setenv("XDG_CACHE_HOME", "/xdg")
+    assert _cache.cache_dir() == "/xdg/rawprobe"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", "/home/someone")
+    assert _cache.cache_dir() == "/home/someone/.cache/rawprobe"
+    monkeypatch.setenv("RAWPROBE_CACHE_DIR", "/elsewhere")
+    assert _cache.cache_dir() == "/elsewhere"
+
+
+def test_the_session_caches_in_a_directory_of_its_own() -> None:
+    """conftest.py's hermeticity: tests and the processes they start cache in a
+    fresh temporary directory, not in the machine's."""
+    import subprocess
+    import sys
+    import tempfile
+    d = os.environ["RAWPROBE_CACHE_DIR"]
+    assert Path(d).parent == Path(tempfile.gettempdir())
+    assert Path(d).name.startswith("rawprobe-test-cache-")
+    child = subprocess.run([sys.executable, "-c", "from rawprobe._cache import cache_dir; "
+                            "print(cache_dir())"], capture_output=True, text=True, check=True,
+                           cwd=Path(__file__).parent.parent).stdout.strip()
+    assert child == d
+
+
 @needs_vmlinux
 def test_read_fallback_without_mmap(cache_dir, monkeypatch) -> None:
     """Kernels before 6.16 refuse to mmap /sys/kernel/btf/vmlinux: read() it instead."""
@@ -259,15 +293,43 @@ def test_agrees_with_btfspec(path) -> None:
             assert kb.types_by_name(t.name) == spec.types_by_name(t.name)
             assert kb.essential_ids(essential_name(t.name)) == \
                 spec.essential_ids(essential_name(t.name))
-        assert kb.size_of(i) == spec.size_of(i) if _sized(spec, i) else True
+    dump = bpftool_dump(path)
+    for i in range(len(spec.types)):
+        want = bpftool_size(dump, i)
+        assert _size_or_error(kb, i) == _size_or_error(spec, i) == want, (path.name, i, want)
 
 
-def _sized(spec, i) -> bool:
+def _size_or_error(btf, i) -> int | None:
+    """The type's size, or None for a type without one (void, a function...)."""
     try:
-        spec.size_of(i)
-        return True
+        return btf.size_of(i)
     except BTFError:
-        return False
+        return None
+
+
+_SIZE = re.compile(r"\bsize=(\d+)")
+_TYPE_ID = re.compile(r"\btype_id=(\d+)")
+_NELEMS = re.compile(r"\bnr_elems=(\d+)")
+
+
+def bpftool_size(dump: dict[int, dict], i: int) -> int | None:
+    """What the kernel's btf_resolve_size gives for type ``i``, from bpftool's dump:
+    sizes of sized kinds, 8 for pointers, arrays times their length, through
+    typedefs, modifiers, variables and tags; None for the rest (void, fwd, func)."""
+    n = 1
+    while i != 0:
+        d = dump[i]
+        if d["kind"] in ("INT", "STRUCT", "UNION", "ENUM", "ENUM64", "FLOAT", "DATASEC"):
+            return n * int(_SIZE.search(d["rest"])[1])
+        if d["kind"] == "PTR":
+            return n * 8
+        if d["kind"] == "ARRAY":
+            n *= int(_NELEMS.search(d["rest"])[1])
+        elif d["kind"] not in ("TYPEDEF", "CONST", "VOLATILE", "RESTRICT", "TYPE_TAG", "VAR",
+                               "DECL_TAG"):
+            return None
+        i = int(_TYPE_ID.search(d["rest"])[1])
+    return None
 
 
 def test_split_module_btf() -> None:

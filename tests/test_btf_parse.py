@@ -21,7 +21,7 @@ from rawprobe.errors import BTFError, NotFoundError
 
 BPF_DIR = Path(__file__).parent / "bpf"
 OBJECTS = sorted(BPF_DIR.glob("*.bpf.o"))
-CORE_OBJECTS = [BPF_DIR / f"core_{n}.bpf.o" for n in ("read", "local", "target")]
+CORE_OBJECTS = [BPF_DIR / f"core_{n}.bpf.o" for n in ("read", "local", "target", "array")]
 
 
 @lru_cache(maxsize=None)

@@ -27,10 +27,11 @@ from rawprobe.btf.ext import BTFExt, CoreRelo, CoreReloKind as K
 from rawprobe.btf import types as T
 from rawprobe.btf.kernel import KernelBTF
 from rawprobe.errors import CORERelocationError
-from test_btf_kernel import bpftool_dump, needs_vmlinux
+from test_btf_kernel import bpftool_size, bpftool_dump, needs_vmlinux
 from test_btf_parse import BPF_DIR, elf_sections, object_btf
 
-LOCAL, TARGET, READ = (BPF_DIR / f"core_{n}.bpf.o" for n in ("local", "target", "read"))
+LOCAL, TARGET, READ, ARRAY, COMPAT = (BPF_DIR / f"core_{n}.bpf.o"
+                                      for n in ("local", "target", "read", "array", "compat"))
 U64 = (1 << 64) - 1
 INSN = struct.Struct("<BBhi")
 
@@ -83,7 +84,7 @@ def poisoned(insns: bytearray, idx: int) -> bool:
 def synthetic():
     local, ext = ext_of(LOCAL)
     target = object_btf(TARGET)
-    secs = [s for s in ext.core_relos if not s.endswith("ambiguous")]
+    secs = [s for s in ext.core_relos if not s.endswith(("ambiguous", "toowide"))]
     return local, ext, target, results_by_path(local, ext, target, secs), \
         rodata_u64(TARGET, "expect_")
 
@@ -134,6 +135,24 @@ def test_field_existence_size_signedness(synthetic) -> None:
     assert r.poison and r.target_type_id == 0
 
 
+def test_multidimensional_array(synthetic) -> None:
+    """thing.grid: unsigned short[2][3] locally, [3][4] in the target."""
+    _, _, target, res, want = synthetic
+    r = one(res, "fields", "byte_off", "thing.grid")       # a load through the member
+    assert (r.new_val, r.orig_sz, r.new_sz, r.fail_memsz_adjust) == \
+        (want["off_grid"], 2, 2, False)                     # its elements' sizes
+    r = one(res, "fields", "byte_off", "thing.grid[1]")
+    assert (r.new_val, r.poison) == (want["off_grid1"], False)
+    assert one(res, "fields", "byte_sz", "thing.grid").new_val == want["size_grid"]
+    assert one(res, "fields", "byte_sz", "thing.grid[1]").new_val == want["size_grid1"]
+    insns, relos = relocated(LOCAL, target, "raw_tracepoint/fields")
+    r = CoreRelocator(object_btf(LOCAL), target)
+    (i,) = [relo.insn_off // 8 for relo in relos
+            if r.compute(relo).local_path == "thing.grid" and relo.kind == K.FIELD_BYTE_OFFSET]
+    code, _, off, _ = insn(insns, i)
+    assert (code, off) == (0x69, want["off_grid"])          # still LDX H
+
+
 def test_bitfields(synthetic) -> None:
     _, _, _, res, want = synthetic
     # In the target, `flags:3` and `mode:5` follow `int a`: bits (a+4)*8 and +3,
@@ -147,6 +166,25 @@ def test_bitfields(synthetic) -> None:
         assert got == {"byte_off": byte_off, "byte_sz": 4,
                        "lshift_u64": 64 - (bit + width - byte_off * 8),
                        "rshift_u64": 64 - width, "signed": 0}, name
+
+
+def test_bitfields_across_their_types_size(synthetic) -> None:
+    """pk.mid: 30 bits at bit 8 of a packed struct (after one char): a 4-byte load
+    cannot hold bits 8..37, an 8-byte one from byte 0 can.  pk.hi (bits 60..69):
+    no 8-byte load can, which is an error, as in libbpf."""
+    local, ext, target, res, _ = synthetic
+    got = {k: one(res, "fields", k, "pk.mid").new_val
+           for k in ("byte_off", "byte_sz", "lshift_u64", "rshift_u64")}
+    assert got == {"byte_off": 0, "byte_sz": 8, "lshift_u64": 64 - (8 + 30),
+                   "rshift_u64": 64 - 30}
+    # pk2.edge: bits 16..31 (after a short) end where a 4-byte load does: no wider
+    got = {k: one(res, "fields", k, "pk2.edge").new_val
+           for k in ("byte_off", "byte_sz", "lshift_u64", "rshift_u64")}
+    assert got == {"byte_off": 0, "byte_sz": 4, "lshift_u64": 64 - 32, "rshift_u64": 64 - 16}
+    (relo, *_) = ext.core_relos["raw_tracepoint/toowide"]
+    with pytest.raises(CORERelocationError,
+                       match="bitfield 'hi' cannot be read with one 64-bit load"):
+        CoreRelocator(local, target).compute(relo, section="raw_tracepoint/toowide")
 
 
 def _bpftool_type_ids(path: Path) -> dict[str, int]:
@@ -212,7 +250,8 @@ def test_repeated_relocations_reuse_results() -> None:
     with that occurrence's program."""
     local, ext = ext_of(LOCAL)
     target = object_btf(TARGET)
-    relos = [(sec, r) for sec, rs in ext.core_relos.items() if not sec.endswith("ambiguous")
+    relos = [(sec, r) for sec, rs in ext.core_relos.items()
+             if not sec.endswith(("ambiguous", "toowide"))
              for r in rs]
     shared = CoreRelocator(local, target)
     first = [shared.compute(r, section=sec) for sec, r in relos]
@@ -344,17 +383,31 @@ def libbpf_patches(obj: Path) -> dict[str, list[tuple]]:
     return patches
 
 
-@needs_vmlinux
-def test_same_patches_as_libbpf() -> None:
-    patches = libbpf_patches(READ)
-    sections = {"core_probe_read": "raw_tracepoint/sys_enter", "core_direct": "tp_btf/sys_enter"}
+def assert_same_patches_as_libbpf(obj: Path, sections: dict[str, str],
+                                  array_member_loads: frozenset = frozenset()) -> int:
+    """Relocate each program (name -> section) of ``obj`` against the running kernel
+    and compare every instruction libbpf patched; returns how many were compared.
+
+    ``array_member_loads``: (program, local path) of loads through an array member
+    itself whose length differs from the kernel's.  libbpf before commit
+    06096d19ee38 (2025, "fix LDX/STX/ST CO-RE relocation size adjustment logic")
+    compared whole array sizes there and poisoned the load; rawprobe, like libbpf
+    since, compares the elements' sizes and patches the offset only (checked by
+    running the program)."""
+    patches = libbpf_patches(obj)
     kb = KernelBTF.load()
     n = 0
     for prog, sec in sections.items():
-        insns, _ = relocated(READ, kb, sec)
+        insns, relos = relocated(obj, kb, sec)
+        local, _ = ext_of(obj)
+        r = CoreRelocator(local, kb)
+        path_at = {relo.insn_off // 8: r.compute(relo).local_path for relo in relos}
         for idx, what, value in patches[prog]:
             code, regs, off, imm = insn(insns, idx)
-            if what == "poison":
+            if what == "poison" and (prog, path_at[idx]) in array_member_loads:
+                assert not poisoned(insns, idx), (prog, idx)
+                assert code == insn(bytearray(elf_sections(obj)[sec]), idx)[0], (prog, idx)
+            elif what == "poison":
                 assert poisoned(insns, idx), (prog, idx)
             elif what == "imm":
                 assert imm == struct.unpack("<i", struct.pack("<I", value & 0xFFFFFFFF))[0], \
@@ -367,7 +420,109 @@ def test_same_patches_as_libbpf() -> None:
             elif what == "mem_sz":
                 assert {0x00: 4, 0x08: 2, 0x10: 1, 0x18: 8}[code & 0x18] == value
             n += 1
-    assert n >= 50, patches
+    return n
+
+
+@needs_vmlinux
+def test_same_patches_as_libbpf() -> None:
+    n = assert_same_patches_as_libbpf(READ, {"core_probe_read": "raw_tracepoint/sys_enter",
+                                             "core_direct": "tp_btf/sys_enter"})
+    assert n >= 50
+
+
+@needs_vmlinux
+def test_arrays_same_patches_as_libbpf() -> None:
+    """core_array.bpf.o: array fields and elements whose local declarations differ
+    from the kernel's (length, element size, flexible or not, behind a typedef),
+    the kernel's flexible arrays, an index on the root pointer, and arrays that do
+    not match the kernel's field."""
+    n = assert_same_patches_as_libbpf(
+        ARRAY, {"core_arrays": "raw_tracepoint/sys_enter",
+                "core_arrays_direct": "tp_btf/sys_enter"},
+        array_member_loads=frozenset({("core_arrays_direct", "task_struct___small.comm")}))
+    assert n >= 45
+
+
+@needs_vmlinux
+def test_compatibility_rules_same_as_libbpf() -> None:
+    """core_compat.bpf.o: function prototypes, arrays, ints, enums, structs, unions
+    and forwards on either side of each TYPE_EXISTS / TYPE_MATCHES / FIELD_EXISTS
+    rule, against the kernel's types: every answer as libbpf's."""
+    n = assert_same_patches_as_libbpf(COMPAT, {"core_compat": "raw_tracepoint/sys_enter"})
+    assert n >= 39
+    insns, relos = relocated(COMPAT, KernelBTF.load(), "raw_tracepoint/sys_enter")
+    answers = {insn(insns, r.insn_off // 8)[3] for r in relos if r.kind != K.TYPE_SIZE}
+    assert answers == {0, 1}                   # both sides of the rules are exercised
+
+
+# struct array_out in core_array.bpf.c: what the program read, then 26 relocated u32s
+ARRAY_OUT = struct.Struct("<ccc5xQQIII4xQ26I8x")
+ARRAY_DIRECT_OUT = struct.Struct("<IIcc2x")
+
+
+@needs_vmlinux
+def test_arrays_read_what_the_kernel_holds(bpf_privileges) -> None:
+    """core_array.bpf.o run on this process: what it reads through the relocated
+    array paths is what /proc, getrlimit and sched_getaffinity say."""
+    import resource
+    import rawprobe
+    spec = rawprobe.ObjectSpec.from_file(str(ARRAY))
+    spec.variables["target_tgid"].set(os.getpid())
+    with spec.load() as coll:
+        with coll.programs["core_arrays"].attach_raw_tracepoint("sys_enter"), \
+                coll.programs["core_arrays_direct"].attach():
+            os.getppid()
+        raw = coll.variables["out"].get()
+        direct = ARRAY_DIRECT_OUT.unpack(coll.variables["direct_out"].get())
+    assert len(raw) == ARRAY_OUT.size
+    (comm5, small5, flex5, nofile, nofile_ptr, nr, root_self, root_level, cpus0,
+     *consts) = ARRAY_OUT.unpack(raw)
+    proc_comm = Path("/proc/self/comm").read_bytes().rstrip(b"\n").ljust(16, b"\0")
+    assert comm5 == small5 == flex5 == proc_comm[5:6]
+    assert nofile == nofile_ptr == resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    assert nr == os.getpid()                     # the main thread's struct pid
+    assert (root_self, root_level) == (1, 0)     # the root cgroup is its own ancestors[0]
+    assert cpus0 == sum(1 << c for c in os.sched_getaffinity(0) if c < 64)
+    # The relocated constants, from bpftool's dump of the kernel's BTF.
+    dump = bpftool_dump()
+    by_name = {(d["kind"], d["name"]): i for i, d in dump.items()}
+
+    def member(struct_name: str, name: str) -> tuple[int, int]:
+        """(byte offset, type id) of a member, looking through typedefs."""
+        tid = by_name[("STRUCT", struct_name)]
+        ((off, mtype),) = [(o // 8, t) for n, t, o, _ in dump[tid]["members"] if n == name]
+        return off, mtype
+
+    def size(tid: int) -> int:
+        return bpftool_size(dump, tid)
+
+    def elem(array_tid: int) -> int:
+        return int(re.search(r"type_id=(\d+)", dump[array_tid]["rest"])[1])
+
+    comm, comm_t = member("task_struct", "comm")
+    rlim, rlim_t = member("signal_struct", "rlim")
+    rlimit = size(by_name[("STRUCT", "rlimit")])
+    rlim_max, _ = member("rlimit", "rlim_max")
+    anc, anc_t = member("cgroup", "ancestors")
+    numbers, numbers_t = member("pid", "numbers")
+    upid = size(by_name[("STRUCT", "upid")])
+    nr, _ = member("upid", "nr")
+    cpus_mask, _ = member("task_struct", "cpus_mask")
+    bits, bits_t = member("cpumask", "bits")
+    assert consts == [
+        size(comm_t), size(rlim_t), rlimit, size(anc_t), size(elem(anc_t)), upid,
+        size(bits_t),
+        comm + 15, comm + 5, rlim + 5 * rlimit, rlim + 3 * rlimit + rlim_max,
+        7 * rlimit + rlim_max, anc + 2 * size(elem(anc_t)), anc + 3 * size(elem(anc_t)),
+        numbers + upid + nr, cpus_mask + bits,
+        1, 0, 1, 0, 1, 1,               # comm[15]/[20] through [32] and [], ancestors[1000]/[3]
+        0, 0,                           # void *comm[2], char pid[4]: not the kernel's fields
+        member("sk_buff", "__cloned_offset")[0], 0,   # zero-length, not last: no elements
+    ]
+    # tp_btf: direct loads, a u32 element here read as the kernel's u8
+    perf_recursion = any(n == "perf_recursion" for n, *_ in
+                         dump[by_name[("STRUCT", "task_struct")]]["members"])
+    assert direct[1:] == (int(perf_recursion), proc_comm[0:1], proc_comm[2:3])
 
 
 @pytest.mark.vm("module_btf")
@@ -480,6 +635,64 @@ def test_bad_relocation_records() -> None:
         with pytest.raises(CORERelocationError, match=match) as e:
             compute(local, relo, target, section="s", program="p")
         assert "program 'p' (section 's'), insn #0" in str(e.value)
+
+
+def _why(relo: CoreRelo, local=None) -> str:
+    """What compute() says is wrong with ``relo``: its message's last clause."""
+    with pytest.raises(CORERelocationError) as e:
+        compute(local or object_btf(LOCAL), relo, object_btf(TARGET))
+    return str(e.value).rsplit(": ", 1)[-1]
+
+
+def test_access_string_bounds_and_wording() -> None:
+    local = object_btf(LOCAL)
+    tid, thing = local.type_by_name("thing")
+    members = [m.name for m in thing.members]
+    n, pts, name = len(members), members.index("pts"), members.index("name")
+    cid, color = local.type_by_name("color")
+    fo = K.FIELD_BYTE_OFFSET
+    # the last member, element and enumerator are fine; one past is not
+    assert compute(local, CoreRelo(0, tid, 0, fo, f"0:{n - 1}"),
+                   object_btf(TARGET)).local_path == "thing.tail"
+    assert _why(CoreRelo(0, tid, 0, fo, f"0:{n}")) == f"member #{n} of thing does not exist"
+    assert compute(local, CoreRelo(0, tid, 0, fo, f"0:{pts}:3"),
+                   object_btf(TARGET)).local_path == "thing.pts[3]"
+    assert _why(CoreRelo(0, tid, 0, fo, f"0:{pts}:4")) == \
+        "index 4 past the end of a 4-element array"
+    last = len(color.values) - 1
+    assert compute(local, CoreRelo(0, cid, 0, K.ENUMVAL_EXISTS, str(last)),
+                   object_btf(TARGET)).local_path == "color::PURPLE"
+    for acc in (str(last + 1), "0:0"):
+        assert _why(CoreRelo(0, cid, 0, K.ENUMVAL_VALUE, acc)) == \
+            f"enum relocation {acc!r} does not name an enumerator of [{cid}] ENUM 'color'"
+    # at most 64 indices (BPF_CORE_SPEC_MAX_LEN): 64 are walked, 65 refused unread
+    deep = ":".join(["0"] * 64)
+    assert "steps into" in _why(CoreRelo(0, tid, 0, fo, deep))
+    assert _why(CoreRelo(0, tid, 0, fo, deep + ":0")) == \
+        f"access string {deep + ':0'!r} is longer than 64"
+    assert _why(CoreRelo(0, 10 ** 6, 0, fo, "0")).startswith("no BTF type with id 1000000")
+    assert _why(CoreRelo(0, tid, 0, 13, "0")) == "unknown relocation kind 13"
+
+
+def test_paths_name_every_index_but_a_leading_zero() -> None:
+    local, target = object_btf(LOCAL), object_btf(TARGET)
+    tid, thing = local.type_by_name("thing")
+    name = [m.name for m in thing.members].index("name")
+    pid, _ = local.type_by_name("pt")
+    want = rodata_u64(TARGET, "expect_")
+    r = compute(local, CoreRelo(0, pid, 0, K.FIELD_BYTE_OFFSET, "3:1"), target)
+    assert (r.local_path, r.new_val) == ("pt[3].y", 3 * want["size_pt"] + 4)
+    assert compute(local, CoreRelo(0, tid, 0, K.FIELD_BYTE_OFFSET, f"0:{name}:0"),
+                   target).local_path == "thing.name[0]"
+    assert compute(local, CoreRelo(0, pid, 0, K.FIELD_BYTE_OFFSET, "1"),
+                   target).local_path == "pt[1]"
+    # an anonymous root is named by its kind
+    anon = next(i for i, t in enumerate(target.types)
+                if not t.name and isinstance(t, T.Union))
+    msg = _why(CoreRelo(0, anon, 0, K.FIELD_BYTE_OFFSET, "0:0"), local=target)
+    assert msg == "CO-RE relocations against anonymous types are not supported"
+    with pytest.raises(CORERelocationError, match=r"byte_off of <anon union>\.u1 \(0:0\)"):
+        compute(target, CoreRelo(0, anon, 0, K.FIELD_BYTE_OFFSET, "0:0"), target)
 
 
 @st.composite

@@ -91,7 +91,7 @@ def test_another_kernel_program_or_rawprobe_misses(cache, computed, monkeypatch)
     p.insns = rawprobe.ObjectSpec.from_file(str(READ)).programs[PROG].insns
     assert corecache.CoreCache.open(spec.name, bytes(other)).get(p) is None
     real_impl = corecache._impl_key()
-    monkeypatch.setattr(corecache, "_impl_key", lambda: real_impl + "edited")
+    monkeypatch.setattr(corecache, "_impl_key", lambda: real_impl + b"edited")
     assert corecache.CoreCache.open(spec.name, spec.btf.raw).get(p) is None
     monkeypatch.setattr(corecache, "_impl_key", lambda: real_impl)
     assert corecache.CoreCache.open(spec.name, spec.btf.raw).get(p) is not None
@@ -136,3 +136,111 @@ def test_an_answer_that_looked_in_the_modules_keys_on_them(cache, monkeypatch) -
     monkeypatch.setattr(corecache, "modules_key",
                         lambda vmlinux=None: (("rawprobe_test_module", 4096, 1),))
     assert corecache.CoreCache.open(spec.name, spec.btf.raw).get(p) is None
+
+
+# -- the code that computed a cached result is part of its key ----------------------
+
+ROOT = BPF_DIR.parent.parent
+
+# Run in a fresh interpreter (nothing memoised, an empty cache directory): which of
+# rawprobe's files does code run from while the CO-RE results are computed, and
+# while the kernel BTF index is built?
+_TRACE = r"""
+import json, os, sys
+import rawprobe
+from rawprobe import collection
+from rawprobe.btf import kernel
+root = os.path.dirname(os.path.abspath(rawprobe.__file__))
+seen = {"core": set(), "index": set()}
+
+def traced(fn, into):
+    def run(*a, **kw):
+        sys.setprofile(lambda frame, event, arg: into.add(frame.f_code.co_filename))
+        try:
+            return fn(*a, **kw)
+        finally:
+            sys.setprofile(None)
+    return run
+
+kb = traced(lambda: kernel.KernelBTF(kernel._map_file(kernel.VMLINUX), path=kernel.VMLINUX),
+            seen["index"])()
+kb.type_by_name("task_struct")
+collection._Loader._apply_core = traced(collection._Loader._apply_core, seen["core"])
+spec = rawprobe.ObjectSpec.from_file(sys.argv[1])
+rawprobe.Collection.from_spec(spec, programs=[sys.argv[2]]).close()
+print(json.dumps({k: sorted(os.path.relpath(f, root) for f in v if f.startswith(root + "/"))
+                  for k, v in seen.items()}))
+"""
+
+
+def test_the_key_names_every_module_whose_code_computes_the_result(tmp_path) -> None:
+    import json
+    import sys
+    from rawprobe.btf import kernel
+    env = dict(os.environ, RAWPROBE_CACHE_DIR=str(tmp_path))
+    out = subprocess.run([sys.executable, "-c", _TRACE, str(READ), PROG], env=env, cwd=ROOT,
+                         capture_output=True, text=True, check=True).stdout
+    ran = json.loads(out)
+    assert "btf/core.py" in ran["core"] and "btf/kernel.py" in ran["index"]   # it traced
+    assert set(ran["core"]) <= set(corecache.CODE), set(ran["core"]) - set(corecache.CODE)
+    assert set(ran["index"]) <= set(kernel.INDEX_CODE), \
+        set(ran["index"]) - set(kernel.INDEX_CODE)
+
+
+def test_an_edit_of_any_keyed_module_changes_the_key(tmp_path, monkeypatch) -> None:
+    import rawprobe as pkg
+    from rawprobe._cache import PACKAGE, code_key
+    from rawprobe.btf import kernel
+    for modules in (corecache.CODE, kernel.INDEX_CODE):
+        for m in modules:                                # a copy, mtimes kept
+            (tmp_path / m).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(os.path.join(PACKAGE, m), tmp_path / m)
+        assert code_key(modules, root=str(tmp_path)) == code_key(modules)
+        for m in modules:
+            before = code_key(modules, root=str(tmp_path))
+            st = (tmp_path / m).stat()
+            os.utime(tmp_path / m, ns=(st.st_atime_ns, st.st_mtime_ns + 1))     # touched
+            touched = code_key(modules, root=str(tmp_path))
+            assert touched != before, m
+            with open(tmp_path / m, "a") as f:                                  # or edited
+                f.write("\n")
+            os.utime(tmp_path / m, ns=(st.st_atime_ns, st.st_mtime_ns + 1))
+            assert code_key(modules, root=str(tmp_path)) not in (before, touched), m
+        before = code_key(modules)
+        monkeypatch.setattr(pkg, "__version__", pkg.__version__ + ".post1")  # upgraded
+        assert code_key(modules) != before
+        monkeypatch.undo()
+
+
+_LOAD = r"""
+import sys
+import rawprobe
+from rawprobe.btf.kernel import KernelBTF
+spec = rawprobe.ObjectSpec.from_file(sys.argv[1])
+with rawprobe.Collection.from_spec(spec, programs=[sys.argv[2]]):
+    pass
+print("computed" if "rawprobe.btf.core" in sys.modules else "cached",
+      "cached" if KernelBTF.load()._from_cache else "indexed")
+"""
+
+
+def test_a_touched_parser_invalidates_both_caches(tmp_path) -> None:
+    """End to end, on a copy of the package: after btf/parse.py changes, neither the
+    CO-RE results nor the kernel BTF index an older parse.py left are used."""
+    import sys
+    shutil.copytree(ROOT / "rawprobe", tmp_path / "pkg" / "rawprobe",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    env = dict(os.environ, RAWPROBE_CACHE_DIR=str(tmp_path / "cache"),
+               PYTHONPATH=str(tmp_path / "pkg"), PYTHONDONTWRITEBYTECODE="1")
+
+    def load() -> str:
+        return subprocess.run([sys.executable, "-c", _LOAD, str(READ), PROG], env=env,
+                              cwd=tmp_path, capture_output=True, text=True,
+                              check=True).stdout.strip()
+    assert load() == "computed indexed"
+    assert load() == "cached cached"
+    parse = tmp_path / "pkg" / "rawprobe" / "btf" / "parse.py"
+    st = parse.stat()
+    os.utime(parse, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
+    assert load() == "computed indexed"
+    assert load() == "cached cached"

@@ -46,10 +46,12 @@ def test_probes_are_cached():
     assert bool(features.ringbuf()) == features.ringbuf().supported
 
 
-def test_pmus_match_sysfs():
-    for pmu, probe in (("kprobe", features.kprobe_pmu), ("uprobe", features.uprobe_pmu)):
-        assert probe().supported == os.path.exists(
-            f"/sys/bus/event_source/devices/{pmu}/type")
+def test_pmus_follow_the_kernel_config(kernel_config):
+    # The kernel's build configuration is the oracle, not the sysfs files the
+    # probes themselves look at: CONFIG_{K,U}PROBE_EVENTS give the PMUs (4.17+).
+    for option, probe in (("CONFIG_KPROBE_EVENTS", features.kprobe_pmu),
+                          ("CONFIG_UPROBE_EVENTS", features.uprobe_pmu)):
+        assert probe().supported == (kernel_config.get(option) == "y"), (option, probe())
 
 
 def test_what_every_kernel_here_has():
@@ -68,9 +70,11 @@ def test_syscall_wrapper_follows_kallsyms():
     assert features.syscall_wrapper().supported == has
 
 
-def test_kprobes_follow_the_kernel(missing_feature):
-    has = missing_feature("kprobes") is None
-    assert features.kprobe_pmu().supported or features.kprobe_events().supported == has
+def test_kprobes_follow_the_kernel(kernel_config):
+    has = kernel_config.get("CONFIG_KPROBE_EVENTS") == "y"
+    assert features.kprobe_pmu().supported == has
+    if any(os.path.ismount(t) for t in ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")):
+        assert features.kprobe_events().supported == has
     if not has:
         assert not features.link_perf_kprobe()
 

@@ -532,6 +532,49 @@ def test_start_time_comparison():
     assert not procinfo.start_time_matches(122, 123 * tick, "monotonic", offset_ns=2 * tick)
 
 
+def test_read_comm_of_a_renamed_process():
+    import secrets
+    import subprocess
+    import sys
+    # any bytes but NUL, kept as given: not UTF-8, blanks and an X at the end
+    comm = b"rpo_" + secrets.token_hex(2).encode() + b"\xff X "
+    # a child that renames itself (as prctl(PR_SET_NAME) does), reports, then waits
+    code = (f"import os; fd = os.open('/proc/self/comm', os.O_WRONLY); os.write(fd, {comm!r}); "
+            "print('ready', flush=True); import sys; sys.stdin.readline()")
+    p = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout.readline() == "ready\n"
+        assert Path(f"/proc/{p.pid}/comm").read_bytes() == comm + b"\n"
+        assert procinfo.read_comm(p.pid) == comm.decode(errors="replace")
+    finally:
+        p.stdin.close()
+        p.wait()
+    assert procinfo.read_comm(p.pid) is None          # reaped: no /proc entry
+
+
+def test_boot_offset_is_boottime_minus_monotonic():
+    import time
+    boot0, mono0 = time.clock_gettime_ns(time.CLOCK_BOOTTIME), time.monotonic_ns()
+    got = procinfo.boot_offset_ns()
+    boot1, mono1 = time.clock_gettime_ns(time.CLOCK_BOOTTIME), time.monotonic_ns()
+    # sampled between the two readings of each clock
+    assert max(0, boot0 - mono1) <= got <= boot1 - mono0
+
+
+def test_start_time_of_a_live_process_matches_on_either_clock():
+    """This process's own start: /proc's ticks against the boottime stamp they are
+    made from, and against monotonic stamps: the boottime start less the time
+    suspended since boot matches; a monotonic start after the boottime one cannot."""
+    st_ = procinfo.read_stat(os.getpid())
+    boot_ns = st_.starttime * procinfo.TICK_NS
+    assert procinfo.start_time_matches(st_.starttime, boot_ns, "boottime")
+    mono_ns = boot_ns - procinfo.boot_offset_ns()
+    assert procinfo.start_time_matches(st_.starttime, mono_ns, "monotonic")
+    assert not procinfo.start_time_matches(st_.starttime, boot_ns + procinfo.TICK_NS,
+                                           "monotonic")
+
+
 # -- decoding the kernel's records -------------------------------------------------------
 
 def test_decode_intercept():

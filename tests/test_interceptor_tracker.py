@@ -137,7 +137,7 @@ def test_ignored_sigterm_escalates_to_sigkill_at_the_deadline(harness):
         h.run(lambda: h.of("exit"))
         esc = h.of("escalate")[0]
         assert esc["signal"] == "SIGKILL"
-        assert 295_000 <= esc["after_us"] < 300_000 + LATE_US
+        assert 300_000 <= esc["after_us"] < 300_000 + LATE_US
         ex = h.of("exit")[0]
         assert ex["escalated"] is True
         assert 300_000 <= ex["time_to_exit_pidfd_us"] < 300_000 + LATE_US
@@ -321,3 +321,95 @@ def test_stop_signal_interrupts_the_loop():
     finally:
         r.close()
     assert signal.getsignal(signal.SIGINT) is before
+
+
+# -- --kill-after: its default, 0 = never, and the point the deadline counts from ------
+
+def test_kill_after_defaults_to_2s_and_0_means_never():
+    from rawprobe.interceptor.cli import describe_action
+    from rawprobe.interceptor.options import parse_watch
+    # "--com" is not a full option name: argparse parses that line, not the fast path
+    for argv in (["--comm", "x"], ["--com", "x"]):
+        o = parse_watch(argv)
+        assert o.kill_after_ns == 2_000_000_000, argv
+        assert describe_action(o, "signal") == "signal SIGTERM, SIGKILL after 2 s"
+    for never in ("0", "0s", "0ms"):
+        o = parse_watch(["--comm", "x", "--kill-after", never])
+        assert o.kill_after_ns == 0, never
+        assert describe_action(o, "signal") == "signal SIGTERM"
+
+
+def test_deadline_counts_from_the_signal_not_the_intercept(harness):
+    """The tracker signals now a call the kernel stamped 1 s ago: SIGKILL comes
+    --kill-after after the signal, not after the call."""
+    comm = unique_comm()
+    p = start_target(comm, "--ignore-term")
+    try:
+        h = harness(kill_after_ns=300_000_000)
+        ev = intercept_of(p, comm)
+        ev.ktime_ns -= 1_000_000_000
+        t0 = now_ns()
+        h.tracker.on_intercept(ev)
+        assert h.of("signal")[0]["latency_us"] >= 1_000_000    # measured from the call
+        expect_sigkill(h, p, 300_000_000, since_ns=t0)
+    finally:
+        reap(p)
+
+
+def expect_sigkill(h: Harness, p: subprocess.Popen, after_ns: int, since_ns: int) -> None:
+    """Run until the escalation: it comes ``after_ns`` after ``since_ns`` and after the
+    signal (never earlier, at most LATE_US later), and SIGKILL ends ``p``."""
+    h.run(lambda: h.of("escalate"))
+    assert after_ns <= now_ns() - since_ns < after_ns + LATE_US * 1000
+    assert after_ns // 1000 <= h.of("escalate")[0]["after_us"] < after_ns // 1000 + LATE_US
+    h.run(lambda: h.of("exit"))
+    assert p.wait(timeout=5) == -signal.SIGKILL
+
+
+@pytest.mark.parametrize("stamp", ["signal_ns", "ktime_ns"])
+def test_kernel_signal_deadline_counts_from_the_kernel_stamp(harness, stamp):
+    """--action kernel-signal: the kernel sent the signal at the call, so the default
+    2 s deadline counts from its stamp of the send (else of the call): a stamp
+    1.7 s old leaves 0.3 s."""
+    comm = unique_comm()
+    p = start_target(comm, "--ignore-term")
+    try:
+        h = harness(action="kernel-signal", kill_after_ns=default_kill_after())
+        t0 = now_ns()
+        sent = t0 - 1_700_000_000
+        ev = intercept_of(p, comm, kernel_signalled=True)
+        if stamp == "signal_ns":
+            ev.ktime_ns, ev.signal_ns = sent - 100_000_000, sent   # sent 100 ms after the call
+        else:
+            ev.ktime_ns = sent
+        h.tracker.on_intercept(ev)
+        assert not h.of("escalate")
+        expect_sigkill(h, p, 2_000_000_000, since_ns=sent)
+    finally:
+        reap(p)
+
+
+@pytest.mark.parametrize("action", ["signal", "kernel-signal"])
+def test_kill_after_0_never_escalates(harness, action):
+    comm = unique_comm()
+    p = start_target(comm, "--ignore-term")
+    try:
+        h = harness(action=action, kill_after_ns=0)
+        ev = intercept_of(p, comm, kernel_signalled=action == "kernel-signal")
+        ev.ktime_ns -= 10_000_000_000                         # an old call changes nothing
+        h.tracker.on_intercept(ev)
+        assert h.tracker.counts.signalled == 1
+        end = now_ns() + 500_000_000
+        while now_ns() < end:
+            h.reactor.run_once(end - now_ns())
+        assert not h.of("escalate") and not h.of("exit")
+        assert p.poll() is None and h.tracker.in_flight == 1
+        h.tracker.abandon()
+    finally:
+        reap(p)
+
+
+def default_kill_after() -> int:
+    """--kill-after as the command line leaves it (what the CLI gives the tracker)."""
+    from rawprobe.interceptor.options import parse_watch
+    return parse_watch(["--comm", "x"]).kill_after_ns

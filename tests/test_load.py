@@ -10,6 +10,7 @@ from fdcheck import open_fds
 
 import rawprobe
 from rawprobe.maps import possible_cpus
+from rawprobe.uapi import UpdateFlags
 
 BPF = Path(__file__).parent / "bpf"
 BASIC = BPF / "load_basic.bpf.o"
@@ -180,6 +181,156 @@ def test_map_element_operations(maps_coll, name):
         assert keys[1] not in m
 
 
+def _contents(m) -> dict[bytes, bytes]:
+    return dict(m.items())
+
+
+@pytest.mark.parametrize("name", ["hash_map", "lru_hash", "percpu_hash"])
+def test_wrong_key_size_is_refused_before_the_kernel(maps_coll, name):
+    """The kernel reads key_size bytes whatever the buffer holds: a short key would
+    have it read past it, a long one would be cut to another key.  Both are refused
+    and the map is left as it was."""
+    m = maps_coll.maps[name]
+    ks = m.key_size
+    key = bytes(range(1, ks + 1))
+    value = 5 if m.percpu else bytes(m.value_size)
+    before = _contents(m)
+    for bad in (b"", key[:-1], key + b"\0", bytearray(key[:-1]), memoryview(key + b"\0")):
+        for op in (lambda: m.update(bad, value), lambda: m.lookup(bad), lambda: m.delete(bad),
+                   lambda: bad in m):
+            with pytest.raises(rawprobe.InvalidValueError,
+                               match=rf"map '{name}': key is {len(bad)} bytes, the map's "
+                                     rf"key_size is {ks}$"):
+                op()
+    with pytest.raises(rawprobe.InvalidValueError, match=f"does not fit in {ks} bytes"):
+        m.update(1 << 8 * ks, value)
+    with pytest.raises(rawprobe.InvalidValueError, match=f"does not fit in {ks} bytes"):
+        m.lookup(-(1 << 8 * ks))
+    with pytest.raises(rawprobe.InvalidValueError,
+                       match=f"map '{name}': a key is bytes or an int, not str"):
+        m.lookup("k" * ks)
+    assert _contents(m) == before
+    # The largest keys that fit are taken, little-endian, signed when negative.
+    try:
+        m.update((1 << 8 * ks) - 1, value)
+        m.update(-2, value)
+        assert {b"\xff" * ks, b"\xfe" + b"\xff" * (ks - 1)} <= set(m.keys())
+    finally:
+        for k in (b"\xff" * ks, b"\xfe" + b"\xff" * (ks - 1)):
+            m.delete(k)
+
+
+@pytest.mark.parametrize("name", ["hash_map", "array_map", "percpu_hash", "percpu_array"])
+def test_wrong_value_size_is_refused_before_the_kernel(maps_coll, name):
+    m = maps_coll.maps[name]
+    vs = m.value_size
+    slot = (vs + 7) & ~7
+    want = possible_cpus() * slot if m.percpu else vs
+    key = bytes(m.key_size)                  # key 0: in range for the arrays too
+    before = _contents(m)
+    bad_sizes = {0, want - 1, want + 1, vs if m.percpu else want + 8} - {want}
+    wants = (f"{possible_cpus()} per-CPU slots of {slot} bytes" if m.percpu
+             else f"value_size {vs}")
+    for n in sorted(bad_sizes):
+        with pytest.raises(rawprobe.InvalidValueError,
+                           match=rf"map '{name}': value is {n} bytes, the map wants {wants}$"):
+            m.update(key, b"\x01" * n)
+    with pytest.raises(rawprobe.InvalidValueError, match=f"does not fit in {vs} bytes"):
+        m.update(key, 1 << 8 * vs)
+    with pytest.raises(rawprobe.InvalidValueError,
+                       match=f"map '{name}': a value is bytes or an int, not list"):
+        m.update(key, [0] * want)
+    assert _contents(m) == before
+    # An int value is encoded in value_size bytes, the same on every CPU; the
+    # largest unsigned one fits.
+    m.update(key, (1 << 8 * vs) - 1)
+    assert m.lookup_percpu(key)[-1] == b"\xff" * vs
+    m.update(key, -2)
+    expect = b"\xfe" + b"\xff" * (vs - 1)
+    assert m.lookup_percpu(key) == [expect] * (possible_cpus() if m.percpu else 1)
+    raw = (expect + bytes(slot - vs)) * possible_cpus() if m.percpu else expect
+    assert m.lookup(key) == raw
+
+
+def test_item_access_flags_and_spec(maps_coll):
+    m = maps_coll.maps["hash_map"]
+    assert m.spec is not None and m.spec.name == "hash_map"
+    assert (m.spec.key_size, m.spec.value_size) == (m.key_size, m.value_size)
+    k, v = (77).to_bytes(m.key_size, "little"), b"\x05" * m.value_size
+    with pytest.raises(KeyError) as ei:
+        m[k]
+    assert ei.value.args == (k,)
+    m[k] = v
+    try:
+        assert m[k] == v
+        # BPF_NOEXIST on a present key, BPF_EXIST on an absent one: the kernel says no
+        with pytest.raises(rawprobe.SyscallError, match="EEXIST"):
+            m.update(k, v, UpdateFlags.NOEXIST)
+        m.update(k, b"\x06" * m.value_size, UpdateFlags.EXIST)
+        assert m[k] == b"\x06" * m.value_size
+    finally:
+        m.delete(k)
+    with pytest.raises(rawprobe.SyscallError, match="ENOENT"):
+        m.update(k, v, UpdateFlags.EXIST)
+    assert k not in m
+
+
+def test_frozen_map_refuses_writes_from_user_space():
+    with rawprobe.load(MAPS) as coll:
+        m = coll.maps["array_map"]
+        m.update(0, b"\x01" * m.value_size)
+        m.freeze()
+        with pytest.raises(rawprobe.SyscallError, match="EPERM"):
+            m.update(0, b"\x02" * m.value_size)
+        assert m.lookup(0) == b"\x01" * m.value_size
+
+
+def _kernel_possible_cpus(maps_coll) -> int:
+    """How many per-CPU values the kernel writes for one lookup: its possible CPUs,
+    asked of the kernel itself with a buffer far larger than needed."""
+    from rawprobe._sys import bpf
+    m = maps_coll.maps["percpu_array"]
+    m.update(0, (1 << 8 * m.value_size) - 1)         # every CPU's value all ones
+    slot = (m.value_size + 7) & ~7
+    raw = bpf.map_lookup_elem(m.fd, bytes(m.key_size), slot * 1024)
+    return sum(1 for i in range(0, len(raw), slot) if raw[i:i + slot] != bytes(slot))
+
+
+def test_possible_cpus_are_the_kernels(maps_coll, monkeypatch):
+    from rawprobe import maps
+    want = _kernel_possible_cpus(maps_coll)
+    assert want >= 1
+    monkeypatch.setattr(maps, "_possible_cpus", 0)           # not the cached answer
+    monkeypatch.setattr(os, "cpu_count", lambda: want + 1000)   # nor the online count
+    assert maps.possible_cpus() == want
+    assert maps._possible_cpus == want
+    monkeypatch.setattr(maps, "_read_possible_cpus", lambda: pytest.fail("read twice"))
+    assert maps.possible_cpus() == want
+
+
+@pytest.mark.parametrize("text, n", [("0\n", 1), ("0-3\n", 4), ("0,2\n", 3),
+                                     ("0-3,8-11\n", 12), ("0-1,5,7-9\n", 10)])
+def test_possible_cpus_list_format(monkeypatch, text, n):
+    """/sys/devices/system/cpu/possible is a cpulist (ranges and single CPUs); the
+    kernel's nr_cpu_ids is the highest possible CPU + 1."""
+    import io
+    from rawprobe import maps
+    monkeypatch.setattr(maps, "open", lambda *a, **kw: io.StringIO(text), raising=False)
+    assert maps._read_possible_cpus() == n
+
+
+def test_possible_cpus_without_sysfs(monkeypatch):
+    from rawprobe import maps
+
+    def no_file(path, *a, **kw):
+        raise FileNotFoundError(path)
+    monkeypatch.setattr(maps, "open", no_file, raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 7)
+    assert maps._read_possible_cpus() == 7
+    monkeypatch.setattr(os, "cpu_count", lambda: None)
+    assert maps._read_possible_cpus() == 1
+
+
 def test_special_maps(maps_coll):
     rb = maps_coll.maps["ringbuf"]
     with pytest.raises(rawprobe.NotSupportedError, match="RingBuffer"):
@@ -189,10 +340,18 @@ def test_special_maps(maps_coll):
     jt = maps_coll.maps["jump_table"]
     prog_id = maps_coll.programs["tail_target"].info()["id"]
     slots = {int.from_bytes(k, "little"): int.from_bytes(v, "little") for k, v in jt.items()}
-    assert prog_id in slots.values()
-    # the map-in-map slot holds inner_a
+    assert slots == {2: prog_id}
+    # the map-in-map slot holds inner_a: its id as the kernel reports it for our fd
     outer = maps_coll.maps["outer"]
-    assert outer.lookup(1) is not None
+    inner_id = _fdinfo(maps_coll.maps["inner_a"].fd)["map_id"]
+    slots = {int.from_bytes(k, "little"): int.from_bytes(v, "little") for k, v in outer.items()}
+    assert slots == {1: int(inner_id)}
+
+
+def _fdinfo(fd: int) -> dict[str, str]:
+    """/proc/self/fdinfo/FD: what the kernel says about a BPF object fd (not rawprobe)."""
+    lines = Path(f"/proc/self/fdinfo/{fd}").read_text().splitlines()
+    return dict(line.split(":\t", 1) for line in lines if ":\t" in line)
 
 
 def test_core_task_fields_match_python():

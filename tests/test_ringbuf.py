@@ -282,3 +282,86 @@ def test_no_fd_leak_and_failure_paths(obj):
     rb.close()
     with pytest.raises(RawprobeError, match="closed"):
         rb.poll(0, lambda v: None)
+
+
+# -- what is refused and why; limits, timeouts, waiting ------------------------------------
+
+def test_what_is_not_a_ring_is_refused_saying_what_it_is(obj):
+    import errno
+    import types
+    from rawprobe.errors import ObjectFormatError, SyscallError
+    drops = obj.maps["drops"]
+    array = int(drops.type)
+    with pytest.raises(ObjectFormatError) as ei:
+        RingBuffer(drops)
+    assert str(ei.value) == f"map 'drops' is a map of type {array}, not BPF_MAP_TYPE_RINGBUF"
+    with pytest.raises(ObjectFormatError) as ei:
+        RingBuffer(drops.fd)
+    assert str(ei.value) == f"fd {drops.fd} is a map of type {array}, not BPF_MAP_TYPE_RINGBUF"
+    # Anything with fd and max_entries: its size must be a power-of-two number of pages...
+    ring = obj.maps["rb"]
+    for size in (0, mmap.PAGESIZE // 2, 3 * mmap.PAGESIZE):
+        with pytest.raises(ObjectFormatError) as ei:
+            RingBuffer(types.SimpleNamespace(fd=ring.fd, max_entries=size))
+        assert str(ei.value) == (f"ring buffer size {size} is not a power of two multiple of "
+                                 f"the page size; is fd {ring.fd} a BPF_MAP_TYPE_RINGBUF map?")
+    # ...and the kernel must let it be mapped as a ring.
+    with pytest.raises(SyscallError) as ei:
+        RingBuffer(types.SimpleNamespace(fd=drops.fd, max_entries=RING, type=BPF_MAP_TYPE_RINGBUF))
+    assert (ei.value.call, ei.value.errno) == ("mmap(ringbuf)", errno.EINVAL)
+    assert str(ei.value).endswith("; is this fd a BPF_MAP_TYPE_RINGBUF map?")
+
+
+def test_any_object_with_an_fd_and_a_size_will_do():
+    import types
+    fd = bpf.map_create(BPF_MAP_TYPE_RINGBUF, 0, 0, RING)      # an FD object
+    try:
+        with RingBuffer(types.SimpleNamespace(fd=fd, max_entries=RING)) as rb:
+            assert rb.size == RING and rb.fileno() == fd.fileno()
+            assert rb.read_batch() == [] and rb.lost is None
+            assert repr(rb) == f"<RingBuffer fd={fd.fileno()} size={RING}>"
+        assert repr(rb) == "<RingBuffer closed>" and rb.closed
+    finally:
+        fd.close()
+
+
+def test_max_and_timeouts(obj):
+    with RingBuffer(obj.maps["rb"]) as rb:
+        emit(obj, 10)
+        pending = rb.pending
+        assert rb.read_batch(max=0) == [] and rb.poll(0, lambda v: None, max=0) == 0
+        assert rb.read_structs(EVENT, max=0) == [] and rb.pending == pending
+        assert [e[0] for e in rb.read_structs(EVENT, max=3)] == [0, 1, 2]
+        assert len(rb.read_batch(max=4)) == 4
+        assert rb.consume(lambda v: None, max=2) == 2
+        assert rb.consume(lambda v: None) == 1 and rb.pending == 0
+        # Empty: each read waits for its timeout (not forever), sleeping, not spinning.
+        for read in (lambda: rb.read_batch(timeout_ms=150),
+                     lambda: rb.read_structs(EVENT, timeout_ms=150),
+                     lambda: rb.poll(150, lambda v: None),
+                     lambda: rb.poll(150, lambda v: None, fmt=EVENT)):
+            t0, cpu0 = time.monotonic(), time.process_time()
+            assert not read()
+            assert 0.14 <= time.monotonic() - t0 < 2.0
+            assert time.process_time() - cpu0 < 0.1
+        t0 = time.monotonic()
+        assert rb.consume(lambda v: None) == 0 and rb.read_batch() == []
+        assert time.monotonic() - t0 < 0.1                     # no waiting at all
+
+
+def test_map_counter_reads_and_checks_its_map(obj):
+    from rawprobe.errors import ObjectFormatError
+    drops = obj.maps["drops"]
+    drops.update(0, 41)
+    assert map_counter(drops)() == 41
+    with pytest.raises(ObjectFormatError) as ei:
+        map_counter(obj.maps["rb"])                          # 0-byte values
+    assert str(ei.value) == ("map 'rb' has 0-byte values; a drop counter is one u64")
+
+    class Absent:                                            # duck-typed, no such key
+        value_size = 8
+
+        @staticmethod
+        def lookup(key):
+            return None
+    assert map_counter(Absent())() == 0

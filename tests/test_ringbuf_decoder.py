@@ -347,3 +347,50 @@ def test_peek_decodes_the_next_record_without_consuming_it():
     short.commit(short.reserve(b"\x05\0\0\0"), discard=False)
     assert short.ring().peek(fmt) is None             # shorter than fmt
     assert short.ring().read_batch() == [b"\x05\0\0\0"]
+
+
+def _image(*payloads: bytes, size: int = 1024) -> KernelImage:
+    img = KernelImage(size)
+    for p in payloads:
+        img.commit(img.reserve(p), discard=False)
+    return img
+
+
+def test_max_counts_across_runs_of_different_sizes():
+    """Two runs (2 records of 8 bytes, then 10 of 16): max counts both."""
+    small = [bytes([i]) * 8 for i in range(2)]
+    big = [bytes([10 + i]) * 16 for i in range(10)]
+    img = _image(*small, *big)
+    rb = img.ring()
+    assert rb.read_batch(max=5) == small + big[:3]
+    assert rb.read_batch(max=5) == big[3:8]
+    assert rb.read_batch() == big[8:]
+
+
+def test_records_committed_while_draining_are_read_up_to_max():
+    """The callback's own producer adds records; the same call reads them too (the
+    drain loop looks at the producer position again), never more than ``max``."""
+    img = _image(*(bytes([i]) * 8 for i in range(3)))
+    rb = img.ring()
+    seen: list[bytes] = []
+
+    def cb(view):
+        seen.append(bytes(view))
+        if len(seen) == 1:
+            for i in range(3, 13):
+                img.commit(img.reserve(bytes([i]) * 8), discard=False)
+    assert rb.poll(0, cb, max=5) == 5
+    assert seen == [bytes([i]) * 8 for i in range(5)]
+    assert rb.poll(0, cb) == 8 and len(seen) == 13
+
+
+def test_record_longer_than_what_was_produced_is_corruption():
+    img = _image(b"a" * 8, b"b" * 8)
+    # The second header now claims 24 bytes: 32 with its header, 16 are produced.
+    struct.pack_into("=I", img.data, 16, 24)
+    struct.pack_into("=I", img.data, 16 + img.size, 24)
+    with pytest.raises(ObjectFormatError,
+                       match=r"^ring buffer record at position 16 claims 24 bytes, past the "
+                             r"producer position 32; the ring is corrupt or shared with "
+                             r"another consumer$"):
+        img.ring().read_batch()

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from rawprobe.errors import NotSupportedError, PermissionDeniedError, SyscallError
+from rawprobe.errors import NotSupportedError, PermissionDeniedError, RawprobeError, SyscallError
 from rawprobe._sys import consts
 from rawprobe._sys.errno import ENOTSUPP, raise_errno, syscall_error
 
@@ -120,6 +120,84 @@ def test_errno_translation():
     with pytest.raises(SyscallError) as ei:
         raise_errno("BPF_MAP_UPDATE_ELEM", errno.E2BIG, "full")
     assert ei.value.errno == errno.E2BIG and "full" in str(ei.value)
+
+
+def _failed(call: str, err: int) -> str:
+    return f"{call} failed: {errno.errorcode[err]} ({os.strerror(err)})"
+
+
+@pytest.mark.parametrize("caps, why", [
+    (0, "this process lacks CAP_BPF and CAP_PERFMON"),
+    (1 << 39, "this process lacks CAP_PERFMON"),
+    ((1 << 39) | (1 << 38), "although this process has CAP_BPF + CAP_PERFMON"),
+])
+def test_permission_hint_says_what_this_process_lacks(monkeypatch, caps, why):
+    """EPERM/EACCES name the capabilities lacking, else say the kernel (or a
+    seccomp filter) refused although they are there; and what to do."""
+    from rawprobe import caps as capsmod
+    monkeypatch.setattr(capsmod, "effective", lambda: caps)
+    monkeypatch.setattr(capsmod, "seccomp_mode", lambda: 0)
+    for err in (errno.EPERM, errno.EACCES):
+        e = syscall_error("BPF_PROG_LOAD", err)
+        assert type(e) is PermissionDeniedError and (e.call, e.errno) == ("BPF_PROG_LOAD", err)
+        assert str(e).startswith(_failed("BPF_PROG_LOAD", err) + "; " + why), str(e)
+        assert ("grant CAP_BPF + CAP_PERFMON" in str(e)) == ("lacks" in why)
+        assert "RLIMIT_MEMLOCK" in str(e) and not str(e).endswith("; ")
+        assert str(syscall_error("BPF_PROG_LOAD", err, "more")).endswith("; more")
+
+
+def test_errno_translation_rules():
+    # the verifier's EACCES/EINVAL are not about privileges, and say how to see why
+    for err in (errno.EACCES, errno.EINVAL):
+        v = syscall_error("BPF_PROG_LOAD", err, verifier=True)
+        assert type(v) is SyscallError and str(v) == (
+            _failed("BPF_PROG_LOAD", err) + "; the verifier rejected the program; "
+            "load it with a log_buf to see why")
+        v = syscall_error("BPF_PROG_LOAD", err, "see the log", verifier=True)
+        assert str(v).endswith("; the verifier rejected the program; see the log")
+    # ...while its EPERM still is; other errnos are plain, with or without verifier
+    assert type(syscall_error("BPF_PROG_LOAD", errno.EPERM, verifier=True)) \
+        is PermissionDeniedError
+    for verifier in (False, True):
+        e = syscall_error("BPF_PROG_LOAD", errno.E2BIG, verifier=verifier)
+        assert type(e) is SyscallError and str(e) == _failed("BPF_PROG_LOAD", errno.E2BIG)
+    e = syscall_error("BPF_MAP_CREATE", errno.EINVAL)
+    assert type(e) is SyscallError and str(e) == _failed("BPF_MAP_CREATE", errno.EINVAL)
+    # calls that never check privileges: EPERM/EACCES mean something else
+    for err in (errno.EPERM, errno.EACCES):
+        e = syscall_error("BPF_MAP_UPDATE_ELEM", err, "frozen", privilege=False)
+        assert type(e) is SyscallError and str(e) == _failed("BPF_MAP_UPDATE_ELEM", err) \
+            + "; frozen"
+    # "not supported" only where the caller says what is not, in its words
+    for err in (errno.EOPNOTSUPP, ENOTSUPP):
+        e = syscall_error("BPF_MAP_CREATE", err, not_supported="no ringbuf maps here")
+        assert type(e) is NotSupportedError
+        assert str(e) == "BPF_MAP_CREATE: no ringbuf maps here"
+        assert type(syscall_error("BPF_MAP_CREATE", err)) is SyscallError
+    assert type(syscall_error("x", errno.EPERM, not_supported="no")) is PermissionDeniedError
+    assert type(syscall_error("x", errno.EINVAL, not_supported="no")) is SyscallError
+
+
+def test_raise_errno_passes_every_option_on():
+    cases = [
+        (dict(), errno.EPERM, PermissionDeniedError),
+        (dict(privilege=False), errno.EPERM, SyscallError),
+        (dict(verifier=True), errno.EACCES, SyscallError),
+        (dict(not_supported="not here"), ENOTSUPP, NotSupportedError),
+    ]
+    for kw, err, cls in cases:
+        with pytest.raises(RawprobeError) as ei:
+            raise_errno("call", err, "why", **kw)
+        assert type(ei.value) is cls, kw
+        assert str(ei.value) == str(syscall_error("call", err, "why", **kw)), kw
+    with pytest.raises(PermissionDeniedError, match="; needs CAP_SYS_ADMIN; why$"):
+        raise_errno("mount", errno.EPERM, "why", permission_hint="needs CAP_SYS_ADMIN")
+    for err, cls in ((errno.EACCES, PermissionDeniedError), (ENOTSUPP, SyscallError),
+                     (errno.EINVAL, SyscallError)):         # the defaults: no options
+        with pytest.raises(RawprobeError) as ei:
+            raise_errno("call", err)
+        assert type(ei.value) is cls and str(ei.value) == str(syscall_error("call", err))
+    assert str(syscall_error("call", errno.EINVAL)) == _failed("call", errno.EINVAL)
 
 
 @pytest.mark.skipif(EMULATED, reason="timings mean nothing under qemu's TCG emulation")

@@ -3,8 +3,9 @@ a fresh venv, outside the source tree, with no clang on PATH").
 
 One module-scoped fixture builds the wheel and installs it into a fresh venv; the
 tests then run the installed ``rawprobe`` from a scratch directory, with PYTHONPATH
-and RAWPROBE_* unset and every PATH directory holding a clang removed, so nothing
-can come from the checkout or be compiled.
+and RAWPROBE_* unset (but RAWPROBE_CACHE_DIR, a directory of its own) and every PATH
+directory holding a clang removed, so nothing can come from the checkout or be
+compiled, and nothing is left in the machine's caches.
 
 Speed (this runs in every CI run): both venvs are made ``--without-pip`` (no
 ensurepip) and driven by this interpreter's pip through ``pip --python``; the
@@ -144,6 +145,7 @@ def installed(tmp_path_factory):
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("PYTHON", "RAWPROBE_")) and k != "VIRTUAL_ENV"}
     env["PATH"] = os.pathsep.join([str(python.parent), _path_without_clang()])
+    env["RAWPROBE_CACHE_DIR"] = str(tmp / "cache")     # none of the machine's caches
 
     def run(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
         return _run(list(args), cwd=cwd, env=env, timeout=timeout)

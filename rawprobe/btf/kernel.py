@@ -9,8 +9,8 @@ So this module:
   ``offsets``, an ``array('I')`` of each type record's word offset in the type
   section; ``_name_keys``, the sorted ``name_off << 32 | index`` of every
   named record; and the string offsets of ``name___flavour`` names.  It is
-  cached on disk keyed by the kernel's identity, so later starts load it in
-  well under a millisecond;
+  cached on disk keyed by the kernel's identity (and this code's,
+  :data:`INDEX_CODE`), so later starts load it in well under a millisecond;
 * finds a name by its string: ``b"\\0name\\0"`` in the string section gives
   the name's offset, and ``bisect`` on ``_name_keys`` the records that bear it;
 * decodes only the types asked for, once each.
@@ -32,8 +32,8 @@ import os
 import struct
 import sys
 
-from .._cache import (KEY_ENDS, VMLINUX, btf_key, cache_dir, is_private, module_btf_names,
-                      write_atomic)
+from .._cache import (KEY_ENDS, VMLINUX, btf_key, cache_dir, code_key, is_private,
+                      module_btf_names, write_atomic)
 from ..errors import BTFError, NotFoundError, NotSupportedError
 from . import types as T
 from .parse import (TAIL_FIXED, TAIL_ITEM, BTFLookups, Header, check_strings, decode_type,
@@ -45,6 +45,10 @@ if TYPE_CHECKING:  # pragma: no cover
     from typing import Any, Iterator, Optional
 
 _INDEX_MAGIC = b"RPBTFIX3"
+# The modules whose code shapes a cached index (the record walk and each kind's
+# record size, the flavoured-name scan, the file's reading and writing): an edit
+# of any of them must not be hidden by an index an older version wrote.
+INDEX_CODE = ("btf/kernel.py", "btf/parse.py", "btf/types.py", "_cache.py")
 _FIXED_W = tuple(n // 4 for n in TAIL_FIXED)
 _ITEM_W = tuple(n // 4 for n in TAIL_ITEM)
 
@@ -213,7 +217,8 @@ class KernelBTF(BTFLookups):
 
     def _cache_key(self) -> bytes:
         b = self._buf
-        return btf_key(self.path, len(b), b[:KEY_ENDS], b[max(0, len(b) - KEY_ENDS):])
+        return (btf_key(self.path, len(b), b[:KEY_ENDS], b[max(0, len(b) - KEY_ENDS):])
+                + b"\0" + code_key(INDEX_CODE))
 
     def _rebuild_index(self) -> None:
         self._build_index()

@@ -36,6 +36,7 @@ struct thing {
 	enum big big;
 	int *int_not_ptr;
 	int missing;
+	unsigned short grid[2][3]; /* [3][4] in the target */
 	int tail[];
 } __attribute__((preserve_access_index));
 
@@ -52,6 +53,16 @@ struct nonexistent {
 
 struct amb {
 	int b;
+} __attribute__((preserve_access_index));
+
+/* Bitfields that straddle their type's size in the (packed) target. */
+struct pk {
+	unsigned int mid: 30;
+	unsigned int hi: 10;
+} __attribute__((preserve_access_index));
+
+struct pk2 {
+	unsigned int edge: 16;
 } __attribute__((preserve_access_index));
 
 struct dup {
@@ -112,6 +123,12 @@ int fields(struct thing *t)
 	sink[20] = BPF_CORE_READ_BITFIELD(t, flags);
 	sink[21] = BPF_CORE_READ_BITFIELD(t, mode);
 	sink[22] = bpf_core_field_offset(t->color);
+	sink[23] = **t->grid;                              /* LDX of the member: 2 bytes */
+	sink[24] = t->grid[1][2];                          /* clang relocates grid[1] only */
+	sink[25] = bpf_core_field_size(t->grid);
+	sink[26] = bpf_core_field_size(t->grid[1]);
+	sink[27] = BPF_CORE_READ_BITFIELD((struct pk *)t, mid);   /* needs an 8-byte load */
+	sink[28] = BPF_CORE_READ_BITFIELD((struct pk2 *)t, edge); /* ends where 4 bytes do */
 	return 0;
 }
 
@@ -163,6 +180,13 @@ SEC("raw_tracepoint/ambiguous")
 int ambiguous(struct amb *a)
 {
 	sink[61] = a->b;                                   /* two disagreeing candidates */
+	return 0;
+}
+
+SEC("raw_tracepoint/toowide")
+int toowide(struct pk *pk)
+{
+	sink[62] = BPF_CORE_READ_BITFIELD(pk, hi);         /* no single 8-byte load holds it */
 	return 0;
 }
 

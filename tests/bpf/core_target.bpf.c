@@ -44,6 +44,7 @@ struct thing {
 	enum big big;
 	struct pt *pp;
 	int int_not_ptr;           /* local: int * (incompatible) */
+	unsigned short grid[3][4]; /* local: [2][3] (the elements, 2 bytes, are loaded) */
 	int tail[];
 };
 
@@ -84,6 +85,21 @@ struct match_me {
 	int arr[3];
 };
 
+/* Packed: bitfields are laid end to end, across their type's size. */
+struct pk {
+	char c;
+	unsigned int mid: 30;      /* bits 8..37: 8 bytes from byte 0 hold it, 4 do not */
+	unsigned int fill: 22;     /* bits 38..59 */
+	unsigned int hi: 10;       /* bits 60..69: no 8-byte load holds it */
+} __attribute__((packed));
+
+struct pk2 {
+	short s;
+	unsigned int edge: 16;     /* bits 16..31: ends exactly where a 4-byte load does */
+} __attribute__((packed));
+
+struct pk g_pk;
+struct pk2 g_pk2;
 struct thing *g_thing;
 thing_t *g_thing_t;
 my_int g_my_int;
@@ -110,6 +126,10 @@ const volatile __u64 expect_size_pt = sizeof(struct pt);
 const volatile __u64 expect_size_name = sizeof(((struct thing *)0)->name);
 const volatile __u64 expect_size_counter = sizeof(((struct thing *)0)->counter);
 const volatile __u64 expect_size_thing = sizeof(struct thing);
+const volatile __u64 expect_off_grid = offsetof(struct thing, grid);
+const volatile __u64 expect_off_grid1 = offsetof(struct thing, grid[1]);
+const volatile __u64 expect_size_grid = sizeof(((struct thing *)0)->grid);
+const volatile __u64 expect_size_grid1 = sizeof(((struct thing *)0)->grid[1]);
 const volatile __u64 expect_size_my_int = sizeof(my_int);
 const volatile __u64 expect_off_amb_a = offsetof(struct amb, a);
 const volatile __u64 expect_off_dup_a = offsetof(struct dup, a);
