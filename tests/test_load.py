@@ -6,6 +6,7 @@ import struct
 from pathlib import Path
 
 import pytest
+from bpffs import private_bpffs
 from fdcheck import open_fds
 
 import rawprobe
@@ -147,7 +148,9 @@ def test_unknown_names_are_clear_errors():
 
 @pytest.fixture(scope="module")
 def maps_coll():
-    with rawprobe.load(MAPS) as coll:
+    # spec_maps pins array_map by name: into a bpffs of this module's own, never
+    # /sys/fs/bpf (a pin there would outlive the run and be reused by the next)
+    with private_bpffs() as pins, rawprobe.load(MAPS, pin_path=pins) as coll:
         yield coll
 
 
@@ -276,7 +279,7 @@ def test_item_access_flags_and_spec(maps_coll):
 
 
 def test_frozen_map_refuses_writes_from_user_space():
-    with rawprobe.load(MAPS) as coll:
+    with private_bpffs() as pins, rawprobe.load(MAPS, pin_path=pins) as coll:
         m = coll.maps["array_map"]
         m.update(0, b"\x01" * m.value_size)
         m.freeze()

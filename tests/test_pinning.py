@@ -19,6 +19,7 @@ from rawprobe._sys import bpf as _bpf
 from rawprobe.errors import ObjectFormatError, PinError, VerifierError
 from rawprobe.uapi import MapType
 
+from bpffs import private_bpffs
 from libbpf_oracle import loadall
 
 BPF = Path(__file__).parent / "bpf"
@@ -34,13 +35,8 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="loading BPF needs roo
 @pytest.fixture
 def bpffs(tmp_path):
     """A fresh bpffs of this test's own, unmounted (with its pins) afterwards."""
-    d = tmp_path / "bpffs"
-    d.mkdir()
-    subprocess.run(["mount", "-t", "bpf", "bpf", str(d)], check=True)
-    try:
+    with private_bpffs(tmp_path) as d:
         yield d
-    finally:
-        subprocess.run(["umount", "-l", str(d)], check=True)
 
 
 def _bump(prog_fd, key: int, n: int) -> None:
