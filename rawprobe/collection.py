@@ -525,6 +525,10 @@ class _Loader:
             if (kind_name == "func" and isinstance(t, T.Func)) or \
                (kind_name == "typedef" and isinstance(t, T.Typedef)):
                 return tid
+        if want.startswith("bpf_lsm_") and not any(
+                isinstance(kbtf.type_by_id(t), T.Func) for t in kbtf.types_by_name("bpf_lsm_file_open")):
+            raise NotSupportedError(f"program {p.name!r} (section {p.section!r}): the kernel "
+                                    "is built without the BPF LSM (CONFIG_BPF_LSM is not set)")
         raise NotFoundError(f"program {p.name!r}: the kernel has no {kind_name} {want!r} "
                             f"in its BTF (target of section {p.section!r})")
 
@@ -545,7 +549,7 @@ class _Loader:
 def _btf_target(section: str, target: str) -> tuple[str, str]:
     if section.startswith("tp_btf/"):
         return "typedef", "btf_trace_" + target
-    if section.startswith(("lsm/", "lsm.s/")):
+    if section.startswith(("lsm/", "lsm.s/", "lsm_cgroup/")):
         return "func", "bpf_lsm_" + target
     if section.startswith("iter"):
         return "func", "bpf_iter_" + target

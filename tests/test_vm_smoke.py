@@ -50,3 +50,4 @@ def test_vm_kernel_has_what_vm_tests_need(vm_kernel, missing_feature):
     # Fails (rather than skipping every vm test) if the gates stay shut in the VM.
     assert missing_feature("kprobes") is None
     assert missing_feature("fentry") is None
+    assert missing_feature("bpf_lsm") is None

@@ -9,6 +9,8 @@ tp_btf             :func:`attach_tp_btf` (raw_tracepoint)  5.5
 kprobe/kretprobe   :func:`attach_kprobe` (kprobe)          4.17 PMU, tracefs before
 fentry/fexit       :func:`attach_fentry` (tracing)         5.5 (x86-64), 6.0 (arm64)
 uprobe/uretprobe   :func:`attach_uprobe` (uprobe)          4.17 PMU, tracefs before
+lsm                :func:`attach_lsm` (lsm)                5.7, the BPF LSM active
+lsm_cgroup         :func:`attach_lsm_cgroup` (lsm)         6.0
 =================  ======================================  =======================
 
 Every function returns a :class:`Link`, which owns what the attachment needs
@@ -34,7 +36,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "Link", "attach", "attach_tracepoint", "attach_raw_tracepoint", "attach_tp_btf",
-    "attach_kprobe", "attach_fentry", "attach_uprobe", "resolve_syscall_symbol",
+    "attach_kprobe", "attach_fentry", "attach_uprobe", "attach_lsm", "attach_lsm_cgroup",
+    "resolve_syscall_symbol",
 ]
 
 
@@ -43,7 +46,8 @@ class Link:
 
     ``kind`` is what was attached (``"tracepoint"``, ``"raw_tracepoint"``,
     ``"tp_btf"``, ``"kprobe"``, ``"kretprobe"``, ``"fentry"``, ``"fexit"``,
-    ``"fmod_ret"``, ``"uprobe"``, ``"uretprobe"``); ``target`` names where
+    ``"fmod_ret"``, ``"uprobe"``, ``"uretprobe"``, ``"lsm"``, ``"lsm_cgroup"``);
+    ``target`` names where
     (``"syscalls/sys_enter_write"``, ``"ksys_write+0x10"``, ``"/bin/bash:readline"``);
     ``mechanism`` how (``"bpf_link"``, ``"perf_link"`` = a BPF link over a perf
     event, ``"perf_ioctl"`` = PERF_EVENT_IOC_SET_BPF, with ``+tracefs`` when a
@@ -146,8 +150,9 @@ def attach(prog: Any) -> Link:
     ``raw_tp/...``, ``tp_btf/<name>``, ``kprobe/<symbol>[+<offset>]``,
     ``kretprobe/<symbol>``, ``ksyscall/<syscall>``, ``kretsyscall/<syscall>``,
     ``fentry/<function>``, ``fexit/...``, ``fmod_ret/...``,
-    ``uprobe/<path>:<function>[+<offset>]``, ``uretprobe/...``.  A section
-    without a target (``SEC("kprobe")``) needs the explicit ``attach_*`` call.
+    ``uprobe/<path>:<function>[+<offset>]``, ``uretprobe/...``, ``lsm/<hook>``,
+    ``lsm.s/<hook>``.  A section without a target (``SEC("kprobe")``) needs the
+    explicit ``attach_*`` call, and so does ``lsm_cgroup/<hook>`` (a cgroup).
     """
     from .. import sections
     from ..uapi import AttachType
@@ -162,7 +167,7 @@ def attach(prog: Any) -> Link:
         raise NotSupportedError(
             f"program {name!r}: section {section!r} has no automatic attachment in "
             "rawprobe (supported: tracepoint, raw_tp, tp_btf, kprobe, kretprobe, ksyscall, "
-            "fentry, fexit, fmod_ret, uprobe, uretprobe)")
+            "fentry, fexit, fmod_ret, uprobe, uretprobe, lsm)")
     kind, target = info.attach_kind, info.attach_to
     if kind == "tracing":
         if info.expected_attach_type == AttachType.TRACE_RAW_TP:   # tp_btf
@@ -170,6 +175,12 @@ def attach(prog: Any) -> Link:
             return attach_tp_btf(prog)
         from .tracing import attach_fentry
         return attach_fentry(prog)
+    if kind == "lsm":
+        from .lsm import attach_lsm
+        return attach_lsm(prog)
+    if kind == "lsm_cgroup":
+        raise ObjectFormatError(f"program {name!r}: section {section!r} attaches to a "
+                                "cgroup: call attach_lsm_cgroup(<cgroup directory>)")
     if not target:
         raise ObjectFormatError(
             f"program {name!r}: section {section!r} names no target; call "
@@ -203,6 +214,8 @@ _FUNCS = {
     "resolve_syscall_symbol": "kprobe",
     "attach_fentry": "tracing",
     "attach_uprobe": "uprobe",
+    "attach_lsm": "lsm",
+    "attach_lsm_cgroup": "lsm",
 }
 
 
