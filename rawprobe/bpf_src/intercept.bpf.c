@@ -18,7 +18,9 @@
  * (intercept_fentry.bpf.c defines RP_FENTRY_OBJECT): fentry needs its target's
  * BTF id at load time and fails to load with EPERM on kernels without
  * trampolines, and a whole-object load (bpftool prog loadall, or a loader that
- * loads every program) must succeed on every kernel.
+ * loads every program) must succeed on every kernel.  The deny path's LSM
+ * hook lives in a third (intercept_lsm.bpf.c, RP_LSM_OBJECT), for the same
+ * reasons.
  *
  * Kernel structs are declared here with preserve_access_index instead of
  * including a generated vmlinux.h: CO-RE relocates each field by name against
@@ -277,10 +279,53 @@ static __always_inline void release_slot(const struct rp_handled *st)
 }
 
 /*
+ * Is `task` one of the processes this watch is about?  The filters, cheapest
+ * first: a non-target process pays only for these, and the comm test, the
+ * one nearly every watch has, costs two loads and no helper call.  Disabled
+ * filters are dead code (.rodata is frozen).  `hook` is a constant at every
+ * call site, so the kernel-thread test is only compiled into the hooks on
+ * kernel functions (kprobe, fentry, lsm).
+ */
+static __always_inline int task_matches(struct task_struct *task, __u32 hook)
+{
+	__u32 tgid;
+
+	if (filter_comm) {
+		const __u64 *c = (const __u64 *)task->comm;
+
+		if ((c[0] & target_comm_mask[0]) != *(const volatile __u64 *)&target_comm[0] ||
+		    (c[1] & target_comm_mask[1]) != *(const volatile __u64 *)&target_comm[8])
+			return 0;
+	}
+	tgid = task->tgid;
+	if (tgid == self_tgid)
+		return 0;
+	if (filter_tgid) {
+		__u64 *named = bpf_map_lookup_elem(&target_tgids, &tgid);
+
+		if (!named ||
+		    *named != BPF_CORE_READ(task, group_leader, start_boottime) / tick_ns)
+			return 0;
+	}
+	if (filter_uid && (__u32)bpf_get_current_uid_gid() != target_uid)
+		return 0;
+	if (filter_cgroup == RP_CGROUP_EXACT &&
+	    bpf_get_current_cgroup_id() != target_cgroup_id)
+		return 0;
+	if (filter_cgroup == RP_CGROUP_SUBTREE &&
+	    bpf_get_current_ancestor_cgroup_id(target_cgroup_level) != target_cgroup_id)
+		return 0;
+
+	if ((hook == RP_HOOK_KPROBE || hook == RP_HOOK_FENTRY || hook == RP_HOOK_LSM) &&
+	    (task->flags & PF_KTHREAD))
+		return 0;
+	return 1;
+}
+
+/*
  * Decide whether this call is intercepted.  Returns a reserved ring buffer
  * record with the common fields filled, or NULL (call not ours, skipped, or
- * slipped by an already handled process).  `hook` is a constant at every call
- * site, so the kernel-thread test is only compiled into kprobe/fentry.
+ * slipped by an already handled process).
  */
 static __always_inline struct rp_intercept_event *intercept_begin(__u32 hook, __s32 nr)
 {
@@ -292,39 +337,9 @@ static __always_inline struct rp_intercept_event *intercept_begin(__u32 hook, __
 	__u32 tgid, flags;
 	long err;
 
-	/*
-	 * Filters, cheapest first: a non-target process pays only for these, and
-	 * the comm test, the one nearly every watch has, costs two loads and no
-	 * helper call.  Disabled filters are dead code (.rodata is frozen).
-	 */
-	if (filter_comm) {
-		const __u64 *c = (const __u64 *)task->comm;
-
-		if ((c[0] & target_comm_mask[0]) != *(const volatile __u64 *)&target_comm[0] ||
-		    (c[1] & target_comm_mask[1]) != *(const volatile __u64 *)&target_comm[8])
-			return NULL;
-	}
+	if (!task_matches(task, hook))
+		return NULL;
 	tgid = task->tgid;
-	if (tgid == self_tgid)
-		return NULL;
-	if (filter_tgid) {
-		__u64 *named = bpf_map_lookup_elem(&target_tgids, &tgid);
-
-		if (!named ||
-		    *named != BPF_CORE_READ(task, group_leader, start_boottime) / tick_ns)
-			return NULL;
-	}
-	if (filter_uid && (__u32)bpf_get_current_uid_gid() != target_uid)
-		return NULL;
-	if (filter_cgroup == RP_CGROUP_EXACT &&
-	    bpf_get_current_cgroup_id() != target_cgroup_id)
-		return NULL;
-	if (filter_cgroup == RP_CGROUP_SUBTREE &&
-	    bpf_get_current_ancestor_cgroup_id(target_cgroup_level) != target_cgroup_id)
-		return NULL;
-
-	if ((hook == RP_HOOK_KPROBE || hook == RP_HOOK_FENTRY) && (task->flags & PF_KTHREAD))
-		return NULL;
 
 	/* Already handled: count the call, never report it again.  A call
 	 * before any delivery of our signal "slipped through"; after it, it is
@@ -477,7 +492,11 @@ static __always_inline int intercept_finish(struct rp_intercept_event *e)
 
 /* ---- call hooks ---- */
 
-#ifndef RP_FENTRY_OBJECT
+#if defined(RP_LSM_OBJECT)
+
+/* rp_lsm: in intercept_lsm.bpf.c, which includes this file. */
+
+#elif !defined(RP_FENTRY_OBJECT)
 
 /* Every syscall entry.  ctx->args[0] is the caller's struct pt_regs (kernel
  * memory, read with probe reads), ctx->args[1] the syscall number.  Syscall
