@@ -31,7 +31,7 @@ from .kconfig import SECTION as KCONFIG_SECTION, kernel_version_code
 from .maps import Map, possible_cpus
 from .programs import Program
 from .uapi import (MAP_IN_MAP_TYPES, MAP_TYPES_WITHOUT_BTF, MAP_TYPES_WITHOUT_BTF_VALUE,
-                   MapFlags, MapType, ProgType)
+                   AttachType, MapFlags, MapType, ProgType)
 
 # No run-time ``typing``: it imports re, enum, collections... (several ms).
 TYPE_CHECKING = False
@@ -435,12 +435,15 @@ class _Loader:
                 fd = _bpf.prog_load(int(p.type), insns, license, **kw)
         except PermissionDeniedError as e:
             if int(p.type) in _TRAMPOLINE_TYPES and os.geteuid() == 0:
+                # a kprobe observes as an fentry does; nothing stands in for a deny
+                instead = "" if int(p.type) == ProgType.LSM or \
+                    p.expected_attach_type == AttachType.MODIFY_RETURN else \
+                    "; use a kprobe or tracepoint instead"
                 raise NotSupportedError(
                     f"program {p.name!r} (section {p.section!r}): this kernel refuses "
                     f"BPF trampoline programs (fentry/fexit/fmod_ret/lsm) even to root "
                     f"({errno_name(e.errno)}): it lacks the support (e.g. no ftrace direct "
-                    f"calls) or a lockdown/LSM policy forbids them; use a kprobe or "
-                    f"tracepoint instead") from None
+                    f"calls) or a lockdown/LSM policy forbids them{instead}") from None
             raise
         except SyscallError as e:
             if e.errno not in _VERIFIER_ERRNOS:
