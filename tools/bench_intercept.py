@@ -20,6 +20,11 @@
    with rawprobe watching another comm; for the raw_tp and the tracepoint hooks.
    The configurations take turns, round after round, and each one's median is
    kept: this machine's speed drifts between seconds more than 5 %.
+5. The same for ``--action deny`` on write(): rawprobe's deny program against an
+   empty program on the same hook (``lsm/file_permission``, and
+   ``fmod_ret/security_file_permission``), which both dd's reads and writes
+   reach.  Needs a kernel where BPF LSM / trampoline programs run (the test VM:
+   ``tools/vmtest.py -- python3 tools/bench_intercept.py --only deny``).
 4. A burst: N processes (3,000) of the watched name make their call at once, in
    report, signal and kernel-signal mode: how many were intercepted, signalled
    and seen exit, whether anything was lost, how long from the release until the
@@ -34,6 +39,7 @@ clang with the BPF target); without clang that baseline is skipped and said so.
 A peer that is not installed (strace, bpftrace) is skipped and said so.
 
     python3 tools/bench_intercept.py [--n 50] [--dd 200000] [--rounds 9] [--burst 3000]
+                                     [--only latency|overhead|startup|burst|deny]
 """
 from __future__ import annotations
 
@@ -85,6 +91,8 @@ EMPTY_BPF = r"""
 #define SEC(n) __attribute__((section(n), used))
 SEC("raw_tracepoint/sys_enter") int empty_raw(void *ctx) { return 0; }
 SEC("tracepoint/syscalls/sys_enter_write") int empty_tp(void *ctx) { return 0; }
+SEC("lsm/file_permission") int empty_lsm(void *ctx) { return 0; }
+SEC("fmod_ret/security_file_permission") int empty_fmod_ret(void *ctx) { return 0; }
 char LICENSE[] SEC("license") = "GPL";
 """
 
@@ -247,7 +255,7 @@ def dd_ns_per_syscall(count: int) -> float:
     return (time.perf_counter_ns() - t0) / (2 * count)
 
 
-def empty_program(tmp: str):
+def empty_program(tmp: str, programs=("empty_raw", "empty_tp")):
     cc = shutil.which("clang-19") or shutil.which("clang")
     if not cc:
         return None, "no clang to build the empty baseline program"
@@ -259,13 +267,37 @@ def empty_program(tmp: str):
     if r.returncode:
         return None, f"clang failed: {r.stderr.strip()[:200]}"
     import rawprobe
-    return rawprobe.ObjectSpec.from_file(str(obj)).load(), ""
+    try:
+        return rawprobe.ObjectSpec.from_file(str(obj)).load(programs=list(programs)), ""
+    except rawprobe.RawprobeError as e:
+        return None, f"the empty program does not load here: {str(e)[:200]}"
+
+
+def interleaved(configs: list[str], rounds: int, measure) -> dict[str, float]:
+    """Each configuration's median of ``measure(config)``, the configurations
+    taking turns (in a rotating order) for ``rounds`` rounds."""
+    samples: dict[str, list[float]] = {}
+    for r in range(rounds):
+        for config in configs[r % len(configs):] + configs[:r % len(configs)]:
+            samples.setdefault(config, []).append(measure(config))
+    return {k: statistics.median(v) for k, v in samples.items()}
+
+
+def while_attached(link_or_watch, count: int) -> float:
+    """dd's ns per syscall while ``link_or_watch`` (a Link or a watch process) is on
+    (count 0: only take it off)."""
+    try:
+        return dd_ns_per_syscall(count) if count else 0.0
+    finally:
+        if isinstance(link_or_watch, subprocess.Popen):
+            link_or_watch.terminate()
+            link_or_watch.communicate(timeout=60)
+        else:
+            link_or_watch.close()
 
 
 def overhead(count: int, rounds: int) -> dict:
-    """ns per syscall of dd under each configuration; the configurations take turns
-    (in a rotating order) for ``rounds`` rounds, and each one's median is kept."""
-    samples: dict[str, list[float]] = {"none": []}
+    """ns per syscall of dd under each configuration (``interleaved``)."""
     with tempfile.TemporaryDirectory() as tmp:
         coll, why = empty_program(tmp)
 
@@ -278,29 +310,17 @@ def overhead(count: int, rounds: int) -> dict:
             if config == "none":
                 return dd_ns_per_syscall(count)
             kind, hook = config.split()
-            if kind == "empty":
-                link = empty(hook)
-                try:
-                    return dd_ns_per_syscall(count)
-                finally:
-                    link.close()
-            w = watch("--comm", comm(), "--hook", hook, "--quiet")   # dd is not a target
-            try:
-                return dd_ns_per_syscall(count)
-            finally:
-                w.terminate()
-                w.communicate(timeout=30)
+            # dd is not a target: rawprobe watches another comm
+            return while_attached(empty(hook) if kind == "empty" else
+                                  watch("--comm", comm(), "--hook", hook, "--quiet"), count)
 
         configs = ["none"]
         for hook in ("raw_tp", "tracepoint"):
             configs += [f"empty {hook}", f"rawprobe {hook}"] if coll is not None \
                 else [f"rawprobe {hook}"]
-        for r in range(rounds):
-            for config in configs[r % len(configs):] + configs[:r % len(configs)]:
-                samples.setdefault(config, []).append(measure(config))
+        res: dict = interleaved(configs, rounds, measure)
         if coll is not None:
             coll.close()
-    res: dict = {k: statistics.median(v) for k, v in samples.items()}
     if coll is None:
         for hook in ("raw_tp", "tracepoint"):
             res[f"empty {hook}"] = why
@@ -357,7 +377,7 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=9,
                     help="overhead rounds (each configuration's median is kept)")
     ap.add_argument("--burst", type=int, default=3000, help="processes in the burst")
-    ap.add_argument("--only", choices=("latency", "overhead", "startup", "burst"),
+    ap.add_argument("--only", choices=("latency", "overhead", "startup", "burst", "deny"),
                     help="run one part only")
     a = ap.parse_args()
     if os.geteuid() != 0:
@@ -372,6 +392,8 @@ def main() -> int:
         startup_report()
     if a.only in (None, "burst"):
         burst_report(a.burst)
+    if a.only in (None, "deny"):
+        deny_report(a.dd, a.rounds)
     return 0
 
 
@@ -504,6 +526,94 @@ def burst_report(n: int) -> None:
             line += f"; exits without the kernel's time: {r['exits_without_kernel_time']}"
         print(line)
 
+
+
+# -- 5. the deny program's overhead on a non-target --------------------------------------
+
+def _prog_stats(name: str) -> tuple[int, int]:
+    """(run_cnt, run_time_ns) summed over the loaded programs called ``name``."""
+    from rawprobe._sys import bpf
+    cnt = ns = 0
+    pid = 0
+    while (pid := bpf.get_next_id("prog", pid)) is not None:
+        try:
+            with bpf.get_fd_by_id("prog", pid) as fd:
+                info = bpf.prog_get_info(fd)
+        except Exception:       # noqa: BLE001 - gone meanwhile
+            continue
+        if info["name"] == name:
+            cnt, ns = cnt + info["run_cnt"], ns + info["run_time_ns"]
+    return cnt, ns
+
+
+def deny_overhead(count: int, rounds: int) -> dict | str:
+    """Per configuration: dd's ns per syscall (no probe, an empty program on the deny
+    hook, rawprobe denying write() to another comm; per route) and, from the kernel's
+    run-time statistics (BPF_ENABLE_STATS), the program's own ns per run."""
+    from rawprobe import lsms
+    from rawprobe._sys import bpf
+    from rawprobe.errors import RawprobeError
+    from rawprobe.uapi import StatsType
+    routes = []
+    for route in ("lsm", "fmod_ret"):
+        try:
+            if lsms.deny_runs(route):
+                routes.append(route)
+        except RawprobeError:
+            pass
+    if not routes:
+        return "skipped: no deny route runs on this kernel (`python -m rawprobe features`)"
+    per_run: dict[str, list[float]] = {}
+    with tempfile.TemporaryDirectory() as tmp, bpf.enable_stats(StatsType.RUN_TIME):
+        coll, why = empty_program(tmp, [f"empty_{r}" for r in routes])
+        if coll is None:
+            return why
+
+        def measure(config: str) -> float:
+            if config == "none":
+                return dd_ns_per_syscall(count)
+            kind, route = config.split()
+            name = f"empty_{route}" if kind == "empty" else f"rp_{route}"
+            on = coll.programs[name].attach() if kind == "empty" else \
+                watch("--comm", comm(), "--action", "deny", "--hook", route, "--quiet")
+            c0, t0 = _prog_stats(name)
+            try:
+                return dd_ns_per_syscall(count)
+            finally:
+                c1, t1 = _prog_stats(name)
+                if c1 > c0:
+                    per_run.setdefault(config, []).append((t1 - t0) / (c1 - c0))
+                while_attached(on, 0)
+
+        configs = ["none", *(f"{k} {r}" for r in routes for k in ("empty", "rawprobe"))]
+        try:
+            res: dict = interleaved(configs, rounds, measure)
+        finally:
+            coll.close()
+    res["per_run"] = {k: statistics.median(v) for k, v in per_run.items()}
+    return res
+
+
+def deny_report(dd: int, rounds: int) -> None:
+    print(f"\n5. --action deny on write(): overhead per syscall on a non-target (dd bs=1 "
+          f"count={dd}, median of {rounds} interleaved rounds; the hook sees reads and "
+          "writes); the program's own time per run from BPF_ENABLE_STATS")
+    ov = deny_overhead(dd, rounds)
+    if isinstance(ov, str):
+        print(f"  {ov}")
+        return
+    per_run = ov.pop("per_run")
+    none = ov["none"]
+    for k, v in ov.items():
+        empty = ov.get(f"empty {k.split()[-1]}")
+        extra = f"; {v / empty:.3f}x the empty program" if k.startswith("rawprobe") else ""
+        run = f", program {per_run[k]:.0f} ns per run" if k in per_run else ""
+        print(f"  {k:<20} {v:7.1f} ns  ({v / none:.2f}x no probe{extra}{run})")
+    for route in ("lsm", "fmod_ret"):
+        e, r = per_run.get(f"empty {route}"), per_run.get(f"rawprobe {route}")
+        if e is not None and r is not None:
+            print(f"  {route}: the deny program costs a non-target {r - e:.0f} ns more per "
+                  f"call than the empty one: {(r - e) / none * 100:.1f} % of a syscall here")
 
 if __name__ == "__main__":
     raise SystemExit(main())
