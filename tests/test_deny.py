@@ -168,16 +168,40 @@ def test_write_fails_with_the_errno_from_call_n_plus_1(targets, hook):
 @vm
 @pytest.mark.parametrize("hook", ["lsm", "fmod_ret"])
 def test_openat_fails_at_the_file_open_hook(targets, hook):
+    """By --pid this time: the target's openat() fails from its second call on, at
+    file_open; another process of the same name is left alone."""
     comm = unique_comm()
     t = targets(comm, "--call", "openat", "--writes", "4", "--record", "--linger-s", "0")
-    w = Watch("--comm", comm, "--action", "deny", "--syscall", "openat", "--errno", "EMFILE",
-              "--skip", "1", "--count", "1", "--hook", hook)
+    same = targets(comm, "--call", "openat", "--writes", "4", "--record", "--linger-s", "0")
+    w = Watch("--pid", str(t.pid), "--action", "deny", "--syscall", "openat", "--errno",
+              "EMFILE", "--skip", "1", "--count", "1", "--hook", hook)
     assert w.armed["hook"].startswith(f"{hook} ") and "file_open in openat()" in \
         w.armed["hook"], w.armed
+    same.go()
     t.go()
+    assert same.results() == ["ok"] * 4
     assert t.results() == ["ok"] + ["EMFILE"] * 3
     assert w.finish() == 0, w.stderr
     assert [d["syscall"] for d in w.of("deny", t.pid)] == ["openat"] * 3
+    assert not w.of("deny", same.pid)
+
+
+@root_only
+@vm
+def test_the_end_of_the_watch_lets_denied_processes_go(targets):
+    """--duration over while the target is still being denied: the watch ends (status
+    0) and says it let the target go; the target's later writes succeed again."""
+    comm = unique_comm()
+    t = targets(comm, "--writes", "250", "--interval-ms", "20", "--record", "--linger-s", "0")
+    w = Watch("--comm", comm, "--action", "deny", "--duration", "2s")
+    t.go()
+    assert w.finish() == 0, w.stderr
+    ab = w.of("abandoned")
+    assert ab and ab[0]["pids"] == [t.pid] and "--duration is over" in ab[0]["reason"]
+    res = t.results()
+    first_ok = res.index("ok")
+    assert first_ok > 0 and set(res[:first_ok]) == {"EPERM"} and set(res[first_ok:]) == {"ok"}
+    assert w.summary()["counts"]["denied"] == first_ok
 
 
 @root_only

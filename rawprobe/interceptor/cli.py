@@ -144,12 +144,12 @@ def run_watch(o: WatchOptions, text: IO[str] | None = sys.stdout,
             tracker.stop_intake()            # --duration is over: finish those in flight
             tracker.pump()
             if action == "deny":             # nothing ends them: let them go
-                left = _release(tracker, "--duration is over")
+                left = _release(tracker, probe, "--duration is over")
             else:
                 reactor.run(lambda: tracker.done, before_wait=tracker.flush, stops_allowed=0)
         if reactor.stops:
-            left = _interrupted(reactor, tracker, o.kill_after_ns if action != "deny" else 0,
-                                out)
+            left = _interrupted(reactor, tracker, probe,
+                                o.kill_after_ns if action != "deny" else 0, out)
         else:
             tracker.pump()
         tracker.flush()
@@ -175,7 +175,7 @@ def run_watch(o: WatchOptions, text: IO[str] | None = sys.stdout,
         out.close()
 
 
-def _interrupted(reactor, tracker, kill_after_ns: int, out) -> list:
+def _interrupted(reactor, tracker, probe, kill_after_ns: int, out) -> list:
     """The tool was asked to stop: take no new targets, and see those already
     signalled to their end (SIGKILL at the deadline) unless a second stop signal
     comes or nothing bounds the wait (``--kill-after 0``).  Returns the targets
@@ -196,7 +196,7 @@ def _interrupted(reactor, tracker, kill_after_ns: int, out) -> list:
         return []
     tracker.pump()
     if tracker.cfg.action == "deny":
-        return _release(tracker, "interrupted")
+        return _release(tracker, probe, "interrupted")
     left = tracker.abandon()
     tracker.emit({"event": "abandoned", "targets": len(left),
                   "pids": [t.ev.tgid for t in left],
@@ -205,9 +205,12 @@ def _interrupted(reactor, tracker, kill_after_ns: int, out) -> list:
     return left
 
 
-def _release(tracker, why: str) -> list:
+def _release(tracker, probe, why: str) -> list:
     """--action deny: the watch ends while targets are still being denied (only
-    their exit would end them); they are let go, their calls succeed again."""
+    their exit would end them); they are let go, their calls succeed again.  The
+    deny comes off first, so the calls it denied are all read and counted."""
+    probe.release()
+    tracker.pump()
     left = tracker.abandon()
     if left:
         tracker.emit({"event": "abandoned", "targets": len(left),

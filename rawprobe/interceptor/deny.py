@@ -185,10 +185,14 @@ class DenyProbe(Probe):
         if self.coll is not None:
             self.coll.variables["intake_closed"].set(1)
 
-    def close(self) -> None:
+    def release(self) -> None:
+        """Take the deny off: every process's calls succeed from now on."""
         for link in self.call_links:
             link.close()
         self.call_links.clear()
+
+    def close(self) -> None:
+        self.release()
         super().close()
 
 
