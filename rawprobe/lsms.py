@@ -31,7 +31,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
     from typing import Optional
 
-__all__ = ["ActiveLSMs", "active", "deny_runs", "inactive_reason", "ROUTES", "ID_NAMES"]
+__all__ = ["ActiveLSMs", "active", "deny_runs", "inactive_reason", "hook_target", "ROUTES",
+           "ID_NAMES", "SECURITY_FUNCTION"]
 
 SECURITYFS_LSM = "/sys/kernel/security/lsm"
 # include/uapi/linux/lsm.h
@@ -44,6 +45,9 @@ ID_NAMES = {100: "capability", 101: "selinux", 102: "smack", 103: "tomoyo",
 ROUTES = {"lsm": ("LSM", "LSM_MAC", "bpf_lsm_task_getpgid"),
           "fmod_ret": ("TRACING", "MODIFY_RETURN", "security_task_getpgid")}
 _PROBE_ERRNO = errno.EXDEV        # nothing else makes getpgid(own pid) fail so
+
+# The LSM framework's function for a hook, where it is not security_<hook>.
+SECURITY_FUNCTION = {"bprm_check_security": "security_bprm_check"}
 
 
 class ActiveLSMs(RecordTuple):
@@ -160,3 +164,26 @@ def inactive_reason() -> str:
     want = ",".join((*lsms.names, "bpf"))
     return (f"the BPF LSM is built in (CONFIG_BPF_LSM=y) but not active: the active LSMs "
             f"are {','.join(lsms.names)} (from {lsms.source}); boot with lsm={want}")
+
+
+def hook_target(route: str, hook: str) -> str:
+    """What a deny program on LSM hook ``hook`` attaches to by ``route``: the hook
+    itself for "lsm" (the kernel's ``bpf_lsm_<hook>``), the LSM framework's
+    ``security_<hook>`` function for "fmod_ret".  NotFoundError if the kernel's
+    BTF has no such function; NotSupportedError if the hook returns no error code
+    (a void hook cannot make a call fail)."""
+    from .btf import types as T
+    from .btf.kernel import KernelBTF
+    func = "bpf_lsm_" + hook if route == "lsm" else \
+        SECURITY_FUNCTION.get(hook, "security_" + hook)
+    kb = KernelBTF.load()
+    try:
+        fid = kb.id_of(func, T.Func)
+    except NotFoundError:
+        what = "LSM hook" if route == "lsm" else "LSM framework function"
+        raise NotFoundError(f"this kernel has no {what} {func} in its BTF") from None
+    proto = kb.type_by_id(kb.type_by_id(fid).type)
+    if not isinstance(kb.type_by_id(kb.resolve(proto.type)), T.Int):
+        raise NotSupportedError(f"the LSM hook {hook} returns no error code: it cannot "
+                                "make a call fail")
+    return hook if route == "lsm" else func

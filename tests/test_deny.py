@@ -273,3 +273,20 @@ def test_the_tool_and_its_ancestors_are_never_denied(targets):
     assert [e["pid"] for e in refused] == [parent.pid] and "ancestors" in refused[0]["reason"]
     assert {e["pid"] for e in ev if e["event"] == "deny"} == {t.pid}, ev
     assert [e["pid"] for e in ev if e["event"] == "intercept"] == [parent.pid, t.pid]
+
+
+@root_only
+@pytest.mark.vm("bpf_lsm_inactive")
+def test_auto_denies_through_fmod_ret_where_the_bpf_lsm_is_inactive(targets):
+    """The BPF LSM built in but left out of lsm= (tools/vmtest.py --append
+    lsm=capability,yama): --hook auto does not take the LSM program (it would
+    never run) but fmod_ret on security_file_permission, and says so."""
+    comm = unique_comm()
+    t = targets(comm, "--writes", "2", "--record", "--linger-s", "0")
+    w = Watch("--comm", comm, "--action", "deny", "--count", "1")
+    assert w.armed["hook"] == "fmod_ret security_file_permission (MAY_WRITE) in write()"
+    t.go()
+    assert t.results() == ["EPERM", "EPERM"]
+    assert w.finish() == 0, w.stderr
+    with pytest.raises(AssertionError, match="not active.*lsm="):
+        Watch("--comm", comm, "--action", "deny", "--hook", "lsm")

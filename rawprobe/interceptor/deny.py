@@ -89,10 +89,6 @@ ROWS: tuple[tuple[str, tuple[str, ...], str], ...] = (
 SYSCALL_HOOKS: dict[str, tuple[tuple[str, ...], str]] = {
     name: (hooks, access) for names, hooks, access in ROWS for name in names.split()}
 
-# The LSM framework's function for a hook, where it is not security_<hook>.
-SECURITY_FUNCTION = {"bprm_check_security": "security_bprm_check"}
-
-
 def check_deny_options(o: WatchOptions, given: set[str]) -> None:
     """The deny options' rules, for parse_watch (``given``: the fields given on the
     command line).  Refuses what cannot be meant; maps nothing yet (the kernel is
@@ -214,21 +210,12 @@ def deny_event(call: Any, hit: int | None, deny_errno: int, syscall_name: Any) -
 
 def kernel_hook(route: str, hooks: tuple[str, ...]) -> tuple[str, str]:
     """(hook, what the program attaches to) for the first of ``hooks`` this kernel
-    has on ``route``; an LSM hook that cannot fail (void) is refused."""
-    from ..btf import types as T
-    from ..btf.kernel import KernelBTF
-    kb = KernelBTF.load()
+    has on ``route`` (``rawprobe.lsms.hook_target``)."""
+    from rawprobe import lsms
+    missing = []
     for hook in hooks:
-        target = hook if route == "lsm" else SECURITY_FUNCTION.get(hook, "security_" + hook)
         try:
-            fid = kb.id_of("bpf_lsm_" + hook if route == "lsm" else target, T.Func)
-        except NotFoundError:
-            continue
-        proto = kb.type_by_id(kb.type_by_id(fid).type)
-        if not isinstance(kb.type_by_id(kb.resolve(proto.type)), T.Int):
-            raise NotSupportedError(f"the LSM hook {hook} returns no error code: it cannot "
-                                    "make a call fail")
-        return hook, target
-    names = " or ".join(hooks)
-    where = "an LSM hook (bpf_lsm_*)" if route == "lsm" else "a security_* function"
-    raise NotFoundError(f"this kernel has no {names} as {where} in its BTF")
+            return hook, lsms.hook_target(route, hook)
+        except NotFoundError as e:
+            missing.append(str(e))
+    raise NotFoundError("; ".join(missing))
