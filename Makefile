@@ -15,6 +15,12 @@
 #   make vmtest          the tests marked `vm`, under a second kernel in qemu
 #   make bench           every tools/bench_*.py
 #   make run [ARGS=...]  python3 -m rawprobe $(ARGS): no ARGS runs the demo
+#   make wheel           the wheel, into build/dist/
+#   make base-image      localhost/rawprobe-base: a Debian base built offline with mmdebstrap
+#   make image [BASE=localhost/rawprobe-base]  the container image rawprobe:VERSION
+#                        (default base: the official slim Python image, from its registry)
+#   make seccomp-profile build/rawprobe-seccomp.json: podman's default seccomp profile,
+#                        with bpf(2) under CAP_BPF and perf_event_open(2) under CAP_PERFMON
 #
 # Reproducibility: every object is compiled from inside its source directory
 # with that directory mapped to "." (-ffile-prefix-map), so no absolute path
@@ -53,7 +59,8 @@ BENCH_SCRIPTS := $(sort $(wildcard tools/bench_*.py))
 
 .DEFAULT_GOAL := help
 .PHONY: help bpf main-objects prebuilt check-prebuilt check-repro test-objects check-test-objects \
-        test vmtest bench run clean deps-run deps-test mounts vmtest-setup
+        test vmtest bench run clean deps-run deps-test mounts vmtest-setup \
+        wheel base-image image seccomp-profile
 
 help:
 	@sed -n 's/^#   make /  make /p' $(firstword $(MAKEFILE_LIST))
@@ -176,6 +183,62 @@ bench:
 
 run: deps-run mounts
 	$(PYTHON) -m rawprobe $(ARGS)
+
+# ---- the container image (deploy/; README, "Containers") ----
+VERSION   := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+DIST      := $(BUILD)/dist
+PODMAN    ?= podman
+IMAGE     ?= rawprobe:$(VERSION)
+BASE      ?= docker.io/library/python:3.12-slim
+# The offline base: Debian's essential set plus Python and the wheel's two
+# dependencies, as Debian packages; merged /usr without the usrmerge package
+# (which pulls in perl), no documentation.  The root file system tarball is
+# kept in BASE_CACHE under a name keyed on everything that makes it, so it is
+# built once (CI keeps BASE_CACHE across runs).
+BASE_IMAGE    := localhost/rawprobe-base
+BASE_SUITE    ?= bookworm
+BASE_PACKAGES := python3-minimal,python3-cffi-backend,python3-pyelftools
+BASE_OPTS     := --variant=essential --hook-dir=/usr/share/mmdebstrap/hooks/merged-usr \
+    --dpkgopt=path-exclude=/usr/share/man/* --dpkgopt=path-exclude=/usr/share/doc/* \
+    --dpkgopt=path-include=/usr/share/doc/*/copyright --dpkgopt=path-exclude=/usr/share/locale/* \
+    --dpkgopt=path-exclude=/usr/share/info/*
+BASE_CACHE    ?= $(BUILD)/base
+BASE_KEY       = $(shell printf '%s\n' '$(BASE_SUITE)' '$(BASE_PACKAGES)' '$(BASE_OPTS)' | sha256sum | cut -c1-16)
+
+# Built from a copy of what the wheel holds: building in the checkout would
+# leave setuptools' build/lib inside this Makefile's build/.
+wheel:
+	rm -rf $(BUILD)/wheel-src $(DIST)
+	mkdir -p $(BUILD)/wheel-src $(DIST)
+	cp pyproject.toml README.md $(BUILD)/wheel-src/
+	cp -r rawprobe prebuilt $(BUILD)/wheel-src/
+	find $(BUILD)/wheel-src -name __pycache__ -prune -exec rm -rf {} +
+	cd $(BUILD)/wheel-src && $(PYTHON) -m pip wheel -q --no-deps --disable-pip-version-check \
+	    -w $(abspath $(DIST)) .
+	rm -rf $(BUILD)/wheel-src
+	@ls $(DIST)/*.whl
+
+base-image:
+	@mkdir -p $(BASE_CACHE)
+	@tar=$(BASE_CACHE)/rootfs-$(BASE_SUITE)-$(BASE_KEY).tar; \
+	if [ -s $$tar ]; then echo "base-image: cached $$tar"; else \
+	    mmdebstrap --format=tar $(BASE_OPTS) --include=$(BASE_PACKAGES) $(BASE_SUITE) $$tar.tmp && mv $$tar.tmp $$tar; \
+	fi; \
+	if $(PODMAN) image exists $(BASE_IMAGE):$(BASE_KEY); then echo "base-image: $(BASE_IMAGE):$(BASE_KEY) exists"; \
+	else $(PODMAN) import -q $$tar $(BASE_IMAGE):$(BASE_KEY); fi; \
+	$(PODMAN) tag $(BASE_IMAGE):$(BASE_KEY) $(BASE_IMAGE):latest
+
+image: wheel
+	rm -rf $(BUILD)/image && mkdir -p $(BUILD)/image
+	cp $(DIST)/rawprobe-$(VERSION)-py3-none-any.whl deploy/install_wheel.py $(BUILD)/image/
+	$(PODMAN) build -q --no-cache -f deploy/Containerfile --build-arg BASE=$(BASE) --build-arg VERSION=$(VERSION) \
+	    --label rawprobe.source-key=$$($(PYTHON) deploy/source_key.py) -t $(IMAGE) $(BUILD)/image
+	@$(PODMAN) image inspect --format '$(IMAGE): {{.Size}} bytes' $(IMAGE)
+
+seccomp-profile:
+	@mkdir -p $(BUILD)
+	$(PYTHON) deploy/seccomp.py > $(BUILD)/rawprobe-seccomp.json.tmp
+	mv $(BUILD)/rawprobe-seccomp.json.tmp $(BUILD)/rawprobe-seccomp.json
 
 clean:
 	rm -rf $(BUILD)

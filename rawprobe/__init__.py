@@ -14,7 +14,8 @@ from __future__ import annotations
 
 from .errors import (BTFError, ClosedError, CORERelocationError, FormatError,
                      InvalidValueError, NotFoundError, NotSupportedError, ObjectFormatError,
-                     PermissionDeniedError, RawprobeError, SyscallError, VerifierError)
+                     PermissionDeniedError, PinError, RawprobeError, SyscallError,
+                     VerifierError)
 
 __version__ = "0.1.0"
 
@@ -39,7 +40,7 @@ _LAZY = {
 __all__ = [
     "RawprobeError", "ObjectFormatError", "FormatError", "BTFError", "NotSupportedError",
     "NotFoundError", "SyscallError", "PermissionDeniedError", "VerifierError",
-    "CORERelocationError", "InvalidValueError", "ClosedError", *_LAZY,
+    "CORERelocationError", "InvalidValueError", "ClosedError", "PinError", *_LAZY,
 ]
 
 # ``typing`` is not imported at run time (it pulls in re, enum, collections...:

@@ -41,7 +41,8 @@ def main(argv: list[str] | None = None) -> int:
             return watch_main(args[1:])
         if cmd == "features":
             from .features import main_features
-            return main_features(args[1:])
+            from .interceptor.hooks import auto_row
+            return main_features(args[1:], extra=[auto_row()])
         if cmd in ("-h", "--help", "help"):
             sys.stdout.write(USAGE)
             return 0

@@ -26,12 +26,16 @@ import struct
 from ._sys import bpf as _bpf
 from ._sys.fd import FD
 from .errors import (ENOTSUPP, ClosedError, NotFoundError, NotSupportedError, PermissionDeniedError,
-                     RawprobeError, SyscallError, VerifierError, errno_name)
+                     PinError, RawprobeError, SyscallError, VerifierError, errno_name)
 from .kconfig import SECTION as KCONFIG_SECTION, kernel_version_code
+from .ksyms import POISON_KFUNC_CALL
 from .maps import Map, possible_cpus
+from .names import sanitize
+from .pinning import DEFAULT_PIN_PATH
 from .programs import Program
-from .uapi import (MAP_IN_MAP_TYPES, MAP_TYPES_WITHOUT_BTF, MAP_TYPES_WITHOUT_BTF_VALUE,
-                   AttachType, MapFlags, MapType, ProgType)
+from .spec import LIBBPF_PIN_BY_NAME
+from .uapi import (BPF_OBJ_NAME_LEN, MAP_IN_MAP_TYPES, MAP_TYPES_WITHOUT_BTF,
+                   MAP_TYPES_WITHOUT_BTF_VALUE, AttachType, MapFlags, MapType, ProgType)
 
 # No run-time ``typing``: it imports re, enum, collections... (several ms).
 TYPE_CHECKING = False
@@ -49,7 +53,9 @@ _IMM = struct.Struct("<i")
 # errnos with which the verifier (not a missing feature or privilege) refuses
 _VERIFIER_ERRNOS = {_errno.EINVAL, _errno.EACCES, _errno.E2BIG, _errno.ENOSPC, _errno.EFAULT,
                     _errno.ERANGE, ENOTSUPP}
-_TRAMPOLINE_TYPES = (ProgType.TRACING, ProgType.LSM)
+# the programs that run from a BPF trampoline (fentry, fexit, fmod_ret, LSM hooks)
+_TRAMPOLINE_ATTACH = (AttachType.TRACE_FENTRY, AttachType.TRACE_FEXIT,
+                      AttachType.MODIFY_RETURN, AttachType.LSM_MAC, AttachType.LSM_CGROUP)
 _LOG_START = 1 << 18           # 256 KiB; grown up to _LOG_MAX on ENOSPC
 _LOG_MAX = 1 << 28            # the kernel caps log_size near 2^30 - 1
 
@@ -139,6 +145,7 @@ class Collection:
         self._btf_fd: Optional[FD] = None
         self._mmaps: list[mmap.mmap] = []
         self._views: list[memoryview] = []
+        self._pinned_here: list[str] = []     # pins this load made
         self.spec: Optional[ObjectSpec] = None
 
     # -- building ----------------------------------------------------------------------
@@ -146,16 +153,24 @@ class Collection:
     @classmethod
     def from_spec(cls, spec: ObjectSpec, *,
                   programs: Union[str, Iterable[str], None] = None,
-                  kernel_btf: Any = None, log_level: int = 0) -> Collection:
+                  kernel_btf: Any = None, log_level: int = 0,
+                  pin_path: Union[str, os.PathLike[str], None] = None) -> Collection:
         """Load ``spec``.  ``programs`` limits which programs are loaded: one
-        name, or several (all by default; maps are always all created).  ``kernel_btf`` overrides the
-        running kernel's BTF for CO-RE (a KernelBTF or BTFSpec).  ``log_level``
-        > 0 always asks the verifier for a log (kept in ``Program.log``)."""
+        name, or several (all by default; maps are always all created).
+        ``kernel_btf`` overrides the running kernel's BTF for CO-RE (a KernelBTF
+        or BTFSpec).  ``log_level`` > 0 always asks the verifier for a log (kept
+        in ``Program.log``).  ``pin_path``: the bpffs directory of the maps
+        pinned by name (default /sys/fs/bpf; :mod:`rawprobe.pinning`)."""
         coll = cls()
         coll.spec = spec
         try:
-            _Loader(coll, spec, kernel_btf, log_level).run(programs)
+            _Loader(coll, spec, kernel_btf, log_level, pin_path).run(programs)
         except BaseException:
+            for path in coll._pinned_here:      # as libbpf: only what this load pinned
+                try:
+                    os.unlink(path)
+                except OSError:
+                    pass
             coll.close()
             raise
         return coll
@@ -166,7 +181,8 @@ class Collection:
     # -- lifetime ----------------------------------------------------------------------
 
     def close(self) -> None:
-        """Detach every link, close every program and map.  Idempotent."""
+        """Detach every link, close every program and map (pinned maps stay
+        pinned).  Idempotent."""
         for link in reversed(self.links):
             link.close()
         self.links.clear()
@@ -199,14 +215,17 @@ class _Loader:
     """One load of one spec into one Collection (kept apart to keep state local)."""
 
     def __init__(self, coll: Collection, spec: ObjectSpec, kernel_btf: Any,
-                 log_level: int) -> None:
+                 log_level: int, pin_path: Union[str, os.PathLike[str], None]) -> None:
         self.coll = coll
         self.spec = spec
+        self.pin_path = DEFAULT_PIN_PATH if pin_path is None else os.fspath(pin_path)
+        self._pin_dir_ready = False
         self._kernel_btf = kernel_btf
         self._own_kernel = kernel_btf is None     # the running kernel's BTF, not given
         self.log_level = log_level
         self._relocator: Any = None
         self._core_cache: Any = False      # not looked at yet; None: not used
+        self._ksyms: Any = None            # KsymResolver, once a program needs it
 
     def run(self, only: Union[str, Iterable[str], None]) -> None:
         spec = self.spec
@@ -217,12 +236,24 @@ class _Loader:
             if name not in spec.programs:
                 known = ", ".join(sorted(spec.programs)) or "none"
                 raise NotFoundError(f"{spec.name}: no program {name!r} (it has: {known})")
-        self._load_btf()
+        if spec.struct_ops:
+            maps = ", ".join(f"{n!r} ({sec})" for n, sec in spec.struct_ops.items())
+            raise NotSupportedError(
+                f"{spec.name}: struct_ops maps ({maps}) and their struct_ops/ programs "
+                f"are not supported by rawprobe: it cannot register a kernel struct_ops "
+                f"(use libbpf for this object)")
+        for name in wanted:
+            _check_loadable(spec.programs[name])
+        self._load_btf([spec.programs[n] for n in wanted])
         for name, mspec in spec.maps.items():
             self.coll.maps[name] = self._create_map(mspec)
         self._variables()
-        for name in wanted:
-            self.coll.programs[name] = self._load_program(spec.programs[name])
+        try:
+            for name in wanted:
+                self.coll.programs[name] = self._load_program(spec.programs[name])
+        finally:
+            if self._ksyms is not None:
+                self._ksyms.close()     # each program holds the module BTFs it uses
         if self._core_cache:
             self._core_cache.save()
         self._fill_prog_arrays()
@@ -243,7 +274,7 @@ class _Loader:
 
     # -- program BTF -----------------------------------------------------------------
 
-    def _load_btf(self) -> None:
+    def _load_btf(self, programs: list[ProgramSpec]) -> None:
         btf = self.spec.btf
         if btf is None:
             return
@@ -268,7 +299,7 @@ class _Loader:
                 except SyscallError:
                     pass
             # Like libbpf: programs without BTF still load when nothing needs it.
-            if any(p.attach_btf or _has_global_funcs(p) for p in self.spec.programs.values()):
+            if any(p.attach_btf or _has_global_subprograms(p, btf) for p in programs):
                 log = bytearray(1 << 20)
                 try:
                     _bpf.btf_load(blob, log_buf=log)
@@ -286,6 +317,45 @@ class _Loader:
         max_entries = m.max_entries
         if m.type == MapType.PERF_EVENT_ARRAY and max_entries == 0:
             max_entries = possible_cpus()
+        if m.pinning == LIBBPF_PIN_BY_NAME:
+            return self._pinned_map(m, max_entries)
+        return Map(m.name, self._new_map(m, max_entries), m.type, m.key_size, m.value_size,
+                   max_entries, m.map_flags, spec=m)
+
+    def _pinned_map(self, m: MapSpec, max_entries: int) -> Map:
+        """The map pinned at <pin_path>/<name> if it matches ``m``, else a new map
+        pinned there (:mod:`rawprobe.pinning`)."""
+        from . import pinning
+        if not self._pin_dir_ready:
+            pinning.prepare_dir(self.pin_path)
+            self._pin_dir_ready = True
+        path = pinning.pin_file(self.pin_path, m.name)
+        for _ in range(2):     # a second look if another loader pins first
+            fd = pinning.open_pinned(path, m.name)
+            if fd is not None:
+                try:
+                    pinning.check_reusable(fd, m, max_entries, path)
+                except BaseException:
+                    fd.close()
+                    raise
+                return Map(m.name, fd, m.type, m.key_size, m.value_size, max_entries,
+                           m.map_flags, spec=m, pin_path=path, reused=True)
+            fd = self._new_map(m, max_entries)
+            try:
+                pinned = pinning.pin(fd, path, m.name)
+            except BaseException:
+                fd.close()
+                raise
+            if pinned:
+                self.coll._pinned_here.append(path)
+                return Map(m.name, fd, m.type, m.key_size, m.value_size, max_entries,
+                           m.map_flags, spec=m, pin_path=path)
+            fd.close()
+        raise PinError(f"map {m.name!r}: something was pinned at {path} and gone again "
+                       f"before it could be opened; load again")
+
+    def _new_map(self, m: MapSpec, max_entries: int) -> FD:
+        """BPF_MAP_CREATE for ``m``, with its initial contents, frozen if it asks."""
         inner_fd: Optional[FD] = None
         btf_fd = self.coll._btf_fd
         try:
@@ -303,8 +373,7 @@ class _Loader:
         finally:
             if inner_fd is not None:
                 inner_fd.close()
-        return Map(m.name, fd, m.type, m.key_size, m.value_size, max_entries,
-                   m.map_flags, spec=m)
+        return fd
 
     def _raw_map(self, m: MapSpec, max_entries: int, inner_fd: Optional[FD],
                  btf_fd: Optional[FD] = None) -> FD:
@@ -404,6 +473,11 @@ class _Loader:
                 raise RawprobeError(f"program {p.name!r}: instruction {r.insn} refers to "
                                     f"map {r.map!r}, which the object does not define")
             _IMM.pack_into(insns, r.insn * 8 + 4, mp.fd)
+        fd_array: list[int] = []
+        if p.ksym_relocs:
+            resolver = self._ksym_resolver()
+            resolver.patch(insns, p.ksym_relocs, self.spec.ksyms)
+            fd_array = resolver.fd_array
         attach_btf_id = self._attach_btf_id(p) if p.attach_btf else 0
         btf_fd = self.coll._btf_fd
         kw: dict[str, Any] = dict(
@@ -413,6 +487,8 @@ class _Loader:
             kern_version=p.kern_version or kernel_version_code(),
             attach_btf_id=attach_btf_id,
         )
+        if fd_array:
+            kw["fd_array"] = fd_array
         if btf_fd is not None:
             kw["prog_btf_fd"] = btf_fd.fileno()
             if p.func_info:
@@ -434,11 +510,11 @@ class _Loader:
             else:
                 fd = _bpf.prog_load(int(p.type), insns, license, **kw)
         except PermissionDeniedError as e:
-            if int(p.type) in _TRAMPOLINE_TYPES and os.geteuid() == 0:
+            if p.expected_attach_type in _TRAMPOLINE_ATTACH and os.geteuid() == 0:
                 # a kprobe observes as an fentry does; nothing stands in for a deny
-                instead = "" if int(p.type) == ProgType.LSM or \
-                    p.expected_attach_type == AttachType.MODIFY_RETURN else \
-                    "; use a kprobe or tracepoint instead"
+                instead = "" if p.expected_attach_type in (
+                    AttachType.LSM_MAC, AttachType.LSM_CGROUP, AttachType.MODIFY_RETURN) \
+                    else "; use a kprobe or tracepoint instead"
                 raise NotSupportedError(
                     f"program {p.name!r} (section {p.section!r}): this kernel refuses "
                     f"BPF trampoline programs (fentry/fexit/fmod_ret/lsm) even to root "
@@ -446,13 +522,45 @@ class _Loader:
                     f"calls) or a lockdown/LSM policy forbids them{instead}") from None
             raise
         except SyscallError as e:
-            if e.errno not in _VERIFIER_ERRNOS:
+            if e.errno not in _VERIFIER_ERRNOS and not (
+                    e.errno == _errno.ENOENT and self._uses_typed_ksyms(p)):
                 raise
             # Only now pay for a log: it turns the failure into a VerifierError.
             fd, log_text = self._load_with_log(p, insns, license, kw, 1)
         prog = Program(p.name, fd, p, on_link=self.coll._add_link)
         prog.log = log_text  # type: ignore[attr-defined]
         return prog
+
+    def _uses_typed_ksyms(self, p: ProgramSpec) -> bool:
+        return any(self.spec.ksyms[r.name].kind == "typed" for r in p.ksym_relocs)
+
+    def _explained(self, e: VerifierError) -> VerifierError:
+        """``e`` with a hint when the verifier reached a call to an absent weak
+        kfunc (libbpf's marker, which the log shows as ``unknown#2002000NNN``),
+        or the kernel found no address for a typed ``__ksym``."""
+        if "failed to find the address for kernel symbol" in e.log:
+            return VerifierError(
+                e.program, e.errno, e.log,
+                "the kernel lists no address for a typed __ksym variable in kallsyms: "
+                "kernels list data symbols only with CONFIG_KALLSYMS_ALL=y")
+        for ks in self.spec.ksyms.values():
+            if f"unknown#{POISON_KFUNC_CALL + ks.index}" in e.log:
+                return VerifierError(
+                    e.program, e.errno, e.log,
+                    f"it calls kfunc {ks.name!r}, which this kernel lacks (it is __weak): "
+                    f"guard the call with if (bpf_ksym_exists({ks.name}))")
+        return e
+
+    def _ksym_resolver(self) -> Any:
+        if self._ksyms is None:
+            from .ksyms_kernel import KsymResolver
+            kb = self.kernel_btf()
+            modules: Any = ()
+            if self._own_kernel:
+                from .btf.kernel import ModuleBTFs
+                modules = ModuleBTFs(kb)
+            self._ksyms = KsymResolver(self.spec.name, self.spec.btf, kb, modules)
+        return self._ksyms
 
     def _load_with_log(self, p: ProgramSpec, insns: bytearray, license: bytes,
                        kw: dict[str, Any], level: int) -> tuple[FD, str]:
@@ -472,7 +580,8 @@ class _Loader:
                 if e.errno == _errno.ENOSPC and size < _LOG_MAX:
                     size = max(size * 4, need + 1) if need else size * 4
                     continue
-                raise VerifierError(p.name, e.errno, _log_text(buf)) from None
+                raise self._explained(VerifierError(p.name, e.errno, _log_text(buf))) \
+                    from None
 
     def _relocated(self, p: ProgramSpec) -> bytearray:
         """``p``'s instructions with its CO-RE relocations applied: from the
@@ -521,7 +630,7 @@ class _Loader:
         if not target:
             raise NotFoundError(f"program {p.name!r}: section {p.section!r} names no "
                                 f"attach target")
-        kind_name, want = _btf_target(p.section, target)
+        kind_name, want = _btf_target(p)
         kbtf = self.kernel_btf()
         for tid in kbtf.types_by_name(want):
             t = kbtf.type_by_id(tid)
@@ -541,6 +650,8 @@ class _Loader:
             if not m.values:
                 continue
             mp = coll.maps[name]
+            if mp.reused and m.type != MapType.PROG_ARRAY:
+                continue      # a pinned map of maps keeps its slots (libbpf's rule)
             for slot, target in sorted(m.values.items()):
                 obj = coll.programs.get(target) if m.type == MapType.PROG_ARRAY \
                     else coll.maps.get(target)
@@ -549,12 +660,32 @@ class _Loader:
                 mp.update(slot, obj.fd.to_bytes(4, "little"))
 
 
-def _btf_target(section: str, target: str) -> tuple[str, str]:
-    if section.startswith("tp_btf/"):
+def _check_loadable(p: ProgramSpec) -> None:
+    """NotSupportedError for a program rawprobe cannot load whatever the
+    kernel: said before anything is made, not left to the verifier."""
+    if p.type == ProgType.STRUCT_OPS:
+        raise NotSupportedError(
+            f"program {p.name!r} (section {p.section!r}) is a struct_ops callback: "
+            f"rawprobe does not load struct_ops programs (they belong to a struct_ops "
+            f"map, which it cannot create); use libbpf for this object")
+    if p.type == ProgType.EXT:
+        raise NotSupportedError(
+            f"program {p.name!r} (section {p.section!r}) is an freplace program: its "
+            f"target {p.attach_to or '(unnamed)'!r} is a function of another loaded BPF "
+            f"program, not of the kernel, and rawprobe does not load freplace programs")
+
+
+def _btf_target(p: ProgramSpec) -> tuple[str, str]:
+    """(BTF kind, name) of the kernel type a BTF-attached program targets, by
+    its attach type: a tracepoint's ``btf_trace_<name>`` typedef, the LSM
+    hook's ``bpf_lsm_<name>`` and the iterator's ``bpf_iter_<name>``
+    functions, else the function itself."""
+    target, at = p.attach_to, p.expected_attach_type
+    if at == AttachType.TRACE_RAW_TP:
         return "typedef", "btf_trace_" + target
-    if section.startswith(("lsm/", "lsm.s/", "lsm_cgroup/")):
+    if at in (AttachType.LSM_MAC, AttachType.LSM_CGROUP):
         return "func", "bpf_lsm_" + target
-    if section.startswith("iter"):
+    if at == AttachType.TRACE_ITER:
         return "func", "bpf_iter_" + target
     return "func", target
 
@@ -591,8 +722,16 @@ def _map_type_name(type: int) -> str:
         return str(type)
 
 
-def _has_global_funcs(p: ProgramSpec) -> bool:
-    return len(p.functions) > 1
+def _has_global_subprograms(p: ProgramSpec, btf: Any) -> bool:
+    """Whether a subprogram of ``p`` is a global function: the kernel verifies
+    those on their own (5.6+), from the program's BTF."""
+    from .btf import types as T
+    for name, _, _ in p.functions[1:]:
+        for tid in btf.types_by_name(name):
+            t = btf.types[tid]
+            if isinstance(t, T.Func) and t.linkage == T.BTF_FUNC_GLOBAL:
+                return True
+    return False
 
 
 def _log_text(buf: bytearray) -> str:
@@ -600,12 +739,12 @@ def _log_text(buf: bytearray) -> str:
 
 
 def _prog_name(name: str) -> bytes:
-    clean = "".join(c if c.isascii() and (c.isalnum() or c in "_.") else "_" for c in name)
-    return clean[:15].encode()
+    return sanitize(name[:BPF_OBJ_NAME_LEN - 1]).encode()
 
 
 def _btf_features() -> Any:
-    """Which BTF kinds this kernel accepts, probed with tiny blobs (cached)."""
+    """Which BTF kinds this kernel accepts, probed with tiny blobs: asked only
+    when the kernel refused an object's BTF, once per load that needs it."""
     from .btf import marshal
     try:
         from dataclasses import fields

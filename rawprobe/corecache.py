@@ -33,6 +33,7 @@ import os
 
 from ._cache import VMLINUX, cache_dir, module_btf_names, read_private, write_atomic
 from ._cache import read_btf_key as kernel_key
+from .names import sanitize
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -64,7 +65,7 @@ def _impl_key() -> str:
 
 
 def _file_name(object_name: str) -> str:
-    safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in object_name)[:64]
+    safe = sanitize(object_name, "._-")[:64]
     return f"core-{safe or 'object'}.bin"
 
 

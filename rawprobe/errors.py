@@ -20,6 +20,7 @@ __all__ = [
     "CORERelocationError",
     "InvalidValueError",
     "ClosedError",
+    "PinError",
     "UsageError",
     "ENOTSUPP",
     "errno_name",
@@ -88,20 +89,24 @@ class PermissionDeniedError(SyscallError):
 class VerifierError(RawprobeError):
     """The kernel's verifier rejected a program.
 
-    ``log`` keeps the whole verifier log; ``str()`` shows only its last lines.
+    ``log`` keeps the whole verifier log; ``str()`` shows only its last lines,
+    after ``hint``, what the loader knows of the cause.
     """
 
     TAIL_LINES = 12
 
-    def __init__(self, program: str, err: int, log: str) -> None:
+    def __init__(self, program: str, err: int, log: str, hint: str = "") -> None:
         self.program = program
         self.errno = err
         self.log = log
+        self.hint = hint
         lines = [ln for ln in log.rstrip("\n").splitlines() if ln.strip()]
         tail = lines[-self.TAIL_LINES:]
         more = len(lines) - len(tail)
         head = (f"program {program!r} rejected by the verifier: "
                 f"{errno_name(err)}")
+        if hint:
+            head += f"; {hint}"
         if more > 0:
             head += f" (last {len(tail)} of {len(lines)} log lines; .log has all)"
         super().__init__("\n".join([head, *("  " + ln for ln in tail)]))
@@ -118,6 +123,11 @@ class InvalidValueError(RawprobeError, ValueError):
 class ClosedError(RawprobeError, ValueError):
     """An operation on a map, program, link or file descriptor after close().
     Also a ValueError, as the same operation on a closed file is."""
+
+
+class PinError(RawprobeError):
+    """A map pinned by name cannot be pinned or reused: the pin path is not on a
+    bpffs, or what is pinned there is not the object's map."""
 
 
 class UsageError(RawprobeError):

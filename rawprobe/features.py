@@ -9,6 +9,9 @@ compiler.  Everything a probe creates is closed before it returns; a probe that
 attaches (raw tracepoint, tp_btf, fentry) attaches a program that does nothing,
 to a target where that is harmless, for the duration of the probe.
 
+``fentry_on``, ``kprobe_on`` and ``tracepoint`` answer for one target (a
+function, a tracepoint) and are not cached.
+
 ``python -m rawprobe features`` prints :func:`report`, one line per feature.
 
 An EPERM answer means "not supported here" but has two different causes, and
@@ -24,7 +27,7 @@ import os
 import sys
 
 from ._records import RecordTuple
-from .caps import missing_for_bpf
+from .caps import why_refused
 from .errors import (ENOTSUPP, NotFoundError, NotSupportedError, PermissionDeniedError,
                      RawprobeError, SyscallError, errno_name)
 
@@ -39,7 +42,8 @@ __all__ = [
     "raw_tracepoint", "tp_btf", "fentry", "ringbuf", "send_signal", "bpf_cookie",
     "syscall_wrapper", "pidfd",
     "link_perf_tracepoint", "link_perf_kprobe", "link_perf_uprobe", "link_tp_btf",
-    "link_tracing", "bpf_lsm", "fmod_ret_security",
+    "link_tracing", "bpf_lsm", "fmod_ret_security", "pid_namespaces", "fentry_on",
+    "kprobe_on", "tracepoint",
 ]
 
 PMU_ROOT = "/sys/bus/event_source/devices"
@@ -99,30 +103,11 @@ def _load(prog_type: int, code: bytes, **kw):
 
 # -- explaining failures -----------------------------------------------------
 
-def _lockdown() -> str:
-    try:
-        with open("/sys/kernel/security/lockdown") as f:
-            text = f.read()
-    except OSError:
-        return ""
-    for word in text.split():
-        if word.startswith("["):
-            return word.strip("[]")
-    return ""
-
-
 def _why(exc: BaseException) -> str:
     """A one-line explanation of a failed probe step."""
     err = getattr(exc, "errno", None)
     if err in (errno.EPERM, errno.EACCES) and isinstance(exc, SyscallError):
-        missing = missing_for_bpf()
-        if missing:
-            return f"{exc.call}: EPERM, this process lacks {' and '.join(missing)} (run as root)"
-        mode = _lockdown()
-        mode = f"lockdown is {mode!r}, " if mode else ""
-        return (f"{exc.call}: EPERM although this process has CAP_BPF + CAP_PERFMON: "
-                f"the kernel refuses it ({mode}an LSM, a sandbox policy, or a kernel "
-                "built without it)")
+        return f"{exc.call}: EPERM, {why_refused(advice=False)}"
     if isinstance(exc, SyscallError):
         return f"{exc.call}: {errno_name(exc.errno)}" + (
             " (unknown to this kernel)" if exc.errno in (errno.EINVAL, errno.EOPNOTSUPP, ENOTSUPP)
@@ -321,7 +306,8 @@ def syscall_wrapper() -> Feature:
     LINUX_HAS_SYSCALL_WRAPPER says.  Looked up in /proc/kallsyms, where libbpf
     tries a kprobe on the symbol (and so answers no where kprobes are missing)."""
     def run() -> str:
-        from .link.kprobe import KALLSYMS, kernel_symbol_exists, syscall_prefix
+        from .kallsyms import KALLSYMS, syscall_prefix
+        from .link.kprobe import kernel_symbol_exists
         symbol = syscall_prefix() + "sys_bpf"
         if not syscall_prefix() or not kernel_symbol_exists(symbol):
             raise NotFoundError(f"no {symbol} in {KALLSYMS}")
@@ -423,6 +409,31 @@ def link_tracing() -> Feature:
     return _probe("BPF_LINK_CREATE fentry", run)
 
 
+# What the interceptor's kernel side reads to see pids as a child pid namespace
+# sees them (intercept.bpf.c, ns_nr): struct -> members.
+PIDNS_FIELDS = {"pid": ("level", "numbers"), "upid": ("nr", "ns"),
+                "pid_namespace": ("ns",), "ns_common": ("inum",)}
+
+
+@_once
+def pid_namespaces() -> Feature:
+    """Pids as a child pid namespace sees them, in BPF (CO-RE reads of struct
+    pid's numbers[], 2.6.24+, and of pid_namespace's ns.inum, 3.19+): the
+    structs in the kernel's BTF.  What `watch` needs to run in a container
+    without the host's pid namespace."""
+    def run() -> str:
+        from .btf.kernel import KernelBTF
+        kb = KernelBTF.load()
+        for struct, fields in PIDNS_FIELDS.items():
+            have = {m.name for m in kb.type_by_id(_btf_id(struct, "Struct")).members}
+            missing = [f for f in fields if f not in have]
+            if missing:
+                raise NotSupportedError(f"struct {struct} has no {', '.join(missing)} "
+                                        "in the kernel's BTF")
+        return "struct pid's numbers[] and pid_namespace's ns.inum in the kernel's BTF"
+    return _probe("pid namespace translation", run)
+
+
 @_once
 def bpf_lsm() -> Feature:
     """BPF LSM programs (5.7+, CONFIG_BPF_LSM=y and bpf in lsm=) that run: one
@@ -451,11 +462,55 @@ def fmod_ret_security() -> Feature:
     return _probe("fmod_ret on security_*", run)
 
 
+# -- a given target ---------------------------------------------------------------
+# Not cached: the answer depends on the target, and on tracefs being mounted.
+
+def fentry_on(function: str) -> Feature:
+    """fentry works here (:func:`fentry`) and ``function`` is a function in the
+    kernel's BTF, so an fentry program can be loaded on it."""
+    name = f"fentry on {function}"
+    f = fentry()
+    if not f:
+        return Feature(name, False, f"refused here ({f.detail})")
+    return _probe(name, lambda: f"{function} is BTF function {_btf_id(function, 'Func')}")
+
+
+def kprobe_on(symbol: str) -> Feature:
+    """kprobes work here (:func:`kprobe_pmu` or :func:`kprobe_events`) and
+    ``symbol`` is a kernel function in /proc/kallsyms."""
+    name = f"kprobe on {symbol}"
+    how = kprobe_pmu() or kprobe_events()
+    if not how:
+        return Feature(name, False, f"not in this kernel ({kprobe_pmu().detail}; "
+                                    f"{kprobe_events().detail})")
+
+    def run() -> str:
+        from .link.kprobe import KALLSYMS, kernel_symbol_exists
+        if not kernel_symbol_exists(symbol):
+            raise NotFoundError(f"no function {symbol} in {KALLSYMS}")
+        return f"{symbol} is in {KALLSYMS}; by {how.name}"
+    return _probe(name, run)
+
+
+def tracepoint(group: str, name: str, mount: bool = False) -> Feature:
+    """Tracepoint ``group/name`` can be attached: tracefs is reachable (mounted
+    first if ``mount`` and it is not, as attaching does) and the event's id is
+    readable."""
+    from .link import tracefs
+    label = f"tracepoint {group}/{name}"
+    try:
+        root = tracefs.tracefs_path(mount=mount)
+        tracefs.tracepoint_id(group, name, root=root)
+    except RawprobeError as e:   # not _why: a tracefs EACCES is not bpf(2)'s EPERM
+        return Feature(label, False, str(e).split("\n")[0])
+    return Feature(label, True, f"{root}/events/{group}/{name}")
+
+
 PROBES: tuple[Callable[[], Feature], ...] = (
     btf, raw_tracepoint, tp_btf, kprobe_pmu, kprobe_events, uprobe_pmu, uprobe_events,
     fentry, ringbuf, send_signal, bpf_cookie, syscall_wrapper, pidfd,
     link_perf_tracepoint, link_perf_kprobe,
-    link_perf_uprobe, link_tp_btf, link_tracing, bpf_lsm, fmod_ret_security,
+    link_perf_uprobe, link_tp_btf, link_tracing, bpf_lsm, fmod_ret_security, pid_namespaces,
 )
 
 
@@ -464,17 +519,26 @@ def report() -> list[tuple[str, bool, str]]:
     return [(f.name, f.supported, f.detail) for f in (p() for p in PROBES)]
 
 
-def main_features(argv: list[str] | None = None) -> int:
-    """``python -m rawprobe features [--json]``: print what this kernel supports."""
+def main_features(argv: list[str] | None = None,
+                  extra: list[tuple[str, bool, str]] = ()) -> int:
+    """``python -m rawprobe features [--json]``: print what this kernel supports, the
+    ``extra`` rows after the probes' (the caller's conclusions), then what the place
+    this process runs in (a container) takes away."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    rows = report()
+    from . import container
+    rows = report() + list(extra)
+    here = container.report(bpf_works=btf().supported)
     if "--json" in argv:
         import json
-        print(json.dumps([{"name": n, "supported": s, "detail": d} for n, s, d in rows],
-                         indent=1))
+        print(json.dumps([{"name": n, "supported": s, "detail": d, "kind": kind}
+                          for kind, part in (("kernel", rows), ("process", here))
+                          for n, s, d in part], indent=1))
         return 0
+    width = max(len(n) for n, _, _ in rows + here)
     print(f"kernel {os.uname().release} ({os.uname().machine})")
-    width = max(len(n) for n, _, _ in rows)
     for name, ok, detail in rows:
         print(f"{name:<{width}}  {'yes' if ok else 'no ':<3}  {detail}")
+    print(f"this process (uid {os.getuid()})")
+    for name, ok, detail in here:
+        print(f"{name:<{width}}  {'ok ' if ok else 'no ':<3}  {detail}")
     return 0

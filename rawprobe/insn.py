@@ -30,6 +30,9 @@ BPF_LD, BPF_LDX, BPF_ST, BPF_STX, BPF_ALU, BPF_JMP, BPF_JMP32, BPF_ALU64 = range
 
 # load/store size: code & 0x18
 BPF_W, BPF_H, BPF_B, BPF_DW = 0x00, 0x08, 0x10, 0x18
+SIZE_MASK = 0x18
+SIZE_BYTES = {BPF_W: 4, BPF_H: 2, BPF_B: 1, BPF_DW: 8}      # size code -> bytes
+SIZE_CODE = {n: code for code, n in SIZE_BYTES.items()}     # bytes -> size code
 # load/store mode: code & 0xe0
 BPF_IMM, BPF_ABS, BPF_IND, BPF_MEM, BPF_MEMSX, BPF_ATOMIC = 0x00, 0x20, 0x40, 0x60, 0x80, 0xC0
 
@@ -140,6 +143,12 @@ def ld_imm64_value(data: bytes | bytearray | memoryview, index: int) -> int:
     lo = decode(data, index).imm & 0xFFFFFFFF
     hi = decode(data, index + 1).imm & 0xFFFFFFFF
     return (hi << 32) | lo
+
+
+def write(buf: bytearray, index: int, ins: Insn) -> None:
+    """Overwrite instruction ``index`` in place."""
+    _INSN.pack_into(buf, index * INSN_SIZE, ins.code, (ins.src_reg << 4) | (ins.dst_reg & 0xF),
+                    ins.off, ins.imm)
 
 
 def set_imm(buf: bytearray, index: int, imm: int) -> None:

@@ -11,7 +11,7 @@ import os
 
 from ._fdowner import FDOwner
 from ._sys import bpf as _bpf
-from .errors import NotSupportedError, RawprobeError
+from .errors import NotSupportedError, RawprobeError, SyscallError
 from .uapi import MapType
 
 TYPE_CHECKING = False
@@ -60,11 +60,18 @@ def _read_possible_cpus() -> int:
 
 class Map(FDOwner):
     """A BPF map in the kernel.  Closed by its Collection, or by :meth:`close`
-    (``.fd``, ``fileno()``, ``closed``, ``with``: see :class:`~rawprobe._fdowner.FDOwner`)."""
+    (``.fd``, ``fileno()``, ``closed``, ``with``: see :class:`~rawprobe._fdowner.FDOwner`).
+
+    ``pin_path``: where the map is pinned (``LIBBPF_PIN_BY_NAME`` maps), else
+    None; ``reused``: True when the load found it pinned and reused it rather
+    than creating it (:mod:`rawprobe.pinning`)."""
 
     def __init__(self, name: str, fd: FD, type: int, key_size: int, value_size: int,
-                 max_entries: int, map_flags: int = 0, spec: MapSpec | None = None) -> None:
+                 max_entries: int, map_flags: int = 0, spec: MapSpec | None = None,
+                 pin_path: str | None = None, reused: bool = False) -> None:
         super().__init__(fd)
+        self.pin_path = pin_path
+        self.reused = reused
         self.name = name
         self.type = type
         self.key_size = key_size
@@ -179,6 +186,21 @@ class Map(FDOwner):
     def values(self) -> Iterator[bytes]:
         for _, value in self.items():
             yield value
+
+    def unpin(self) -> None:
+        """Remove the map's pin (the map lives on while anything holds it: this
+        object, a program, another pin).  Nothing happens if it has none."""
+        path = self.pin_path
+        if path is None:
+            return
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+        except OSError as e:
+            raise SyscallError(f"unlink({path!r}), the pin of map {self.name!r}",
+                               e.errno or 0) from None
+        self.pin_path = None
 
     def freeze(self) -> None:
         """BPF_MAP_FREEZE (5.2): no more writes from user space."""

@@ -89,6 +89,12 @@ class Program(FDOwner):
         from .link.lsm import attach_lsm_cgroup
         return self._keep(attach_lsm_cgroup(self, cgroup))
 
+    def attach_iter(self) -> Link:
+        """An ``iter/<target>`` program's link; run it with
+        :func:`rawprobe.link.read_iter`."""
+        from .link.iter import attach_iter
+        return self._keep(attach_iter(self))
+
     def attach_uprobe(self, path: str, symbol: Optional[str] = None, offset: int = 0,
                       pid: int = -1, retprobe: bool = False) -> Link:
         from .link.uprobe import attach_uprobe

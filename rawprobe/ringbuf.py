@@ -110,6 +110,7 @@ if TYPE_CHECKING:
     from typing import Any, Callable
 
 from .errors import ObjectFormatError, RawprobeError
+from .uapi import MapType
 
 __all__ = [
     "RingBuffer",
@@ -123,7 +124,6 @@ BPF_RINGBUF_BUSY_BIT = 1 << 31
 BPF_RINGBUF_DISCARD_BIT = 1 << 30
 BPF_RINGBUF_HDR_SZ = 8
 _LEN_MASK = BPF_RINGBUF_DISCARD_BIT - 1
-_BPF_MAP_TYPE_RINGBUF = 27
 _U64 = struct.Struct("=Q")
 
 # One run of consecutive committed records: (pos, count, length, stride).
@@ -232,7 +232,7 @@ class RingBuffer(_Reader):
         self._epoll: Any = None
         self._lost_fn = lost
         self._bound = max(1, int(wakeup_bound_ms)) / 1000.0
-        fd, size = _map_fd_and_size(ring, _BPF_MAP_TYPE_RINGBUF, "BPF_MAP_TYPE_RINGBUF")
+        fd, size = _map_fd_and_size(ring, MapType.RINGBUF, "BPF_MAP_TYPE_RINGBUF")
         if size <= 0 or size & (size - 1) or size % mmap.PAGESIZE:
             raise ObjectFormatError(
                 f"ring buffer size {size} is not a power of two multiple of the "

@@ -15,6 +15,7 @@ are importable from here too); minimum kernel versions are given there.
 from __future__ import annotations
 
 from .errors import ObjectFormatError
+from .names import is_symbol
 from .uapi import AttachType, ProgFlags, ProgType
 
 __all__ = ["ProgType", "AttachType", "SECTION_DEFS", "SectionInfo", "match", "lookup",
@@ -207,12 +208,6 @@ def program_section(section: str, where: str = "") -> SectionInfo:
 
 # --- attach-target parsers (used by the attach layer) -----------------------------
 
-def _is_symbol(text: str) -> bool:
-    """[A-Za-z0-9_.]+ (no ``re`` import for one character class)."""
-    return bool(text) and text.isascii() and \
-        all(c.isalnum() or c == "_" or c == "." for c in text)
-
-
 def _parse_int(text: str, what: str) -> int:
     try:
         return int(text, 0)
@@ -227,7 +222,7 @@ def parse_kprobe_target(target: str, retprobe: bool = False) -> tuple[str, int]:
     Return probes cannot take an offset (the kernel attaches them at entry).
     """
     symbol, plus, off = target.partition("+")
-    if not _is_symbol(symbol):
+    if not is_symbol(symbol):
         raise ObjectFormatError(f"kprobe target {target!r}: expected <symbol>[+<offset>] "
                                 f"with a kernel symbol name")
     offset = _parse_int(off, f"kprobe target {target!r}") if plus else 0

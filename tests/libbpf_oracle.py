@@ -34,6 +34,17 @@ def bpftool() -> str:
     return path
 
 
+def libbpf_version() -> tuple[int, int]:
+    """The version of the libbpf bpftool uses ("using libbpf v1.1"): what it
+    does differs between versions."""
+    out = subprocess.run([bpftool(), "version"], capture_output=True, text=True,
+                         check=True).stdout
+    m = re.search(r"libbpf v(\d+)\.(\d+)", out)
+    if m is None:
+        pytest.skip(f"cannot tell bpftool's libbpf version from {out!r}")
+    return int(m.group(1)), int(m.group(2))
+
+
 class LibbpfLoad:
     """What one `bpftool prog loadall` made: its exit status and output, and
     the maps and programs it pinned, opened (name -> rawprobe FD, closed by close())."""
@@ -56,15 +67,36 @@ class LibbpfLoad:
 
 
 @contextmanager
-def loadall(obj: Path) -> Iterator[LibbpfLoad]:
-    """libbpf's load of ``obj``; everything is unpinned and closed afterwards."""
+def loadall(obj: Path, pin_root: Path | None = None) -> Iterator[LibbpfLoad]:
+    """libbpf's load of ``obj``; everything is unpinned and closed afterwards.
+
+    ``pin_root``: a bpffs directory that libbpf sees as /sys/fs/bpf, its default
+    pin path for maps pinned by name (bpftool runs in a private mount namespace
+    with ``pin_root`` bound there).  Its maps pinned by name stay; the other
+    maps are not pinned (bpftool's pinmaps would pin the pinned ones a second
+    time, which libbpf refuses): ``maps`` has every map the programs use, by
+    the name the kernel keeps."""
     tool = bpftool()
-    root = Path(tempfile.mkdtemp(prefix="rawprobe-test-", dir=BPFFS))
+    root = Path(tempfile.mkdtemp(prefix="rawprobe-test-", dir=pin_root or BPFFS))
+    if pin_root is None:
+        cmd = [tool, "prog", "loadall", str(obj), str(root / "progs"),
+               "pinmaps", str(root / "maps")]
+    else:
+        cmd = ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+               'mount --bind "$1" /sys/fs/bpf && exec "$2" prog loadall "$3" "$4"', "sh",
+               str(pin_root), tool, str(obj), f"/sys/fs/bpf/{root.name}/progs"]
     try:
-        proc = subprocess.run([tool, "prog", "loadall", str(obj), str(root / "progs"),
-                               "pinmaps", str(root / "maps")],
-                              capture_output=True, text=True, timeout=60)
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
         load = LibbpfLoad(proc, root)
+        if pin_root is not None:
+            for fd in load.progs.values():
+                for map_id in prog_map_ids(fd):
+                    m = _bpf.get_fd_by_id("map", map_id)
+                    name = _bpf.map_get_info(m)["name"]
+                    if name in load.maps:
+                        m.close()
+                    else:
+                        load.maps[name] = m
         for sub in ("progs", "maps"):   # the fds keep the objects; the pins can go
             shutil.rmtree(root / sub, ignore_errors=True)
         try:
@@ -73,6 +105,14 @@ def loadall(obj: Path) -> Iterator[LibbpfLoad]:
             load.close()
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+def prog_map_ids(fd: FD | int) -> list[int]:
+    """The ids of the maps a loaded program uses, as bpftool lists them."""
+    prog_id = _bpf.prog_get_info(fd)["id"]
+    shown = json.loads(subprocess.run([bpftool(), "-j", "prog", "show", "id", str(prog_id)],
+                                      check=True, capture_output=True, text=True).stdout)
+    return shown.get("map_ids", [])
 
 
 def map_table(fds: dict[str, FD] | dict[str, int]) -> dict[str, tuple]:

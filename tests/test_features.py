@@ -17,7 +17,10 @@ NAMES = {"BTF", "raw tracepoints", "tp_btf", "kprobe PMU", "tracefs kprobe_event
          "bpf_send_signal", "BPF cookie", "syscall wrapper", "pidfd",
          "BPF_LINK_CREATE tracepoint",
          "BPF_LINK_CREATE kprobe", "BPF_LINK_CREATE uprobe", "BPF_LINK_CREATE tp_btf",
-         "BPF_LINK_CREATE fentry", "BPF LSM", "fmod_ret on security_*"}
+         "BPF_LINK_CREATE fentry", "BPF LSM", "fmod_ret on security_*",
+         "pid namespace translation"}
+# What a container may take away (rawprobe.container), after the kernel's lines.
+PROCESS_NAMES = {"capabilities", "signalling", "seccomp", "pid namespace", "tracefs", "cache"}
 
 
 def clear_caches() -> None:
@@ -54,7 +57,7 @@ def test_what_every_kernel_here_has():
     # Both kernels rawprobe is tested on (6.18 here, Debian's 6.1 in the VM).
     for probe in (features.btf, features.raw_tracepoint, features.tp_btf,
                   features.ringbuf, features.send_signal, features.bpf_cookie,
-                  features.pidfd, features.link_perf_tracepoint):
+                  features.pidfd, features.link_perf_tracepoint, features.pid_namespaces):
         assert probe().supported, probe()
 
 
@@ -81,13 +84,22 @@ def test_vm_kernel_has_kprobes_and_fentry():
 
 
 def test_eperm_explained(monkeypatch):
+    from rawprobe import caps
     exc = PermissionDeniedError("BPF_PROG_LOAD", errno.EPERM)
-    monkeypatch.setattr(features, "missing_for_bpf", lambda: ["CAP_BPF", "CAP_PERFMON"])
+    monkeypatch.setattr(caps, "effective", lambda: 0)
     assert "lacks CAP_BPF and CAP_PERFMON" in features._why(exc)
-    monkeypatch.setattr(features, "missing_for_bpf", lambda: [])
-    monkeypatch.setattr(features, "_lockdown", lambda: "integrity")
+    monkeypatch.setattr(caps, "effective", lambda: 1 << caps.CAP_BPF)
+    assert "lacks CAP_PERFMON (" in features._why(exc)
+    monkeypatch.setattr(caps, "effective", lambda: 1 << caps.CAP_BPF | 1 << caps.CAP_PERFMON)
+    monkeypatch.setattr(caps, "seccomp_mode", lambda: 0)
+    monkeypatch.setattr(caps, "lockdown", lambda: "integrity")
     why = features._why(exc)
     assert "although this process has" in why and "'integrity'" in why
+    # in a container: the runtime's seccomp filter, not the kernel
+    monkeypatch.setattr(caps, "seccomp_mode", lambda: caps.SECCOMP_MODE_FILTER)
+    why = features._why(exc)
+    assert why.endswith("seccomp filter refuses it")     # the seccomp line says more
+    assert "Containers" in caps.why_refused()
     assert "unknown to this kernel" in features._why(SyscallError("x", errno.EINVAL))
 
 
@@ -95,8 +107,12 @@ def test_main_features(capsys):
     assert features.main_features([]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("kernel ")
-    assert len(lines) == 1 + len(NAMES)
-    assert all((" yes " in ln) != (" no " in ln) for ln in lines[1:])
+    assert lines[1 + len(NAMES)].startswith("this process (uid ")
+    assert len(lines) == 2 + len(NAMES) + len(PROCESS_NAMES)
+    w = max(map(len, NAMES | PROCESS_NAMES))     # the answer's column
+    assert all(ln[w + 2:w + 5] in ("yes", "no ") for ln in lines[1:1 + len(NAMES)])
+    assert all(ln[w + 2:w + 5] in ("ok ", "no ") for ln in lines[2 + len(NAMES):])
     assert features.main_features(["--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
-    assert {r["name"] for r in rows} == NAMES
+    assert {r["name"] for r in rows if r["kind"] == "kernel"} == NAMES
+    assert {r["name"] for r in rows if r["kind"] == "process"} == PROCESS_NAMES

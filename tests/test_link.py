@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import gc
 import os
 import subprocess
 import sys
@@ -129,6 +130,7 @@ def counters():
 @pytest.fixture
 def no_leaks():
     """Asserts the test left no fds and no rawprobe tracefs events behind."""
+    gc.collect()      # an earlier test's garbage must not close its fds during this one
     before, events = open_fds(), rawprobe_events()
     yield
     assert open_fds() == before

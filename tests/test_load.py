@@ -238,3 +238,33 @@ def test_load_one_program_by_name():
         assert list(coll.programs) == ["count_getppid"]
     with pytest.raises(rawprobe.NotFoundError, match="no program 'nope'"):
         rawprobe.load(BASIC, programs="nope")
+
+
+def _btf_the_kernel_refuses(spec: rawprobe.ObjectSpec) -> rawprobe.ObjectSpec:
+    """``spec`` with a type no kernel accepts (an int of an unknown encoding)
+    in its BTF."""
+    from rawprobe.btf import types as T
+    spec.btf.add_type(T.Int("rawprobe_bad_int", size=4, encoding=8, bits=32))
+    return spec
+
+
+def test_programs_load_without_btf_the_kernel_refuses():
+    """As libbpf: when the kernel refuses the object's BTF, its maps are made
+    without BTF and programs that need none load and run."""
+    spec = _btf_the_kernel_refuses(rawprobe.ObjectSpec.from_file(BPF / "maps_btf.bpf.o"))
+    spec.variables["target_tgid"].set(os.getpid())
+    with spec.load() as coll:
+        from rawprobe._sys import bpf
+        assert bpf.map_get_info(coll.maps["by_tgid"].fd)["btf_id"] == 0
+        coll.programs["on_getppid"].attach()
+        os.getppid()
+        assert coll.maps["by_tgid"].lookup(os.getpid()) is not None
+
+
+def test_program_with_global_subprogram_needs_btf():
+    """count_getppid calls the global add_base(), which the kernel verifies
+    on its own from BTF: without BTF that program cannot load, and says so."""
+    spec = _btf_the_kernel_refuses(rawprobe.ObjectSpec.from_file(BASIC))
+    with pytest.raises(rawprobe.NotSupportedError, match=r"the kernel refused the object's "
+                                                         r"BTF .* its programs need it"):
+        spec.load(programs="count_getppid")

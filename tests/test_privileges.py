@@ -199,6 +199,28 @@ def test_tracefs_out_of_reach_is_said_so(user) -> None:
     assert "mount" not in lines[0], lines[0]
 
 
+@needs_kernel
+def test_auto_hook_passes_over_a_root_only_tracefs_and_says_why(user, missing_feature) -> None:
+    """--hook auto as this user: the syscall's tracepoint is out of reach (tracefs is
+    root-only), so the next hook, and the armed line says why.  Where neither fentry
+    nor kprobes work (this project's machine) that is the sys_enter raw tracepoint."""
+    from rawprobe.link.tracefs import TRACEFS
+    if not os.path.isdir(os.path.join(TRACEFS, "events")):
+        pytest.skip(f"tracefs is not mounted at {TRACEFS}")
+    if os.stat(TRACEFS).st_mode & stat.S_IXOTH:
+        pytest.skip(f"{TRACEFS} is open to other users here")
+    for feature in ("fentry", "kprobes"):
+        if missing_feature(feature) is None:
+            pytest.skip(f"{feature} works here: auto takes it before the tracepoint")
+    w = Watch("--comm", unique_comm(), "--duration", "1s", run_as=as_user(), env=user.env,
+              python=user.python)
+    assert w.finish() == 0, w.stderr
+    assert w.armed["hook"].startswith("raw_tp sys_enter"), w.armed
+    reason = w.armed["hook_reason"]
+    assert reason.startswith("auto: every syscall runs it"), reason
+    assert "; tracepoint: " in reason and "root-only" in reason.split("; tracepoint: ")[1], reason
+
+
 def _has_passwd(uid: int) -> bool:
     try:
         pwd.getpwuid(uid)

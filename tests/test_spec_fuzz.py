@@ -21,6 +21,7 @@ from rawprobe.spec import ObjectSpec
 BPF_DIR = Path(__file__).parent / "bpf"
 OBJECTS = {p.name: p.read_bytes() for p in sorted(BPF_DIR.glob("spec_*.bpf.o"))
            if p.name not in ("spec_legacy.bpf.o", "spec_extern.bpf.o")}
+OBJECTS["ksyms.bpf.o"] = (BPF_DIR / "ksyms.bpf.o").read_bytes()     # __ksym externs
 
 SETTINGS = settings(max_examples=100, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow])

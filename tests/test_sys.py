@@ -192,6 +192,26 @@ def test_btf_load_and_info():
         assert info["btf_size"] == len(blob) and info["id"] > 0 and not info["kernel_btf"]
 
 
+def test_btf_info_names_kernel_btf():
+    """With a name buffer, btf_get_info names the kernel's own BTF object
+    "vmlinux" (how module BTF fds are found by module name)."""
+    names = {}
+    next_id = 0
+    while (next_id := bpf.get_next_id("btf", next_id)) is not None:
+        try:
+            fd = bpf.get_fd_by_id("btf", next_id)
+        except SyscallError:
+            continue
+        with fd:
+            info = bpf.btf_get_info(fd, 64)
+        if info["kernel_btf"]:
+            names[info["name"]] = info["id"]
+    assert "vmlinux" in names
+    with bpf.get_fd_by_id("btf", names["vmlinux"]) as fd:
+        with pytest.raises(SyscallError, match="ENOSPC"):    # no room for "vmlinux\0"
+            bpf.btf_get_info(fd, 4)
+
+
 def test_btf_load_error_has_log():
     log = bytearray(4096)
     with pytest.raises(SyscallError) as ei:

@@ -67,3 +67,22 @@ def test_mount_without_cap_sys_admin_is_permission_denied():
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith(f"denied {errno.EPERM} ")
     assert "CAP_SYS_ADMIN" in out.stdout and "CAP_BPF" not in out.stdout
+
+
+def test_fs_type_reads_the_mount_table():
+    """The innermost mount holding a path names its filesystem, also under a
+    mount point whose name holds a space (written \\040 in mountinfo)."""
+    with tempfile.TemporaryDirectory() as d:
+        spaced = os.path.join(d, "a dir")
+        os.mkdir(spaced)
+        code = (
+            "import os\n"
+            "from rawprobe._sys import fs\n"
+            f"fs.mount('bpf', {spaced!r}, 'bpf')\n"
+            f"print(fs.fs_type({spaced!r}), fs.fs_type({spaced!r} + '/x/y'), "
+            f"fs.fs_type({d!r}), fs.fs_type({spaced!r} + 'x'))\n")
+        out = run_unshared(["-m", "--propagation", "private"], code)
+        assert out.returncode == 0, out.stderr
+        outside = fs.fs_type(d)
+        assert outside not in (None, "bpf")
+        assert out.stdout.split() == ["bpf", "bpf", outside, outside]

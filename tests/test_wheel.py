@@ -231,12 +231,17 @@ def test_cli_help_and_features(installed):
     assert r.returncode == 0, r.stderr
     first, *rows = r.stdout.splitlines()
     assert first == f"kernel {os.uname().release} ({os.uname().machine})"
+    # the kernel's lines, then what this process lacks (rawprobe.container)
+    at = next(i for i, row in enumerate(rows) if row.startswith("this process (uid "))
+    rows, process = rows[:at], rows[at + 1:]
+    assert process and all(re.fullmatch(r"(\S.*?)\s+(ok|no)\s+(\S.*)", row) for row in process)
     parsed = {}
     for row in rows:
         m = re.fullmatch(r"(\S.*?)\s+(yes|no)\s+(\S.*)", row)
         assert m, f"unexpected features line {row!r}"
         parsed[m[1]] = m[2]
     from rawprobe.features import PROBES   # the checkout's list, same version
+    assert parsed.pop("hook auto, --syscall write") == "yes"   # the interceptor's conclusion
     assert len(parsed) == len(PROBES)
     if os.geteuid() == 0:   # what the demo stands on
         for name in ("BTF", "raw tracepoints", "ring buffer map", "pidfd"):

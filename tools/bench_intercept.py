@@ -20,11 +20,6 @@
    with rawprobe watching another comm; for the raw_tp and the tracepoint hooks.
    The configurations take turns, round after round, and each one's median is
    kept: this machine's speed drifts between seconds more than 5 %.
-5. The same for ``--action deny`` on write(): rawprobe's deny program against an
-   empty program on the same hook (``lsm/file_permission``, and
-   ``fmod_ret/security_file_permission``), which both dd's reads and writes
-   reach.  Needs a kernel where BPF LSM / trampoline programs run (the test VM:
-   ``tools/vmtest.py -- python3 tools/bench_intercept.py --only deny``).
 4. A burst: N processes (3,000) of the watched name make their call at once, in
    report, signal and kernel-signal mode: how many were intercepted, signalled
    and seen exit, whether anything was lost, how long from the release until the
@@ -34,12 +29,30 @@
    as bench_load.py runs Python (byte-compiled, ``-S``), next to the bare
    interpreter's start; and with site's hooks, as this environment has them.
 
+4. Per hook (raw_tp, tracepoint, kprobe, fentry, and the default --hook auto),
+   in a process that is NOT a target: the time of write() (the watched
+   syscall) and of getppid() (a syscall nobody watches), tools/bench_syscall.c
+   in a loop (the median of batches of 256 calls), with no probe, with an empty program on the same hook, and with
+   rawprobe's kernel side watching another comm (armed in this process, as
+   ``watch`` arms it); interleaved rounds, medians, as in 2.  Then
+   the intercept latency and slipped calls of section 1 per hook.  Hooks this
+   kernel lacks are left out and said so.
+
+5. ``--action deny`` on write(), as 4 measures a hook: write() in a process that
+   is not a target, with no probe, an empty program on the deny hook
+   (``lsm/file_permission``, ``fmod_ret/security_file_permission``) and
+   rawprobe's deny kernel side, per route; and each program's own time per
+   run (BPF_ENABLE_STATS).  Needs a kernel where BPF LSM / trampoline programs
+   run (the test VM: ``tools/vmtest.py -- python3 tools/bench_intercept.py
+   --only deny``).
+
 Needs root.  The empty baseline program is compiled here with clang (any
 clang with the BPF target); without clang that baseline is skipped and said so.
 A peer that is not installed (strace, bpftrace) is skipped and said so.
 
-    python3 tools/bench_intercept.py [--n 50] [--dd 200000] [--rounds 9] [--burst 3000]
-                                     [--only latency|overhead|startup|burst|deny]
+    python3 tools/bench_intercept.py [--n 50] [--dd 200000] [--rounds 9] [--calls 1000000]
+                                     [--burst 3000]
+                                     [--only latency|overhead|startup|hooks|burst|deny]
 """
 from __future__ import annotations
 
@@ -105,16 +118,24 @@ def p50(xs):
     return statistics.median(xs) if xs else float("nan")
 
 
+def compile_tool(tmp: str, name: str) -> str | None:
+    """tools/NAME.c compiled into ``tmp``; None without a C compiler (or if it fails)."""
+    cc = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
+    if cc:
+        exe = os.path.join(tmp, name)
+        r = subprocess.run([cc, "-O2", "-o", exe, str(ROOT / "tools" / f"{name}.c")],
+                           capture_output=True, text=True)
+        if r.returncode == 0:
+            return exe
+    return None
+
+
 def build_swarm(tmp: str) -> tuple[list[str], str]:
     """The swarm's command (tools/bench_swarm.c compiled, else the Python one) and
     what it is."""
-    cc = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
-    if cc:
-        exe = os.path.join(tmp, "bench_swarm")
-        r = subprocess.run([cc, "-O2", "-o", exe, str(ROOT / "tools" / "bench_swarm.c")],
-                           capture_output=True, text=True)
-        if r.returncode == 0:
-            return [exe], "tools/bench_swarm.c"
+    exe = compile_tool(tmp, "bench_swarm")
+    if exe:
+        return [exe], "tools/bench_swarm.c"
     return [sys.executable, "-S", "-c", SWARM], "a Python swarm (no C compiler found)"
 
 
@@ -154,6 +175,7 @@ def watch(*args: str) -> subprocess.Popen:
     if not first or json.loads(first)["event"] != "armed":
         p.kill()
         raise SystemExit(f"rawprobe watch did not arm: {p.communicate()[1].strip()}")
+    p.armed = json.loads(first)
     return p
 
 
@@ -273,31 +295,10 @@ def empty_program(tmp: str, programs=("empty_raw", "empty_tp")):
         return None, f"the empty program does not load here: {str(e)[:200]}"
 
 
-def interleaved(configs: list[str], rounds: int, measure) -> dict[str, float]:
-    """Each configuration's median of ``measure(config)``, the configurations
-    taking turns (in a rotating order) for ``rounds`` rounds."""
-    samples: dict[str, list[float]] = {}
-    for r in range(rounds):
-        for config in configs[r % len(configs):] + configs[:r % len(configs)]:
-            samples.setdefault(config, []).append(measure(config))
-    return {k: statistics.median(v) for k, v in samples.items()}
-
-
-def while_attached(link_or_watch, count: int) -> float:
-    """dd's ns per syscall while ``link_or_watch`` (a Link or a watch process) is on
-    (count 0: only take it off)."""
-    try:
-        return dd_ns_per_syscall(count) if count else 0.0
-    finally:
-        if isinstance(link_or_watch, subprocess.Popen):
-            link_or_watch.terminate()
-            link_or_watch.communicate(timeout=60)
-        else:
-            link_or_watch.close()
-
-
 def overhead(count: int, rounds: int) -> dict:
-    """ns per syscall of dd under each configuration (``interleaved``)."""
+    """ns per syscall of dd under each configuration; the configurations take turns
+    (in a rotating order) for ``rounds`` rounds, and each one's median is kept."""
+    samples: dict[str, list[float]] = {"none": []}
     with tempfile.TemporaryDirectory() as tmp:
         coll, why = empty_program(tmp)
 
@@ -310,17 +311,29 @@ def overhead(count: int, rounds: int) -> dict:
             if config == "none":
                 return dd_ns_per_syscall(count)
             kind, hook = config.split()
-            # dd is not a target: rawprobe watches another comm
-            return while_attached(empty(hook) if kind == "empty" else
-                                  watch("--comm", comm(), "--hook", hook, "--quiet"), count)
+            if kind == "empty":
+                link = empty(hook)
+                try:
+                    return dd_ns_per_syscall(count)
+                finally:
+                    link.close()
+            w = watch("--comm", comm(), "--hook", hook, "--quiet")   # dd is not a target
+            try:
+                return dd_ns_per_syscall(count)
+            finally:
+                w.terminate()
+                w.communicate(timeout=30)
 
         configs = ["none"]
         for hook in ("raw_tp", "tracepoint"):
             configs += [f"empty {hook}", f"rawprobe {hook}"] if coll is not None \
                 else [f"rawprobe {hook}"]
-        res: dict = interleaved(configs, rounds, measure)
+        for r in range(rounds):
+            for config in configs[r % len(configs):] + configs[:r % len(configs)]:
+                samples.setdefault(config, []).append(measure(config))
         if coll is not None:
             coll.close()
+    res: dict = {k: statistics.median(v) for k, v in samples.items()}
     if coll is None:
         for hook in ("raw_tp", "tracepoint"):
             res[f"empty {hook}"] = why
@@ -370,14 +383,218 @@ def startup(runs: int = 15) -> dict:
                 "python_c_pass_ms": python_start([], env)}
 
 
+# -- 4. per hook: the watched syscall and an unwatched one, on non-targets ---------------
+
+HOOKS = ("raw_tp", "tracepoint", "kprobe", "fentry")
+
+# An empty program per hook, the baseline of what the hook itself costs.
+EMPTY_HOOKS_BPF = r"""
+#include <linux/bpf.h>
+#define SEC(n) __attribute__((section(n), used))
+SEC("raw_tracepoint/sys_enter") int empty_raw_tp(void *ctx) { return 0; }
+SEC("tracepoint/syscalls/sys_enter_write") int empty_tracepoint(void *ctx) { return 0; }
+SEC("kprobe/%(symbol)s") int empty_kprobe(void *ctx) { return 0; }
+SEC("fentry/%(symbol)s") int empty_fentry(void *ctx) { return 0; }
+char LICENSE[] SEC("license") = "GPL";
+"""
+
+# bench_syscall.c's job where there is no C compiler (Python adds ~60 ns a call).
+SYSCALL_LOOP_PY = r"""
+import os, statistics, sys, time
+what, n, batch = sys.argv[1], int(sys.argv[2]), 256
+fd = os.open('/dev/null', os.O_WRONLY)
+call = (lambda: os.write(fd, b'x')) if what == 'write' else os.getppid
+per_call, c0 = [], time.thread_time_ns()
+for _ in range(n // batch):
+    t0 = time.monotonic_ns()
+    for _ in range(batch):
+        call()
+    per_call.append((time.monotonic_ns() - t0) / batch)
+print(statistics.median(per_call), (time.thread_time_ns() - c0) / (n // batch * batch))
+"""
+
+
+def _syscall_loop(tmp: str) -> tuple[list[str], str]:
+    """The loop's command (tools/bench_syscall.c compiled, else Python) and what it is."""
+    exe = compile_tool(tmp, "bench_syscall")
+    if exe:
+        return [exe], "tools/bench_syscall.c"
+    return [sys.executable, "-S", "-c", SYSCALL_LOOP_PY], "a Python loop (no C compiler found)"
+
+
+def _empty_hooks(tmp: str) -> dict:
+    """hook -> its empty program, loaded (or why not)."""
+    from rawprobe.interceptor.syscalls import entry_symbol
+    cc = shutil.which("clang-19") or shutil.which("clang")
+    if not cc:
+        return dict.fromkeys(HOOKS, "no clang to build the empty programs")
+    src = Path(tmp, "empty_hooks.bpf.c")
+    src.write_text(EMPTY_HOOKS_BPF % {"symbol": entry_symbol("write")})
+    obj = Path(tmp, "empty_hooks.bpf.o")
+    r = subprocess.run([cc, "-O2", "-g", "-target", "bpf", "-I/usr/include/x86_64-linux-gnu",
+                        "-c", str(src), "-o", str(obj)], capture_output=True, text=True)
+    if r.returncode:
+        return dict.fromkeys(HOOKS, f"clang failed: {r.stderr.strip()[:200]}")
+    import rawprobe
+    out: dict = {}
+    for hook in HOOKS:
+        try:      # one load each: fentry or kprobe may be refused where the rest work
+            out[hook] = rawprobe.ObjectSpec.from_file(str(obj)).load(programs=[f"empty_{hook}"])
+            out[hook].programs[f"empty_{hook}"].attach().close()
+        except rawprobe.RawprobeError as e:
+            out.pop(hook, None)
+            out[hook] = f"empty {hook}: {str(e).splitlines()[0][:160]}"
+    return out
+
+
+def hooks_overhead(calls: int, rounds: int) -> tuple[dict, dict, str]:
+    """ns per call (median batch) of write() (the watched syscall) and getppid() (unwatched) in a
+    process that is not a target, for: no probe; per hook, its empty program and
+    rawprobe watching another comm; and rawprobe with default options (--hook auto).
+    Configurations take turns for ``rounds`` rounds; each one's median is kept.
+    Returns (samples by config: {"write": ns, "getppid": ns} or why it was left
+    out, the hook auto chose, what ran the loop)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        loop, loop_what = _syscall_loop(tmp)
+        empties = _empty_hooks(tmp)
+
+        def run_loops() -> dict[str, float]:
+            return {what: float(subprocess.run([*loop, what, str(calls)], check=True,
+                                               capture_output=True, text=True).stdout.split()[0])
+                    for what in ("write", "getppid")}
+
+        def arm(hook: str):
+            """watch's kernel side, as `watch --comm OTHER [--hook HOOK]` arms it, in
+            this process: arming it over and over costs no interpreter start, and
+            for a process that is not a target the tool's loop does nothing."""
+            from rawprobe.interceptor.cli import resolve_action
+            from rawprobe.interceptor.options import parse_watch
+            from rawprobe.interceptor.probe import Probe
+            o = parse_watch(["--comm", comm(), *(() if hook == "auto" else ("--hook", hook))])
+            probe = Probe(o, resolve_action(o.action)[0])
+            try:
+                probe.open()
+            except BaseException:
+                probe.close()
+                raise
+            return probe
+
+        import rawprobe
+        order, left_out, auto_hook = ["none"], {}, ""
+        for hook in (*HOOKS, "auto"):
+            if hook != "auto":
+                order.append(f"empty {hook}")
+                if isinstance(empties[hook], str):
+                    left_out[f"empty {hook}"] = empties[hook]
+            order.append(f"rawprobe {hook}")
+            try:
+                probe = arm(hook)
+            except rawprobe.RawprobeError as e:
+                left_out[f"rawprobe {hook}"] = str(e).splitlines()[0][:200]
+                continue
+            auto_hook = probe.hook if hook == "auto" else auto_hook
+            probe.close()
+        configs = [c for c in order if c not in left_out]
+
+        def measure(config: str) -> dict[str, float]:
+            if config == "none":
+                return run_loops()
+            kind, hook = config.split()
+            if kind == "empty":
+                link = empties[hook].programs[f"empty_{hook}"].attach()
+                try:
+                    return run_loops()
+                finally:
+                    link.close()
+            probe = arm(hook)
+            try:
+                return run_loops()
+            finally:
+                probe.close()
+
+        samples: dict[str, list[dict[str, float]]] = {c: [] for c in configs}
+        for r in range(rounds):
+            for config in configs[r % len(configs):] + configs[:r % len(configs)]:
+                samples[config].append(measure(config))
+        for coll in empties.values():
+            if not isinstance(coll, str):
+                coll.close()
+    return {c: left_out.get(c) or samples[c] for c in order}, auto_hook, loop_what
+
+
+def _others_on_sys_enter() -> str:
+    """How many BPF links (anyone's) sit on the sys_enter tracepoint now, by bpftool:
+    while one does, every syscall already takes the slow path that the syscall
+    tracepoints need, and "no probe" is not the quiet machine."""
+    bpftool = shutil.which("bpftool")
+    if not bpftool:
+        return "? (no bpftool)"
+    r = subprocess.run([bpftool, "link", "list"], capture_output=True, text=True)
+    return str(r.stdout.count("'sys_enter'")) if r.returncode == 0 else "?"
+
+
+def _ratio(xs: list[dict], base: list[dict], what: str) -> str:
+    """Median and quartiles over rounds of each round's ratio (drift cancels)."""
+    rs = [x[what] / b[what] for x, b in zip(xs, base)]
+    q = statistics.quantiles(rs, n=4) if len(rs) > 1 else [rs[0]] * 3
+    return f"{statistics.median(rs):.3f}x [{q[0]:.2f}-{q[2]:.2f}]"
+
+
+def hooks_report(calls: int, rounds: int, n: int) -> None:
+    print(f"\n4. per hook, a syscall in a process that is not a target: write() (the watched "
+          f"syscall) and getppid() (watched by nobody); ns per call (the median batch of 256), "
+          f"median of {rounds} interleaved rounds of {calls} calls")
+    before = _others_on_sys_enter()
+    res, auto_hook, loop_what = hooks_overhead(calls, rounds)
+    print(f"  loop: {loop_what}; default options (--hook auto) attached: {auto_hook or '?'}; "
+          f"other BPF links on sys_enter before/after: {before}/{_others_on_sys_enter()}")
+    print("  ratios: median over rounds of the round's ratio [quartiles]")
+    none = res["none"]
+    for config, v in res.items():
+        if isinstance(v, str):
+            print(f"  {config:<20} left out: {v}")
+            continue
+        cells = []
+        hook = config.split()[-1]       # auto: compared with the hook it chose
+        base = res.get(f"empty {auto_hook.split()[0] if hook == 'auto' and auto_hook else hook}")
+        for what in ("write", "getppid"):
+            cell = (f"{what} {statistics.median(x[what] for x in v):6.1f} ns "
+                    f"{_ratio(v, none, what)} none")
+            if config.startswith("rawprobe") and not isinstance(base, (str, type(None))):
+                cell += f", {_ratio(v, base, what)} empty"
+            cells.append(f"{cell:<58}")
+        print(f"  {config:<20} " + " ".join(cells).rstrip())
+    hooks_latency(n, [h for h in (*HOOKS, "auto") if not isinstance(res[f"rawprobe {h}"], str)])
+
+
+def hooks_latency(n: int, hooks: list[str]) -> None:
+    """Intercept latency and slipped calls for each of ``hooks`` (kernel-signal;
+    signal for raw_tp and auto), on the same swarm as section 1."""
+    global SWARM_CMD
+    swarm_dir = tempfile.TemporaryDirectory()
+    SWARM_CMD, swarm_what = build_swarm(swarm_dir.name)
+    print(f"  intercept latency per hook, call -> signal delivered, p50 over {n} processes "
+          f"({swarm_what}):")
+    runs = [("kernel-signal", h) for h in hooks] + \
+        [("signal", h) for h in ("raw_tp", "auto") if h in hooks]
+    for action, hook in runs:
+        r = latency_rawprobe(action, n, *(() if hook == "auto" else ("--hook", hook)))
+        print(f"    {action:<13} {hook:<10} {r['delivered_p50_us']:6.0f} us (from the call's "
+              f"kernel stamp {r['kernel_p50_us']:.0f} us); calls slipped through: mean "
+              f"{r['slipped_mean']:.1f}, max {r['slipped_max']} (n={r['n']})")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description="interceptor benchmark")
     ap.add_argument("--n", type=int, default=50, help="processes per latency run")
     ap.add_argument("--dd", type=int, default=200_000, help="dd blocks per overhead run")
     ap.add_argument("--rounds", type=int, default=9,
                     help="overhead rounds (each configuration's median is kept)")
+    ap.add_argument("--calls", type=int, default=1_000_000,
+                    help="syscalls per loop in the per-hook part")
     ap.add_argument("--burst", type=int, default=3000, help="processes in the burst")
-    ap.add_argument("--only", choices=("latency", "overhead", "startup", "burst", "deny"),
+    ap.add_argument("--only", choices=("latency", "overhead", "startup", "hooks", "burst",
+                                       "deny"),
                     help="run one part only")
     a = ap.parse_args()
     if os.geteuid() != 0:
@@ -390,10 +607,12 @@ def main() -> int:
         overhead_report(a.dd, a.rounds)
     if a.only in (None, "startup"):
         startup_report()
+    if a.only in (None, "hooks"):
+        hooks_report(a.calls, a.rounds, a.n)
     if a.only in (None, "burst"):
         burst_report(a.burst)
     if a.only in (None, "deny"):
-        deny_report(a.dd, a.rounds)
+        deny_report(a.calls, a.rounds)
     return 0
 
 
@@ -546,10 +765,12 @@ def _prog_stats(name: str) -> tuple[int, int]:
     return cnt, ns
 
 
-def deny_overhead(count: int, rounds: int) -> dict | str:
-    """Per configuration: dd's ns per syscall (no probe, an empty program on the deny
-    hook, rawprobe denying write() to another comm; per route) and, from the kernel's
-    run-time statistics (BPF_ENABLE_STATS), the program's own ns per run."""
+def deny_overhead(calls: int, rounds: int) -> dict | str:
+    """Per configuration and round: write()'s ns per call (the median batch, as in
+    4) in a process that is not a target, and the program's own ns per run from
+    the kernel's run-time statistics (BPF_ENABLE_STATS): no probe; per route, an
+    empty program on the deny hook and rawprobe's deny kernel side denying write()
+    to another comm (armed in this process, as ``watch --action deny`` arms it)."""
     from rawprobe import lsms
     from rawprobe._sys import bpf
     from rawprobe.errors import RawprobeError
@@ -563,57 +784,80 @@ def deny_overhead(count: int, rounds: int) -> dict | str:
             pass
     if not routes:
         return "skipped: no deny route runs on this kernel (`python -m rawprobe features`)"
-    per_run: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory() as tmp, bpf.enable_stats(StatsType.RUN_TIME):
+        loop, loop_what = _syscall_loop(tmp)
         coll, why = empty_program(tmp, [f"empty_{r}" for r in routes])
         if coll is None:
             return why
 
-        def measure(config: str) -> float:
-            if config == "none":
-                return dd_ns_per_syscall(count)
-            kind, route = config.split()
-            name = f"empty_{route}" if kind == "empty" else f"rp_{route}"
-            on = coll.programs[name].attach() if kind == "empty" else \
-                watch("--comm", comm(), "--action", "deny", "--hook", route, "--quiet")
-            c0, t0 = _prog_stats(name)
+        def arm(route: str):
+            from rawprobe.interceptor.deny import DenyProbe
+            from rawprobe.interceptor.options import parse_watch
+            o = parse_watch(["--comm", comm(), "--action", "deny", "--hook", route])
+            probe = DenyProbe(o, "deny")
             try:
-                return dd_ns_per_syscall(count)
+                probe.open()
+            except BaseException:
+                probe.close()
+                raise
+            return probe
+
+        def measure(config: str) -> dict[str, float]:
+            if config == "none":
+                on, name = None, ""
+            else:
+                kind, route = config.split()
+                name = f"empty_{route}" if kind == "empty" else f"rp_{route}"
+                on = coll.programs[name].attach() if kind == "empty" else arm(route)
+            try:
+                c0, t0 = _prog_stats(name) if name else (0, 0)
+                ns = float(subprocess.run([*loop, "write", str(calls)], check=True,
+                                          capture_output=True, text=True).stdout.split()[0])
+                c1, t1 = _prog_stats(name) if name else (0, 0)
             finally:
-                c1, t1 = _prog_stats(name)
-                if c1 > c0:
-                    per_run.setdefault(config, []).append((t1 - t0) / (c1 - c0))
-                while_attached(on, 0)
+                if on is not None:
+                    on.close()
+            return {"write": ns, "per_run": (t1 - t0) / (c1 - c0) if c1 > c0 else 0.0}
 
         configs = ["none", *(f"{k} {r}" for r in routes for k in ("empty", "rawprobe"))]
+        samples: dict[str, list[dict[str, float]]] = {c: [] for c in configs}
         try:
-            res: dict = interleaved(configs, rounds, measure)
+            for r in range(rounds):
+                for config in configs[r % len(configs):] + configs[:r % len(configs)]:
+                    samples[config].append(measure(config))
         finally:
             coll.close()
-    res["per_run"] = {k: statistics.median(v) for k, v in per_run.items()}
-    return res
+    samples["loop"] = loop_what      # type: ignore[assignment]
+    return samples
 
 
-def deny_report(dd: int, rounds: int) -> None:
-    print(f"\n5. --action deny on write(): overhead per syscall on a non-target (dd bs=1 "
-          f"count={dd}, median of {rounds} interleaved rounds; the hook sees reads and "
-          "writes); the program's own time per run from BPF_ENABLE_STATS")
-    ov = deny_overhead(dd, rounds)
-    if isinstance(ov, str):
-        print(f"  {ov}")
+def deny_report(calls: int, rounds: int) -> None:
+    print(f"\n5. --action deny on write(), a process that is not a target: write() ns per "
+          f"call (the median batch of 256), median of {rounds} interleaved rounds of {calls} "
+          "calls; the program's own ns per run (BPF_ENABLE_STATS)")
+    res = deny_overhead(calls, rounds)
+    if isinstance(res, str):
+        print(f"  {res}")
         return
-    per_run = ov.pop("per_run")
-    none = ov["none"]
-    for k, v in ov.items():
-        empty = ov.get(f"empty {k.split()[-1]}")
-        extra = f"; {v / empty:.3f}x the empty program" if k.startswith("rawprobe") else ""
-        run = f", program {per_run[k]:.0f} ns per run" if k in per_run else ""
-        print(f"  {k:<20} {v:7.1f} ns  ({v / none:.2f}x no probe{extra}{run})")
+    print(f"  loop: {res.pop('loop')}; ratios: median over rounds of the round's ratio "
+          "[quartiles]")
+    none = res["none"]
+    for config, v in res.items():
+        cell = f"write {statistics.median(x['write'] for x in v):6.1f} ns " \
+               f"{_ratio(v, none, 'write')} none"
+        empty = res.get(f"empty {config.split()[-1]}")
+        if config.startswith("rawprobe") and empty:
+            cell += f", {_ratio(v, empty, 'write')} empty"
+        if config != "none":
+            cell += f"; program {statistics.median(x['per_run'] for x in v):.0f} ns per run"
+        print(f"  {config:<18} {cell}")
     for route in ("lsm", "fmod_ret"):
-        e, r = per_run.get(f"empty {route}"), per_run.get(f"rawprobe {route}")
-        if e is not None and r is not None:
-            print(f"  {route}: the deny program costs a non-target {r - e:.0f} ns more per "
-                  f"call than the empty one: {(r - e) / none * 100:.1f} % of a syscall here")
+        if f"empty {route}" in res:
+            extra = statistics.median(x["per_run"] for x in res[f"rawprobe {route}"]) - \
+                statistics.median(x["per_run"] for x in res[f"empty {route}"])
+            print(f"  {route}: the deny program costs a non-target's write() {extra:.0f} ns "
+                  f"more than the empty one, "
+                  f"{extra / statistics.median(x['write'] for x in none) * 100:.1f} % of it")
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -20,7 +20,7 @@ import errno as _E
 import os
 
 from ._native import call, ffi, lib
-from .consts import BPF_OBJ_NAME_LEN, syscall_numbers
+from .consts import BPF_OBJ_NAME_LEN, BpfCmd, syscall_numbers
 from .errno import syscall_error
 from .fd import FD
 
@@ -29,7 +29,7 @@ __all__ = [
     "map_get_next_key", "map_lookup_and_delete_elem", "map_freeze",
     "prog_load", "btf_load", "obj_pin", "obj_get", "obj_get_info_by_fd",
     "prog_get_info", "map_get_info", "btf_get_info", "link_get_info",
-    "raw_tracepoint_open", "link_create", "link_detach", "prog_test_run",
+    "raw_tracepoint_open", "link_create", "link_detach", "iter_create", "prog_test_run",
     "enable_stats", "get_next_id", "get_fd_by_id", "info_to_dict",
 ]
 
@@ -67,44 +67,45 @@ class _Cmd:
     """A command: its number, its name for errors, its attr size (all pre-cast)."""
     __slots__ = ("nr", "name", "size")
 
-    def __init__(self, nr: int, name: str, *last_field: str) -> None:
-        self.nr = ffi.cast("long", nr)
-        self.name = name
+    def __init__(self, cmd: BpfCmd, *last_field: str) -> None:
+        self.nr = ffi.cast("long", cmd)
+        self.name = "BPF_" + cmd.name
         self.size = ffi.cast("long", _offsetofend(*last_field))
 
 
-# The per-command attr size table: (bpf_cmd value, name, last field used).
-_MAP_CREATE = _Cmd(0, "BPF_MAP_CREATE", "map_extra")
-_MAP_LOOKUP_ELEM = _Cmd(1, "BPF_MAP_LOOKUP_ELEM", "flags")
-_MAP_UPDATE_ELEM = _Cmd(2, "BPF_MAP_UPDATE_ELEM", "flags")
-_MAP_DELETE_ELEM = _Cmd(3, "BPF_MAP_DELETE_ELEM", "key")
-_MAP_GET_NEXT_KEY = _Cmd(4, "BPF_MAP_GET_NEXT_KEY", "next_key")
-_PROG_LOAD = _Cmd(5, "BPF_PROG_LOAD", "log_true_size")   # an output, zero going in
-_OBJ_PIN = _Cmd(6, "BPF_OBJ_PIN", "file_flags")
-_OBJ_GET = _Cmd(7, "BPF_OBJ_GET", "file_flags")
-_PROG_TEST_RUN = _Cmd(10, "BPF_PROG_TEST_RUN", "test", "ctx_out")
-_PROG_TEST_RUN_CPU = _Cmd(10, "BPF_PROG_TEST_RUN", "test", "cpu")
-_OBJ_GET_INFO_BY_FD = _Cmd(15, "BPF_OBJ_GET_INFO_BY_FD", "info", "info")
-_RAW_TRACEPOINT_OPEN = _Cmd(17, "BPF_RAW_TRACEPOINT_OPEN", "raw_tracepoint", "prog_fd")
-_RAW_TRACEPOINT_OPEN_COOKIE = _Cmd(17, "BPF_RAW_TRACEPOINT_OPEN", "raw_tracepoint", "cookie")
-_BTF_LOAD = _Cmd(18, "BPF_BTF_LOAD", "btf_log_true_size")  # an output, zero going in
-_MAP_LOOKUP_AND_DELETE_ELEM = _Cmd(21, "BPF_MAP_LOOKUP_AND_DELETE_ELEM", "flags")
-_MAP_FREEZE = _Cmd(22, "BPF_MAP_FREEZE", "map_fd")
-_LINK_CREATE = _Cmd(28, "BPF_LINK_CREATE", "link_create", "flags")
-_LINK_CREATE_BTF_ID = _Cmd(28, "BPF_LINK_CREATE", "link_create", "target_btf_id")
-_LINK_CREATE_COOKIE = _Cmd(28, "BPF_LINK_CREATE", "link_create", "perf_event", "bpf_cookie")
-_ENABLE_STATS = _Cmd(32, "BPF_ENABLE_STATS", "enable_stats", "type")
-_LINK_DETACH = _Cmd(34, "BPF_LINK_DETACH", "link_detach", "link_fd")
+# The per-command attr size table: (command, last field used).
+_MAP_CREATE = _Cmd(BpfCmd.MAP_CREATE, "map_extra")
+_MAP_LOOKUP_ELEM = _Cmd(BpfCmd.MAP_LOOKUP_ELEM, "flags")
+_MAP_UPDATE_ELEM = _Cmd(BpfCmd.MAP_UPDATE_ELEM, "flags")
+_MAP_DELETE_ELEM = _Cmd(BpfCmd.MAP_DELETE_ELEM, "key")
+_MAP_GET_NEXT_KEY = _Cmd(BpfCmd.MAP_GET_NEXT_KEY, "next_key")
+_PROG_LOAD = _Cmd(BpfCmd.PROG_LOAD, "log_true_size")   # an output, zero going in
+_OBJ_PIN = _Cmd(BpfCmd.OBJ_PIN, "file_flags")
+_OBJ_GET = _Cmd(BpfCmd.OBJ_GET, "file_flags")
+_PROG_TEST_RUN = _Cmd(BpfCmd.PROG_TEST_RUN, "test", "ctx_out")
+_PROG_TEST_RUN_CPU = _Cmd(BpfCmd.PROG_TEST_RUN, "test", "cpu")
+_OBJ_GET_INFO_BY_FD = _Cmd(BpfCmd.OBJ_GET_INFO_BY_FD, "info", "info")
+_RAW_TRACEPOINT_OPEN = _Cmd(BpfCmd.RAW_TRACEPOINT_OPEN, "raw_tracepoint", "prog_fd")
+_RAW_TRACEPOINT_OPEN_COOKIE = _Cmd(BpfCmd.RAW_TRACEPOINT_OPEN, "raw_tracepoint", "cookie")
+_BTF_LOAD = _Cmd(BpfCmd.BTF_LOAD, "btf_log_true_size")  # an output, zero going in
+_MAP_LOOKUP_AND_DELETE_ELEM = _Cmd(BpfCmd.MAP_LOOKUP_AND_DELETE_ELEM, "flags")
+_MAP_FREEZE = _Cmd(BpfCmd.MAP_FREEZE, "map_fd")
+_LINK_CREATE = _Cmd(BpfCmd.LINK_CREATE, "link_create", "flags")
+_LINK_CREATE_BTF_ID = _Cmd(BpfCmd.LINK_CREATE, "link_create", "target_btf_id")
+_LINK_CREATE_COOKIE = _Cmd(BpfCmd.LINK_CREATE, "link_create", "perf_event", "bpf_cookie")
+_ITER_CREATE = _Cmd(BpfCmd.ITER_CREATE, "iter_create", "flags")
+_ENABLE_STATS = _Cmd(BpfCmd.ENABLE_STATS, "enable_stats", "type")
+_LINK_DETACH = _Cmd(BpfCmd.LINK_DETACH, "link_detach", "link_fd")
 # kind -> (GET_NEXT_ID, GET_FD_BY_ID)
 _BY_ID = {
-    "prog": (_Cmd(11, "BPF_PROG_GET_NEXT_ID", "next_id"),
-             _Cmd(13, "BPF_PROG_GET_FD_BY_ID", "open_flags")),
-    "map": (_Cmd(12, "BPF_MAP_GET_NEXT_ID", "next_id"),
-            _Cmd(14, "BPF_MAP_GET_FD_BY_ID", "open_flags")),
-    "btf": (_Cmd(23, "BPF_BTF_GET_NEXT_ID", "next_id"),
-            _Cmd(19, "BPF_BTF_GET_FD_BY_ID", "open_flags")),
-    "link": (_Cmd(31, "BPF_LINK_GET_NEXT_ID", "next_id"),
-             _Cmd(30, "BPF_LINK_GET_FD_BY_ID", "open_flags")),
+    "prog": (_Cmd(BpfCmd.PROG_GET_NEXT_ID, "next_id"),
+             _Cmd(BpfCmd.PROG_GET_FD_BY_ID, "open_flags")),
+    "map": (_Cmd(BpfCmd.MAP_GET_NEXT_ID, "next_id"),
+            _Cmd(BpfCmd.MAP_GET_FD_BY_ID, "open_flags")),
+    "btf": (_Cmd(BpfCmd.BTF_GET_NEXT_ID, "next_id"),
+            _Cmd(BpfCmd.BTF_GET_FD_BY_ID, "open_flags")),
+    "link": (_Cmd(BpfCmd.LINK_GET_NEXT_ID, "next_id"),
+             _Cmd(BpfCmd.LINK_GET_FD_BY_ID, "open_flags")),
 }
 
 
@@ -448,12 +449,15 @@ def get_fd_by_id(kind: str, id: int, open_flags: int = 0) -> FD:
     return FD(_call(_BY_ID[kind][1], attr))
 
 
-def obj_get_info_by_fd(fd: FDLike, info_struct_name: str) -> Any:
+def obj_get_info_by_fd(fd: FDLike, info_struct_name: str, info: Any = None) -> Any:
     """BPF_OBJ_GET_INFO_BY_FD (4.13): a ``struct <info_struct_name> *`` cdata,
-    e.g. ``"bpf_prog_info"``.  Fields this kernel does not know stay zero."""
+    e.g. ``"bpf_prog_info"``.  Fields this kernel does not know stay zero.
+    ``info``: a cdata of that struct to fill, whose pointers say where the
+    kernel writes arrays and names."""
     if not info_struct_name.startswith("struct "):
         info_struct_name = "struct " + info_struct_name
-    info = ffi.new(info_struct_name + " *")
+    if info is None:
+        info = ffi.new(info_struct_name + " *")
     attr = ffi.new(_ATTR_P)
     a = attr.info
     a.bpf_fd = _fileno(fd)
@@ -496,9 +500,19 @@ def map_get_info(fd: FDLike) -> dict[str, Any]:
     return info_to_dict(obj_get_info_by_fd(fd, "bpf_map_info"))
 
 
-def btf_get_info(fd: FDLike) -> dict[str, Any]:
-    """struct bpf_btf_info as a dict (id, btf_size, kernel_btf, ...)."""
-    return info_to_dict(obj_get_info_by_fd(fd, "bpf_btf_info"))
+def btf_get_info(fd: FDLike, name_size: int = 0) -> dict[str, Any]:
+    """struct bpf_btf_info as a dict (id, btf_size, kernel_btf, ...).  With
+    ``name_size`` > 0, ``name`` is the BTF object's name as a str ("vmlinux",
+    a module's; 5.11+); a name of ``name_size`` bytes or more fails (ENOSPC)."""
+    if name_size <= 0:
+        return info_to_dict(obj_get_info_by_fd(fd, "bpf_btf_info"))
+    info = ffi.new("struct bpf_btf_info *")
+    name = ffi.new(_CHARS, name_size)
+    info.name = _addr(name)
+    info.name_len = name_size
+    out = info_to_dict(obj_get_info_by_fd(fd, "bpf_btf_info", info))
+    out["name"] = ffi.string(name).decode("utf-8", "replace")
+    return out
 
 
 def link_get_info(fd: FDLike) -> dict[str, Any]:
@@ -526,7 +540,8 @@ def link_create(prog_fd: FDLike, target_fd: FDLike, attach_type: int, flags: int
     """BPF_LINK_CREATE (5.7): a link FD.
 
     Perf event links (attach_type PERF_EVENT, target a perf event fd: 5.15;
-    ``bpf_cookie`` 5.15), tracing links with ``target_btf_id`` (5.10), ...
+    ``bpf_cookie`` 5.15), tracing links with ``target_btf_id`` (5.10),
+    iterator links (attach_type TRACE_ITER, 5.8), ...
     """
     if target_btf_id and bpf_cookie:
         raise ValueError("target_btf_id and bpf_cookie share a field; give one")
@@ -544,6 +559,14 @@ def link_create(prog_fd: FDLike, target_fd: FDLike, attach_type: int, flags: int
         lc.perf_event.bpf_cookie = bpf_cookie
         cmd = _LINK_CREATE_COOKIE
     return FD(_call(cmd, attr))
+
+
+def iter_create(link_fd: FDLike) -> FD:
+    """BPF_ITER_CREATE (5.8): a new run of an iterator link, as a file whose
+    read() gives what the program writes (bpf_seq_printf/bpf_seq_write)."""
+    attr = ffi.new(_ATTR_P)
+    attr.iter_create.link_fd = _fileno(link_fd)
+    return FD(_call(_ITER_CREATE, attr))
 
 
 def link_detach(link_fd: FDLike) -> None:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import errno as _errno
-import os as _os
 
 from ..errors import (ENOTSUPP, NotSupportedError, PermissionDeniedError, RawprobeError,
                       SyscallError)
@@ -13,12 +12,9 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["ENOTSUPP", "syscall_error", "raise_errno"]
 
-_PERMISSION_HINT = ("run as root, or grant CAP_BPF + CAP_PERFMON (Linux 5.8+; "
-                    "CAP_SYS_ADMIN before); on kernels before 5.11 also raise "
-                    "RLIMIT_MEMLOCK")
-_ROOT_HINT = ("refused although running as root: capabilities dropped (containers need "
-              "CAP_BPF + CAP_PERFMON or CAP_SYS_ADMIN), lockdown, an LSM or seccomp, "
-              "or a program/attach type this kernel refuses")
+_MEMLOCK_HINT = "on kernels before 5.11 also raise RLIMIT_MEMLOCK"
+_GRANT_HINT = ("run as root, or grant CAP_BPF + CAP_PERFMON (a container: "
+               "--cap-add=BPF,PERFMON)")
 _VERIFIER_HINT = "the verifier rejected the program"
 _VERIFIER_LOG_HINT = "load it with a log_buf to see why"
 
@@ -51,7 +47,12 @@ def syscall_error(call: str, err: int, hint: str = "", *, verifier: bool = False
 
 
 def _permission_hint() -> str:
-    return _ROOT_HINT if _os.geteuid() == 0 else _PERMISSION_HINT
+    # caps imports nothing: safe from this layer, and only read on a failure
+    from ..caps import lacking_for_bpf, why_refused
+    if lacking_for_bpf():
+        return f"{why_refused()}: {_GRANT_HINT}; {_MEMLOCK_HINT}"
+    return (f"{why_refused()}; or a program or attach type this kernel refuses; "
+            f"{_MEMLOCK_HINT}")
 
 
 def _join(first: str, second: str) -> str:

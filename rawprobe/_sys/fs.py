@@ -1,8 +1,10 @@
-"""Filesystem calls rawprobe needs: mount(2).
+"""Filesystem calls rawprobe needs: mount(2), and which filesystem holds a path.
 
-Used to mount tracefs when a system has not (``rawprobe.link.tracefs``); a
+``mount`` mounts tracefs when a system has not (``rawprobe.link.tracefs``); a
 bpffs mount would go here too.  Mounting affects only the caller's mount
 namespace and needs CAP_SYS_ADMIN in the user namespace that owns it.
+``fs_type`` tells whether a directory is on a bpffs (map pinning) by this
+process's mount table, which needs no statfs(2) declaration.
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     _PathLike = Union[str, bytes, "os.PathLike[str]", "os.PathLike[bytes]"]
 
-__all__ = ["mount"]
+__all__ = ["mount", "fs_type"]
 
 
 def _hint(err: int, fstype: str, target: str) -> str:
@@ -50,3 +52,44 @@ def mount(source: _PathLike, target: _PathLike, fstype: str, flags: int = 0,
         raise syscall_error(f"mount {fstype} on {shown}", err,
                             f"{own}; {hint}" if own and hint else own or hint,
                             permission_hint="mounting needs CAP_SYS_ADMIN")
+
+
+def _unescape(field: str) -> str:
+    # mountinfo writes space, tab, newline and backslash in paths as \ooo
+    if "\\" not in field:
+        return field
+    out, i = [], 0
+    while i < len(field):
+        if field[i] == "\\" and field[i + 1:i + 4].isdigit():
+            out.append(chr(int(field[i + 1:i + 4], 8)))
+            i += 4
+        else:
+            out.append(field[i])
+            i += 1
+    return "".join(out)
+
+
+def fs_type(path: _PathLike) -> Optional[str]:
+    """The type of the filesystem ``path`` (an existing file or directory) is
+    on, as this process's mount table names it (``"bpf"``, ``"tracefs"``,
+    ...); None if the table cannot be read."""
+    real = os.path.realpath(os.fsdecode(path))
+    try:
+        with open("/proc/self/mountinfo") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    best, best_len = None, -1
+    for line in lines:
+        fields = line.split(" ")
+        try:
+            point = _unescape(fields[4])
+            fstype = fields[fields.index("-", 6) + 1]
+        except (IndexError, ValueError):
+            continue
+        under = real == point or real.startswith(point.rstrip("/") + "/")
+        # the longest mount point holding the path; the later of two equal
+        # ones is mounted over the earlier
+        if under and len(point) >= best_len:
+            best, best_len = fstype, len(point)
+    return best

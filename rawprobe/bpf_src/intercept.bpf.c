@@ -66,9 +66,27 @@ struct cred {
 	rp_kuid_t suid;
 } __attribute__((preserve_access_index));
 
-/* pidfs (6.9+) numbers every struct pid: the inode number its pidfds show. */
+struct ns_common {
+	unsigned int inum;	/* the inode number /proc/PID/ns/<type> shows */
+} __attribute__((preserve_access_index));
+
+struct pid_namespace {
+	struct ns_common ns;
+} __attribute__((preserve_access_index));
+
+/* A task's number in one pid namespace. */
+struct upid {
+	int nr;
+	struct pid_namespace *ns;
+} __attribute__((preserve_access_index));
+
+/* numbers[0..level]: the task's number in each pid namespace from the initial
+ * one (0) down to its own (level).  pidfs (6.9+) numbers every struct pid too:
+ * `ino`, the inode number its pidfds show. */
 struct pid {
+	unsigned int level;
 	__u64 ino;
+	struct upid numbers[1];
 } __attribute__((preserve_access_index));
 
 struct signal_struct {
@@ -115,7 +133,16 @@ const volatile __u32 target_cgroup_level = 0;	/* for RP_CGROUP_SUBTREE; root is 
 const volatile __u32 filter_uid = 0;		/* 1: caller's real uid == target_uid */
 const volatile __u32 target_uid = 0;
 const volatile __u32 self_tgid = 0;		/* the tool: never intercepted */
-const volatile __s32 syscall_nr = -1;		/* raw_tp/tracepoint filter; -1 = any */
+/* The tool's pid namespace (its inode number) when it is not the initial one:
+ * only the processes it can see are intercepted, and records carry their pids
+ * there (self_tgid, target_tgids and protected_tgids hold such pids too). */
+const volatile __u32 pidns_ino = 0;
+const volatile __s32 syscall_nr = -1;		/* raw_tp/tracepoint filter; -1 = any.
+						 * kprobe/fentry: the syscall whose entry
+						 * they hook, for the record */
+/* kprobe/fentry on a syscall's entry symbol (__x64_sys_write): its one
+ * argument is the caller's struct pt_regs, where the syscall's arguments are. */
+const volatile __u32 args_in_regs = 0;
 const volatile __u32 nargs = RP_NARGS;		/* args[i >= nargs] are reported as 0 */
 const volatile __u64 skip_count = 0;		/* let this many matching calls through */
 const volatile __u32 skip_mode = RP_SKIP_PER_PROCESS;
@@ -140,6 +167,7 @@ __u64 lost_events = 0;		/* ring buffer full: events dropped */
 __u64 handled_full = 0;		/* `handled` full: a matching process not handled */
 __u64 kernel_in_flight = 0;	/* kernel-signalled processes that have not exited */
 __u64 signals_sent = 0;		/* by kernel-signal, in all */
+__u32 pidns_level1 = 0;		/* 1 + the level of the tool's pid namespace, once seen */
 
 /* Never used: they put the record types into the object's BTF, so the
  * Python side can check its struct formats against the object itself. */
@@ -233,13 +261,71 @@ _Static_assert(sizeof(struct rp_signal_event) == 64, "rp_signal_event layout");
 _Static_assert(__builtin_offsetof(struct rp_signal_event, comm) == 48, "comm offset");
 _Static_assert(sizeof(struct rp_exit_event) == 112, "rp_exit_event layout");
 _Static_assert(__builtin_offsetof(struct rp_exit_event, deliver_sig) == 104, "deliver_sig offset");
-_Static_assert(sizeof(struct rp_handled) == 72, "rp_handled layout");
+_Static_assert(sizeof(struct rp_handled) == 80, "rp_handled layout");
 
 /* ---- the call hooks' common part ---- */
 
 static __always_inline __u64 leader_start_time(struct task_struct *task)
 {
 	return BPF_CORE_READ(task, group_leader, start_time);
+}
+
+/* MAX_PID_NS_LEVEL (kernel/pid_namespace.c): pid namespaces nest at most so deep. */
+#define RP_PIDNS_MAX_LEVEL 32
+
+/*
+ * The number of `pid` in the tool's pid namespace, or 0 if the tool cannot see
+ * it.  The namespace is found by its inode number among the pid's numbers[],
+ * at the namespace's level (the same for every pid it holds, so it is kept in
+ * pidns_level1 once found); userspace cannot tell that level when its /proc is
+ * its own namespace's (NSpid then lists one number).  `pid` is a plain kernel
+ * address (from a probe read): numbers[] is indexed at run time.
+ */
+static __always_inline __u32 ns_nr(const struct pid *pid)
+{
+	unsigned long numbers = (unsigned long)pid + bpf_core_field_offset(struct pid, numbers);
+	__u32 level, known = pidns_level1, k;
+
+	if (!pid)
+		return 0;
+	level = BPF_CORE_READ(pid, level);
+	if (known && known - 1 > level)
+		return 0;
+	for (k = 0; k < RP_PIDNS_MAX_LEVEL; k++) {
+		__u32 i = known ? known - 1 : k;
+		unsigned long upid = numbers + i * bpf_core_type_size(struct upid);
+		struct pid_namespace *pidns = NULL;
+		int nr = 0;
+
+		if (i > level)
+			break;
+		if (bpf_probe_read_kernel(&pidns, sizeof(pidns),
+					  (void *)(upid + bpf_core_field_offset(struct upid, ns))) ||
+		    BPF_CORE_READ(pidns, ns.inum) != pidns_ino) {
+			if (known)
+				break;
+			continue;
+		}
+		if (bpf_probe_read_kernel(&nr, sizeof(nr),
+					  (void *)(upid + bpf_core_field_offset(struct upid, nr))))
+			break;
+		pidns_level1 = i + 1;
+		return nr;
+	}
+	return 0;
+}
+
+/* A task's thread group in the tool's pid namespace (0: not visible there). */
+static __always_inline __u32 ns_tgid(struct task_struct *task)
+{
+	return pidns_ino ? ns_nr(BPF_CORE_READ(task, group_leader, thread_pid))
+			 : BPF_CORE_READ(task, tgid);
+}
+
+/* A task (thread) in the tool's pid namespace (0: not visible there). */
+static __always_inline __u32 ns_tid(struct task_struct *task)
+{
+	return pidns_ino ? ns_nr(BPF_CORE_READ(task, thread_pid)) : BPF_CORE_READ(task, pid);
 }
 
 /* The kernel's rule for an unprivileged sender (kill_ok_by_cred), with the
@@ -279,16 +365,17 @@ static __always_inline void release_slot(const struct rp_handled *st)
 }
 
 /*
- * Is `task` one of the processes this watch is about?  The filters, cheapest
+ * Is `task` one of the processes this watch is about?  Its tgid as the tool
+ * sees it (in pid namespace pidns_ino) if so, else 0.  The filters, cheapest
  * first: a non-target process pays only for these, and the comm test, the
  * one nearly every watch has, costs two loads and no helper call.  Disabled
  * filters are dead code (.rodata is frozen).  `hook` is a constant at every
  * call site, so the kernel-thread test is only compiled into the hooks on
  * kernel functions (kprobe, fentry, lsm).
  */
-static __always_inline int task_matches(struct task_struct *task, __u32 hook)
+static __always_inline __u32 task_matches(struct task_struct *task, __u32 hook)
 {
-	__u32 tgid;
+	__u32 vtgid;
 
 	if (filter_comm) {
 		const __u64 *c = (const __u64 *)task->comm;
@@ -297,11 +384,12 @@ static __always_inline int task_matches(struct task_struct *task, __u32 hook)
 		    (c[1] & target_comm_mask[1]) != *(const volatile __u64 *)&target_comm[8])
 			return 0;
 	}
-	tgid = task->tgid;
-	if (tgid == self_tgid)
+	/* 0 if the tool cannot see the process */
+	vtgid = pidns_ino ? ns_tgid(task) : task->tgid;
+	if (!vtgid || vtgid == self_tgid)
 		return 0;
 	if (filter_tgid) {
-		__u64 *named = bpf_map_lookup_elem(&target_tgids, &tgid);
+		__u64 *named = bpf_map_lookup_elem(&target_tgids, &vtgid);
 
 		if (!named ||
 		    *named != BPF_CORE_READ(task, group_leader, start_boottime) / tick_ns)
@@ -316,10 +404,10 @@ static __always_inline int task_matches(struct task_struct *task, __u32 hook)
 	    bpf_get_current_ancestor_cgroup_id(target_cgroup_level) != target_cgroup_id)
 		return 0;
 
-	if ((hook == RP_HOOK_KPROBE || hook == RP_HOOK_FENTRY || hook == RP_HOOK_LSM) &&
-	    (task->flags & PF_KTHREAD))
+	if ((hook == RP_HOOK_KPROBE || hook == RP_HOOK_FENTRY || hook == RP_HOOK_LSM ||
+	     hook == RP_HOOK_FMOD_RET) && (task->flags & PF_KTHREAD))
 		return 0;
-	return 1;
+	return vtgid;
 }
 
 /*
@@ -333,11 +421,13 @@ static __always_inline struct rp_intercept_event *intercept_begin(__u32 hook, __
 	struct task_struct *task = bpf_get_current_task_btf();
 	struct rp_handled *st;
 	struct rp_intercept_event *e;
-	__u64 hit = 1, now, start, pid_tgid;
-	__u32 tgid, flags;
+	__u64 hit = 1, now, start;
+	__u32 tgid, vtgid, flags;
 	long err;
 
-	if (!task_matches(task, hook))
+	/* tgid keys the maps; vtgid is what the tool sees (task_matches). */
+	vtgid = task_matches(task, hook);
+	if (!vtgid)
 		return NULL;
 	tgid = task->tgid;
 
@@ -393,7 +483,7 @@ static __always_inline struct rp_intercept_event *intercept_begin(__u32 hook, __
 	/* What the kernel does with it, decided before it is marked handled so
 	 * the `handled` entry carries its in-flight slot from the start. */
 	flags = 0;
-	if (tgid == 1 || bpf_map_lookup_elem(&protected_tgids, &tgid))
+	if (vtgid == 1 || bpf_map_lookup_elem(&protected_tgids, &vtgid))
 		flags = RP_F_PROTECTED;
 	else if (action == RP_ACTION_KERNEL_SIGNAL)
 		flags = (check_cred && !tool_may_signal(task)) || !take_signal_slot()
@@ -404,6 +494,7 @@ static __always_inline struct rp_intercept_event *intercept_begin(__u32 hook, __
 			.start_time = start,
 			.hit = hit,
 			.flags = flags == RP_F_KERNEL_SIGNAL ? RP_HF_IN_FLIGHT : 0,
+			.ns_tgid = vtgid,
 		};
 
 		err = bpf_map_update_elem(&handled, &tgid, &fresh, BPF_NOEXIST);
@@ -438,10 +529,9 @@ static __always_inline struct rp_intercept_event *intercept_begin(__u32 hook, __
 	e->signal_ret = flags == RP_F_KERNEL_SIGNAL ? bpf_send_signal(signal_nr) : 0;
 	e->flags = flags;
 
-	pid_tgid = bpf_get_current_pid_tgid();
 	e->type = RP_EV_INTERCEPT;
-	e->tgid = tgid;
-	e->pid = (__u32)pid_tgid;
+	e->tgid = vtgid;
+	e->pid = pidns_ino ? ns_tid(task) : (__u32)bpf_get_current_pid_tgid();
 	e->uid = (__u32)bpf_get_current_uid_gid();
 	bpf_get_current_comm(e->comm, sizeof(e->comm));
 	e->syscall_nr = nr;
@@ -461,6 +551,18 @@ static __always_inline struct rp_intercept_event *intercept_begin(__u32 hook, __
 	/* Reserved ring buffer space holds old records: leave no stale bytes. */
 	__builtin_memset(e->buf, 0, sizeof(e->buf));
 	return e;
+}
+
+/* A syscall's arguments from the caller's saved registers (kernel memory,
+ * read with probe reads).  x86-64: di, si, dx, r10, r8, r9. */
+static __always_inline void syscall_args(__u64 *args, struct pt_regs *regs)
+{
+	args[0] = BPF_CORE_READ(regs, di);
+	args[1] = BPF_CORE_READ(regs, si);
+	args[2] = BPF_CORE_READ(regs, dx);
+	args[3] = BPF_CORE_READ(regs, r10);
+	args[4] = BPF_CORE_READ(regs, r8);
+	args[5] = BPF_CORE_READ(regs, r9);
 }
 
 /* Arguments are in e->args: copy the user buffer, publish. */
@@ -498,14 +600,12 @@ static __always_inline int intercept_finish(struct rp_intercept_event *e)
 
 #elif !defined(RP_FENTRY_OBJECT)
 
-/* Every syscall entry.  ctx->args[0] is the caller's struct pt_regs (kernel
- * memory, read with probe reads), ctx->args[1] the syscall number.  Syscall
- * argument registers on x86-64: di, si, dx, r10, r8, r9. */
+/* Every syscall entry.  ctx->args[0] is the caller's struct pt_regs,
+ * ctx->args[1] the syscall number. */
 SEC("raw_tracepoint/sys_enter")
 int rp_sys_enter(struct bpf_raw_tracepoint_args *ctx)
 {
 	struct rp_intercept_event *e;
-	struct pt_regs *regs;
 	long nr = (long)ctx->args[1];
 
 	if (syscall_nr >= 0 && nr != syscall_nr)
@@ -513,13 +613,7 @@ int rp_sys_enter(struct bpf_raw_tracepoint_args *ctx)
 	e = intercept_begin(RP_HOOK_RAW_TP, (__s32)nr);
 	if (!e)
 		return 0;
-	regs = (struct pt_regs *)ctx->args[0];
-	e->args[0] = BPF_CORE_READ(regs, di);
-	e->args[1] = BPF_CORE_READ(regs, si);
-	e->args[2] = BPF_CORE_READ(regs, dx);
-	e->args[3] = BPF_CORE_READ(regs, r10);
-	e->args[4] = BPF_CORE_READ(regs, r8);
-	e->args[5] = BPF_CORE_READ(regs, r9);
+	syscall_args(e->args, (struct pt_regs *)ctx->args[0]);
 	return intercept_finish(e);
 }
 
@@ -557,9 +651,13 @@ int rp_kprobe(struct pt_regs *ctx)
 {
 	struct rp_intercept_event *e;
 
-	e = intercept_begin(RP_HOOK_KPROBE, -1);
+	e = intercept_begin(RP_HOOK_KPROBE, syscall_nr);
 	if (!e)
 		return 0;
+	if (args_in_regs) {
+		syscall_args(e->args, (struct pt_regs *)ctx->di);
+		return intercept_finish(e);
+	}
 	e->args[0] = ctx->di;
 	e->args[1] = ctx->si;
 	e->args[2] = ctx->dx;
@@ -581,9 +679,16 @@ int rp_fentry(void *ctx)
 	struct rp_intercept_event *e;
 	__u32 i;
 
-	e = intercept_begin(RP_HOOK_FENTRY, -1);
+	e = intercept_begin(RP_HOOK_FENTRY, syscall_nr);
 	if (!e)
 		return 0;
+	if (args_in_regs) {
+		__u64 regs = 0;
+
+		bpf_get_func_arg(ctx, 0, &regs);
+		syscall_args(e->args, (struct pt_regs *)regs);
+		return intercept_finish(e);
+	}
 	for (i = 0; i < RP_NARGS; i++) {
 		__u64 v = 0;
 
@@ -615,7 +720,8 @@ static __always_inline void emit_signal(__u32 kind, __u32 tgid, __u32 pid, int s
 	e->kind = kind;
 	e->sig = sig;
 	e->result = result;
-	e->sender_tgid = bpf_get_current_pid_tgid() >> 32;
+	e->sender_tgid = pidns_ino ? ns_tgid(bpf_get_current_task_btf())
+				   : bpf_get_current_pid_tgid() >> 32;
 	e->group = group;
 	e->ktime_ns = now;
 	e->intercept_ns = st->intercept_ns;
@@ -647,7 +753,7 @@ int rp_sig_generate(struct bpf_raw_tracepoint_args *ctx)
 	if (sig == SIGKILL && __sync_val_compare_and_swap(&st->kill_ns, 0, now) == 0)
 		first = 1;
 	if (first)
-		emit_signal(RP_SIG_GENERATE, tgid, BPF_CORE_READ(task, pid), sig,
+		emit_signal(RP_SIG_GENERATE, st->ns_tgid, ns_tid(task), sig,
 			    (int)ctx->args[4], (__u32)ctx->args[3], now, st);
 	return 0;
 }
@@ -675,7 +781,9 @@ int rp_sig_deliver(struct bpf_raw_tracepoint_args *ctx)
 	if (__sync_val_compare_and_swap(&st->deliver_ns, 0, now) != 0)
 		return 0;
 	st->deliver_sig = sig;
-	emit_signal(RP_SIG_DELIVER, tgid, (__u32)pid_tgid, sig, 0, 0, now, st);
+	emit_signal(RP_SIG_DELIVER, st->ns_tgid,
+		    pidns_ino ? ns_tid(bpf_get_current_task_btf()) : (__u32)pid_tgid,
+		    sig, 0, 0, now, st);
 	return 0;
 }
 
@@ -719,8 +827,8 @@ int rp_proc_exit(struct bpf_raw_tracepoint_args *ctx)
 		return 0;
 	}
 	e->type = RP_EV_EXIT;
-	e->tgid = tgid;
-	e->pid = (__u32)pid_tgid;
+	e->tgid = copy.ns_tgid;
+	e->pid = pidns_ino ? ns_tid(bpf_get_current_task_btf()) : (__u32)pid_tgid;
 	e->exit_code = BPF_CORE_READ(task, exit_code);
 	bpf_get_current_comm(e->comm, sizeof(e->comm));
 	e->exit_ns = now;

@@ -11,8 +11,14 @@
  *   rp_intercept_event  "<IIII16siIIi6QQQQQQII64sQ"       216 bytes
  *   rp_signal_event     "<IIIIiiIIQQ16s"                   64 bytes
  *   rp_exit_event       "<IIIi16sQQQQQQQQQiI"              112 bytes
- *   rp_handled          "<QQQQQQQQiI"                       72 bytes
+ *   rp_handled          "<QQQQQQQQiIII"                     80 bytes
  *   rp_deny_event       "<IIIiQQ6Q16siI"                   104 bytes
+ *
+ * Pids: every tgid, pid and sender_tgid in a record is the process's number in
+ * the tool's pid namespace (the .rodata `pidns_ino`; the initial namespace when
+ * 0), so the tool in a container of its own reports and signals by the pids it
+ * sees; a process it cannot see is never intercepted.  Maps stay keyed by the
+ * initial namespace's tgid, which every task has.
  *
  * Clock: every *_ns field named ktime/exit/intercept/signal/kill/deliver is
  * bpf_ktime_get_ns(), i.e. CLOCK_MONOTONIC, comparable with
@@ -118,7 +124,8 @@ struct rp_signal_event {
 	__s32 sig;		/*  16 */
 	__s32 result;		/*  20  generate: TRACE_SIGNAL_* (0 delivered, 1 ignored,
 				 *      2 already pending, 3 overflow, 4 lost info); deliver: 0 */
-	__u32 sender_tgid;	/*  24  generate: tgid of the sender; deliver: == tgid */
+	__u32 sender_tgid;	/*  24  generate: tgid of the sender (0: outside the tool's
+				 *      pid namespace, e.g. the kernel); deliver: == tgid */
 	__u32 group;		/*  28  generate: 1 if sent to the whole thread group */
 	__u64 ktime_ns;		/*  32 */
 	__u64 intercept_ns;	/*  40  ktime_ns of the intercept event */
@@ -146,7 +153,8 @@ struct rp_exit_event {
 	__u32 _pad0;		/* 108 */
 };				/* 112 */
 
-/* Value of the `handled` hash map (key: __u32 tgid).  Deleted at exit. */
+/* Value of the `handled` hash map (key: __u32 tgid in the initial pid
+ * namespace).  Deleted at exit. */
 struct rp_handled {
 	__u64 intercept_ns;	/*   0 */
 	__u64 start_time;	/*   8  to spot a stale entry after tgid reuse */
@@ -158,7 +166,10 @@ struct rp_handled {
 	__u64 hit;		/*  56 */
 	__s32 deliver_sig;	/*  64 */
 	__u32 flags;		/*  68  RP_HF_* */
-};				/*  72 */
+	__u32 ns_tgid;		/*  72  the tgid in the tool's pid namespace, which
+				 *      its signal and exit records report */
+	__u32 _pad0;		/*  76 */
+};				/*  80 */
 
 /* A later call of a process being denied (the first one is its intercept
  * event, flagged RP_F_DENIED): one per call the deny path refused. */

@@ -38,15 +38,10 @@
 #define RP_LSM_OBJECT 1
 #include "intercept.bpf.c"
 
-/* The user registers of the syscall being served (a flavour of the kernel's
- * struct pt_regs: CO-RE matches it by name without the ___lsm suffix). */
+/* The syscall number in the user registers of the syscall being served (a
+ * flavour of the kernel's struct pt_regs: CO-RE matches it by name without
+ * the ___lsm suffix). */
 struct pt_regs___lsm {
-	unsigned long r10;
-	unsigned long r9;
-	unsigned long r8;
-	unsigned long dx;
-	unsigned long si;
-	unsigned long di;
 	unsigned long orig_ax;
 } __attribute__((preserve_access_index));
 
@@ -71,9 +66,11 @@ struct rp_deny_event *_btf_deny_event __attribute__((unused));
 _Static_assert(sizeof(struct rp_deny_event) == 104, "rp_deny_event layout");
 _Static_assert(__builtin_offsetof(struct rp_deny_event, comm) == 80, "comm offset");
 
-static __always_inline int is_protected(__u32 tgid)
+/* tgid 1 or one of protected_tgids (the tool's ancestors), by the tgid the
+ * tool sees. */
+static __always_inline int is_protected(__u32 vtgid)
 {
-	return tgid == 1 || bpf_map_lookup_elem(&protected_tgids, &tgid);
+	return vtgid == 1 || bpf_map_lookup_elem(&protected_tgids, &vtgid);
 }
 
 /* A process already handled by this watch (and still the same process). */
@@ -84,19 +81,9 @@ static __always_inline int being_handled(struct task_struct *task, __u32 tgid)
 	return st && st->start_time == leader_start_time(task);
 }
 
-static __always_inline void syscall_args(__u64 *args, struct pt_regs___lsm *regs)
-{
-	args[0] = BPF_CORE_READ(regs, di);
-	args[1] = BPF_CORE_READ(regs, si);
-	args[2] = BPF_CORE_READ(regs, dx);
-	args[3] = BPF_CORE_READ(regs, r10);
-	args[4] = BPF_CORE_READ(regs, r8);
-	args[5] = BPF_CORE_READ(regs, r9);
-}
-
 /* A later call of a process being denied: deny it, and say so. */
-static __always_inline int deny_again(struct task_struct *task, struct pt_regs___lsm *regs,
-				       __s32 nr, __u32 hook)
+static __always_inline int deny_again(struct task_struct *task, __u32 vtgid,
+				       struct pt_regs *regs, __s32 nr, __u32 hook)
 {
 	struct rp_deny_event *e;
 	__u32 i;
@@ -108,8 +95,8 @@ static __always_inline int deny_again(struct task_struct *task, struct pt_regs__
 		return deny_ret;
 	}
 	e->type = RP_EV_DENY;
-	e->tgid = task->tgid;
-	e->pid = task->pid;
+	e->tgid = vtgid;
+	e->pid = ns_tid(task);
 	e->syscall_nr = nr;
 	e->ktime_ns = bpf_ktime_get_ns();
 	e->start_time = leader_start_time(task);
@@ -128,15 +115,16 @@ static __always_inline int deny_again(struct task_struct *task, struct pt_regs__
 static __always_inline int deny_call(void *ctx, __u32 hook)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
-	struct pt_regs___lsm *regs;
 	struct rp_intercept_event *e;
-	__u32 tgid;
+	struct pt_regs *regs;
+	__u32 tgid, vtgid;
 	__s32 nr;
 
-	if (!task_matches(task, hook))
+	vtgid = task_matches(task, hook);
+	if (!vtgid)
 		return 0;
-	regs = (struct pt_regs___lsm *)bpf_task_pt_regs(task);
-	nr = (__s32)BPF_CORE_READ(regs, orig_ax);
+	regs = (struct pt_regs *)bpf_task_pt_regs(task);
+	nr = (__s32)BPF_CORE_READ((struct pt_regs___lsm *)regs, orig_ax);
 	if (syscall_nr >= 0 && nr != syscall_nr)
 		return 0;
 	if (mask_arg >= 0) {
@@ -146,9 +134,9 @@ static __always_inline int deny_call(void *ctx, __u32 hook)
 			return 0;
 	}
 
-	tgid = task->tgid;
+	tgid = task->tgid;		/* the maps' key */
 	if (being_handled(task, tgid))
-		return is_protected(tgid) ? 0 : deny_again(task, regs, nr, hook);
+		return is_protected(vtgid) ? 0 : deny_again(task, vtgid, regs, nr, hook);
 	if (intake_closed)
 		return 0;
 
@@ -156,8 +144,8 @@ static __always_inline int deny_call(void *ctx, __u32 hook)
 	if (!e) {
 		/* Skipped, or another thread of this process was handled first
 		 * (then this call is denied like every later one). */
-		if (being_handled(task, tgid) && !is_protected(tgid))
-			return deny_again(task, regs, nr, hook);
+		if (being_handled(task, tgid) && !is_protected(vtgid))
+			return deny_again(task, vtgid, regs, nr, hook);
 		return 0;
 	}
 	syscall_args(e->args, regs);

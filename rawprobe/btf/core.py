@@ -30,8 +30,7 @@ All kinds need a kernel with BTF (5.4+); TYPE_MATCHES needs clang 15+.
 """
 from __future__ import annotations
 
-import struct
-
+from .. import insn as I
 from ..errors import BTFError, CORERelocationError, RawprobeError
 from . import types as T
 from .ext import CoreRelo, CoreReloKind as K
@@ -804,21 +803,11 @@ def compute(local, relo: CoreRelo, target, *, modules: Iterable = (), section: s
                                                          program=program)
 
 
-# -- patching instructions --------------------------------------------------------
-
-_INSN = struct.Struct("<BBhi")
-BPF_LD, BPF_LDX, BPF_ST, BPF_STX, BPF_ALU, BPF_JMP, BPF_ALU64 = 0x00, 0x01, 0x02, 0x03, \
-    0x04, 0x05, 0x07
-BPF_K = 0x00
-BPF_CALL = 0x80
-LD_IMM64 = 0x18                       # BPF_LD | BPF_IMM | BPF_DW
-_SIZE_CODE = {4: 0x00, 2: 0x08, 1: 0x10, 8: 0x18}      # BPF_W, BPF_H, BPF_B, BPF_DW
-_CODE_SIZE = {v: k for k, v in _SIZE_CODE.items()}
-
+# -- patching instructions (through rawprobe.insn) -----------------------------------
 
 def poison_insn(insns: bytearray, idx: int) -> None:
     """Make insn ``idx`` a call to the non-existent helper 0xbad2310."""
-    _INSN.pack_into(insns, idx * 8, BPF_JMP | BPF_CALL, 0, 0, POISON_HELPER)
+    I.write(insns, idx, I.Insn(I.CALL, 0, 0, 0, POISON_HELPER))
 
 
 def apply(insns: bytearray, insn_idx: int, result: CoreResult, *, program: str = "",
@@ -837,13 +826,12 @@ def apply(insns: bytearray, insn_idx: int, result: CoreResult, *, program: str =
     if insn_idx < 0 or (insn_idx + 1) * 8 > len(insns):
         raise CORERelocationError(f"{where}: CO-RE relocation points past the end of the "
                                   f"{len(insns) // 8}-instruction program")
-    pos = insn_idx * 8
-    code, regs, off, imm = _INSN.unpack_from(insns, pos)
-    cls = code & 0x07
-    is_ldimm = code == LD_IMM64
+    ins = I.decode(insns, insn_idx)
+    code, cls = ins.code, ins.cls
+    is_ldimm = ins.is_ld_imm64()
 
     def poison() -> None:
-        if is_ldimm and pos + 16 <= len(insns):
+        if is_ldimm and (insn_idx + 2) * 8 <= len(insns):
             poison_insn(insns, insn_idx + 1)
         poison_insn(insns, insn_idx)
 
@@ -852,18 +840,18 @@ def apply(insns: bytearray, insn_idx: int, result: CoreResult, *, program: str =
         return
     orig, new = result.orig_val & U64, result.new_val & U64
 
-    if cls in (BPF_ALU, BPF_ALU64):
-        if code & 0x08 != BPF_K:
+    if cls in (I.BPF_ALU, I.BPF_ALU64):
+        if code & I.BPF_X:
             raise CORERelocationError(f"{where}: CO-RE relocation on an ALU instruction "
                                       f"without an immediate (code {code:#04x})")
-        if result.validate and imm & U64 != orig:
-            raise CORERelocationError(f"{where}: unexpected ALU immediate {imm}, "
+        if result.validate and ins.imm & U64 != orig:
+            raise CORERelocationError(f"{where}: unexpected ALU immediate {ins.imm}, "
                                       f"expected {orig} (-> {new}): object and its BTF "
                                       f"disagree")
-        _INSN.pack_into(insns, pos, code, regs, off, _s32(new))
-    elif cls in (BPF_LDX, BPF_ST, BPF_STX):
-        if result.validate and off & U64 != orig:
-            raise CORERelocationError(f"{where}: unexpected load/store offset {off}, "
+        I.set_imm(insns, insn_idx, new)
+    elif cls in (I.BPF_LDX, I.BPF_ST, I.BPF_STX):
+        if result.validate and ins.off & U64 != orig:
+            raise CORERelocationError(f"{where}: unexpected load/store offset {ins.off}, "
                                       f"expected {orig} (-> {new})")
         if new > 0x7FFF:
             raise CORERelocationError(f"{where}: field offset {new} does not fit a "
@@ -874,35 +862,31 @@ def apply(insns: bytearray, insn_idx: int, result: CoreResult, *, program: str =
             poison()
             return
         if result.new_sz != result.orig_sz:
-            have = _CODE_SIZE[code & 0x18]
+            have = I.SIZE_BYTES[code & I.SIZE_MASK]
             if have != result.orig_sz:
                 raise CORERelocationError(f"{where}: load/store of {have} bytes, but the "
                                           f"field is {result.orig_sz} bytes locally")
-            sz_code = _SIZE_CODE.get(result.new_sz)
+            sz_code = I.SIZE_CODE.get(result.new_sz)
             if sz_code is None:
                 raise CORERelocationError(f"{where}: the kernel's field is "
                                           f"{result.new_sz} bytes: no load/store of "
                                           f"that size")
-            code = (code & 0xE0) | sz_code | cls
-        _INSN.pack_into(insns, pos, code, regs, new, imm)
-    elif cls == BPF_LD:
-        if pos + 16 > len(insns):
+            code = (code & ~I.SIZE_MASK) | sz_code
+        I.write(insns, insn_idx, I.Insn(code, ins.dst_reg, ins.src_reg, new, ins.imm))
+    elif cls == I.BPF_LD:
+        if (insn_idx + 2) * 8 > len(insns):
             raise CORERelocationError(f"{where}: ld_imm64 cut off at the end of the program")
-        code2, regs2, off2, imm2 = _INSN.unpack_from(insns, pos + 8)
-        if not is_ldimm or regs >> 4 or off or code2 or regs2 or off2:
+        second = I.decode(insns, insn_idx + 1)
+        if not is_ldimm or ins.src_reg or ins.off or second.code or second.dst_reg or \
+                second.src_reg or second.off:
             raise CORERelocationError(f"{where}: CO-RE relocation on an ld_imm64 of "
                                       f"unexpected form")
-        have = (imm & 0xFFFFFFFF) | (imm2 & 0xFFFFFFFF) << 32
+        have = I.ld_imm64_value(insns, insn_idx)
         if result.validate and have != orig:
             raise CORERelocationError(f"{where}: unexpected ld_imm64 value {have}, "
                                       f"expected {orig} (-> {new})")
-        _INSN.pack_into(insns, pos, code, regs, off, _s32(new & 0xFFFFFFFF))
-        _INSN.pack_into(insns, pos + 8, 0, 0, 0, _s32(new >> 32))
+        I.set_imm(insns, insn_idx, new & 0xFFFFFFFF)
+        I.set_imm(insns, insn_idx + 1, new >> 32)
     else:
         raise CORERelocationError(f"{where}: CO-RE relocation on an instruction that "
                                   f"cannot carry one (code {code:#04x})")
-
-
-def _s32(v: int) -> int:
-    v &= 0xFFFFFFFF
-    return v - (1 << 32) if v >= 1 << 31 else v

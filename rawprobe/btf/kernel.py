@@ -5,15 +5,17 @@ into Python objects takes over a second, and a loader needs a few dozen types.
 So this module:
 
 * maps the blob (``mmap`` works on 6.16+, otherwise one ``read()``, ~7 ms);
-* builds ``offsets``, an ``array('I')`` of each type record's word offset in
-  the type section, by one walk over the record headers (~50 ms for vmlinux),
-  and caches that index on disk keyed by the kernel's identity, so later
-  starts load it in well under a millisecond;
-* finds a name without any name table: ``b"\\0name\\0"`` in the string
-  section gives the name's offset, the little-endian offset found in the type
-  section gives a candidate record position, and ``bisect`` on ``offsets``
-  says whether that position starts a record (and which id it is);
+* builds, by one walk over the record headers (~50 ms for vmlinux), an index:
+  ``offsets``, an ``array('I')`` of each type record's word offset in the type
+  section; ``_name_keys``, the sorted ``name_off << 32 | index`` of every
+  named record; and the string offsets of ``name___flavour`` names.  It is
+  cached on disk keyed by the kernel's identity, so later starts load it in
+  well under a millisecond;
+* finds a name by its string: ``b"\\0name\\0"`` in the string section gives
+  the name's offset, and ``bisect`` on ``_name_keys`` the records that bear it;
 * decodes only the types asked for, once each.
+
+``tools/bench_kernel_btf.py`` times a first and a later start.
 
 Everything read from the blob is checked as it is decoded; a stale or damaged
 on-disk index is detected (a record's length disagreeing with the next offset)
@@ -151,6 +153,7 @@ class KernelBTF(BTFLookups):
             names = [words[o] for o in offs]
         finally:
             words.release()
+        # nearly sorted already (records come about in string order): a short sort
         keys = sorted(n << 32 | i for i, n in enumerate(names) if n)
         from array import array
         self.offsets = array("I", offs)
@@ -159,26 +162,30 @@ class KernelBTF(BTFLookups):
         self._from_cache = False
 
     def _walk(self, words) -> list[int]:
-        """Word offset of each record; validates kinds and bounds as it goes."""
+        """Word offset of each record; validates kinds and bounds as it goes.
+        The hot loop of a first start: one dict lookup per record (record
+        lengths memoised by info word), errors handled off the fast path."""
         n = len(words)
         offs: list[int] = []
         app = offs.append
         steps: dict[int, int] = {}     # info word -> record length in words
         i = 0
-        while i < n:
-            if i + 3 > n:
-                raise BTFError(f"{self.path or 'BTF'}: truncated type record at "
-                               f"byte {i * 4} of the type section")
-            app(i)
-            info = words[i + 1]
-            step = steps.get(info)
-            if step is None:
-                kind = (info >> 24) & 0x1F
-                if kind == 0 or kind >= len(_FIXED_W):
-                    raise BTFError(f"{self.path or 'BTF'}: type record at byte {i * 4} "
-                                   f"has unknown kind {kind}")
-                step = steps[info] = 3 + _FIXED_W[kind] + _ITEM_W[kind] * (info & 0xFFFF)
-            i += step
+        try:
+            while i < n:
+                app(i)
+                try:
+                    i += steps[words[i + 1]]
+                except KeyError:
+                    info = words[i + 1]
+                    kind = (info >> 24) & 0x1F
+                    if kind == 0 or kind >= len(_FIXED_W):
+                        raise BTFError(f"{self.path or 'BTF'}: type record at byte "
+                                       f"{i * 4} has unknown kind {kind}") from None
+                    step = steps[info] = \
+                        3 + _FIXED_W[kind] + _ITEM_W[kind] * (info & 0xFFFF)
+                    i += step
+        except IndexError:
+            i = n + 1                  # a record header cut off by the end
         if i != n:
             raise BTFError(f"{self.path or 'BTF'}: last type record runs past the end "
                            f"of the type section")
@@ -453,44 +460,3 @@ def _write_index(path: str, key: bytes, idx: tuple[array, array, array]) -> None
     write_atomic(path, b"".join((head.ljust(_align8(len(head)), b"\0"),
                                  offs.tobytes().ljust(_align8(4 * len(offs)), b"\0"),
                                  keys.tobytes(), flav.tobytes())))
-
-
-def _bench(runs: int = 7) -> None:
-    """``python -m rawprobe.btf.kernel``: time a first start (no index cache)
-    and a later start (cache) in fresh interpreters, looking up task_struct and
-    the size of every member.  Prints the best and the median of ``runs``."""
-    import statistics
-    import subprocess
-    import tempfile
-    probe = (
-        "import time; t0 = time.perf_counter()\n"
-        "from rawprobe.btf.kernel import KernelBTF\n"
-        "t1 = time.perf_counter(); kb = KernelBTF.load(); t2 = time.perf_counter()\n"
-        "tid, ts = kb.type_by_name('task_struct')\n"
-        "sizes = [kb.size_of(m.type) for m in ts.members]\n"
-        "t3 = time.perf_counter()\n"
-        "assert kb._from_cache == (__import__('sys').argv[1] == 'warm')\n"
-        "print(1e3*(t1-t0), 1e3*(t2-t1), 1e3*(t3-t2))\n")
-    for label in ("cold", "warm"):
-        rows = []
-        with tempfile.TemporaryDirectory() as d:
-            env = dict(os.environ, RAWPROBE_CACHE_DIR=d)
-            if label == "warm":           # fill the cache once
-                subprocess.run([sys.executable, "-c", probe, "cold"], env=env, check=True,
-                               capture_output=True)
-            for _ in range(runs):
-                if label == "cold":
-                    for f in os.listdir(d):
-                        os.unlink(os.path.join(d, f))
-                out = subprocess.run([sys.executable, "-c", probe, label], env=env,
-                                     check=True, capture_output=True, text=True).stdout
-                rows.append([float(x) for x in out.split()])
-        cols = list(zip(*rows))
-        desc = "first start, no index cache" if label == "cold" else "later start, cached index"
-        print(f"{desc}: " + "  ".join(
-            f"{name} {min(c):6.2f} ms (median {statistics.median(c):6.2f})"
-            for name, c in zip(("import", "load", "task_struct+members"), cols)))
-
-
-if __name__ == "__main__":
-    _bench()

@@ -378,6 +378,7 @@ class BTFSpec(BTFLookups):
         self._raw: Optional[bytes] = None          # the blob, when parsed by from_bytes
         self._datasec_at: dict[int, int] = {}      # DATASEC id -> record offset in _raw
         self._linkage_at: dict[int, int] = {}      # FUNC/VAR id -> record offset in _raw
+        self._edited = False       # changed beyond what load_blob patches in place
 
     @property
     def raw(self) -> Optional[bytes]:
@@ -424,11 +425,13 @@ class BTFSpec(BTFLookups):
         sanitised.  Skips re-encoding
         every type (:func:`rawprobe.btf.marshal.encode`), and keeps the string
         section byte for byte.  None if the blob was not parsed here (or is
-        split BTF), or a DATASEC cannot be patched in place (size still 0, a
-        different number of variables): use ``marshal.encode`` then.
+        split BTF), a DATASEC cannot be patched in place (size still 0, a
+        different number of variables), or types were added or otherwise
+        changed (:meth:`add_type`, :meth:`mark_edited`): use ``marshal.encode``
+        then.
         """
         raw = self._raw
-        if raw is None:
+        if raw is None or self._edited:
             return None
         out = None
         for tid, off in self._datasec_at.items():
@@ -462,6 +465,18 @@ class BTFSpec(BTFLookups):
                     out = bytearray(raw)
                 U32.pack_into(out, at, value)
         return raw if out is None else bytes(out)
+
+    def add_type(self, t: T.Type) -> int:
+        """Append ``t`` (its references must exist); return its id."""
+        self.types.append(t)
+        self._by_name = self._by_essential = None
+        self._edited = True
+        return len(self.types) - 1
+
+    def mark_edited(self) -> None:
+        """Say that a type was changed in a way :meth:`load_blob` does not
+        patch (anything but DATASEC layouts and FUNC/VAR linkage)."""
+        self._edited = True
 
     def _validate(self, first: int) -> None:
         types = self.types

@@ -54,7 +54,7 @@ def resolve_action(requested: str) -> tuple[str, str]:
     signal; why).  Other actions are kept as given, with no reason."""
     if requested != "auto":
         return requested, ""
-    from rawprobe import features
+    from .. import features
     f = features.send_signal()
     if f:
         return "kernel-signal", "auto: the kernel signals at the call"
@@ -74,14 +74,14 @@ def run_watch(o: WatchOptions, text: IO[str] | None = sys.stdout,
     denied are let go."""
     from . import procinfo
     from .output import Output
-    from .preflight import check_pid_namespace, check_privileges, may_kill_any, raise_nofile
+    from .preflight import check_privileges, may_kill_any, pid_namespace, raise_nofile
     from .probe import Probe
     from .reactor import Reactor, now_ns
     from .syscalls import name_of
     from .tracker import Tracker, TrackerConfig
 
     o.check_filter()          # also for options built through the API, not parse_watch
-    check_pid_namespace()
+    pidns = pid_namespace()
     check_privileges()
     action, why_action = resolve_action(o.action)
     protected = procinfo.ancestors()
@@ -94,7 +94,7 @@ def run_watch(o: WatchOptions, text: IO[str] | None = sys.stdout,
         from .deny import DenyProbe
         probe_class = DenyProbe
     probe = probe_class(o, action, protected=protected, max_in_flight=max_in_flight,
-                        may_kill_any=may_kill_any())
+                        may_kill_any=may_kill_any(), pidns_ino=pidns)
     reactor = Reactor(busy_poll=o.busy_poll)
     try:
         hook = probe.open()
@@ -124,6 +124,8 @@ def run_watch(o: WatchOptions, text: IO[str] | None = sys.stdout,
                  "comm": procinfo.read_comm(os.getpid()), "hook": hook,
                  "target": o.syscall or probe.symbol or "", "filter": describe_filter(o),
                  "action": describe_action(o, action)}
+        if probe.hook_reason:
+            armed["hook_reason"] = probe.hook_reason
         if why_action:
             armed["action_reason"] = why_action
         if max_in_flight < o.max_in_flight:
@@ -221,8 +223,16 @@ def _release(tracker, probe, why: str) -> list:
 
 
 def watch_main(argv: list[str]) -> int:
-    from .options import parse_watch
+    from .options import UsageError, parse_watch
     o = parse_watch(argv)
+    # RAWPROBE_JSON=1 (the container image sets it): --json unless the command
+    # line chose; 0 or empty: text.
+    env_json = os.environ.get("RAWPROBE_JSON", "")
+    if env_json not in ("", "0", "1"):
+        raise UsageError(f"RAWPROBE_JSON={env_json!r}: set it to 1 (JSON lines on stdout) "
+                         "or 0 (text)")
+    if o.json is None and env_json == "1":
+        o.json = "-"
     json_stream = None
     text: IO[str] | None = sys.stdout
     summary_stream: IO[str] | None = sys.stdout
@@ -232,7 +242,6 @@ def watch_main(argv: list[str]) -> int:
         try:
             json_stream = open(o.json, "w", buffering=1)
         except OSError as e:
-            from .options import UsageError
             raise UsageError(f"--json {o.json!r}: {e.strerror}") from None
     status, _, _ = run_watch(o, text=text, json_stream=json_stream,
                              summary_stream=summary_stream,

@@ -211,7 +211,7 @@ def deny_event(call: Any, hit: int | None, deny_errno: int, syscall_name: Any) -
 def kernel_hook(route: str, hooks: tuple[str, ...]) -> tuple[str, str]:
     """(hook, what the program attaches to) for the first of ``hooks`` this kernel
     has on ``route`` (``rawprobe.lsms.hook_target``)."""
-    from rawprobe import lsms
+    from .. import lsms
     missing = []
     for hook in hooks:
         try:

@@ -38,7 +38,8 @@ def format_text(ev: dict) -> str:
     kind = ev["event"]
     who = f"pid {ev.get('pid')} ({ev.get('comm', '?')})"
     if kind == "armed":
-        line = (f"armed: {ev['hook']} on {ev['target']} for {ev['filter']}, "
+        why_hook = f" ({ev['hook_reason']})" if ev.get("hook_reason") else ""
+        line = (f"armed: {ev['hook']}{why_hook} on {ev['target']} for {ev['filter']}, "
                 f"action {ev['action']}")
         return line + (f" ({ev['action_reason']})" if ev.get("action_reason") else "")
     if kind == "intercept":

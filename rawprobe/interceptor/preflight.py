@@ -8,19 +8,19 @@ kernel refuses (EPERM) is reported "refused ... not permitted" by the tracker.
 """
 from __future__ import annotations
 
-import os
-
-from ..caps import CAP_KILL, effective, missing_for_bpf
+from ..caps import CAP_KILL, effective, lacking_for_bpf
 from ..errors import PermissionDeniedError
 
 
 def check_privileges() -> None:
     """Raise PermissionDeniedError unless this process may load and attach the
     probe.  Signalling needs nothing up front: it is decided per target."""
-    if missing_for_bpf():
+    lacking = lacking_for_bpf()
+    if lacking:
         raise PermissionDeniedError(
-            "watch", 1, "rawprobe watch needs root, or CAP_BPF and CAP_PERFMON "
-            "(run it with sudo)")
+            "watch", 1, f"rawprobe watch needs CAP_BPF and CAP_PERFMON (or root), and "
+            f"this process lacks {' and '.join(lacking)}: run it with sudo, or in a "
+            "container with --cap-add=BPF,PERFMON")
 
 
 def raise_nofile(wanted: int) -> int:
@@ -44,22 +44,31 @@ def may_kill_any() -> bool:
     return bool((effective() or 0) >> CAP_KILL & 1)
 
 
-# The initial pid namespace's inode number (PROC_PID_INIT_INO, include/linux/proc_ns.h).
-PROC_PID_INIT_INO = 0xEFFFFFFC
-
-
-def check_pid_namespace() -> None:
-    """Refuse to run in a child pid namespace: the kernel side reports pids of the
-    initial namespace, which a pidfd_open here would resolve to other processes,
-    or to none."""
+def pid_namespace() -> int:
+    """The probe's ``pidns_ino``: 0 in the initial pid namespace (host mode), else
+    this namespace's inode number (pod mode: the kernel side leaves out what
+    cannot be seen from here and reports pids as they are here).  Refuses in one
+    line where that cannot work: /proc unreadable, a /proc that is not this
+    namespace's (its pids would name other processes), or a kernel whose BTF
+    lacks what the kernel side reads."""
+    from ..container import PROC_PID_INIT_INO, pid_namespace_inode, proc_is_own_pid_namespace
     from ..errors import NotSupportedError
-    try:
-        ino = os.stat("/proc/self/ns/pid").st_ino
-    except OSError as e:
-        raise NotSupportedError(f"cannot tell which pid namespace this is "
-                                f"(/proc/self/ns/pid: {e.strerror}); mount /proc") from None
-    if ino != PROC_PID_INIT_INO:
+    ino = pid_namespace_inode()
+    if ino is None:
+        raise NotSupportedError("cannot tell which pid namespace this is "
+                                "(/proc/self/ns/pid unreadable); mount /proc")
+    if ino == PROC_PID_INIT_INO:
+        return 0
+    if not proc_is_own_pid_namespace():
         raise NotSupportedError(
-            "rawprobe watch is running in a child pid namespace, where the pids the "
-            "kernel reports name other processes or none; run it in the host's pid "
-            "namespace (podman/docker --pid=host, Kubernetes hostPID: true)")
+            "/proc belongs to another pid namespace than this process's, so its pids "
+            "name other processes: mount this namespace's /proc (unshare --pid --fork "
+            "--mount-proc), or run in the host's pid namespace")
+    from .. import features
+    f = features.pid_namespaces()
+    if not f:
+        raise NotSupportedError(
+            f"rawprobe watch cannot see pids as this child pid namespace does on this "
+            f"kernel ({f.detail}); run it in the host's pid namespace (podman/docker "
+            "--pid=host, Kubernetes hostPID: true)")
+    return ino

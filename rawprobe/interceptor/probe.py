@@ -4,7 +4,8 @@ Uses only rawprobe's public API: ``ObjectSpec.from_file`` -> set the ``.rodata``
 configuration -> ``load()`` -> attach ONE call hook (``rp_sys_enter`` on the
 ``sys_enter`` raw tracepoint, ``rp_sys_enter_tp`` on ``syscalls/sys_enter_<name>``,
 ``rp_kprobe`` on ``SYMBOL+OFFSET``, or ``rp_fentry`` from intercept_fentry.bpf.o)
-plus the bookkeeping programs (``signal_generate``, ``signal_deliver``,
+(for ``--syscall`` with ``--hook auto``, the cheapest that sees only that
+syscall: :mod:`.hooks`) plus the bookkeeping programs (``signal_generate``, ``signal_deliver``,
 ``sched_process_exit`` raw tracepoints) that time the signal and the exit.
 
 ``detach_calls()`` removes only the call hook: targets already in flight keep
@@ -15,6 +16,10 @@ never the tool or its ancestors (``protected_tgids``) or pid 1, at most
 ``max_in_flight`` signalled processes not yet exited and ``--count`` signals in
 all, and without CAP_KILL only processes of the tool's own user; what is over a
 limit is left to the tool (``RP_F_DEFERRED``), which queues or drops it.
+
+In a child pid namespace (pod mode) the program is given the namespace
+(``pidns_ino``): it intercepts only the processes visible there and reports
+them by their pids there, the pids every guard here uses.
 """
 from __future__ import annotations
 
@@ -62,13 +67,20 @@ def syscall_arity(name: str) -> int:
     for root in ("/sys/kernel/tracing", "/sys/kernel/debug/tracing"):
         try:
             with open(f"{root}/events/syscalls/{tracepoint_for(name)}/format") as f:
-                fields = [ln for ln in f if ln.strip().startswith("field:")]
+                return format_arity(f.read())
         except OSError:
             continue
-        # common_* fields, then __syscall_nr, then one per argument
-        names = [ln.split(";")[0].split()[-1] for ln in fields]
-        if "__syscall_nr" in names:
-            return min(6, len(names) - names.index("__syscall_nr") - 1)
+    return 6
+
+
+def format_arity(text: str) -> int:
+    """The arguments a ``syscalls/sys_enter_*`` format lists (6 if it lists none):
+    the fields after ``__syscall_nr``, but not the ``__data_loc`` copy of a user
+    buffer that newer kernels append to some (write's ``__buf_val``)."""
+    names = [ln.split(";")[0].split()[-1] for ln in text.splitlines()
+             if ln.strip().startswith("field:") and "__data_loc" not in ln]
+    if "__syscall_nr" in names:
+        return min(6, len(names) - names.index("__syscall_nr") - 1)
     return 6
 
 
@@ -77,22 +89,26 @@ class Probe:
 
     def __init__(self, opts: WatchOptions, action: str, self_tgid: int | None = None,
                  protected: frozenset[int] = frozenset(), max_in_flight: int | None = None,
-                 may_kill_any: bool = True) -> None:
+                 may_kill_any: bool = True, pidns_ino: int = 0) -> None:
         """``action``: signal, kernel-signal or report (``--action auto`` resolved);
         ``max_in_flight``: the limit after the fd limit (default ``opts``');
         ``may_kill_any``: the tool has CAP_KILL (else kernel-signal keeps to the
-        tool's own user's processes, as the kernel would for the tool)."""
+        tool's own user's processes, as the kernel would for the tool);
+        ``pidns_ino``: the tool's pid namespace when not the initial one (pod mode:
+        records carry pids as seen there, and only processes visible there)."""
         self.opts = opts
         self.action = action
         self.self_tgid = os.getpid() if self_tgid is None else self_tgid
         self.protected = protected      # the tool and its ancestors
         self.max_in_flight = opts.max_in_flight if max_in_flight is None else max_in_flight
         self.may_kill_any = may_kill_any
+        self.pidns_ino = pidns_ino
         self.coll: Any = None
         self.ring: Any = None
         self.call_links: list = []
         self.book_links: list = []
         self.hook = ""            # what was attached, for the "armed" line
+        self.hook_reason = ""     # why, when --hook auto chose it
         self.symbol: str | None = None
 
     # -- configuration ---------------------------------------------------------------
@@ -119,6 +135,7 @@ class Probe:
             put("filter_uid", 1)
             put("target_uid", o.uid)
         put("self_tgid", self.self_tgid)
+        put("pidns_ino", self.pidns_ino)
         put("syscall_nr", nr)
         put("nargs", nargs)
         put("skip_count", o.skip)
@@ -159,22 +176,38 @@ class Probe:
 
     # -- arming ----------------------------------------------------------------------
     def open(self) -> str:
-        """Load, configure and attach; returns a one-line description of the hook."""
+        """Load, configure and attach; returns a one-line description of the hook
+        (and sets ``hook_reason`` when ``--hook auto`` chose it)."""
         o = self.opts
-        if o.kprobe is None:
-            hook = "raw_tp" if o.hook == "auto" else o.hook
-            if hook in ("kprobe", "fentry"):
-                from .syscalls import entry_symbol
-                return self._open_function(entry_symbol(o.syscall), 0, hook,
-                                           capture=WRITE_LIKE.get(o.syscall))
-            return self._open_syscall(hook)
-        return self._open_function(o.kprobe, o.kprobe_offset, o.hook,
-                                   capture=WRITE_LIKE.get(o.kprobe) if not o.kprobe_offset else None)
+        if o.kprobe is not None:
+            return self._open_function(o.kprobe, o.kprobe_offset, o.hook,
+                                       capture=WRITE_LIKE.get(o.kprobe) if not o.kprobe_offset
+                                       else None)
+        if o.hook != "auto":
+            return self._open_syscall(o.hook)
+        from ..errors import NotSupportedError, PermissionDeniedError
+        from .hooks import ORDER, candidates, reason
+        passed: list[str] = []
+        for hook, _, why_not in candidates(o.syscall):
+            if not why_not:
+                try:
+                    desc = self._open_syscall(hook)
+                except (NotSupportedError, PermissionDeniedError) as e:
+                    if hook == ORDER[-1]:
+                        raise               # the last resort's own error says it all
+                    self.close()
+                    why_not = str(e).split("\n")[0]
+                else:
+                    self.hook_reason = reason(o.syscall, hook, passed)
+                    return desc
+            passed.append(f"{hook}: {why_not}")
+        raise AssertionError("the last hook in ORDER raises or returns")  # pragma: no cover
 
     def _load(self, name: str, call_prog: str, nr: int, nargs: int, capture,
               prepare=None) -> Any:
-        import rawprobe
-        spec = rawprobe.ObjectSpec.from_file(object_path(name))
+        # relative: a vendored copy (yourtool._vendor.rawprobe) uses itself
+        from .. import ObjectSpec, RingBuffer
+        spec = ObjectSpec.from_file(object_path(name))
         self._configure(spec, nr, nargs, capture)
         if self.opts.ring_size:
             spec.maps["events"].max_entries = self.opts.ring_size
@@ -183,7 +216,7 @@ class Probe:
         # only the programs this watch attaches: each load is a verifier run
         self.coll = spec.load(programs=[call_prog, *(p for p, _ in BOOKKEEPING)])
         self._fill_maps()
-        self.ring = rawprobe.RingBuffer(self.coll.maps["events"])
+        self.ring = RingBuffer(self.coll.maps["events"])
         return self.coll
 
     def _attach_bookkeeping(self) -> None:
@@ -191,30 +224,37 @@ class Probe:
             self.book_links.append(self.coll.programs[prog].attach_raw_tracepoint(tp))
 
     def _open_syscall(self, hook: str) -> str:
+        """Attach ``hook`` (raw_tp, tracepoint, kprobe or fentry) for ``--syscall``;
+        every hook reports the syscall's number and its arguments, as many as it has."""
         o = self.opts
-        from .syscalls import tracepoint_for
+        from .syscalls import entry_symbol, tracepoint_for
         capture = WRITE_LIKE.get(o.syscall)
+        nargs = syscall_arity(o.syscall)
+        if hook in ("kprobe", "fentry"):
+            # the entry symbol takes the caller's registers, where the arguments are
+            return self._attach_function(hook, entry_symbol(o.syscall), 0, capture,
+                                         o.syscall_nr, nargs, args_in_regs=True)
+        self.symbol = None
         if hook == "tracepoint":
-            coll = self._load(OBJECT, "rp_sys_enter_tp", o.syscall_nr, syscall_arity(o.syscall),
-                              capture)
+            coll = self._load(OBJECT, "rp_sys_enter_tp", o.syscall_nr, nargs, capture)
             self._attach_bookkeeping()
             tp = tracepoint_for(o.syscall)
             self.call_links.append(coll.programs["rp_sys_enter_tp"].attach_tracepoint("syscalls", tp))
             self.hook = f"tracepoint syscalls/{tp}"
         else:
-            coll = self._load(OBJECT, "rp_sys_enter", o.syscall_nr, 6, capture)
+            coll = self._load(OBJECT, "rp_sys_enter", o.syscall_nr, nargs, capture)
             self._attach_bookkeeping()
             self.call_links.append(coll.programs["rp_sys_enter"].attach_raw_tracepoint("sys_enter"))
             self.hook = f"raw_tp sys_enter (syscall {o.syscall_nr} = {o.syscall})"
         return self.hook
 
     def _open_function(self, symbol: str, offset: int, hook: str, capture) -> str:
+        """``--kprobe SYMBOL[+OFFSET]``: fentry or a kprobe (``hook``; auto: fentry
+        where the kernel has it and the offset is 0, else a kprobe)."""
         from ..errors import NotSupportedError, PermissionDeniedError
-        self.symbol = symbol + (f"+{offset:#x}" if offset else "")
         tried = []
         if hook == "auto":
-            # fentry where the kernel has trampolines (offset 0 only), else a kprobe
-            from rawprobe import features
+            from .. import features
             order = []
             if offset == 0:
                 f = features.fentry()
@@ -229,24 +269,35 @@ class Probe:
             order = [hook]
         for h in order:
             try:
-                if h == "fentry":
-                    def retarget(spec: Any, symbol: str = symbol) -> None:
-                        spec.programs["rp_fentry"].attach_to = symbol
-                    coll = self._load(FENTRY_OBJECT, "rp_fentry", -1, 6, capture, retarget)
-                    self._attach_bookkeeping()
-                    self.call_links.append(coll.programs["rp_fentry"].attach())
-                    self.hook = f"fentry {symbol}"
-                else:
-                    coll = self._load(OBJECT, "rp_kprobe", -1, 6, capture)
-                    self._attach_bookkeeping()
-                    self.call_links.append(coll.programs["rp_kprobe"].attach_kprobe(symbol, offset))
-                    self.hook = f"kprobe {self.symbol}"
-                return self.hook
+                return self._attach_function(h, symbol, offset, capture, -1, 6)
             except (NotSupportedError, PermissionDeniedError) as e:
                 tried.append(f"{h}: {e}")
                 self.close()
         raise NotSupportedError("cannot hook a kernel function on this kernel (" +
-                                "; ".join(tried) + "); use --syscall with --hook raw_tp")
+                                "; ".join(tried) + "); use --syscall NAME instead")
+
+    def _attach_function(self, hook: str, symbol: str, offset: int, capture, nr: int,
+                         nargs: int, args_in_regs: bool = False) -> str:
+        """One fentry or kprobe on ``symbol+offset``.  ``args_in_regs``: a syscall's
+        entry symbol, whose one argument is the caller's ``struct pt_regs``."""
+        self.symbol = symbol + (f"+{offset:#x}" if offset else "")
+
+        def prepare(spec: Any) -> None:
+            if args_in_regs:
+                spec.variables["args_in_regs"].set(1)
+            if hook == "fentry":
+                spec.programs["rp_fentry"].attach_to = symbol
+        if hook == "fentry":
+            coll = self._load(FENTRY_OBJECT, "rp_fentry", nr, nargs, capture, prepare)
+            self._attach_bookkeeping()
+            self.call_links.append(coll.programs["rp_fentry"].attach())
+            self.hook = f"fentry {symbol}"
+        else:
+            coll = self._load(OBJECT, "rp_kprobe", nr, nargs, capture, prepare)
+            self._attach_bookkeeping()
+            self.call_links.append(coll.programs["rp_kprobe"].attach_kprobe(symbol, offset))
+            self.hook = f"kprobe {self.symbol}"
+        return self.hook
 
     # -- reading ---------------------------------------------------------------------
     def read(self) -> list:

@@ -9,9 +9,10 @@ from __future__ import annotations
 import os
 
 from ..errors import RawprobeError
+from ..kallsyms import SYSCALL_PREFIX
 
 # Entry-point symbols carry an arch prefix (since 4.17 on x86_64 and 5.0 on arm64).
-ENTRY_PREFIX = {"x86_64": "__x64_sys_", "aarch64": "__arm64_sys_"}
+ENTRY_PREFIX = {arch: prefix + "sys_" for arch, prefix in SYSCALL_PREFIX.items()}
 
 # Per-syscall tracepoints are named after the kernel function, which differs from the
 # syscall's name for a few old calls (sys_enter_newfstat traces fstat).

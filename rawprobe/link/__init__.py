@@ -7,8 +7,12 @@ tracepoint         :func:`attach_tracepoint` (tracepoint)  4.7; BPF link 5.15
 raw_tracepoint     :func:`attach_raw_tracepoint`           4.17
 tp_btf             :func:`attach_tp_btf` (raw_tracepoint)  5.5
 kprobe/kretprobe   :func:`attach_kprobe` (kprobe)          4.17 PMU, tracefs before
+ksyscall           :func:`attach_kprobe` on                as kprobes
+                   :func:`~.kprobe.ksyscall_symbol`
 fentry/fexit       :func:`attach_fentry` (tracing)         5.5 (x86-64), 6.0 (arm64)
 uprobe/uretprobe   :func:`attach_uprobe` (uprobe)          4.17 PMU, tracefs before
+iter               :func:`attach_iter` (iter), then        5.8
+                   :func:`~.iter.read_iter`
 lsm                :func:`attach_lsm` (lsm)                5.7, the BPF LSM active
 lsm_cgroup         :func:`attach_lsm_cgroup` (lsm)         6.0
 =================  ======================================  =======================
@@ -20,7 +24,8 @@ section name, spelled the way libbpf spells them (``SEC("kprobe/ksys_write+0x10"
 ``SEC("tracepoint/syscalls/sys_enter_write")``, ``SEC("uprobe//bin/bash:readline")``).
 
 A program is anything with ``.fd`` (an FD or int), ``.name``, ``.type`` and
-``.spec`` (its ProgramSpec, with ``.section``); :class:`rawprobe.Program`
+``.spec`` (its ProgramSpec: ``.section``, and the attach kind, target and
+direction parsed from it); :class:`rawprobe.Program`
 delegates its ``attach*`` methods here.  The per-kind modules are imported on
 first use, so ``import rawprobe.link`` is cheap.
 """
@@ -36,7 +41,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "Link", "attach", "attach_tracepoint", "attach_raw_tracepoint", "attach_tp_btf",
-    "attach_kprobe", "attach_fentry", "attach_uprobe", "attach_lsm", "attach_lsm_cgroup",
+    "attach_kprobe", "attach_fentry", "attach_uprobe", "attach_iter", "read_iter",
+    "attach_lsm", "attach_lsm_cgroup",
     "resolve_syscall_symbol",
 ]
 
@@ -148,11 +154,12 @@ def attach(prog: Any) -> Link:
 
     ``tracepoint/<group>/<name>``, ``tp/...``, ``raw_tracepoint/<name>``,
     ``raw_tp/...``, ``tp_btf/<name>``, ``kprobe/<symbol>[+<offset>]``,
-    ``kretprobe/<symbol>``, ``ksyscall/<syscall>``, ``kretsyscall/<syscall>``,
+    ``kretprobe/<symbol>``, ``ksyscall/<syscall>`` and ``kretsyscall/<syscall>``
+    (a kprobe on the syscall's entry point, :func:`~.kprobe.ksyscall_symbol`),
     ``fentry/<function>``, ``fexit/...``, ``fmod_ret/...``,
-    ``uprobe/<path>:<function>[+<offset>]``, ``uretprobe/...``, ``lsm/<hook>``,
-    ``lsm.s/<hook>``.  A section without a target (``SEC("kprobe")``) needs the
-    explicit ``attach_*`` call, and so does ``lsm_cgroup/<hook>`` (a cgroup).
+    ``uprobe/<path>:<function>[+<offset>]``, ``uretprobe/...``, ``iter/<target>``,
+    ``lsm/<hook>``, ``lsm.s/<hook>``.  A section without a target (``SEC("kprobe")``)
+    needs the explicit ``attach_*`` call, and so does ``lsm_cgroup/<hook>`` (a cgroup).
     """
     from .. import sections
     from ..uapi import AttachType
@@ -162,15 +169,15 @@ def attach(prog: Any) -> Link:
     if not section:
         raise ObjectFormatError(f"program {name!r}: no section name to attach by; "
                                 "use an explicit attach_* function")
-    info = sections.lookup(section)
-    if info is None or not info.attach_kind:
+    # what the section name says, as the ProgramSpec parsed it
+    kind, target, retprobe = spec.attach_kind, spec.attach_to, spec.retprobe  # type: ignore[union-attr]
+    if not kind:
         raise NotSupportedError(
             f"program {name!r}: section {section!r} has no automatic attachment in "
             "rawprobe (supported: tracepoint, raw_tp, tp_btf, kprobe, kretprobe, ksyscall, "
-            "fentry, fexit, fmod_ret, uprobe, uretprobe, lsm)")
-    kind, target = info.attach_kind, info.attach_to
+            "kretsyscall, fentry, fexit, fmod_ret, uprobe, uretprobe, iter, lsm)")
     if kind == "tracing":
-        if info.expected_attach_type == AttachType.TRACE_RAW_TP:   # tp_btf
+        if spec.expected_attach_type == AttachType.TRACE_RAW_TP:   # type: ignore[union-attr]
             from .raw_tracepoint import attach_tp_btf
             return attach_tp_btf(prog)
         from .tracing import attach_fentry
@@ -193,15 +200,18 @@ def attach(prog: Any) -> Link:
         from .raw_tracepoint import attach_raw_tracepoint
         return attach_raw_tracepoint(prog, target)
     if kind in ("kprobe", "ksyscall"):
-        from .kprobe import attach_kprobe, resolve_syscall_symbol
+        from .kprobe import attach_kprobe, ksyscall_symbol
         if kind == "ksyscall":
-            return attach_kprobe(prog, resolve_syscall_symbol(target), retprobe=info.retprobe)
-        symbol, offset = sections.parse_kprobe_target(target, info.retprobe)
-        return attach_kprobe(prog, symbol, offset, retprobe=info.retprobe)
+            return attach_kprobe(prog, ksyscall_symbol(target), retprobe=retprobe)
+        symbol, offset = sections.parse_kprobe_target(target, retprobe)
+        return attach_kprobe(prog, symbol, offset, retprobe=retprobe)
+    if kind == "iter":
+        from .iter import attach_iter
+        return attach_iter(prog)
     if kind == "uprobe":
         from .uprobe import attach_uprobe
         path, func, offset = sections.parse_uprobe_target(target)
-        return attach_uprobe(prog, path, func or None, offset, retprobe=info.retprobe)
+        return attach_uprobe(prog, path, func or None, offset, retprobe=retprobe)
     raise NotSupportedError(f"program {name!r}: attach kind {kind!r} (section "
                             f"{section!r}) is not implemented by rawprobe")
 
@@ -214,6 +224,8 @@ _FUNCS = {
     "resolve_syscall_symbol": "kprobe",
     "attach_fentry": "tracing",
     "attach_uprobe": "uprobe",
+    "attach_iter": "iter",
+    "read_iter": "iter",
     "attach_lsm": "lsm",
     "attach_lsm_cgroup": "lsm",
 }

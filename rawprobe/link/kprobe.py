@@ -33,67 +33,22 @@ from __future__ import annotations
 
 import os
 
+from .. import kallsyms
 from ..errors import NotFoundError, NotSupportedError, ObjectFormatError
+from ..kallsyms import KALLSYMS, SYSCALL_PREFIX, syscall_prefix
+from ..names import is_symbol
 from ..uapi import ProgType
 
-__all__ = ["attach_kprobe", "resolve_syscall_symbol", "kernel_symbol_exists",
-           "syscall_prefix"]
-
-KALLSYMS = "/proc/kallsyms"
-
-# The syscall wrapper prefix the kernel uses per architecture (CONFIG_ARCH_HAS_SYSCALL_WRAPPER).
-_ARCH_PREFIX = {
-    "x86_64": "__x64_", "i386": "__ia32_", "i686": "__ia32_",
-    "aarch64": "__arm64_", "arm64": "__arm64_",
-    "s390x": "__s390x_", "s390": "__s390_",
-    "riscv64": "__riscv_", "riscv32": "__riscv_",
-    "ppc64le": "", "ppc64": "", "loongarch64": "",
-    "armv7l": "__arm_", "mips64": "__mips_",
-}
-
-
-def syscall_prefix() -> str:
-    """This architecture's syscall wrapper prefix (``__x64_`` on x86-64), or ``""``."""
-    return _ARCH_PREFIX.get(os.uname().machine, "")
-
+__all__ = ["attach_kprobe", "resolve_syscall_symbol", "ksyscall_symbol",
+           "kernel_symbol_exists", "syscall_prefix"]
 
 def _read_kallsyms() -> bytes:
-    try:
-        with open(KALLSYMS, "rb") as f:
-            return f.read()
-    except OSError as e:
-        raise NotSupportedError(f"kprobes: cannot read {KALLSYMS} ({e.strerror}); "
-                                "kernel symbols cannot be checked") from None
-
-
-def _present(text: bytes, names: list[str]) -> set[str]:
-    """The names among ``names`` that are function symbols in kallsyms text.
-
-    A line is ``<address> <type> <name>[\\t[<module>]]``; function types are
-    t/T (text) and w/W (weak).  bytes.find is ~50x faster than a regex here.
-    """
-    found = set()
-    for name in names:
-        needle = b" " + name.encode()
-        i = text.find(needle)
-        while i >= 0:
-            end = i + len(needle)
-            if (end == len(text) or text[end] in b"\t\n") and text[i - 2:i - 1] == b" " \
-                    and text[i - 1:i] in (b"t", b"T", b"w", b"W"):
-                found.add(name)
-                break
-            i = text.find(needle, end)
-    return found
+    return kallsyms.read("kprobes: kernel symbols cannot be checked")
 
 
 def kernel_symbol_exists(symbol: str) -> bool:
     """Whether ``symbol`` is a function in ``/proc/kallsyms`` (kernel or module)."""
-    return symbol in _present(_read_kallsyms(), [symbol])
-
-
-def _is_symbol_name(name: str) -> bool:
-    """``[A-Za-z0-9_.]+`` (without ``re``: its import costs milliseconds)."""
-    return bool(name) and all(c.isascii() and (c.isalnum() or c in "_.") for c in name)
+    return symbol in kallsyms.functions(_read_kallsyms(), [symbol])
 
 
 def resolve_syscall_symbol(name: str) -> str:
@@ -105,11 +60,11 @@ def resolve_syscall_symbol(name: str) -> str:
     (``"ksys_write"``) is returned unchanged.  Raises NotFoundError naming every
     spelling tried.
     """
-    if not _is_symbol_name(name):
+    if not is_symbol(name):
         raise ObjectFormatError(f"syscall symbol {name!r}: not a kernel symbol name")
     prefix = syscall_prefix()
     bare = name
-    for p in {prefix, *_ARCH_PREFIX.values()} - {""}:
+    for p in {prefix, *SYSCALL_PREFIX.values()} - {""}:
         if bare.startswith(p + "sys_"):
             bare = bare[len(p):]
             break
@@ -120,12 +75,26 @@ def resolve_syscall_symbol(name: str) -> str:
         candidates = [name] + ([prefix + "sys_" + name] if prefix else []) + ["sys_" + name]
     if name not in candidates:
         candidates.insert(0, name)
-    found = _present(_read_kallsyms(), candidates)
+    found = kallsyms.functions(_read_kallsyms(), candidates)
     for cand in candidates:
         if cand in found:
             return cand
     raise NotFoundError(f"kernel symbol {name!r} not found in {KALLSYMS} (tried "
                         + ", ".join(dict.fromkeys(candidates)) + ")")
+
+
+def ksyscall_symbol(name: str) -> str:
+    """The kernel function ``SEC("ksyscall/<name>")`` probes, by libbpf's rule:
+    the architecture's wrapper (``__x64_sys_<name>``) on kernels that wrap
+    syscalls, else ``__se_sys_<name>`` (the function every SYSCALL_DEFINE
+    makes).  Which of the two is what the program's ``BPF_KSYSCALL`` reads
+    its arguments by (LINUX_HAS_SYSCALL_WRAPPER)."""
+    from .. import features
+    if not is_symbol(name):
+        raise ObjectFormatError(f"ksyscall {name!r}: not a syscall name")
+    if features.syscall_wrapper().supported:
+        return f"{syscall_prefix()}sys_{name}"
+    return f"__se_sys_{name}"
 
 
 # -- attaching -------------------------------------------------------------
@@ -139,7 +108,7 @@ _NO_KPROBES = ("kprobes: this kernel has neither the kprobe PMU "
 
 def _is_syscall_name(symbol: str) -> bool:
     return symbol.startswith("sys_") or any(
-        p and symbol.startswith(p + "sys_") for p in _ARCH_PREFIX.values())
+        symbol.startswith(p + "sys_") for p in SYSCALL_PREFIX.values())
 
 
 def _has_pmu() -> bool:
@@ -205,7 +174,7 @@ def attach_kprobe(prog, symbol: str, offset: int = 0, retprobe: bool = False, *,
     _attach.check_type(prog, (ProgType.KPROBE,), "a kprobe", 'SEC("kprobe/<function>")')
     if via not in ("auto", "pmu", "tracefs"):
         raise InvalidValueError(f"via must be 'auto', 'pmu' or 'tracefs', not {via!r}")
-    if not _is_symbol_name(symbol):
+    if not is_symbol(symbol):
         raise ObjectFormatError(f"kprobe: {symbol!r} is not a kernel symbol name")
     if offset < 0:
         raise ObjectFormatError(f"kprobe {symbol}: negative offset {offset}")

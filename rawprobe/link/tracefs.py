@@ -33,6 +33,7 @@ import errno
 import os
 
 from ..errors import NotFoundError, NotSupportedError, PermissionDeniedError, SyscallError
+from ..names import sanitize
 
 __all__ = [
     "tracefs_path", "tracepoint_id", "DynamicEvent", "create_event",
@@ -46,7 +47,9 @@ TRACEFS_MAGIC = 0x74726163
 EVENT_PREFIX = "rawprobe_"
 # MAX_EVENT_NAME_LEN in kernel/trace/trace.h (group and event name each).
 MAX_EVENT_NAME_LEN = 64
-_MOUNT_HINT = "mount it with: mount -t tracefs nodev /sys/kernel/tracing"
+_MOUNT_HINT = ("mount it with: mount -t tracefs nodev /sys/kernel/tracing (in a container: "
+               "bind the host's in, -v /sys/kernel/tracing:/sys/kernel/tracing, and run "
+               "as uid 0); only tracepoint hooks and tracefs probe events need it")
 
 
 def _populated(path: str) -> bool:
@@ -81,7 +84,8 @@ def _find_tracefs() -> str | None:
                 raise PermissionDeniedError(
                     f"open {denied}", errno.EACCES,
                     f"tracefs at {denied} is root-only here: tracepoint hooks and "
-                    "tracefs probe events need root (the raw_tp hook does not)")
+                    "tracefs probe events need root, or uid 0 in a container (the raw_tp "
+                    "hook does not)")
     return _found
 
 
@@ -159,8 +163,7 @@ _atexit_installed = False
 
 def _sanitize(name: str, limit: int) -> str:
     # every character but [A-Za-z0-9_] becomes "_"
-    s = "".join(c if c.isascii() and (c.isalnum() or c == "_") else "_"
-                for c in name[:limit]) or "probe"
+    s = sanitize(name[:limit], "_") or "probe"
     return s if not s[0].isdigit() else "_" + s[:limit - 1]
 
 

@@ -1,14 +1,15 @@
 // SPDX-License-Identifier: GPL-2.0
-/* Test object: an extern __ksym symbol, which rawprobe rejects clearly. */
+/* Test object: an extern that is neither __kconfig nor __ksym, which nothing
+ * can fill: rawprobe rejects it clearly (libbpf too). */
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
 
-extern const void bpf_link_fops __ksym;
+extern int rawprobe_plain_extern;
 
 SEC("socket")
-int uses_ksym(void *ctx)
+int uses_extern(void *ctx)
 {
-	return (long)&bpf_link_fops & 1;
+	return rawprobe_plain_extern & 1;
 }
 
 char LICENSE[] SEC("license") = "GPL";

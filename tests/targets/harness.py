@@ -114,9 +114,10 @@ class Watch:
 
     def __init__(self, *args: str, comm: str | None = None, timeout: float = 30.0,
                  run_as: list[str] | None = None, env: dict[str, str] | None = None,
-                 python: str = sys.executable) -> None:
+                 python: str = sys.executable, command: list[str] | None = None) -> None:
         """``run_as``: a command prefix (setpriv ...) and ``python`` an interpreter
-        it may run; ``env``: added to the environment."""
+        it may run; ``env``: added to the environment; ``command``: the whole
+        command instead (``podman run ... IMAGE watch ...``), writing JSON lines."""
         cmd = [python, "-m", "rawprobe", "watch", *args, "--json"]
         if comm is not None:
             # run the tool itself under `comm` (to check it never signals itself)
@@ -125,7 +126,7 @@ class Watch:
             cmd = [python, "-c", code, comm, "watch", *args, "--json"]
         env = {**os.environ, **(env or {}),
                "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-        self.p = subprocess.Popen([*(run_as or []), *cmd], stdout=subprocess.PIPE,
+        self.p = subprocess.Popen(command or [*(run_as or []), *cmd], stdout=subprocess.PIPE,
                                   stderr=subprocess.PIPE, env=env, cwd=str(ROOT))
         LIVE.append(self)
         self.timeout = timeout * SLOW

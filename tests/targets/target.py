@@ -11,6 +11,8 @@
   intercepted call's buffer tells which call it was;
 * SIGTERM: sleep --cleanup-ms, then exit with --exit-code (or ignore it with
   --ignore-term); after the writes it sleeps until signalled;
+* ``--junk-args``: each write goes through syscall(2) (ctypes) with junk in the
+  three argument registers write does not use, where a hook may look;
 * ``--forks N``: fork N children that each do all of the above (200 targets at once);
 * ``--call openat``: each call opens /dev/null (openat(2)) and closes it instead;
 * ``--record`` (for denied calls): each call's failure is caught, and the results
@@ -46,6 +48,7 @@ def main() -> None:
     ap.add_argument("--call", choices=("write", "openat"), default="write")
     ap.add_argument("--record", action="store_true")
     ap.add_argument("--mask-term", action="store_true")
+    ap.add_argument("--junk-args", action="store_true")
     ap.add_argument("--report-fd", type=int, default=-1,
                     help="on SIGTERM, write '<handler entry ns> <exit call ns>' (CLOCK_MONOTONIC)")
     a = ap.parse_args()
@@ -88,6 +91,16 @@ def main() -> None:
             except ChildProcessError:
                 pass
         os._exit(0)
+    write = os.write
+    if a.junk_args:
+        import ctypes
+        syscall = ctypes.CDLL(None, use_errno=True).syscall
+        syscall.restype = ctypes.c_long
+        junk = [ctypes.c_long(0x5EED0000 + i) for i in range(3)]
+
+        def write(fd: int, data: bytes) -> int:
+            return syscall(ctypes.c_long(1), ctypes.c_long(fd), data,   # SYS_write (x86-64)
+                           ctypes.c_long(len(data)), *junk)
     term = {signal.SIGTERM}
     for k in range(1, a.writes + 1):
         if a.mask_term:
@@ -96,7 +109,7 @@ def main() -> None:
             if a.call == "openat":
                 os.close(os.open("/dev/null", os.O_RDONLY))
             else:
-                os.write(out, b"call %d\n" % k)
+                write(out, b"call %d\n" % k)
             results.append("ok")
         except OSError as e:
             if not a.record:
