@@ -127,8 +127,8 @@ class DenyProbe(Probe):
     deny-signal (it also signals at the call, as kernel-signal does)."""
 
     def __init__(self, opts: WatchOptions, action: str, **kw: Any) -> None:
+        # the kernel side's own action: deny is decided by deny_ret, not by it
         super().__init__(opts, "kernel-signal" if action == "deny-signal" else "report", **kw)
-        self.deny_action = action
 
     def _hook_and_access(self) -> tuple[tuple[str, ...], str]:
         o = self.opts
