@@ -146,6 +146,8 @@ def test_write_fails_with_the_errno_from_call_n_plus_1(targets, hook):
     route = "lsm" if hook == "auto" else "fmod_ret"
     target = "file_permission" if route == "lsm" else "security_file_permission"
     assert w.armed["hook"] == f"{route} {target} (MAY_WRITE) in write()", w.armed
+    assert w.armed.get("hook_reason", "") == ("auto: the BPF LSM runs here" if hook == "auto"
+                                              else "")
     assert w.armed["action"] == "deny with EACCES"
     other.go()
     t.go()
@@ -285,6 +287,8 @@ def test_auto_denies_through_fmod_ret_where_the_bpf_lsm_is_inactive(targets):
     t = targets(comm, "--writes", "2", "--record", "--linger-s", "0")
     w = Watch("--comm", comm, "--action", "deny", "--count", "1")
     assert w.armed["hook"] == "fmod_ret security_file_permission (MAY_WRITE) in write()"
+    assert w.armed["hook_reason"].startswith("auto: fmod_ret, since lsm: ") and \
+        "not active" in w.armed["hook_reason"], w.armed
     t.go()
     assert t.results() == ["EPERM", "EPERM"]
     assert w.finish() == 0, w.stderr

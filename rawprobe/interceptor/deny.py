@@ -145,10 +145,15 @@ class DenyProbe(Probe):
         tried = []
         for route in routes:
             try:
-                return self._open_route(route, hooks, access)
+                desc = self._open_route(route, hooks, access)
             except (NotSupportedError, PermissionDeniedError, NotFoundError) as e:
                 tried.append(f"{route}: {e}")
                 self.close()
+                continue
+            if o.hook == "auto":
+                self.hook_reason = "auto: the BPF LSM runs here" if route == "lsm" else \
+                    f"auto: fmod_ret, since {tried[0]}"
+            return desc
         raise NotSupportedError("cannot deny a call on this kernel (" + "; ".join(tried) +
                                 "); `python -m rawprobe features` says what it has")
 
