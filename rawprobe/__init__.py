@@ -34,6 +34,7 @@ _LAZY = {
     "RingBuffer": "ringbuf",
     "PerfBuffer": "perfbuf",
     "features": "features",
+    "lsms": "lsms",
 }
 
 __all__ = [

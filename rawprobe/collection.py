@@ -511,12 +511,15 @@ class _Loader:
                 fd = _bpf.prog_load(int(p.type), insns, license, **kw)
         except PermissionDeniedError as e:
             if p.expected_attach_type in _TRAMPOLINE_ATTACH and os.geteuid() == 0:
+                # a kprobe observes as an fentry does; nothing stands in for a deny
+                instead = "" if p.expected_attach_type in (
+                    AttachType.LSM_MAC, AttachType.LSM_CGROUP, AttachType.MODIFY_RETURN) \
+                    else "; use a kprobe or tracepoint instead"
                 raise NotSupportedError(
                     f"program {p.name!r} (section {p.section!r}): this kernel refuses "
                     f"BPF trampoline programs (fentry/fexit/fmod_ret/lsm) even to root "
                     f"({errno_name(e.errno)}): it lacks the support (e.g. no ftrace direct "
-                    f"calls) or a lockdown/LSM policy forbids them; use a kprobe or "
-                    f"tracepoint instead") from None
+                    f"calls) or a lockdown/LSM policy forbids them{instead}") from None
             raise
         except SyscallError as e:
             if e.errno not in _VERIFIER_ERRNOS and not (
@@ -634,6 +637,10 @@ class _Loader:
             if (kind_name == "func" and isinstance(t, T.Func)) or \
                (kind_name == "typedef" and isinstance(t, T.Typedef)):
                 return tid
+        if want.startswith("bpf_lsm_") and not any(
+                isinstance(kbtf.type_by_id(t), T.Func) for t in kbtf.types_by_name("bpf_lsm_file_open")):
+            raise NotSupportedError(f"program {p.name!r} (section {p.section!r}): the kernel "
+                                    "is built without the BPF LSM (CONFIG_BPF_LSM is not set)")
         raise NotFoundError(f"program {p.name!r}: the kernel has no {kind_name} {want!r} "
                             f"in its BTF (target of section {p.section!r})")
 

@@ -42,7 +42,8 @@ __all__ = [
     "raw_tracepoint", "tp_btf", "fentry", "ringbuf", "send_signal", "bpf_cookie",
     "syscall_wrapper", "pidfd",
     "link_perf_tracepoint", "link_perf_kprobe", "link_perf_uprobe", "link_tp_btf",
-    "link_tracing", "pid_namespaces", "fentry_on", "kprobe_on", "tracepoint",
+    "link_tracing", "bpf_lsm", "fmod_ret_security", "pid_namespaces", "fentry_on",
+    "kprobe_on", "tracepoint",
 ]
 
 PMU_ROOT = "/sys/bus/event_source/devices"
@@ -122,12 +123,9 @@ def _probe(name: str, fn: Callable[[], str]) -> Feature:
 
 
 def _btf_id(name: str, kind: str) -> int:
+    from .btf import types
     from .btf.kernel import KernelBTF
-    kb = KernelBTF.load()
-    for tid in kb.types_by_name(name):
-        if type(kb.type_by_id(tid)).__name__ == kind:
-            return tid
-    raise NotFoundError(f"no {kind} {name!r} in the kernel's BTF")
+    return KernelBTF.load().id_of(name, getattr(types, kind))
 
 
 # -- the probes ----------------------------------------------------------------
@@ -436,6 +434,34 @@ def pid_namespaces() -> Feature:
     return _probe("pid namespace translation", run)
 
 
+@_once
+def bpf_lsm() -> Feature:
+    """BPF LSM programs (5.7+, CONFIG_BPF_LSM=y and bpf in lsm=) that run: one
+    denies getpgid() of this process, and must (lsms.deny_runs).  Built in but
+    not active is not supported, and the detail says how to enable it."""
+    def run() -> str:
+        from . import lsms
+        if not lsms.deny_runs("lsm"):
+            raise NotSupportedError(lsms.inactive_reason())
+        names = lsms.active().names
+        return "an LSM program on task_getpgid ran" + (
+            f" (active LSMs: {','.join(names)})" if names else "")
+    return _probe("BPF LSM", run)
+
+
+@_once
+def fmod_ret_security() -> Feature:
+    """fmod_ret on the LSM framework's security_* functions (5.7+, BPF
+    trampolines): a deny that needs neither the BPF LSM active nor
+    CONFIG_FUNCTION_ERROR_INJECTION (lsms.deny_runs)."""
+    def run() -> str:
+        from . import lsms
+        if not lsms.deny_runs("fmod_ret"):
+            raise NotSupportedError("attached to security_task_getpgid but never ran")
+        return "an fmod_ret program on security_task_getpgid made it fail"
+    return _probe("fmod_ret on security_*", run)
+
+
 # -- a given target ---------------------------------------------------------------
 # Not cached: the answer depends on the target, and on tracefs being mounted.
 
@@ -484,7 +510,7 @@ PROBES: tuple[Callable[[], Feature], ...] = (
     btf, raw_tracepoint, tp_btf, kprobe_pmu, kprobe_events, uprobe_pmu, uprobe_events,
     fentry, ringbuf, send_signal, bpf_cookie, syscall_wrapper, pidfd,
     link_perf_tracepoint, link_perf_kprobe,
-    link_perf_uprobe, link_tp_btf, link_tracing, pid_namespaces,
+    link_perf_uprobe, link_tp_btf, link_tracing, bpf_lsm, fmod_ret_security, pid_namespaces,
 )
 
 

@@ -11,7 +11,7 @@ from ._fdowner import FDOwner
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
-    from typing import Any, Callable, Optional
+    from typing import Any, Callable, Optional, Union
 
     from ._sys.fd import FD
     from .link import Link
@@ -78,6 +78,16 @@ class Program(FDOwner):
         """fentry/fexit/fmod_ret: the target was fixed at load time (section name)."""
         from .link.tracing import attach_fentry
         return self._keep(attach_fentry(self))
+
+    def attach_lsm(self) -> Link:
+        """lsm/lsm.s: the hook was fixed at load time (section name)."""
+        from .link.lsm import attach_lsm
+        return self._keep(attach_lsm(self))
+
+    def attach_lsm_cgroup(self, cgroup: Union[str, int]) -> Link:
+        """lsm_cgroup: the hook was fixed at load time, the cgroup is given here."""
+        from .link.lsm import attach_lsm_cgroup
+        return self._keep(attach_lsm_cgroup(self, cgroup))
 
     def attach_iter(self) -> Link:
         """An ``iter/<target>`` program's link; run it with

@@ -99,7 +99,7 @@ SECTION_DEFS: tuple[SectionDef, ...] = (
     _d("freplace+", P.EXT, kind="tracing", btf=True),
     _d("lsm+", P.LSM, A.LSM_MAC, kind="lsm", btf=True),
     _d("lsm.s+", P.LSM, A.LSM_MAC, _S, kind="lsm", btf=True),
-    _d("lsm_cgroup+", P.LSM, A.LSM_CGROUP, btf=True),
+    _d("lsm_cgroup+", P.LSM, A.LSM_CGROUP, kind="lsm_cgroup", btf=True),
     _d("iter+", P.TRACING, A.TRACE_ITER, kind="iter", btf=True),
     _d("iter.s+", P.TRACING, A.TRACE_ITER, _S, kind="iter", btf=True),
     _d("syscall", P.SYSCALL, flags=_S),

@@ -20,7 +20,7 @@ IN_VM = os.environ.get("RAWPROBE_VM") == "1"
 VMTEST = "`make vmtest` runs it in a VM with Debian's 6.1 kernel"
 TRACEFS = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
 VM_MARKER = ("vm: needs a kernel feature this machine lacks (kprobes, fentry, module "
-             "BTF); runs in the VM via make vmtest")
+             "BTF, bpf_lsm); runs in the VM via make vmtest")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -64,6 +64,27 @@ def _check_fentry() -> str | None:
     return None if f.supported else f"fentry/fexit refused ({f.detail})"
 
 
+def _check_bpf_lsm() -> str | None:
+    # BPF LSM programs that run: built in, "bpf" in lsm=, and loadable (this
+    # project's dev machine answers EPERM): rawprobe's own probe tries one.
+    from rawprobe import features
+    f = features.bpf_lsm()
+    return None if f.supported else f"BPF LSM programs do not run ({f.detail})"
+
+
+def _check_bpf_lsm_inactive() -> str | None:
+    # The BPF LSM built in but left out of lsm=: tools/vmtest.py --append
+    # "lsm=capability,yama" boots the VM so.
+    from rawprobe import lsms
+    from rawprobe.errors import RawprobeError
+    try:
+        runs = lsms.deny_runs("lsm")
+    except RawprobeError as e:
+        return f"LSM programs do not load here ({e})"
+    return ("the BPF LSM is active (this test wants it built in but left out of lsm=: "
+            "tools/vmtest.py --append lsm=capability,yama)") if runs else None
+
+
 def _check_module_btf() -> str | None:
     btf = Path("/sys/kernel/btf")
     if btf.is_dir() and any(p.name != "vmlinux" for p in btf.iterdir()):
@@ -76,6 +97,8 @@ FEATURE_CHECKS: dict[str, Callable[[], str | None]] = {
     "kprobes": _check_kprobes,
     "fentry": _check_fentry,
     "module_btf": _check_module_btf,
+    "bpf_lsm": _check_bpf_lsm,
+    "bpf_lsm_inactive": _check_bpf_lsm_inactive,
 }
 _missing: dict[str, str | None] = {}
 

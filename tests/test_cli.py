@@ -37,8 +37,9 @@ def test_help_and_version():
     r = run("watch", "--help")
     assert r.returncode == 0 and "--kill-after" in r.stdout
     text = " ".join(r.stdout.split())
-    assert "--action auto|signal|kernel-signal|report (default auto: the kernel signals at " \
-           "the call where it can)" in text
+    assert "--action auto|signal|kernel-signal|report|deny|deny-signal (default auto: the " \
+           "kernel signals at the call where it can; deny and deny-signal make the call " \
+           "itself fail, with --errno)" in text
     assert "--uid 0 (root) without --comm, --pid or a cgroup" in text      # what is refused
     assert "at most 1440m, 1 day; default 2s" in text and "exits with status 2" in text
     assert run("--version").stdout.startswith("rawprobe ")

@@ -48,7 +48,7 @@ def test_vm_has_kprobes(vm_kernel, bpf_privileges, requires_kprobes):
 
 def test_vm_kernel_has_what_vm_tests_need(vm_kernel, missing_feature):
     # Fails (rather than skipping every vm test) if the gates stay shut in the VM.
-    needed = ("kprobes", "fentry", "module_btf")
+    needed = ("kprobes", "fentry", "module_btf", "bpf_lsm")
     assert {n: missing_feature(n) for n in needed} == dict.fromkeys(needed)
 
 

@@ -33,7 +33,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 # Shipped objects: the repository's prebuilt/ becomes the package's prebuilt/.
-PREBUILT = ("intercept.bpf.o", "intercept_fentry.bpf.o", "manifest.json")
+PREBUILT = ("intercept.bpf.o", "intercept_fentry.bpf.o", "intercept_lsm.bpf.o", "manifest.json")
 RUNTIME_DISTS = {"rawprobe", "cffi", "pycparser", "pyelftools"}   # pycparser: cffi's
 NO_INDEX = ("Could not find a version", "No matching distribution", "NewConnectionError",
             "Network is unreachable", "Temporary failure in name resolution",

@@ -38,13 +38,21 @@
    the intercept latency and slipped calls of section 1 per hook.  Hooks this
    kernel lacks are left out and said so.
 
+5. ``--action deny`` on write(), as 4 measures a hook: write() in a process that
+   is not a target, with no probe, an empty program on the deny hook
+   (``lsm/file_permission``, ``fmod_ret/security_file_permission``) and
+   rawprobe's deny kernel side, per route; and each program's own time per
+   run (BPF_ENABLE_STATS).  Needs a kernel where BPF LSM / trampoline programs
+   run (the test VM: ``tools/vmtest.py -- python3 tools/bench_intercept.py
+   --only deny``).
+
 Needs root.  The empty baseline program is compiled here with clang (any
 clang with the BPF target); without clang that baseline is skipped and said so.
 A peer that is not installed (strace, bpftrace) is skipped and said so.
 
     python3 tools/bench_intercept.py [--n 50] [--dd 200000] [--rounds 9] [--calls 1000000]
                                      [--burst 3000]
-                                     [--only latency|overhead|startup|hooks|burst]
+                                     [--only latency|overhead|startup|hooks|burst|deny]
 """
 from __future__ import annotations
 
@@ -96,6 +104,8 @@ EMPTY_BPF = r"""
 #define SEC(n) __attribute__((section(n), used))
 SEC("raw_tracepoint/sys_enter") int empty_raw(void *ctx) { return 0; }
 SEC("tracepoint/syscalls/sys_enter_write") int empty_tp(void *ctx) { return 0; }
+SEC("lsm/file_permission") int empty_lsm(void *ctx) { return 0; }
+SEC("fmod_ret/security_file_permission") int empty_fmod_ret(void *ctx) { return 0; }
 char LICENSE[] SEC("license") = "GPL";
 """
 
@@ -267,7 +277,7 @@ def dd_ns_per_syscall(count: int) -> float:
     return (time.perf_counter_ns() - t0) / (2 * count)
 
 
-def empty_program(tmp: str):
+def empty_program(tmp: str, programs=("empty_raw", "empty_tp")):
     cc = shutil.which("clang-19") or shutil.which("clang")
     if not cc:
         return None, "no clang to build the empty baseline program"
@@ -279,7 +289,10 @@ def empty_program(tmp: str):
     if r.returncode:
         return None, f"clang failed: {r.stderr.strip()[:200]}"
     import rawprobe
-    return rawprobe.ObjectSpec.from_file(str(obj)).load(), ""
+    try:
+        return rawprobe.ObjectSpec.from_file(str(obj)).load(programs=list(programs)), ""
+    except rawprobe.RawprobeError as e:
+        return None, f"the empty program does not load here: {str(e)[:200]}"
 
 
 def overhead(count: int, rounds: int) -> dict:
@@ -580,7 +593,8 @@ def main() -> int:
     ap.add_argument("--calls", type=int, default=1_000_000,
                     help="syscalls per loop in the per-hook part")
     ap.add_argument("--burst", type=int, default=3000, help="processes in the burst")
-    ap.add_argument("--only", choices=("latency", "overhead", "startup", "hooks", "burst"),
+    ap.add_argument("--only", choices=("latency", "overhead", "startup", "hooks", "burst",
+                                       "deny"),
                     help="run one part only")
     a = ap.parse_args()
     if os.geteuid() != 0:
@@ -597,6 +611,8 @@ def main() -> int:
         hooks_report(a.calls, a.rounds, a.n)
     if a.only in (None, "burst"):
         burst_report(a.burst)
+    if a.only in (None, "deny"):
+        deny_report(a.calls, a.rounds)
     return 0
 
 
@@ -729,6 +745,119 @@ def burst_report(n: int) -> None:
             line += f"; exits without the kernel's time: {r['exits_without_kernel_time']}"
         print(line)
 
+
+
+# -- 5. the deny program's overhead on a non-target --------------------------------------
+
+def _prog_stats(name: str) -> tuple[int, int]:
+    """(run_cnt, run_time_ns) summed over the loaded programs called ``name``."""
+    from rawprobe._sys import bpf
+    cnt = ns = 0
+    pid = 0
+    while (pid := bpf.get_next_id("prog", pid)) is not None:
+        try:
+            with bpf.get_fd_by_id("prog", pid) as fd:
+                info = bpf.prog_get_info(fd)
+        except Exception:       # noqa: BLE001 - gone meanwhile
+            continue
+        if info["name"] == name:
+            cnt, ns = cnt + info["run_cnt"], ns + info["run_time_ns"]
+    return cnt, ns
+
+
+def deny_overhead(calls: int, rounds: int) -> dict | str:
+    """Per configuration and round: write()'s ns per call (the median batch, as in
+    4) in a process that is not a target, and the program's own ns per run from
+    the kernel's run-time statistics (BPF_ENABLE_STATS): no probe; per route, an
+    empty program on the deny hook and rawprobe's deny kernel side denying write()
+    to another comm (armed in this process, as ``watch --action deny`` arms it)."""
+    from rawprobe import lsms
+    from rawprobe._sys import bpf
+    from rawprobe.errors import RawprobeError
+    from rawprobe.uapi import StatsType
+    routes = []
+    for route in ("lsm", "fmod_ret"):
+        try:
+            if lsms.deny_runs(route):
+                routes.append(route)
+        except RawprobeError:
+            pass
+    if not routes:
+        return "skipped: no deny route runs on this kernel (`python -m rawprobe features`)"
+    with tempfile.TemporaryDirectory() as tmp, bpf.enable_stats(StatsType.RUN_TIME):
+        loop, loop_what = _syscall_loop(tmp)
+        coll, why = empty_program(tmp, [f"empty_{r}" for r in routes])
+        if coll is None:
+            return why
+
+        def arm(route: str):
+            from rawprobe.interceptor.deny import DenyProbe
+            from rawprobe.interceptor.options import parse_watch
+            o = parse_watch(["--comm", comm(), "--action", "deny", "--hook", route])
+            probe = DenyProbe(o, "deny")
+            try:
+                probe.open()
+            except BaseException:
+                probe.close()
+                raise
+            return probe
+
+        def measure(config: str) -> dict[str, float]:
+            if config == "none":
+                on, name = None, ""
+            else:
+                kind, route = config.split()
+                name = f"empty_{route}" if kind == "empty" else f"rp_{route}"
+                on = coll.programs[name].attach() if kind == "empty" else arm(route)
+            try:
+                c0, t0 = _prog_stats(name) if name else (0, 0)
+                ns = float(subprocess.run([*loop, "write", str(calls)], check=True,
+                                          capture_output=True, text=True).stdout.split()[0])
+                c1, t1 = _prog_stats(name) if name else (0, 0)
+            finally:
+                if on is not None:
+                    on.close()
+            return {"write": ns, "per_run": (t1 - t0) / (c1 - c0) if c1 > c0 else 0.0}
+
+        configs = ["none", *(f"{k} {r}" for r in routes for k in ("empty", "rawprobe"))]
+        samples: dict[str, list[dict[str, float]]] = {c: [] for c in configs}
+        try:
+            for r in range(rounds):
+                for config in configs[r % len(configs):] + configs[:r % len(configs)]:
+                    samples[config].append(measure(config))
+        finally:
+            coll.close()
+    samples["loop"] = loop_what      # type: ignore[assignment]
+    return samples
+
+
+def deny_report(calls: int, rounds: int) -> None:
+    print(f"\n5. --action deny on write(), a process that is not a target: write() ns per "
+          f"call (the median batch of 256), median of {rounds} interleaved rounds of {calls} "
+          "calls; the program's own ns per run (BPF_ENABLE_STATS)")
+    res = deny_overhead(calls, rounds)
+    if isinstance(res, str):
+        print(f"  {res}")
+        return
+    print(f"  loop: {res.pop('loop')}; ratios: median over rounds of the round's ratio "
+          "[quartiles]")
+    none = res["none"]
+    for config, v in res.items():
+        cell = f"write {statistics.median(x['write'] for x in v):6.1f} ns " \
+               f"{_ratio(v, none, 'write')} none"
+        empty = res.get(f"empty {config.split()[-1]}")
+        if config.startswith("rawprobe") and empty:
+            cell += f", {_ratio(v, empty, 'write')} empty"
+        if config != "none":
+            cell += f"; program {statistics.median(x['per_run'] for x in v):.0f} ns per run"
+        print(f"  {config:<18} {cell}")
+    for route in ("lsm", "fmod_ret"):
+        if f"empty {route}" in res:
+            extra = statistics.median(x["per_run"] for x in res[f"rawprobe {route}"]) - \
+                statistics.median(x["per_run"] for x in res[f"empty {route}"])
+            print(f"  {route}: the deny program costs a non-target's write() {extra:.0f} ns "
+                  f"more than the empty one, "
+                  f"{extra / statistics.median(x['write'] for x in none) * 100:.1f} % of it")
 
 if __name__ == "__main__":
     raise SystemExit(main())

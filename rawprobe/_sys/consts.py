@@ -48,10 +48,12 @@ SYSCALLS: dict[str, dict[str, int]] = {
     "x86_64": {
         "bpf": 321,
         "perf_event_open": 298,
+        "lsm_list_modules": 461,
     },
     "aarch64": {
         "bpf": 280,
         "perf_event_open": 241,
+        "lsm_list_modules": 461,
     },
 }
 SYSCALLS["arm64"] = SYSCALLS["aarch64"]

@@ -18,7 +18,9 @@
  * (intercept_fentry.bpf.c defines RP_FENTRY_OBJECT): fentry needs its target's
  * BTF id at load time and fails to load with EPERM on kernels without
  * trampolines, and a whole-object load (bpftool prog loadall, or a loader that
- * loads every program) must succeed on every kernel.
+ * loads every program) must succeed on every kernel.  The deny path's LSM
+ * hook lives in a third (intercept_lsm.bpf.c, RP_LSM_OBJECT), for the same
+ * reasons.
  *
  * Kernel structs are declared here with preserve_access_index instead of
  * including a generated vmlinux.h: CO-RE relocates each field by name against
@@ -363,10 +365,55 @@ static __always_inline void release_slot(const struct rp_handled *st)
 }
 
 /*
+ * Is `task` one of the processes this watch is about?  Its tgid as the tool
+ * sees it (in pid namespace pidns_ino) if so, else 0.  The filters, cheapest
+ * first: a non-target process pays only for these, and the comm test, the
+ * one nearly every watch has, costs two loads and no helper call.  Disabled
+ * filters are dead code (.rodata is frozen).  `hook` is a constant at every
+ * call site, so the kernel-thread test is only compiled into the hooks on
+ * kernel functions (kprobe, fentry, lsm).
+ */
+static __always_inline __u32 task_matches(struct task_struct *task, __u32 hook)
+{
+	__u32 vtgid;
+
+	if (filter_comm) {
+		const __u64 *c = (const __u64 *)task->comm;
+
+		if ((c[0] & target_comm_mask[0]) != *(const volatile __u64 *)&target_comm[0] ||
+		    (c[1] & target_comm_mask[1]) != *(const volatile __u64 *)&target_comm[8])
+			return 0;
+	}
+	/* 0 if the tool cannot see the process */
+	vtgid = pidns_ino ? ns_tgid(task) : task->tgid;
+	if (!vtgid || vtgid == self_tgid)
+		return 0;
+	if (filter_tgid) {
+		__u64 *named = bpf_map_lookup_elem(&target_tgids, &vtgid);
+
+		if (!named ||
+		    *named != BPF_CORE_READ(task, group_leader, start_boottime) / tick_ns)
+			return 0;
+	}
+	if (filter_uid && (__u32)bpf_get_current_uid_gid() != target_uid)
+		return 0;
+	if (filter_cgroup == RP_CGROUP_EXACT &&
+	    bpf_get_current_cgroup_id() != target_cgroup_id)
+		return 0;
+	if (filter_cgroup == RP_CGROUP_SUBTREE &&
+	    bpf_get_current_ancestor_cgroup_id(target_cgroup_level) != target_cgroup_id)
+		return 0;
+
+	if ((hook == RP_HOOK_KPROBE || hook == RP_HOOK_FENTRY || hook == RP_HOOK_LSM ||
+	     hook == RP_HOOK_FMOD_RET) && (task->flags & PF_KTHREAD))
+		return 0;
+	return vtgid;
+}
+
+/*
  * Decide whether this call is intercepted.  Returns a reserved ring buffer
  * record with the common fields filled, or NULL (call not ours, skipped, or
- * slipped by an already handled process).  `hook` is a constant at every call
- * site, so the kernel-thread test is only compiled into kprobe/fentry.
+ * slipped by an already handled process).
  */
 static __always_inline struct rp_intercept_event *intercept_begin(__u32 hook, __s32 nr)
 {
@@ -378,41 +425,11 @@ static __always_inline struct rp_intercept_event *intercept_begin(__u32 hook, __
 	__u32 tgid, vtgid, flags;
 	long err;
 
-	/*
-	 * Filters, cheapest first: a non-target process pays only for these, and
-	 * the comm test, the one nearly every watch has, costs two loads and no
-	 * helper call.  Disabled filters are dead code (.rodata is frozen).
-	 */
-	if (filter_comm) {
-		const __u64 *c = (const __u64 *)task->comm;
-
-		if ((c[0] & target_comm_mask[0]) != *(const volatile __u64 *)&target_comm[0] ||
-		    (c[1] & target_comm_mask[1]) != *(const volatile __u64 *)&target_comm[8])
-			return NULL;
-	}
-	/* tgid keys the maps; vtgid is what the tool sees, and 0 if it cannot. */
+	/* tgid keys the maps; vtgid is what the tool sees (task_matches). */
+	vtgid = task_matches(task, hook);
+	if (!vtgid)
+		return NULL;
 	tgid = task->tgid;
-	vtgid = pidns_ino ? ns_tgid(task) : tgid;
-	if (!vtgid || vtgid == self_tgid)
-		return NULL;
-	if (filter_tgid) {
-		__u64 *named = bpf_map_lookup_elem(&target_tgids, &vtgid);
-
-		if (!named ||
-		    *named != BPF_CORE_READ(task, group_leader, start_boottime) / tick_ns)
-			return NULL;
-	}
-	if (filter_uid && (__u32)bpf_get_current_uid_gid() != target_uid)
-		return NULL;
-	if (filter_cgroup == RP_CGROUP_EXACT &&
-	    bpf_get_current_cgroup_id() != target_cgroup_id)
-		return NULL;
-	if (filter_cgroup == RP_CGROUP_SUBTREE &&
-	    bpf_get_current_ancestor_cgroup_id(target_cgroup_level) != target_cgroup_id)
-		return NULL;
-
-	if ((hook == RP_HOOK_KPROBE || hook == RP_HOOK_FENTRY) && (task->flags & PF_KTHREAD))
-		return NULL;
 
 	/* Already handled: count the call, never report it again.  A call
 	 * before any delivery of our signal "slipped through"; after it, it is
@@ -538,14 +555,14 @@ static __always_inline struct rp_intercept_event *intercept_begin(__u32 hook, __
 
 /* A syscall's arguments from the caller's saved registers (kernel memory,
  * read with probe reads).  x86-64: di, si, dx, r10, r8, r9. */
-static __always_inline void syscall_args(struct rp_intercept_event *e, struct pt_regs *regs)
+static __always_inline void syscall_args(__u64 *args, struct pt_regs *regs)
 {
-	e->args[0] = BPF_CORE_READ(regs, di);
-	e->args[1] = BPF_CORE_READ(regs, si);
-	e->args[2] = BPF_CORE_READ(regs, dx);
-	e->args[3] = BPF_CORE_READ(regs, r10);
-	e->args[4] = BPF_CORE_READ(regs, r8);
-	e->args[5] = BPF_CORE_READ(regs, r9);
+	args[0] = BPF_CORE_READ(regs, di);
+	args[1] = BPF_CORE_READ(regs, si);
+	args[2] = BPF_CORE_READ(regs, dx);
+	args[3] = BPF_CORE_READ(regs, r10);
+	args[4] = BPF_CORE_READ(regs, r8);
+	args[5] = BPF_CORE_READ(regs, r9);
 }
 
 /* Arguments are in e->args: copy the user buffer, publish. */
@@ -577,7 +594,11 @@ static __always_inline int intercept_finish(struct rp_intercept_event *e)
 
 /* ---- call hooks ---- */
 
-#ifndef RP_FENTRY_OBJECT
+#if defined(RP_LSM_OBJECT)
+
+/* rp_lsm: in intercept_lsm.bpf.c, which includes this file. */
+
+#elif !defined(RP_FENTRY_OBJECT)
 
 /* Every syscall entry.  ctx->args[0] is the caller's struct pt_regs,
  * ctx->args[1] the syscall number. */
@@ -592,7 +613,7 @@ int rp_sys_enter(struct bpf_raw_tracepoint_args *ctx)
 	e = intercept_begin(RP_HOOK_RAW_TP, (__s32)nr);
 	if (!e)
 		return 0;
-	syscall_args(e, (struct pt_regs *)ctx->args[0]);
+	syscall_args(e->args, (struct pt_regs *)ctx->args[0]);
 	return intercept_finish(e);
 }
 
@@ -634,7 +655,7 @@ int rp_kprobe(struct pt_regs *ctx)
 	if (!e)
 		return 0;
 	if (args_in_regs) {
-		syscall_args(e, (struct pt_regs *)ctx->di);
+		syscall_args(e->args, (struct pt_regs *)ctx->di);
 		return intercept_finish(e);
 	}
 	e->args[0] = ctx->di;
@@ -665,7 +686,7 @@ int rp_fentry(void *ctx)
 		__u64 regs = 0;
 
 		bpf_get_func_arg(ctx, 0, &regs);
-		syscall_args(e, (struct pt_regs *)regs);
+		syscall_args(e->args, (struct pt_regs *)regs);
 		return intercept_finish(e);
 	}
 	for (i = 0; i < RP_NARGS; i++) {

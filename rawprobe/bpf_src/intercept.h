@@ -12,6 +12,7 @@
  *   rp_signal_event     "<IIIIiiIIQQ16s"                   64 bytes
  *   rp_exit_event       "<IIIi16sQQQQQQQQQiI"              112 bytes
  *   rp_handled          "<QQQQQQQQiIII"                     80 bytes
+ *   rp_deny_event       "<IIIiQQ6Q16siI"                   104 bytes
  *
  * Pids: every tgid, pid and sender_tgid in a record is the process's number in
  * the tool's pid namespace (the .rodata `pidns_ino`; the initial namespace when
@@ -39,6 +40,7 @@ enum rp_event_type {
 	RP_EV_INTERCEPT = 1,	/* struct rp_intercept_event */
 	RP_EV_SIGNAL = 2,	/* struct rp_signal_event */
 	RP_EV_EXIT = 3,		/* struct rp_exit_event */
+	RP_EV_DENY = 4,		/* struct rp_deny_event (intercept_lsm.bpf.c) */
 };
 
 /* Which program produced an intercept event. */
@@ -47,6 +49,8 @@ enum rp_hook {
 	RP_HOOK_TRACEPOINT = 2,	/* tracepoint/syscalls/sys_enter_* */
 	RP_HOOK_KPROBE = 3,	/* kprobe/SYMBOL[+OFFSET] */
 	RP_HOOK_FENTRY = 4,	/* fentry/FUNCTION (intercept_fentry.bpf.o) */
+	RP_HOOK_LSM = 5,	/* lsm/HOOK (intercept_lsm.bpf.o) */
+	RP_HOOK_FMOD_RET = 6,	/* fmod_ret/security_HOOK (intercept_lsm.bpf.o) */
 };
 
 /* Value of the .rodata variable `action`. */
@@ -82,6 +86,8 @@ enum rp_signal_kind {
 #define RP_F_DEFERRED 0x8	/* kernel-signal, but the kernel left this one to the tool:
 				 * max_in_flight or max_signals reached, or the tool's
 				 * credentials would not let it signal this process */
+#define RP_F_DENIED 0x10	/* the call was made to fail: returned deny_ret
+				 * (intercept_lsm.bpf.c) */
 
 /* rp_handled.flags */
 #define RP_HF_IN_FLIGHT 0x1	/* counted in kernel_in_flight until its exit */
@@ -164,5 +170,20 @@ struct rp_handled {
 				 *      its signal and exit records report */
 	__u32 _pad0;		/*  76 */
 };				/*  80 */
+
+/* A later call of a process being denied (the first one is its intercept
+ * event, flagged RP_F_DENIED): one per call the deny path refused. */
+struct rp_deny_event {
+	__u32 type;		/*   0  RP_EV_DENY */
+	__u32 tgid;		/*   4 */
+	__u32 pid;		/*   8  thread id of the caller */
+	__s32 syscall_nr;	/*  12  the syscall the hook ran in, -1 outside one */
+	__u64 ktime_ns;		/*  16 */
+	__u64 start_time;	/*  24  group leader task->start_time (identity) */
+	__u64 args[RP_NARGS];	/*  32  the syscall's arguments */
+	char comm[RP_COMM_LEN];	/*  80  caller thread's comm */
+	__s32 ret;		/*  96  what the call was made to return: -errno */
+	__u32 hook;		/* 100  enum rp_hook */
+};				/* 104 */
 
 #endif /* RAWPROBE_INTERCEPT_H */

@@ -351,6 +351,14 @@ class KernelBTF(BTFLookups):
         """Ids of every type whose name minus any ``___flavour`` is ``name``."""
         return self._lookup(name, True)
 
+    def id_of(self, name: str, kind: type) -> int:
+        """The id of the type ``name`` of class ``kind`` (``types.Func``, ...);
+        NotFoundError if there is none."""
+        for tid in self.types_by_name(name):
+            if type(self.type_by_id(tid)) is kind:
+                return tid
+        raise NotFoundError(f"no {kind.__name__} {name!r} in the kernel's BTF")
+
 
 class ModuleBTFs:
     """The split BTF of every loaded kernel module (``/sys/kernel/btf/<module>``,

@@ -8,6 +8,7 @@ TYPE_CHECKING = False  # typing costs an import; checkers treat this name as Tru
 if TYPE_CHECKING:
     from typing import IO, Callable
 
+from ..errors import errno_name
 from .options import WatchOptions, signal_name
 
 
@@ -34,7 +35,11 @@ def describe_filter(o: WatchOptions) -> str:
 def describe_action(o: WatchOptions, action: str) -> str:
     if action == "report":
         return "report only"
+    if action == "deny":
+        return f"deny with {errno_name(o.deny_errno)}"
     s = f"{action} {signal_name(o.signal)}"
+    if action == "deny-signal":
+        s = f"deny with {errno_name(o.deny_errno)}, kernel-signal {signal_name(o.signal)}"
     if o.kill_after_ns:
         s += f", SIGKILL after {o.kill_after_ns / 1e9:g} s"
     return s
@@ -64,7 +69,9 @@ def run_watch(o: WatchOptions, text: IO[str] | None = sys.stdout,
 
     A first SIGINT/SIGTERM stops the intake and lets the targets already signalled
     finish (SIGKILL at their --kill-after deadline); a second one leaves at once.
-    Either way the status is 128 + the signal number."""
+    Either way the status is 128 + the signal number.  With --action deny nothing
+    ends a target but its own exit: at the end (interrupt, --duration) those still
+    denied are let go."""
     from . import procinfo
     from .output import Output
     from .preflight import check_privileges, may_kill_any, pid_namespace, raise_nofile
@@ -82,18 +89,23 @@ def run_watch(o: WatchOptions, text: IO[str] | None = sys.stdout,
 
     out = Output(text=text, json=json_stream, use_syslog=o.syslog, quiet=o.quiet,
                  record=record, warn=warn)
-    probe = Probe(o, action, protected=protected, max_in_flight=max_in_flight,
-                  may_kill_any=may_kill_any(), pidns_ino=pidns)
+    probe_class = Probe
+    if action in ("deny", "deny-signal"):
+        from .deny import DenyProbe
+        probe_class = DenyProbe
+    probe = probe_class(o, action, protected=protected, max_in_flight=max_in_flight,
+                        may_kill_any=may_kill_any(), pidns_ino=pidns)
     reactor = Reactor(busy_poll=o.busy_poll)
     try:
         hook = probe.open()
         tracker = Tracker(reactor, out.emit, TrackerConfig(
-            action=action, signal=o.signal, kill_after_ns=o.kill_after_ns,
+            action=action, signal=o.signal,
+            kill_after_ns=0 if action == "deny" else o.kill_after_ns,
             max_in_flight=max_in_flight, count=o.count, protected=protected,
-            syscall_name=name_of), source=probe, buffered=True)
+            syscall_name=name_of, deny_errno=o.deny_errno), source=probe, buffered=True)
         reactor.add_reader(probe.ring.fileno(), lambda fd: tracker.pump())
         reactor.install_signal_handlers()
-        if action == "kernel-signal":
+        if action in ("kernel-signal", "deny-signal"):
             # The kernel signals at the call; what is left here is bookkeeping.  As a
             # SCHED_BATCH task the tool's wake-up (ring buffer) does not preempt the
             # target on its way back to user space, where the signal is delivered.
@@ -110,7 +122,7 @@ def run_watch(o: WatchOptions, text: IO[str] | None = sys.stdout,
             reactor.call_later(KERNEL_SIGNAL_TICK_NS, tick)
         armed = {"event": "armed", "pid": os.getpid(),
                  "comm": procinfo.read_comm(os.getpid()), "hook": hook,
-                 "target": o.syscall or probe.symbol, "filter": describe_filter(o),
+                 "target": o.syscall or probe.symbol or "", "filter": describe_filter(o),
                  "action": describe_action(o, action)}
         if probe.hook_reason:
             armed["hook_reason"] = probe.hook_reason
@@ -129,13 +141,17 @@ def run_watch(o: WatchOptions, text: IO[str] | None = sys.stdout,
         # stops_allowed=0: a stop signal that came since the handlers went in counts
         reactor.run(lambda: tracker.done, until_ns=until, before_wait=tracker.flush,
                     stops_allowed=0)
+        left = []
         if not reactor.stops and not tracker.done:
             tracker.stop_intake()            # --duration is over: finish those in flight
             tracker.pump()
-            reactor.run(lambda: tracker.done, before_wait=tracker.flush, stops_allowed=0)
-        left = []
+            if action == "deny":             # nothing ends them: let them go
+                left = _release(tracker, probe, "--duration is over")
+            else:
+                reactor.run(lambda: tracker.done, before_wait=tracker.flush, stops_allowed=0)
         if reactor.stops:
-            left = _interrupted(reactor, tracker, o.kill_after_ns, out)
+            left = _interrupted(reactor, tracker, probe,
+                                o.kill_after_ns if action != "deny" else 0, out)
         else:
             tracker.pump()
         tracker.flush()
@@ -161,7 +177,7 @@ def run_watch(o: WatchOptions, text: IO[str] | None = sys.stdout,
         out.close()
 
 
-def _interrupted(reactor, tracker, kill_after_ns: int, out) -> list:
+def _interrupted(reactor, tracker, probe, kill_after_ns: int, out) -> list:
     """The tool was asked to stop: take no new targets, and see those already
     signalled to their end (SIGKILL at the deadline) unless a second stop signal
     comes or nothing bounds the wait (``--kill-after 0``).  Returns the targets
@@ -181,11 +197,28 @@ def _interrupted(reactor, tracker, kill_after_ns: int, out) -> list:
     if tracker.done:
         return []
     tracker.pump()
+    if tracker.cfg.action == "deny":
+        return _release(tracker, probe, "interrupted")
     left = tracker.abandon()
     tracker.emit({"event": "abandoned", "targets": len(left),
                   "pids": [t.ev.tgid for t in left],
                   "reason": "left while still in flight: signalled, not yet exited"
                             + ("" if kill_after_ns else " (--kill-after 0: no deadline)")})
+    return left
+
+
+def _release(tracker, probe, why: str) -> list:
+    """--action deny: the watch ends while targets are still being denied (only
+    their exit would end them); they are let go, their calls succeed again.  The
+    deny comes off first, so the calls it denied are all read and counted."""
+    probe.release()
+    tracker.pump()
+    left = tracker.abandon()
+    if left:
+        tracker.emit({"event": "abandoned", "targets": len(left),
+                      "pids": [t.ev.tgid for t in left],
+                      "reason": f"{why} while they were still denied: once the tool "
+                                "exits, their calls succeed again"})
     return left
 
 

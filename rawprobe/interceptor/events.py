@@ -2,9 +2,10 @@
 
 ``Intercept`` is one intercepted call; ``KernelSignal`` one signal generated for
 or delivered to a handled process; ``KernelExit`` the in-kernel record of a handled
-process's exit.  ``decode(record)`` turns one ring buffer record of intercept.bpf.c
-into one of them; the layouts are rawprobe/bpf_src/intercept.h's (every record
-starts with a u32 type; little-endian, explicit padding, sizes 216 / 64 / 112).
+process's exit; ``Denial`` a later call of a process being denied (--action deny).
+``decode(record)`` turns one ring buffer record of intercept.bpf.c into one of them;
+the layouts are rawprobe/bpf_src/intercept.h's (every record starts with a u32 type;
+little-endian, explicit padding, sizes 216 / 64 / 112 / 104).
 """
 from __future__ import annotations
 
@@ -12,10 +13,11 @@ import struct
 
 from .record import Record
 
-RP_EV_INTERCEPT, RP_EV_SIGNAL, RP_EV_EXIT = 1, 2, 3
+RP_EV_INTERCEPT, RP_EV_SIGNAL, RP_EV_EXIT, RP_EV_DENY = 1, 2, 3, 4
 RP_SIG_GENERATE, RP_SIG_DELIVER = 1, 2
 RP_F_KERNEL_SIGNAL, RP_F_BUF_FAULT, RP_F_PROTECTED, RP_F_DEFERRED = 0x1, 0x2, 0x4, 0x8
-HOOK_NAMES = {1: "raw_tp", 2: "tracepoint", 3: "kprobe", 4: "fentry"}
+RP_F_DENIED = 0x10
+HOOK_NAMES = {1: "raw_tp", 2: "tracepoint", 3: "kprobe", 4: "fentry", 5: "lsm", 6: "fmod_ret"}
 
 # struct rp_intercept_event (216): type tgid pid uid comm[16] syscall_nr hook flags
 # signal_ret args[6] ktime_ns start_time start_boottime hit cgroup_id buf_len _pad0 buf[64]
@@ -27,7 +29,10 @@ SIGNAL = struct.Struct("<IIIIiiIIQQ16s")
 # struct rp_exit_event (112): type tgid pid exit_code comm[16] exit_ns intercept_ns
 # signal_ns kill_ns deliver_ns slipped after_signal hit start_time deliver_sig _pad0
 EXIT = struct.Struct("<IIIi16sQQQQQQQQQiI")
-assert (INTERCEPT.size, SIGNAL.size, EXIT.size) == (216, 64, 112)
+# struct rp_deny_event (104): type tgid pid syscall_nr ktime_ns start_time args[6]
+# comm[16] ret hook
+DENY = struct.Struct("<IIIiQQ6Q16siI")
+assert (INTERCEPT.size, SIGNAL.size, EXIT.size, DENY.size) == (216, 64, 112, 104)
 
 
 class Intercept(Record):
@@ -51,13 +56,19 @@ class Intercept(Record):
         "signal_ns",           # when the kernel sent it, if known
         "protected",           # tgid 1 or in protected_tgids: the kernel withheld its signal
         "deferred",            # kernel-signal left this one to the tool (limits, credentials)
+        "denied",              # --action deny: the kernel made this call fail
         "kernel_thread", "uid", "cgroup_id", "hook",
     )
     _defaults = {"start_time": 0, "start_clock": "monotonic", "pid_ino": 0, "nr": -1, "symbol": None,
                  "args": (), "data": b"", "hit": 0, "kernel_signalled": False,
                  "signal_ret": 0, "signal_ns": 0, "protected": False, "deferred": False,
-                 "kernel_thread": False, "uid": -1,
+                 "denied": False, "kernel_thread": False, "uid": -1,
                  "cgroup_id": 0, "hook": ""}
+
+
+class Denial(Record):
+    """A later call of a process being denied: it failed with ``ret`` (-errno)."""
+    __slots__ = ("tgid", "pid", "comm", "nr", "args", "ktime_ns", "start_time", "ret", "hook")
 
 
 class KernelSignal(Record):
@@ -89,7 +100,7 @@ def _cstr(b: bytes) -> str:
 
 
 def decode(rec: bytes | memoryview, symbol: str | None = None):
-    """One ring buffer record -> Intercept | KernelSignal | KernelExit | None."""
+    """One ring buffer record -> Intercept | KernelSignal | KernelExit | Denial | None."""
     if len(rec) < 4:
         return None
     kind = int.from_bytes(rec[:4], "little")
@@ -110,8 +121,15 @@ def decode(rec: bytes | memoryview, symbol: str | None = None):
         ev.signal_ret, ev.signal_ns, ev.kernel_thread = sret, 0, False
         ev.protected = bool(flags & RP_F_PROTECTED)
         ev.deferred = bool(flags & RP_F_DEFERRED)
+        ev.denied = bool(flags & RP_F_DENIED)
         ev.uid, ev.cgroup_id, ev.hook = uid, cgid, HOOK_NAMES.get(hook, str(hook))
         return ev
+    if kind == RP_EV_DENY and len(rec) >= DENY.size:
+        (_, tgid, pid, nr, ktime, start, a0, a1, a2, a3, a4, a5, comm, ret,
+         hook) = DENY.unpack_from(rec)
+        return Denial(tgid=tgid, pid=pid, comm=_cstr(comm), nr=nr,
+                      args=(a0, a1, a2, a3, a4, a5), ktime_ns=ktime, start_time=start,
+                      ret=ret, hook=HOOK_NAMES.get(hook, str(hook)))
     if kind == RP_EV_SIGNAL and len(rec) >= SIGNAL.size:
         (_, tgid, pid, skind, sig, result, sender, _group, ktime, ins,
          _comm) = SIGNAL.unpack_from(rec)

@@ -8,17 +8,18 @@ the CLI prints it and exits 2 (argparse's own usage dump is turned into the same
 """
 from __future__ import annotations
 
-from .optvalues import (KPROBE_OFFSET_MAX, TASK_COMM_LEN, UID_MAX, parse_cgroup, parse_comm,
-                        parse_count, parse_duration, parse_kprobe, parse_pids, parse_signal,
-                        parse_size,
+from .optvalues import (ERRNO_MAX, KPROBE_OFFSET_MAX, TASK_COMM_LEN, UID_MAX, parse_cgroup,
+                        parse_comm, parse_count, parse_duration, parse_errno, parse_kprobe,
+                        parse_lsm_hook, parse_pids, parse_signal, parse_size,
                         parse_syscall_name, parse_uid, shown, signal_name, spell_duration)
 from .record import Record
 
-from ..errors import UsageError
+from ..errors import UsageError, errno_name
 
-HOOKS = ("auto", "raw_tp", "tracepoint", "kprobe", "fentry")
-# auto: kernel-signal where the kernel has bpf_send_signal, else signal (cli.py decides)
-ACTIONS = ("auto", "signal", "kernel-signal", "report")
+HOOKS = ("auto", "raw_tp", "tracepoint", "kprobe", "fentry", "lsm", "fmod_ret")
+# auto: kernel-signal where the kernel has bpf_send_signal, else signal (cli.py decides);
+# deny, deny-signal: the call fails in the kernel (interceptor/deny.py)
+ACTIONS = ("auto", "signal", "kernel-signal", "report", "deny", "deny-signal")
 
 
 _DAY_NS = 86_400_000_000_000
@@ -100,6 +101,10 @@ OPTIONS: tuple[Option, ...] = (
     Option(flags=("--kprobe",), fields={"kprobe": None, "kprobe_offset": 0},
            metavar="SYMBOL[+OFFSET]", parse=parse_kprobe, group=_ROUTINE,
            help=f"kernel function and offset (the offset at most {KPROBE_OFFSET_MAX:#x})"),
+    Option(flags=("--lsm",), fields={"lsm": None}, metavar="HOOK", parse=parse_lsm_hook,
+           group=_ROUTINE,
+           help="deny at this LSM hook (file_open, socket_connect, ...): in any syscall, "
+                "or only --syscall's if given; with --action deny or deny-signal"),
     Option(flags=("--hook",), fields={"hook": "auto"}, metavar="|".join(HOOKS), spell=str,
            parse=lambda v, what: _choice(v, what, HOOKS), group=_ROUTINE,
            help="how to hook the routine"),
@@ -110,7 +115,11 @@ OPTIONS: tuple[Option, ...] = (
            group=_ROUTINE, help="count --skip across all matching processes, not per process"),
     Option(flags=("--action",), fields={"action": "auto"}, metavar="|".join(ACTIONS),
            spell=str, parse=lambda v, what: _choice(v, what, ACTIONS), group=_WHAT,
-           help="(default {default}: the kernel signals at the call where it can)"),
+           help="(default {default}: the kernel signals at the call where it can; deny and "
+                "deny-signal make the call itself fail, with --errno)"),
+    Option(flags=("--errno",), fields={"deny_errno": 1}, metavar="NAME",
+           spell=lambda n: errno_name(n), parse=parse_errno, group=_WHAT,
+           help=f"what a denied call returns: an errno name or number (1 to {ERRNO_MAX})"),
     Option(flags=("--signal",), fields={"signal": 15}, metavar="SIGNAL", spell=_spell_signal,
            parse=parse_signal, group=_WHAT,
            help="signal name or number (1 to SIGRTMAX)"),
@@ -303,12 +312,18 @@ def parse_watch(argv: list[str], arch: str | None = None) -> WatchOptions:
         if o.hook == "fentry" and o.kprobe_offset:
             raise UsageError("fentry attaches at a function's start: drop the +OFFSET "
                              "or use --hook kprobe")
+    elif o.lsm is not None and ns.syscall is None:
+        o.syscall = None                  # --lsm alone: the hook, in any syscall
     else:
         from .syscalls import UnknownSyscallError, resolve
         try:
             o.syscall, o.syscall_nr = resolve(o.syscall, arch)
         except UnknownSyscallError as e:
             raise UsageError(f"--syscall: {e}") from None
+    if o.action in ("deny", "deny-signal") or o.hook in ("lsm", "fmod_ret") or \
+            "lsm" in given or "deny_errno" in given:
+        from .deny import check_deny_options
+        check_deny_options(o, set(given))
 
     # Signalling every caller of write() on the machine is never what anyone meant.
     o.check_filter()

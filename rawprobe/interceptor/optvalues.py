@@ -165,6 +165,42 @@ def parse_syscall_name(text: str, what: str = "--syscall") -> str:
     return t
 
 
+ERRNO_MAX = 4095                     # MAX_ERRNO: the largest error a kernel call returns
+
+
+def parse_errno(text: str, what: str = "--errno") -> int:
+    """An errno by name (``EACCES``, any case) or number (1 to 4095)."""
+    t = text.strip()
+    digits = _digits(t)
+    if digits is not None:
+        n = int(digits) if len(digits) <= 4 else 0
+        if 1 <= n <= ERRNO_MAX:
+            return n
+        raise UsageError(f"{what} {shown(text)}: an errno number is 1 to {ERRNO_MAX}")
+    import errno
+    name = t.upper()
+    n = getattr(errno, name, None) if name.startswith("E") and name.isidentifier() else None
+    if type(n) is not int:
+        raise UsageError(f"{what} {shown(text)} is no errno: write a name such as EPERM, "
+                         f"EACCES, EIO or ENOSPC, or a number 1 to {ERRNO_MAX}")
+    return n
+
+
+def parse_lsm_hook(text: str, what: str = "--lsm") -> str:
+    """An LSM hook's name (``file_open``; ``bpf_lsm_file_open`` and
+    ``security_file_open`` are taken too): whether the kernel has it is
+    asked at arming, from its BTF."""
+    t = text.strip()
+    for prefix in ("bpf_lsm_", "security_"):
+        if t.startswith(prefix):
+            t = t[len(prefix):]
+    if not (t and t.isascii() and (t.replace("_", "a").isalnum()) and t.islower()
+            and not t[0].isdigit() and len(t) < KSYM_NAME_LEN - 8):
+        raise UsageError(f"{what} {shown(text)} is no LSM hook name: write one such as "
+                         "file_open, file_permission, socket_connect, task_kill")
+    return t
+
+
 def parse_count(text: str, what: str, minimum: int = 0, maximum: int = 2**64 - 1) -> int:
     """A whole number from ``minimum`` to ``maximum``: decimal ASCII digits only."""
     t = _digits(text)

@@ -41,7 +41,7 @@ TYPE_CHECKING = False  # typing costs an import; checkers treat this name as Tru
 from .. import pidfd
 from ..errors import PermissionDeniedError, RawprobeError
 from .guard import Refusal, open_verified, refusal
-from .events import (RP_EV_INTERCEPT, RP_F_PROTECTED, RP_SIG_GENERATE, Intercept,
+from .events import (RP_EV_INTERCEPT, RP_F_PROTECTED, RP_SIG_GENERATE, Denial, Intercept,
                      KernelExit, KernelSignal, decode)
 from .options import DEFAULTS
 from .reactor import now_ns
@@ -84,23 +84,28 @@ class Target(Record):
         "kernel_exit",         # its KernelExit, once it arrived
         "kernel_signal_ns",    # signal_generate seen by the kernel side
         "signal_reported", "timer",
+        "denied",              # calls of it the kernel denied (--action deny*), as reported
     )
 
     def __init__(self, ev: Intercept) -> None:   # on the signalling path: no keyword loop
         self.ev, self.fd, self.state, self.signal_ns, self.exit_seen_ns = ev, -1, "waiting", 0, 0
         self.escalated, self.kernel_exit, self.kernel_signal_ns = False, None, 0
-        self.signal_reported, self.timer = False, None
+        self.signal_reported, self.timer, self.denied = False, None, 0
 
 
 class TrackerConfig(Record):
-    """action (signal | kernel-signal | report: already resolved, never auto), signal,
-    kill_after_ns, max_in_flight, count, protected (the tool and its ancestors),
-    syscall_name (nr -> name)."""
+    """action (signal | kernel-signal | report | deny | deny-signal: already resolved,
+    never auto), signal, kill_after_ns, max_in_flight, count, protected (the tool and
+    its ancestors), syscall_name (nr -> name), deny_errno (what denied calls return).
+
+    With deny the kernel only denies: a target is tracked, unsignalled, until it
+    exits (its exit timed from its first denied call); with deny-signal the kernel
+    also signals it, as with kernel-signal."""
     __slots__ = ("action", "signal", "kill_after_ns", "max_in_flight", "count",
-                 "protected", "syscall_name")
+                 "protected", "syscall_name", "deny_errno")
     # the command line's defaults, from its one table; the action is the resolved one
     _defaults = {**{k: DEFAULTS[k] for k in ("signal", "kill_after_ns", "max_in_flight",
-                                             "count")},
+                                             "count", "deny_errno")},
                  "action": "signal", "protected": frozenset(), "syscall_name": None}
 
 
@@ -115,6 +120,7 @@ class Counts(Record):
         "duplicates",          # a second record for a process already handled
         "lost",                # records the kernel could not submit (ring buffer full)
         "not_handled",         # matching processes the kernel could not track (map full)
+        "denied",              # calls the kernel made fail (--action deny*), as reported
     )
     _defaults = dict.fromkeys(__slots__, 0)
 
@@ -304,6 +310,8 @@ class Tracker:
                 self.on_kernel_exit(ev)
             elif type(ev) is KernelSignal:
                 self.on_kernel_signal(ev)
+            elif type(ev) is Denial:
+                self.on_denial(ev)
         self._check_missed()
 
     def _check_missed(self) -> None:
@@ -364,6 +372,21 @@ class Tracker:
             self._act(ev)
         finally:
             self.emit_held()
+        if ev.denied:
+            self._denied(ev, ev.hit)
+
+    def on_denial(self, d: Denial) -> None:
+        """A later call of a process being denied."""
+        self._denied(d, None)
+
+    def _denied(self, call: Intercept | Denial, hit: int | None) -> None:
+        """A call the kernel made fail: count it, write a ``deny`` event."""
+        from .deny import deny_event
+        self.counts.denied += 1
+        t = self.active.get((call.tgid, call.start_time))
+        if t is not None:
+            t.denied += 1
+        self.emit(deny_event(call, hit, self.cfg.deny_errno, self.cfg.syscall_name))
 
     def _intercept_record(self, ev: Intercept) -> dict:
         rec = {"event": "intercept", **self._base(ev), "tid": ev.pid}
@@ -387,7 +410,8 @@ class Tracker:
         if key in self.active:
             self.counts.duplicates += 1
             return
-        ours = ev.kernel_signalled or key in self._struck     # signalled already
+        # signalled or denied already: the kernel acted on it
+        ours = ev.kernel_signalled or ev.denied or key in self._struck
         if self.stopping and not ours:
             self.counts.dropped += 1
             return
@@ -448,6 +472,11 @@ class Tracker:
             if t.kernel_signal_ns:
                 self._report_kernel_signal(t)
             return self._track(t)
+        if self.cfg.action == "deny":
+            # Denied at the call, never signalled: followed to its exit, which is
+            # timed from the first denial (no deadline: --kill-after is not ours).
+            t.signal_ns = ev.ktime_ns
+            return self._track(t)
         try:
             pidfd.send_signal(t.fd, self.cfg.signal)
         except pidfd.ProcessGoneError:
@@ -478,12 +507,12 @@ class Tracker:
 
     def _gone(self, t: Target) -> None:
         """The process exited before we could signal it (or right after the kernel did)."""
-        if t.ev.kernel_signalled:
-            # The kernel signalled it at the call; its exit record (behind this
-            # intercept in the ring) will say the rest.
+        if t.ev.kernel_signalled or self.cfg.action == "deny":
+            # The kernel signalled (or denied) it at the call; its exit record
+            # (behind this intercept in the ring) will say the rest.
             t.state = "exited"
             t.signal_ns = t.ev.signal_ns or t.ev.ktime_ns
-            self.counts.signalled += 1
+            self.counts.signalled += t.ev.kernel_signalled
             t.timer = self.r.call_later(EXIT_RECORD_GRACE_NS, lambda: self._exit_overdue(t))
             return
         self._refuse(t, EXITED_BEFORE)
@@ -585,6 +614,8 @@ class Tracker:
         rec["time_to_exit_us"] = tte_k
         rec["time_to_exit_pidfd_us"] = tte_p
         rec["escalated"] = t.escalated
+        if t.ev.denied:
+            rec["denied_calls"] = t.denied
         status = kx.exit_code if kx is not None else None
         if status is None and t.fd >= 0:
             status = pidfd.exit_status(t.fd)

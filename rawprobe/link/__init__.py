@@ -13,6 +13,8 @@ fentry/fexit       :func:`attach_fentry` (tracing)         5.5 (x86-64), 6.0 (ar
 uprobe/uretprobe   :func:`attach_uprobe` (uprobe)          4.17 PMU, tracefs before
 iter               :func:`attach_iter` (iter), then        5.8
                    :func:`~.iter.read_iter`
+lsm                :func:`attach_lsm` (lsm)                5.7, the BPF LSM active
+lsm_cgroup         :func:`attach_lsm_cgroup` (lsm)         6.0
 =================  ======================================  =======================
 
 Every function returns a :class:`Link`, which owns what the attachment needs
@@ -40,6 +42,7 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = [
     "Link", "attach", "attach_tracepoint", "attach_raw_tracepoint", "attach_tp_btf",
     "attach_kprobe", "attach_fentry", "attach_uprobe", "attach_iter", "read_iter",
+    "attach_lsm", "attach_lsm_cgroup",
     "resolve_syscall_symbol",
 ]
 
@@ -49,7 +52,8 @@ class Link:
 
     ``kind`` is what was attached (``"tracepoint"``, ``"raw_tracepoint"``,
     ``"tp_btf"``, ``"kprobe"``, ``"kretprobe"``, ``"fentry"``, ``"fexit"``,
-    ``"fmod_ret"``, ``"uprobe"``, ``"uretprobe"``); ``target`` names where
+    ``"fmod_ret"``, ``"uprobe"``, ``"uretprobe"``, ``"lsm"``, ``"lsm_cgroup"``);
+    ``target`` names where
     (``"syscalls/sys_enter_write"``, ``"ksys_write+0x10"``, ``"/bin/bash:readline"``);
     ``mechanism`` how (``"bpf_link"``, ``"perf_link"`` = a BPF link over a perf
     event, ``"perf_ioctl"`` = PERF_EVENT_IOC_SET_BPF, with ``+tracefs`` when a
@@ -153,8 +157,9 @@ def attach(prog: Any) -> Link:
     ``kretprobe/<symbol>``, ``ksyscall/<syscall>`` and ``kretsyscall/<syscall>``
     (a kprobe on the syscall's entry point, :func:`~.kprobe.ksyscall_symbol`),
     ``fentry/<function>``, ``fexit/...``, ``fmod_ret/...``,
-    ``uprobe/<path>:<function>[+<offset>]``, ``uretprobe/...``, ``iter/<target>``.  A section
-    without a target (``SEC("kprobe")``) needs the explicit ``attach_*`` call.
+    ``uprobe/<path>:<function>[+<offset>]``, ``uretprobe/...``, ``iter/<target>``,
+    ``lsm/<hook>``, ``lsm.s/<hook>``.  A section without a target (``SEC("kprobe")``)
+    needs the explicit ``attach_*`` call, and so does ``lsm_cgroup/<hook>`` (a cgroup).
     """
     from .. import sections
     from ..uapi import AttachType
@@ -170,13 +175,19 @@ def attach(prog: Any) -> Link:
         raise NotSupportedError(
             f"program {name!r}: section {section!r} has no automatic attachment in "
             "rawprobe (supported: tracepoint, raw_tp, tp_btf, kprobe, kretprobe, ksyscall, "
-            "kretsyscall, fentry, fexit, fmod_ret, uprobe, uretprobe, iter)")
+            "kretsyscall, fentry, fexit, fmod_ret, uprobe, uretprobe, iter, lsm)")
     if kind == "tracing":
         if spec.expected_attach_type == AttachType.TRACE_RAW_TP:   # type: ignore[union-attr]
             from .raw_tracepoint import attach_tp_btf
             return attach_tp_btf(prog)
         from .tracing import attach_fentry
         return attach_fentry(prog)
+    if kind == "lsm":
+        from .lsm import attach_lsm
+        return attach_lsm(prog)
+    if kind == "lsm_cgroup":
+        raise ObjectFormatError(f"program {name!r}: section {section!r} attaches to a "
+                                "cgroup: call attach_lsm_cgroup(<cgroup directory>)")
     if not target:
         raise ObjectFormatError(
             f"program {name!r}: section {section!r} names no target; call "
@@ -215,6 +226,8 @@ _FUNCS = {
     "attach_uprobe": "uprobe",
     "attach_iter": "iter",
     "read_iter": "iter",
+    "attach_lsm": "lsm",
+    "attach_lsm_cgroup": "lsm",
 }
 
 

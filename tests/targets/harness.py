@@ -65,6 +65,15 @@ class Target:
         r, _, _ = select.select([self.p.stdout], [], [], timeout * SLOW)
         assert r and self.p.stdout.read() == "", "target did not finish its writes"
 
+    def results(self, timeout: float = 10.0) -> list[str]:
+        """With --record: each call's result ("ok" or an errno name), as the target
+        reported it on stdout (read to its EOF)."""
+        r, _, _ = select.select([self.p.stdout], [], [], timeout * SLOW)
+        assert r, "the target reported no results"
+        lines = [ln for ln in self.p.stdout.read().splitlines() if ln.startswith("results")]
+        assert len(lines) == 1, lines
+        return lines[0].split()[1:]
+
     def own_times(self) -> tuple[int, int]:
         """(handler entry, exit call) in CLOCK_MONOTONIC ns, as the target saw them."""
         with os.fdopen(self.report_r, "rb") as f:
