@@ -26,6 +26,7 @@ from rawprobe.btf.core import (KIND_NAMES, POISON_HELPER, CoreRelocator, CoreRes
 from rawprobe.btf.ext import BTFExt, CoreRelo, CoreReloKind as K
 from rawprobe.btf import types as T
 from rawprobe.btf.kernel import KernelBTF
+from rawprobe.btf.parse import BTFSpec
 from rawprobe.errors import CORERelocationError
 from test_btf_kernel import bpftool_size, bpftool_dump, needs_vmlinux
 from test_btf_parse import BPF_DIR, elf_sections, object_btf
@@ -693,6 +694,65 @@ def test_paths_name_every_index_but_a_leading_zero() -> None:
     assert msg == "CO-RE relocations against anonymous types are not supported"
     with pytest.raises(CORERelocationError, match=r"byte_off of <anon union>\.u1 \(0:0\)"):
         compute(target, CoreRelo(0, anon, 0, K.FIELD_BYTE_OFFSET, "0:0"), target)
+
+
+# -- runaway BTF: chains and nestings deeper than libbpf's 32 levels ----------------------
+
+_NAMES = b"\0int\0t\0s\0m\0"            # offsets: int 1, t 5, s 7, m 9
+
+
+def _deep(kind: str, depth: int) -> tuple[BTFSpec, int]:
+    """A BTF whose type named "t" (or "s") nests ``depth`` levels of ``kind``."""
+    from test_btf_parse import INT_REC, blob, rec
+    tk = T.Kind
+    out = [INT_REC]                                    # [1] int
+    first = 2
+    if kind == "ptr":                                  # t -> * -> * ... -> int
+        out += [rec(0, tk.PTR, 0, first + i + 1) for i in range(depth - 1)]
+        out += [rec(0, tk.PTR, 0, 1), rec(5, tk.TYPEDEF, 0, first)]
+        root = first + depth
+    elif kind == "const":                              # t -> const const ... int
+        out += [rec(0, tk.CONST, 0, first + i + 1) for i in range(depth - 1)]
+        out += [rec(0, tk.CONST, 0, 1), rec(5, tk.TYPEDEF, 0, first)]
+        root = first + depth
+    elif kind == "proto":                              # t -> *(int (*)(int (*)(...)))
+        for i in range(depth):
+            ptr, proto = first + 2 * i, first + 2 * i + 1
+            param = ptr + 2 if i < depth - 1 else 1
+            out += [rec(0, tk.PTR, 0, proto),
+                    rec(0, tk.FUNC_PROTO, 1, 1) + struct.pack("<II", 0, param)]
+        out.append(rec(5, tk.TYPEDEF, 0, first))
+        root = first + 2 * depth
+    elif kind == "struct":                             # struct s { struct s' m; } ...
+        for i in range(depth):
+            inner = first + i + 1 if i < depth - 1 else 1
+            out.append(rec(7, tk.STRUCT, 1, 4) + struct.pack("<III", 9, inner, 0))
+        root = first
+    elif kind == "array":                              # struct s { int m[1][1]...[1]; }
+        out.append(rec(7, tk.STRUCT, 1, 4) + struct.pack("<III", 9, first + 1, 0))
+        for i in range(depth):
+            elem = first + i + 2 if i < depth - 1 else 1
+            out.append(rec(0, tk.ARRAY) + struct.pack("<III", elem, 1, 1))
+        root = first
+    return BTFSpec.from_bytes(blob(b"".join(out), _NAMES)), root
+
+
+@pytest.mark.parametrize("kind, relo_kind, acc, why", [
+    ("ptr", K.TYPE_EXISTS, "0", "type compatibility check nests too deep"),
+    ("proto", K.TYPE_EXISTS, "0", "function prototype nesting too deep"),
+    ("proto", K.TYPE_MATCHES, "0", "type match nests too deep"),
+    ("struct", K.TYPE_MATCHES, "0", "type match nests too deep"),
+    ("array", K.FIELD_EXISTS, "0:0", "field compatibility check nests too deep"),
+    ("const", K.TYPE_EXISTS, "0", "too deep or loops"),
+])
+def test_runaway_btf_is_refused_not_recursed(kind, relo_kind, acc, why) -> None:
+    """Hostile or broken BTF (a module's, a local object's) cannot send CO-RE into
+    deep recursion: 40 levels are refused with a clear error, 8 are computed."""
+    btf, root = _deep(kind, 40)
+    with pytest.raises(CORERelocationError, match=why):
+        compute(btf, CoreRelo(0, root, 0, relo_kind, acc), btf)
+    btf, root = _deep(kind, 8)
+    assert compute(btf, CoreRelo(0, root, 0, relo_kind, acc), btf).new_val == 1
 
 
 @st.composite
