@@ -45,7 +45,7 @@ MODULES: dict[str, tuple[str, ...]] = {
                             "tests/test_perfbuf.py"),
     "rawprobe/_sys/errno.py": (*(f"tests/test_sys_ffi.py::{t}" for t in (
                                    "test_errno_translation", "test_errno_translation_rules",
-                                   "test_permission_hint_depends_on_who_asks",
+                                   "test_permission_hint_says_what_this_process_lacks",
                                    "test_raise_errno_passes_every_option_on")),
                                "tests/test_sys.py", "tests/test_sys_fs.py",
                                "tests/test_sys_perf.py", "tests/test_sys_proc.py"),
