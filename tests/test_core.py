@@ -696,6 +696,36 @@ def test_paths_name_every_index_but_a_leading_zero() -> None:
         compute(target, CoreRelo(0, anon, 0, K.FIELD_BYTE_OFFSET, "0:0"), target)
 
 
+def test_module_btf_is_searched_only_for_types_vmlinux_lacks() -> None:
+    """A stand-in vmlinux (an int) and a module's split BTF (struct modt { int y, x; }):
+    modt is found in the module, counted as module-dependent, at the module's offset;
+    int is vmlinux's, and then the modules are not even walked."""
+    from test_btf_parse import INT_REC, INT_STRINGS, blob, rec
+    tk = T.Kind
+    base = KernelBTF.from_bytes(blob(INT_REC, INT_STRINGS))
+    n = len(INT_STRINGS)                               # module strings follow the base's
+    mod = KernelBTF.from_bytes(blob(rec(n, tk.STRUCT, 2, 8)
+                                    + struct.pack("<III", n + 5, 1, 0)     # y at 0
+                                    + struct.pack("<III", n + 7, 1, 32),   # x at 4
+                                    b"modt\0y\0x\0"), base=base)
+    local = BTFSpec.from_bytes(blob(INT_REC + rec(5, tk.STRUCT, 1, 4)
+                                    + struct.pack("<III", 10, 1, 0), INT_STRINGS + b"modt\0x\0"))
+    r = CoreRelocator(local, base, [mod])
+    res = r.compute(CoreRelo(0, 2, 0, K.FIELD_BYTE_OFFSET, "0:0"))
+    assert (res.new_val, res.target_btf, res.target_type_id) == (4, mod, 2)
+    assert r.module_dependent == {2}
+
+    class Unwalkable:
+        def __iter__(self):
+            raise AssertionError("modules walked for a type vmlinux has")
+    r = CoreRelocator(local, base, Unwalkable())
+    res = r.compute(CoreRelo(0, 1, 0, K.TYPE_SIZE, "0"))
+    assert (res.new_val, res.target_btf) == (4, base) and not r.module_dependent
+    # without the module, modt is missing: its field access is poisoned
+    assert CoreRelocator(local, base).compute(CoreRelo(0, 2, 0, K.FIELD_BYTE_OFFSET,
+                                                       "0:0")).poison
+
+
 # -- runaway BTF: chains and nestings deeper than libbpf's 32 levels ----------------------
 
 _NAMES = b"\0int\0t\0s\0m\0"            # offsets: int 1, t 5, s 7, m 9

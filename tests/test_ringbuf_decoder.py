@@ -394,3 +394,17 @@ def test_record_longer_than_what_was_produced_is_corruption():
                              r"producer position 32; the ring is corrupt or shared with "
                              r"another consumer$"):
         img.ring().read_batch()
+
+
+@pytest.mark.parametrize("fmt", ["QI", "@QI", "=QI", "<QI", ">QI", "!QI", "<HH"])
+def test_struct_formats_in_any_byte_order_decode_as_struct_does(fmt):
+    """read_structs and poll(fmt=) on runs of records: the same tuples as
+    struct.unpack_from(fmt, record), whatever byte order the format names."""
+    payloads = [bytes(range(i, i + 16)) for i in range(0, 60, 5)]
+    want = [struct.unpack_from(fmt, p) for p in payloads]
+    assert _image(*payloads).ring().read_structs(fmt) == want
+    got: list[tuple] = []
+    assert _image(*payloads).ring().poll(0, got.append, fmt=struct.Struct(fmt)) == len(want)
+    assert got == want
+    rb = _image(*payloads).ring()                    # in pieces: the layouts are reused
+    assert rb.read_structs(fmt, max=5) + rb.read_structs(fmt) == want
