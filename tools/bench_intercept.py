@@ -277,17 +277,25 @@ def dd_ns_per_syscall(count: int) -> float:
     return (time.perf_counter_ns() - t0) / (2 * count)
 
 
-def empty_program(tmp: str, programs=("empty_raw", "empty_tp")):
+def build_bpf(tmp: str, name: str, source: str) -> tuple[Path | None, str]:
+    """Compile ``source`` into ``tmp``/``name``.bpf.o: (the object, "") or (None, why)."""
     cc = shutil.which("clang-19") or shutil.which("clang")
     if not cc:
-        return None, "no clang to build the empty baseline program"
-    src = Path(tmp, "empty.bpf.c")
-    src.write_text(EMPTY_BPF)
-    obj = Path(tmp, "empty.bpf.o")
+        return None, "no clang to build the empty baseline programs"
+    src = Path(tmp, f"{name}.bpf.c")
+    src.write_text(source)
+    obj = Path(tmp, f"{name}.bpf.o")
     r = subprocess.run([cc, "-O2", "-g", "-target", "bpf", "-I/usr/include/x86_64-linux-gnu",
                         "-c", str(src), "-o", str(obj)], capture_output=True, text=True)
     if r.returncode:
         return None, f"clang failed: {r.stderr.strip()[:200]}"
+    return obj, ""
+
+
+def empty_program(tmp: str, programs=("empty_raw", "empty_tp")):
+    obj, why = build_bpf(tmp, "empty", EMPTY_BPF)
+    if obj is None:
+        return None, why
     import rawprobe
     try:
         return rawprobe.ObjectSpec.from_file(str(obj)).load(programs=list(programs)), ""
@@ -425,16 +433,10 @@ def _syscall_loop(tmp: str) -> tuple[list[str], str]:
 def _empty_hooks(tmp: str) -> dict:
     """hook -> its empty program, loaded (or why not)."""
     from rawprobe.interceptor.syscalls import entry_symbol
-    cc = shutil.which("clang-19") or shutil.which("clang")
-    if not cc:
-        return dict.fromkeys(HOOKS, "no clang to build the empty programs")
-    src = Path(tmp, "empty_hooks.bpf.c")
-    src.write_text(EMPTY_HOOKS_BPF % {"symbol": entry_symbol("write")})
-    obj = Path(tmp, "empty_hooks.bpf.o")
-    r = subprocess.run([cc, "-O2", "-g", "-target", "bpf", "-I/usr/include/x86_64-linux-gnu",
-                        "-c", str(src), "-o", str(obj)], capture_output=True, text=True)
-    if r.returncode:
-        return dict.fromkeys(HOOKS, f"clang failed: {r.stderr.strip()[:200]}")
+    obj, why = build_bpf(tmp, "empty_hooks",
+                         EMPTY_HOOKS_BPF % {"symbol": entry_symbol("write")})
+    if obj is None:
+        return dict.fromkeys(HOOKS, why)
     import rawprobe
     out: dict = {}
     for hook in HOOKS:

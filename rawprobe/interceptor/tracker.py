@@ -202,7 +202,8 @@ class Tracker:
     def _base(self, ev: Intercept) -> dict:
         return {"pid": ev.tgid, "comm": ev.comm}
 
-    def _finish(self, t: Target) -> None:
+    def _release(self, t: Target) -> None:
+        """Cancel its deadline, take its pidfd out of the loop and close it."""
         if t.timer is not None:
             t.timer.cancel()
             t.timer = None
@@ -210,13 +211,12 @@ class Tracker:
             self.r.remove_reader(t.fd)
             os.close(t.fd)
             t.fd = -1
+
+    def _finish(self, t: Target) -> None:
+        self._release(t)
         if t.state in ("signalled", "exited"):
             self.in_flight -= 1
-        t.state = "done"
-        ev = t.ev
-        self.active.pop((ev.tgid, ev.start_time), None)
-        if self._by_tgid.get(ev.tgid) is t:
-            del self._by_tgid[ev.tgid]
+        self._forget(t)
         self.handled += 1
         if self.cfg.count is not None and self.handled >= self.cfg.count:
             self.stop_intake()
@@ -260,12 +260,7 @@ class Tracker:
         left = self.in_flight_targets()
         for t in left:
             self.counts.abandoned += 1
-            if t.timer is not None:
-                t.timer.cancel()
-            if t.fd >= 0:
-                self.r.remove_reader(t.fd)
-                os.close(t.fd)
-                t.fd = -1
+            self._release(t)
             t.state = "done"
         self.active.clear()
         self._by_tgid.clear()
