@@ -562,6 +562,22 @@ def test_boot_offset_is_boottime_minus_monotonic():
     assert max(0, boot0 - mono1) <= got <= boot1 - mono0
 
 
+@pytest.mark.skipif(not os.path.exists("/proc/self/timens_offsets"),
+                    reason="the kernel has no time namespaces (CONFIG_TIME_NS, 5.6+)")
+def test_time_namespace_offsets_are_read_and_taken_out_of_the_suspended_time():
+    """In a time namespace with offsets, the tool reads them, and the suspended time
+    it derives is the host's (the offsets cancel), not the namespace's skew."""
+    code = ("from rawprobe.interceptor import procinfo as p; "
+            "print(*p.timens_offsets(), p.boot_offset_ns())")
+    out = subprocess.run(["unshare", "--time", "--boottime", "5000", "--monotonic", "-2",
+                          "--fork", sys.executable, "-c", code],
+                         capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parent.parent).stdout
+    mono, boot, suspended = map(int, out.split())
+    assert (mono, boot) == (-2 * 10**9, 5000 * 10**9)
+    assert abs(suspended - procinfo.boot_offset_ns()) < 10**9
+
+
 def test_start_time_of_a_live_process_matches_on_either_clock():
     """This process's own start: /proc's ticks against the boottime stamp they are
     made from, and against monotonic stamps: the boottime start less the time

@@ -152,6 +152,26 @@ def test_a_pid_filter_is_bound_to_the_process_named(targets):
         os.waitpid(b, 0)
 
 
+@pytest.mark.vm      # also before 6.9, where the guard compares start times, not pidfs inodes
+@pytest.mark.skipif(not os.path.exists("/proc/self/timens_offsets"),
+                    reason="the kernel has no time namespaces (CONFIG_TIME_NS, 5.6+)")
+def test_a_pid_filter_holds_when_the_tool_runs_in_a_time_namespace(targets):
+    """In a time namespace /proc shifts every start time by the namespace's boot
+    offset (a container CRIU restored has one); the kernel's stamps are not shifted.
+    The --pid binding must compare in one frame, or the named process is never
+    watched."""
+    comm = unique_comm()
+    t = targets(comm)
+    w = Watch("--pid", str(t.pid), "--action", "signal", "--count", "1",
+              run_as=["unshare", "--time", "--boottime", "86400", "--monotonic", "3600",
+                      "--fork", "--kill-child"])
+    t.go()
+    assert w.finish() == 0, w.stderr
+    # the kernel's filter let the call through, and the tool's guard signalled it
+    assert [e["comm"] for e in w.of("intercept", t.pid)] == [comm]
+    assert w.of("signal", t.pid) and w.of("exit", t.pid), w.events
+
+
 # -- the default: the kernel signals at the call, within the tool's limits ----------
 
 def test_the_default_action_is_the_kernel_signal_and_no_call_slips(targets):

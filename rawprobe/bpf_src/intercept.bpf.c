@@ -127,6 +127,9 @@ const volatile __u64 target_comm_mask[2] = {};
 const volatile __u32 filter_tgid = 0;		/* 1: caller's tgid is a key of target_tgids
 						 * and its start the value there */
 const volatile __u64 tick_ns = 10000000;	/* 1e9 / USER_HZ: /proc's start time unit */
+/* the tool's time-namespace CLOCK_BOOTTIME offset: /proc adds it to the start
+ * times it shows the tool, so target_tgids holds start ticks in that frame */
+const volatile __s64 boot_offset_ns = 0;
 const volatile __u32 filter_cgroup = 0;		/* enum rp_cgroup_mode */
 const volatile __u64 target_cgroup_id = 0;
 const volatile __u32 target_cgroup_level = 0;	/* for RP_CGROUP_SUBTREE; root is 0 */
@@ -392,7 +395,8 @@ static __always_inline __u32 task_matches(struct task_struct *task, __u32 hook)
 		__u64 *named = bpf_map_lookup_elem(&target_tgids, &vtgid);
 
 		if (!named ||
-		    *named != BPF_CORE_READ(task, group_leader, start_boottime) / tick_ns)
+		    *named != (BPF_CORE_READ(task, group_leader, start_boottime) +
+			       boot_offset_ns) / tick_ns)
 			return 0;
 	}
 	if (filter_uid && (__u32)bpf_get_current_uid_gid() != target_uid)

@@ -150,8 +150,9 @@ class Probe:
                 put("tool_uid", os.getuid())
                 put("tool_euid", os.geteuid())
         if o.pids:
-            from .procinfo import TICK_NS
+            from .procinfo import TICK_NS, timens_offsets
             put("tick_ns", TICK_NS)
+            put("boot_offset_ns", timens_offsets()[1])
         if capture:
             put("capture_len", 64)
             put("buf_arg", capture[0])

@@ -7,8 +7,10 @@ The kernel stamps every task twice at fork (``copy_process``):
 * ``task->start_time``     = ``ktime_get_ns()``          -- CLOCK_MONOTONIC, ns
 * ``task->start_boottime`` = ``ktime_get_boottime_ns()`` -- CLOCK_BOOTTIME, ns
 
-``/proc/PID/stat`` field 22 is ``start_boottime`` (plus the reader's time-namespace
-boot offset) converted to clock ticks (``USER_HZ``, 100 here, so 10 ms), truncated.
+``/proc/PID/stat`` field 22 is ``start_boottime`` plus the reader's time-namespace
+boot offset (``timens_offsets``: nonzero in a time namespace, e.g. a container CRIU
+restored) converted to clock ticks (``USER_HZ``, 100 here, so 10 ms), truncated.
+The kernel's stamps are host clocks, so every comparison adds that offset first.
 MONOTONIC and BOOTTIME differ only by the time spent suspended, which grows only at
 resume.  So for an event carrying the monotonic ``start_time`` S, the process's
 boottime start B satisfies  S <= B <= S + (BOOTTIME - MONOTONIC, sampled now),
@@ -86,11 +88,38 @@ def ancestors(pid: int | None = None) -> frozenset[int]:
     return frozenset(seen)
 
 
+def timens_offsets() -> tuple[int, int]:
+    """(CLOCK_MONOTONIC, CLOCK_BOOTTIME) offsets in ns of this process's time
+    namespace (Linux 5.6+, ``/proc/self/timens_offsets``): what the kernel adds to
+    the clocks we read and to the start times /proc shows us.  (0, 0) outside one
+    or without ``CONFIG_TIME_NS``.  Read once: a process cannot change its own."""
+    global _TIMENS
+    if _TIMENS is None:
+        offsets = {"monotonic": 0, "boottime": 0}
+        try:
+            with open("/proc/self/timens_offsets", "rb") as f:
+                text = f.read().decode()
+        except FileNotFoundError:
+            text = ""
+        for line in text.splitlines():
+            # "<clock> <seconds> <nanoseconds>"; 5.6's first form named the clock by id
+            clock, sec, nsec = line.split()
+            clock = {"1": "monotonic", "7": "boottime"}.get(clock, clock)
+            offsets[clock] = int(sec) * 1_000_000_000 + int(nsec)
+        _TIMENS = (offsets["monotonic"], offsets["boottime"])
+    return _TIMENS
+
+
+_TIMENS: tuple[int, int] | None = None
+
+
 def boot_offset_ns() -> int:
-    """CLOCK_BOOTTIME - CLOCK_MONOTONIC now: total time suspended since boot."""
+    """CLOCK_BOOTTIME - CLOCK_MONOTONIC now: total time suspended since boot (on the
+    host's clocks: this process's time-namespace offsets taken out)."""
     mono = time.monotonic_ns()
     boot = time.clock_gettime_ns(time.CLOCK_BOOTTIME)
-    return max(0, boot - mono)
+    mono_off, boot_off = timens_offsets()
+    return max(0, (boot - boot_off) - (mono - mono_off))
 
 
 def start_time_matches(stat_ticks: int, start_ns: int, clock: str = "monotonic",
@@ -98,8 +127,10 @@ def start_time_matches(stat_ticks: int, start_ns: int, clock: str = "monotonic",
     """Does /proc's start time (ticks) belong to the task stamped ``start_ns``?
 
     ``clock`` names the stamp: ``"monotonic"`` (task->start_time) or ``"boottime"``
-    (task->start_boottime).  See the module docstring for why this is the test.
+    (task->start_boottime), both host clocks.  See the module docstring for why this
+    is the test.
     """
+    start_ns += timens_offsets()[1]        # into the frame /proc showed us
     if clock == "boottime":
         return stat_ticks == start_ns // TICK_NS
     if offset_ns is None:
@@ -107,7 +138,3 @@ def start_time_matches(stat_ticks: int, start_ns: int, clock: str = "monotonic",
     # start_boottime is read a few ns after start_time: allow that across a tick edge.
     return start_ns // TICK_NS <= stat_ticks <= (start_ns + offset_ns + _STAMP_GAP_NS) // TICK_NS
 
-
-def start_boottime_ns_estimate(stat: ProcStat) -> int:
-    """The lowest boottime (ns) consistent with /proc's start ticks."""
-    return stat.starttime * TICK_NS
