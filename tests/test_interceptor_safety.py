@@ -172,6 +172,50 @@ def test_a_pid_filter_holds_when_the_tool_runs_in_a_time_namespace(targets):
     assert w.of("signal", t.pid) and w.of("exit", t.pid), w.events
 
 
+def build_compat_pair(tmp_path: Path, name: str) -> tuple[str, str]:
+    """tests/targets/compat_write.c built 64-bit and 32-bit, both named ``name`` (so
+    both run under that comm)."""
+    import platform
+    import shutil
+    if platform.machine() != "x86_64":
+        pytest.skip("32-bit (ia32) syscalls are an x86-64 matter")
+    cc = shutil.which("clang-19") or shutil.which("clang")
+    if cc is None:
+        pytest.skip("needs clang to build the 32-bit target (CI installs clang-19)")
+    src = Path(__file__).parent / "targets" / "compat_write.c"
+    out = []
+    for bits in ("64", "32"):
+        exe = tmp_path / bits / name
+        exe.parent.mkdir()
+        subprocess.run([cc, f"-m{bits}", "-nostdlib", "-static", "-ffreestanding", "-O1",
+                        "-o", str(exe), str(src)], check=True, capture_output=True)
+        out.append(str(exe))
+    try:
+        subprocess.run([out[1]], check=True, capture_output=True)
+    except OSError as e:
+        pytest.skip(f"this kernel runs no 32-bit programs (ia32 emulation off): {e}")
+    return out[0], out[1]
+
+
+@pytest.mark.parametrize("hook", ["raw_tp", "tracepoint",
+                                  pytest.param("kprobe", marks=pytest.mark.vm("kprobes")),
+                                  pytest.param("fentry", marks=pytest.mark.vm("fentry"))])
+def test_a_32_bit_caller_is_never_taken_for_the_named_syscall(tmp_path, hook):
+    """A 32-bit process's syscall numbers are the ia32 table's: its exit() is 1,
+    write's number on x86-64.  Neither hook may take it for write (raw_tp did, and
+    signalled 32-bit processes as they exited); the 64-bit twin's write is taken.
+    (kprobe and fentry hook __x64_sys_write, which a 32-bit write never enters.)"""
+    comm = unique_comm()
+    prog64, prog32 = build_compat_pair(tmp_path, comm)
+    w = Watch("--comm", comm, "--syscall", "write", "--hook", hook, "--action", "report",
+              "--duration", "3s")
+    p32 = subprocess.Popen([prog32], stdout=subprocess.DEVNULL)
+    p64 = subprocess.Popen([prog64], stdout=subprocess.DEVNULL)
+    assert (p32.wait(), p64.wait()) == (0, 0)
+    assert w.finish() == 0, w.stderr
+    assert [e["pid"] for e in w.of("intercept")] == [p64.pid], w.events
+
+
 # -- the default: the kernel signals at the call, within the tool's limits ----------
 
 def test_the_default_action_is_the_kernel_signal_and_no_call_slips(targets):

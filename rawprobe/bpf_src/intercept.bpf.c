@@ -39,6 +39,7 @@
 
 #define SIGKILL 9
 #define PF_KTHREAD 0x00200000
+#define TS_COMPAT 0x0002	/* x86 thread_info.status: a 32-bit (ia32) syscall is running */
 
 /* ---- kernel types, relocated by CO-RE (only the fields used) ---- */
 
@@ -93,7 +94,12 @@ struct signal_struct {
 	rp_atomic_t live;	/* threads not yet past do_exit()'s group_dead test */
 } __attribute__((preserve_access_index));
 
+struct thread_info {
+	__u32 status;
+} __attribute__((preserve_access_index));
+
 struct task_struct {
+	struct thread_info thread_info;
 	unsigned int flags;
 	int exit_code;
 	char comm[16];
@@ -613,6 +619,11 @@ int rp_sys_enter(struct bpf_raw_tracepoint_args *ctx)
 	long nr = (long)ctx->args[1];
 
 	if (syscall_nr >= 0 && nr != syscall_nr)
+		return 0;
+	/* A 32-bit caller's number is from the ia32 table, where 1 is exit, not
+	 * write: never match it against the x86-64 number.  The syscalls/
+	 * tracepoints skip compat calls the same way. */
+	if (bpf_get_current_task_btf()->thread_info.status & TS_COMPAT)
 		return 0;
 	e = intercept_begin(RP_HOOK_RAW_TP, (__s32)nr);
 	if (!e)
