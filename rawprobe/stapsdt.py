@@ -258,6 +258,10 @@ def _probe_sites(path: str, _dev: int, _ino: int, _mtime: int) -> tuple[bool, li
     from .userelf import load_segment, open_elf
     with open_elf(path, "usdt") as elf:
         notes = _notes(elf, path)
+        if notes and elf["e_machine"] != "EM_X86_64":
+            # the argument specs are assembler operands of the binary's architecture
+            raise NotSupportedError(f"usdt: {path} is {elf['e_machine']}; rawprobe reads "
+                                    "the USDT arguments of x86-64 binaries only")
         base_sec = elf.get_section_by_name(BASE_SECTION)
         base = base_sec["sh_addr"] if base_sec is not None else 0
         shared = elf["e_type"] == "ET_DYN"

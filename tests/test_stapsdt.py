@@ -233,3 +233,13 @@ def test_spec_layout_matches_usdt_bpf_h():
         stapsdt.PT_REGS.index("di") * 8
     assert struct.unpack_from("<q", raw, arg["val_off"])[0] == -20
     assert raw[arg["arg_bitshift"]] == 32 and raw[arg["arg_signed"]] == 1
+
+
+def test_other_architectures_refused(tmp_path):
+    data = bytearray(TARGET.read_bytes())
+    struct.pack_into("<H", data, 18, 183)       # e_machine = EM_AARCH64
+    other = tmp_path / "aarch64"
+    other.write_bytes(bytes(data))
+    assert stapsdt.read_notes(str(other))       # the notes themselves read the same
+    with pytest.raises(NotSupportedError, match="x86-64 binaries only"):
+        stapsdt.probe_sites(str(other))
