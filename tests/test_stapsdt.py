@@ -243,3 +243,26 @@ def test_other_architectures_refused(tmp_path):
     assert stapsdt.read_notes(str(other))       # the notes themselves read the same
     with pytest.raises(NotSupportedError, match="x86-64 binaries only"):
         stapsdt.probe_sites(str(other))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.one_of(st.integers(0, 11), st.integers(0, 1 << 16)),
+                          st.one_of(st.integers(0, 40), st.integers(0, 255))),
+                min_size=1, max_size=8))
+def test_corrupt_note_bytes_raise_only_rawprobe_errors(tmp_path_factory, edits):
+    """Bytes of .note.stapsdt overwritten anywhere (often the first note's
+    header, with small sizes): the sites come out or one RawprobeError says
+    what is wrong, never another exception."""
+    from elftools.elf.elffile import ELFFile
+    data = bytearray(TARGET.read_bytes())
+    with open(TARGET, "rb") as f:
+        sec = ELFFile(f).get_section_by_name(".note.stapsdt")
+        off, size = sec["sh_offset"], sec["sh_size"]
+    for where, value in edits:
+        data[off + where % size] = value
+    path = tmp_path_factory.mktemp("corrupt") / "t"
+    path.write_bytes(bytes(data))
+    try:
+        stapsdt.probe_sites(str(path))
+    except RawprobeError:
+        pass
