@@ -246,6 +246,8 @@ def test_ip_map_pie_needs_pid(no_cookie, target, no_leaks):
     prog = no_cookie.programs["on_probe"]
     with pytest.raises(NotSupportedError, match="needs a pid"):
         prog.attach_usdt(target, "rpt", "twice")
+    with pytest.raises(NotFoundError, match="no mapping"):      # this process does not
+        prog.attach_usdt(target, "rpt", "twice", pid=os.getpid())
     p = _waiting(target)
     try:
         link = prog.attach_usdt(target, "rpt", "twice", pid=p.pid, cookie=5)

@@ -68,8 +68,11 @@ def _release(usdt: UsdtMaps, spec_ids: list[int], ips: list[int]) -> None:
 
 
 def _vma_address(pid: int, path: str, file_offset: int) -> int:
-    """Where ``file_offset`` of ``path`` is mapped in process ``pid``."""
+    """Where ``file_offset`` of ``path`` is mapped in process ``pid``.  A mapping
+    is the file's by its path (as libbpf matches it) or by device and inode (a
+    path seen differently by the process, e.g. through a bind mount)."""
     st = os.stat(path)
+    real = os.path.realpath(path)
     try:
         with open(f"/proc/{pid}/maps", encoding="utf-8", errors="replace") as f:
             lines = f.read().splitlines()
@@ -82,7 +85,9 @@ def _vma_address(pid: int, path: str, file_offset: int) -> int:
         span, _perms, off, dev, inode = fields[:5]
         start, _, end = span.partition("-")
         major, _, minor = dev.partition(":")
-        if int(inode) != st.st_ino or os.makedev(int(major, 16), int(minor, 16)) != st.st_dev:
+        same_file = fields[5] == real or (
+            int(inode) == st.st_ino and os.makedev(int(major, 16), int(minor, 16)) == st.st_dev)
+        if not same_file:
             continue
         start_i, end_i, off_i = int(start, 16), int(end, 16), int(off, 16)
         if off_i <= file_offset < off_i + end_i - start_i:
