@@ -256,3 +256,8 @@ seccomp-profile:
 
 clean:
 	rm -rf $(BUILD)
+
+# The USDT test target, committed so the note parser's tests need no compiler
+# (tests/test_stapsdt.py); tests/test_usdt.py builds its own at test time.
+tests/targets/usdt_target.elf: tests/targets/usdt_target.c tests/targets/usdt_sema.c
+	cd tests/targets && $(CC) -O2 -g0 -o usdt_target.elf usdt_target.c usdt_sema.c

@@ -32,7 +32,7 @@ from .ksyms import POISON_KFUNC_CALL
 from .maps import Map, possible_cpus
 from .names import sanitize
 from .pinning import DEFAULT_PIN_PATH
-from .programs import Program
+from .programs import USDT_IP_MAP, USDT_SPECS_MAP, Program, UsdtMaps
 from .spec import LIBBPF_PIN_BY_NAME
 from .uapi import (BPF_OBJ_NAME_LEN, MAP_IN_MAP_TYPES, MAP_TYPES_WITHOUT_BTF,
                    MAP_TYPES_WITHOUT_BTF_VALUE, AttachType, MapFlags, MapType, ProgType)
@@ -226,6 +226,7 @@ class _Loader:
         self._relocator: Any = None
         self._core_cache: Any = False      # not looked at yet; None: not used
         self._ksyms: Any = None            # KsymResolver, once a program needs it
+        self._usdt: Optional[UsdtMaps] = None
 
     def run(self, only: Union[str, Iterable[str], None]) -> None:
         spec = self.spec
@@ -248,6 +249,9 @@ class _Loader:
         for name, mspec in spec.maps.items():
             self.coll.maps[name] = self._create_map(mspec)
         self._variables()
+        maps = self.coll.maps
+        if USDT_SPECS_MAP in maps and USDT_IP_MAP in maps:
+            self._usdt = UsdtMaps(maps[USDT_SPECS_MAP], maps[USDT_IP_MAP])
         try:
             for name in wanted:
                 self.coll.programs[name] = self._load_program(spec.programs[name])
@@ -527,7 +531,7 @@ class _Loader:
                 raise
             # Only now pay for a log: it turns the failure into a VerifierError.
             fd, log_text = self._load_with_log(p, insns, license, kw, 1)
-        prog = Program(p.name, fd, p, on_link=self.coll._add_link)
+        prog = Program(p.name, fd, p, on_link=self.coll._add_link, usdt=self._usdt)
         prog.log = log_text  # type: ignore[attr-defined]
         return prog
 

@@ -15,9 +15,34 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from ._sys.fd import FD
     from .link import Link
+    from .maps import Map
     from .spec import ProgramSpec
 
-__all__ = ["Program"]
+__all__ = ["Program", "UsdtMaps"]
+
+# the maps libbpf's usdt.bpf.h declares (weak, so one copy per object)
+USDT_SPECS_MAP, USDT_IP_MAP = "__bpf_usdt_specs", "__bpf_usdt_ip_to_spec_id"
+
+
+class UsdtMaps:
+    """One object's USDT state, shared by its programs: the two maps of
+    ``usdt.bpf.h`` and which ``__bpf_usdt_specs`` slots are free (as libbpf's
+    per-object USDT manager: ids come back when a USDT link closes)."""
+
+    def __init__(self, specs: Map, ip_to_spec_id: Map) -> None:
+        self.specs = specs
+        self.ip_to_spec_id = ip_to_spec_id
+        self.free_ids: list[int] = []
+        self.next_id = 0
+
+    def take_id(self) -> int:
+        """A free slot of ``__bpf_usdt_specs``; -1 when all are taken."""
+        if self.free_ids:
+            return self.free_ids.pop()
+        if self.next_id >= self.specs.max_entries:
+            return -1
+        self.next_id += 1
+        return self.next_id - 1
 
 
 class Program(FDOwner):
@@ -30,12 +55,14 @@ class Program(FDOwner):
     """
 
     def __init__(self, name: str, fd: FD, spec: ProgramSpec,
-                 on_link: Optional[Callable[[Link], None]] = None) -> None:
+                 on_link: Optional[Callable[[Link], None]] = None,
+                 usdt: Optional[UsdtMaps] = None) -> None:
         super().__init__(fd)
         self.name = name
         self.spec = spec
         self.type = spec.type
         self._on_link = on_link
+        self.usdt = usdt        # the object's usdt.bpf.h maps, None without them
 
     def __repr__(self) -> str:
         return f"<Program {self.name!r} section={self.spec.section!r} {self._fd_state()}>"
@@ -99,3 +126,10 @@ class Program(FDOwner):
                       pid: int = -1, retprobe: bool = False) -> Link:
         from .link.uprobe import attach_uprobe
         return self._keep(attach_uprobe(self, path, symbol, offset, pid, retprobe))
+
+    def attach_usdt(self, path: str, provider: str, name: str, pid: int = -1,
+                    cookie: int = 0) -> Link:
+        """Every site of USDT probe ``provider:name`` in ``path`` (see
+        :func:`rawprobe.link.usdt.attach_usdt`)."""
+        from .link.usdt import attach_usdt
+        return self._keep(attach_usdt(self, path, provider, name, pid, cookie))

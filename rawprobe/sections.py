@@ -20,7 +20,7 @@ from .uapi import AttachType, ProgFlags, ProgType
 
 __all__ = ["ProgType", "AttachType", "SECTION_DEFS", "SectionInfo", "match", "lookup",
            "program_section", "parse_kprobe_target", "parse_uprobe_target",
-           "parse_tracepoint_target"]
+           "parse_usdt_target", "parse_tracepoint_target"]
 
 
 P, A = ProgType, AttachType
@@ -249,6 +249,15 @@ def parse_uprobe_target(target: str) -> tuple[str, str, int]:
     func, plus, off = rest.partition("+")
     offset = _parse_int(off, f"uprobe target {target!r}") if plus else 0
     return path, func, offset
+
+
+def parse_usdt_target(target: str) -> tuple[str, str, str]:
+    """``"/usr/bin/python3:python:function__entry"`` -> (path, provider, name)."""
+    parts = target.split(":")
+    if len(parts) != 3 or not all(parts):
+        raise ObjectFormatError(f"usdt target {target!r}: expected "
+                                "<binary path>:<provider>:<name>")
+    return parts[0], parts[1], parts[2]
 
 
 def parse_tracepoint_target(target: str) -> tuple[str, str]:

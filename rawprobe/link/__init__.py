@@ -11,6 +11,8 @@ ksyscall           :func:`attach_kprobe` on                as kprobes
                    :func:`~.kprobe.ksyscall_symbol`
 fentry/fexit       :func:`attach_fentry` (tracing)         5.5 (x86-64), 6.0 (arm64)
 uprobe/uretprobe   :func:`attach_uprobe` (uprobe)          4.17 PMU, tracefs before
+usdt               :func:`attach_usdt` (usdt)              4.17; semaphores 4.20;
+                                                           BPF cookie 5.15
 iter               :func:`attach_iter` (iter), then        5.8
                    :func:`~.iter.read_iter`
 lsm                :func:`attach_lsm` (lsm)                5.7, the BPF LSM active
@@ -41,7 +43,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "Link", "attach", "attach_tracepoint", "attach_raw_tracepoint", "attach_tp_btf",
-    "attach_kprobe", "attach_fentry", "attach_uprobe", "attach_iter", "read_iter",
+    "attach_kprobe", "attach_fentry", "attach_uprobe", "attach_usdt", "attach_iter",
+    "read_iter",
     "attach_lsm", "attach_lsm_cgroup",
     "resolve_syscall_symbol",
 ]
@@ -52,7 +55,8 @@ class Link:
 
     ``kind`` is what was attached (``"tracepoint"``, ``"raw_tracepoint"``,
     ``"tp_btf"``, ``"kprobe"``, ``"kretprobe"``, ``"fentry"``, ``"fexit"``,
-    ``"fmod_ret"``, ``"uprobe"``, ``"uretprobe"``, ``"lsm"``, ``"lsm_cgroup"``);
+    ``"fmod_ret"``, ``"uprobe"``, ``"uretprobe"``, ``"usdt"``, ``"lsm"``,
+    ``"lsm_cgroup"``);
     ``target`` names where
     (``"syscalls/sys_enter_write"``, ``"ksys_write+0x10"``, ``"/bin/bash:readline"``);
     ``mechanism`` how (``"bpf_link"``, ``"perf_link"`` = a BPF link over a perf
@@ -157,7 +161,8 @@ def attach(prog: Any) -> Link:
     ``kretprobe/<symbol>``, ``ksyscall/<syscall>`` and ``kretsyscall/<syscall>``
     (a kprobe on the syscall's entry point, :func:`~.kprobe.ksyscall_symbol`),
     ``fentry/<function>``, ``fexit/...``, ``fmod_ret/...``,
-    ``uprobe/<path>:<function>[+<offset>]``, ``uretprobe/...``, ``iter/<target>``,
+    ``uprobe/<path>:<function>[+<offset>]``, ``uretprobe/...``,
+    ``usdt/<path>:<provider>:<name>``, ``iter/<target>``,
     ``lsm/<hook>``, ``lsm.s/<hook>``.  A section without a target (``SEC("kprobe")``)
     needs the explicit ``attach_*`` call, and so does ``lsm_cgroup/<hook>`` (a cgroup).
     """
@@ -175,7 +180,7 @@ def attach(prog: Any) -> Link:
         raise NotSupportedError(
             f"program {name!r}: section {section!r} has no automatic attachment in "
             "rawprobe (supported: tracepoint, raw_tp, tp_btf, kprobe, kretprobe, ksyscall, "
-            "kretsyscall, fentry, fexit, fmod_ret, uprobe, uretprobe, iter, lsm)")
+            "kretsyscall, fentry, fexit, fmod_ret, uprobe, uretprobe, usdt, iter, lsm)")
     if kind == "tracing":
         if spec.expected_attach_type == AttachType.TRACE_RAW_TP:   # type: ignore[union-attr]
             from .raw_tracepoint import attach_tp_btf
@@ -212,6 +217,9 @@ def attach(prog: Any) -> Link:
         from .uprobe import attach_uprobe
         path, func, offset = sections.parse_uprobe_target(target)
         return attach_uprobe(prog, path, func or None, offset, retprobe=retprobe)
+    if kind == "usdt":
+        from .usdt import attach_usdt
+        return attach_usdt(prog, *sections.parse_usdt_target(target))
     raise NotSupportedError(f"program {name!r}: attach kind {kind!r} (section "
                             f"{section!r}) is not implemented by rawprobe")
 
@@ -224,6 +232,7 @@ _FUNCS = {
     "resolve_syscall_symbol": "kprobe",
     "attach_fentry": "tracing",
     "attach_uprobe": "uprobe",
+    "attach_usdt": "usdt",
     "attach_iter": "iter",
     "read_iter": "iter",
     "attach_lsm": "lsm",

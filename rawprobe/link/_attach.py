@@ -61,10 +61,27 @@ def check_type(prog: Any, allowed: tuple[int, ...], what: str, hint: str) -> Non
 def attach(prog: Any, pfd: Any, kind: str, target: str, event: Any = None):
     """Attach ``prog`` to perf event ``pfd`` and enable it; returns a Link owning
     ``pfd`` (and ``event``).  On any failure ``pfd`` is closed and ``event`` removed."""
+    from . import Link
+    try:
+        mech, fds = attach_perf(prog, pfd, kind, target)
+    except BaseException:
+        if event is not None:
+            event.remove_quietly()
+        raise
+    if event is not None:
+        mech += "+tracefs"
+    return Link(kind, target, mech, fds, event=event, program=prog_label(prog))
+
+
+def attach_perf(prog: Any, pfd: Any, kind: str, target: str,
+                cookie: int = 0) -> tuple[str, list]:
+    """The work of :func:`attach`: (mechanism, fds to close in order: the BPF
+    link if any, then ``pfd``).  ``cookie``: the BPF cookie
+    (``bpf_get_attach_cookie``), which only a BPF perf link carries (5.15+).
+    On failure ``pfd`` is closed."""
     global _perf_link
     from .._sys import bpf, perf
     from ..uapi import AttachType
-    from . import Link
 
     pfd_int = pfd.fileno()
     link_fd = None
@@ -72,27 +89,27 @@ def attach(prog: Any, pfd: Any, kind: str, target: str, event: Any = None):
         fd = prog_fd(prog)
         if _perf_link is not False:
             try:
-                link_fd = bpf.link_create(fd, pfd_int, AttachType.PERF_EVENT)
+                link_fd = bpf.link_create(fd, pfd_int, AttachType.PERF_EVENT,
+                                          bpf_cookie=cookie)
                 _perf_link = True
             except SyscallError as e:
                 if _perf_link or e.errno != errno.EINVAL:
                     raise
         if link_fd is None:
+            if cookie:
+                raise NotSupportedError(f"{kind} {target}: a BPF cookie needs a BPF perf "
+                                        "link (kernel 5.15+)")
             perf.set_bpf(pfd_int, fd)
             if _perf_link is None:
                 _perf_link = False
         perf.enable(pfd_int)
-        mech = "perf_link" if link_fd is not None else "perf_ioctl"
-        if event is not None:
-            mech += "+tracefs"
-        fds = [link_fd, pfd] if link_fd is not None else [pfd]
-        return Link(kind, target, mech, fds, event=event, program=prog_label(prog))
+        if link_fd is not None:
+            return "perf_link", [link_fd, pfd]
+        return "perf_ioctl", [pfd]
     except BaseException:
         if link_fd is not None:
             link_fd.close()
         pfd.close()
-        if event is not None:
-            event.remove_quietly()
         raise
 
 

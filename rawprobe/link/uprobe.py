@@ -81,22 +81,14 @@ def symbol_file_offset(path: str, symbol: str) -> int:
 
 @lru_cache(maxsize=64)
 def _symbol_file_offset(path: str, _dev: int, _ino: int, _mtime: int, symbol: str) -> int:
-    from elftools.common.exceptions import ELFError
-    from elftools.elf.elffile import ELFFile
-
-    try:
-        with open(path, "rb") as f:
-            elf = ELFFile(f)
-            if elf["e_type"] not in ("ET_EXEC", "ET_DYN"):
-                raise ObjectFormatError(
-                    f"uprobe: {path} is {elf['e_type']}, not an executable or shared library")
-            value = _lookup(elf, path, symbol)
-            return _vaddr_to_offset(elf, path, symbol, value)
-    except ELFError as e:
-        raise ObjectFormatError(f"uprobe: {path} is not a readable ELF file: {e}") from None
-    except (ValueError, KeyError, IndexError, AssertionError) as e:
-        # pyelftools signals some corruptions with plain Python errors.
-        raise ObjectFormatError(f"uprobe: {path}: malformed ELF ({e!r})") from None
+    from ..userelf import open_elf, vaddr_to_offset
+    with open_elf(path, "uprobe") as elf:
+        value = _lookup(elf, path, symbol)
+        offset = vaddr_to_offset(elf, value)
+    if offset is None:
+        raise ObjectFormatError(f"uprobe: {symbol!r} in {path} has address {value:#x}, "
+                                "outside every loaded segment")
+    return offset
 
 
 def _split_version(symbol: str) -> tuple[str, str | None, bool]:
@@ -210,22 +202,6 @@ def _lookup(elf, path: str, symbol: str) -> int:
     raise NotFoundError(f"uprobe: function {symbol!r} not found in {path} (.symtab/.dynsym)")
 
 
-def _vaddr_to_offset(elf, path: str, symbol: str, vaddr: int) -> int:
-    for seg in elf.iter_segments():
-        if seg["p_type"] != "PT_LOAD":
-            continue
-        start = seg["p_vaddr"]
-        if start <= vaddr < start + seg["p_filesz"]:
-            return vaddr - start + seg["p_offset"]
-    # No program headers covering it: fall back to the section holding it.
-    for sec in elf.iter_sections():
-        start = sec["sh_addr"]
-        if sec["sh_type"] != "SHT_NOBITS" and start <= vaddr < start + sec["sh_size"]:
-            return vaddr - start + sec["sh_offset"]
-    raise ObjectFormatError(
-        f"uprobe: {symbol!r} in {path} has address {vaddr:#x}, outside every loaded segment")
-
-
 # -- attaching -------------------------------------------------------------
 
 
@@ -233,12 +209,24 @@ def _has_pmu() -> bool:
     return os.path.exists("/sys/bus/event_source/devices/uprobe/type")
 
 
-def _open_pmu(path: str, file_offset: int, pid: int, retprobe: bool):
+def _open_pmu(path: str, file_offset: int, pid: int, retprobe: bool, ref_ctr_offset: int = 0):
+    """A uprobe PMU perf event; ``ref_ctr_offset`` (4.20+, the PMU's
+    ``ref_ctr_offset`` format field) is the file offset of a 16-bit counter the
+    kernel raises while the probe exists: a USDT semaphore."""
     from .._sys import perf
     attr = {"type": perf.pmu_type("uprobe"), "uprobe_path": path.encode(),
             "probe_offset": file_offset, "sample_period": 1, "wakeup_events": 1}
+    config = 0
     if retprobe:
-        attr["config"] = 1 << perf.retprobe_bit("uprobe")
+        config |= 1 << perf.retprobe_bit("uprobe")
+    if ref_ctr_offset:
+        field, lo, hi = perf.pmu_format("uprobe", "ref_ctr_offset")
+        if field != "config" or ref_ctr_offset >> (hi - lo + 1):
+            raise NotSupportedError(f"uprobe {path}: cannot pass reference counter offset "
+                                    f"{ref_ctr_offset:#x} in {field}:{lo}-{hi}")
+        config |= ref_ctr_offset << lo
+    if config:
+        attr["config"] = config
     return perf.perf_event_open(attr, pid=pid if pid >= 0 else -1, cpu=-1 if pid >= 0 else 0)
 
 
