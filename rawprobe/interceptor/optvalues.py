@@ -401,3 +401,26 @@ def cgroup_id(path: str, what: str = "--cgroup") -> tuple[int, int]:
 def parse_cgroup(text: str, what: str = "--cgroup") -> tuple[str, int, int]:
     """--cgroup's fields: (the path as given, its cgroup id, its level)."""
     return (text, *cgroup_id(text, what))
+
+
+PORT_MAX = 65535
+
+
+def parse_listen(text: str, what: str = "--metrics") -> tuple[str, int]:
+    """``HOST:PORT``, ``[IPv6]:PORT`` or ``:PORT`` (every IPv4 address) -> (host,
+    port).  The host is resolved when the server binds (``metrics.MetricsServer``):
+    parsing stays free of the resolver."""
+    host, sep, port = text.strip().rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        raise UsageError(f"{what} {shown(text)}: write an IPv6 address in brackets, "
+                         "as [::1]:9464")
+    digits = _digits(port)
+    if not sep or digits is None:
+        raise UsageError(f"bad {what} {shown(text)}: write ADDR:PORT, as 127.0.0.1:9464 "
+                         "or :9464 (every address)")
+    n = int(digits) if len(digits) <= 6 else PORT_MAX + 1
+    if not 1 <= n <= PORT_MAX:
+        raise UsageError(f"{what} {shown(text)}: the port must be 1 to {PORT_MAX}")
+    return host or "0.0.0.0", n
