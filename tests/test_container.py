@@ -236,6 +236,31 @@ def test_pod_mode_sees_only_the_containers_processes_by_their_pids_there(run, se
     check_pod_mode(w, outside, tmp_path)
 
 
+def test_cgroup_filter_in_a_private_cgroup_namespace(run, seccomp, tmp_path):
+    """--cgroupns=private: the container's cgroup namespace is rooted at its own
+    cgroup (levels below the hierarchy's root: podman's libpod_parent/ID), and a
+    cgroup2 mounted there shows paths from that root.  --cgroup /cg/inner must
+    still select inner's processes (BPF counts levels from the real root).  The
+    tool runs as root with CAP_SYS_ADMIN for the mount, which only the test needs."""
+    comm = unique_comm()
+    make_fifo(tmp_path)
+    mount = "from rawprobe._sys.fs import mount; mount('none', '/cg', 'cgroup2')"
+    script = (f'python3 -c "{mount}" && mkdir /cg/inner && '
+              "sh -c 'echo $$ >/cg/inner/cgroup.procs; echo $$ >/go/pid; exec python3 -S "
+              f"/targets/target.py --comm {comm} --wait-go --cleanup-ms 50' </go/go >/dev/null & "
+              f"exec python3 -m rawprobe watch --cgroup /cg/inner --comm {comm} --count 1")
+    w = Watch(command=run(*least(seccomp, "BPF,PERFMON,KILL,SYS_ADMIN"), "--user", "0",
+                          "--cgroupns=private", "--tmpfs", "/cg", "--entrypoint", "sh",
+                          "-v", f"{ROOT / 'tests' / 'targets'}:/targets:ro",
+                          "-v", f"{tmp_path}:/go", args=["-c", script]), timeout=60)
+    with open(tmp_path / "go", "w") as f:
+        f.write("go\n")
+    assert w.finish() == 0, w.stderr
+    inside = int((tmp_path / "pid").read_text())
+    assert [e["pid"] for e in w.events if e["event"] in ("intercept", "signal", "exit")] \
+        == [inside] * 3, w.events
+
+
 @pytest.mark.parametrize("caps,lacking", [("BPF", "CAP_PERFMON"), ("PERFMON", "CAP_BPF"),
                                           ("KILL", "CAP_BPF and CAP_PERFMON")])
 def test_a_missing_capability_fails_in_one_line_naming_it(run, seccomp, caps, lacking):
