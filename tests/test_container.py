@@ -353,9 +353,39 @@ def test_kube_sidecar_watches_its_pods_app_by_its_pid_there(kube):
     assert r.stdout.strip() == "0", r.stdout
 
 
-@pytest.mark.parametrize("name,kind,container", [
+HOST_TEMPLATES = pytest.mark.parametrize("name,kind,container", [
     ("daemonset", "DaemonSet", "rawprobe-pod-0-rawprobe"),
     ("job", "Job", "rawprobe-once-pod-0-rawprobe")])
+# Run by `podman exec` in the tool's container: prints its pid, takes the watched comm
+# (that write to /proc is still python3's), then makes the watched call and waits.
+EXEC_TARGET = ("import os, sys, time; print(os.getpid(), flush=True); "
+               "open('/proc/self/comm', 'w').write(sys.argv[1]); os.write(1, b'call'); "
+               "time.sleep(30)")
+
+
+@HOST_TEMPLATES
+def test_kube_templates_intercept_a_process_in_their_container(kube, name, kind, container):
+    """daemonset.yaml's and job.yaml's pod templates, played as a Deployment, with
+    the target started inside the tool's own container (``podman exec``): there
+    it is in the tool's pid namespace whether or not podman honours hostPID
+    (4.3 does not), so CI checks on any podman that the templates as written
+    intercept, signal and time, in the JSON lines of the container's log."""
+    comm = unique_comm()
+    kube(name, [(f"kind: {kind}\n", "kind: Deployment\n"),
+                ('"--comm", "java"', f'"--comm", "{comm}"')])
+    events = _logs(container, "armed")
+    assert events and events[0]["event"] == "armed", events
+    r = _podman("exec", container, "python3", "-S", "-c", EXEC_TARGET, comm, timeout=60)
+    assert r.returncode == 128 + 15, (r.returncode, r.stdout, r.stderr)   # SIGTERM
+    pid = int(r.stdout.split()[0])
+    events = _logs(container, "exit")
+    by = {e["event"]: e for e in events if e.get("pid") == pid}
+    assert by["intercept"]["comm"] == comm and by["signal"]["signal"] == "SIGTERM", events
+    assert by["exit"]["killed_by"] == "SIGTERM" and by["exit"]["escalated"] is False, events
+    assert 0 < by["exit"]["time_to_exit_us"] < 2_000_000, by["exit"]
+
+
+@HOST_TEMPLATES
 def test_kube_host_mode_templates(kube, targets, name, kind, container):
     """daemonset.yaml's and job.yaml's pod templates, played as a Deployment (podman
     4.3 plays Pods and Deployments only): they arm as uid 10001 with CAP_BPF,
