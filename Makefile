@@ -154,8 +154,9 @@ deps-run:
 	@$(PYTHON) -c "import cffi, elftools" 2>/dev/null || \
 	    $(PIP_INSTALL) -e . || PIP_BREAK_SYSTEM_PACKAGES=1 $(PIP_INSTALL) -e .
 deps-test:
-	@$(PYTHON) -c "import cffi, elftools, pytest, hypothesis" 2>/dev/null || \
-	    $(PIP_INSTALL) -e '.[test]' || PIP_BREAK_SYSTEM_PACKAGES=1 $(PIP_INSTALL) -e '.[test]'
+	@$(PYTHON) -c "import cffi, elftools, pytest, hypothesis, prometheus_client" 2>/dev/null || \
+	    $(PIP_INSTALL) -e '.[test,metrics]' || \
+	    PIP_BREAK_SYSTEM_PACKAGES=1 $(PIP_INSTALL) -e '.[test,metrics]'
 mounts:
 	@if [ "$$(id -u)" = 0 ]; then \
 	    mountpoint -q /sys/kernel/tracing || mount -t tracefs nodev /sys/kernel/tracing; \

@@ -132,3 +132,8 @@ class PinError(RawprobeError):
 
 class UsageError(RawprobeError):
     """A bad command-line argument; the message says what is accepted."""
+
+
+class MissingExtraError(RawprobeError):
+    """An optional feature's package is not installed; the message names the
+    ``pip install`` that adds it."""

@@ -236,6 +236,31 @@ def test_pod_mode_sees_only_the_containers_processes_by_their_pids_there(run, se
     check_pod_mode(w, outside, tmp_path)
 
 
+def test_cgroup_filter_in_a_private_cgroup_namespace(run, seccomp, tmp_path):
+    """--cgroupns=private: the container's cgroup namespace is rooted at its own
+    cgroup (levels below the hierarchy's root: podman's libpod_parent/ID), and a
+    cgroup2 mounted there shows paths from that root.  --cgroup /cg/inner must
+    still select inner's processes (BPF counts levels from the real root).  The
+    tool runs as root with CAP_SYS_ADMIN for the mount, which only the test needs."""
+    comm = unique_comm()
+    make_fifo(tmp_path)
+    mount = "from rawprobe._sys.fs import mount; mount('none', '/cg', 'cgroup2')"
+    script = (f'python3 -c "{mount}" && mkdir /cg/inner && '
+              "sh -c 'echo $$ >/cg/inner/cgroup.procs; echo $$ >/go/pid; exec python3 -S "
+              f"/targets/target.py --comm {comm} --wait-go --cleanup-ms 50' </go/go >/dev/null & "
+              f"exec python3 -m rawprobe watch --cgroup /cg/inner --comm {comm} --count 1")
+    w = Watch(command=run(*least(seccomp, "BPF,PERFMON,KILL,SYS_ADMIN"), "--user", "0",
+                          "--cgroupns=private", "--tmpfs", "/cg", "--entrypoint", "sh",
+                          "-v", f"{ROOT / 'tests' / 'targets'}:/targets:ro",
+                          "-v", f"{tmp_path}:/go", args=["-c", script]), timeout=60)
+    with open(tmp_path / "go", "w") as f:
+        f.write("go\n")
+    assert w.finish() == 0, w.stderr
+    inside = int((tmp_path / "pid").read_text())
+    assert [e["pid"] for e in w.events if e["event"] in ("intercept", "signal", "exit")] \
+        == [inside] * 3, w.events
+
+
 @pytest.mark.parametrize("caps,lacking", [("BPF", "CAP_PERFMON"), ("PERFMON", "CAP_BPF"),
                                           ("KILL", "CAP_BPF and CAP_PERFMON")])
 def test_a_missing_capability_fails_in_one_line_naming_it(run, seccomp, caps, lacking):
@@ -328,9 +353,39 @@ def test_kube_sidecar_watches_its_pods_app_by_its_pid_there(kube):
     assert r.stdout.strip() == "0", r.stdout
 
 
-@pytest.mark.parametrize("name,kind,container", [
+HOST_TEMPLATES = pytest.mark.parametrize("name,kind,container", [
     ("daemonset", "DaemonSet", "rawprobe-pod-0-rawprobe"),
     ("job", "Job", "rawprobe-once-pod-0-rawprobe")])
+# Run by `podman exec` in the tool's container: prints its pid, takes the watched comm
+# (that write to /proc is still python3's), then makes the watched call and waits.
+EXEC_TARGET = ("import os, sys, time; print(os.getpid(), flush=True); "
+               "open('/proc/self/comm', 'w').write(sys.argv[1]); os.write(1, b'call'); "
+               "time.sleep(30)")
+
+
+@HOST_TEMPLATES
+def test_kube_templates_intercept_a_process_in_their_container(kube, name, kind, container):
+    """daemonset.yaml's and job.yaml's pod templates, played as a Deployment, with
+    the target started inside the tool's own container (``podman exec``): there
+    it is in the tool's pid namespace whether or not podman honours hostPID
+    (4.3 does not), so CI checks on any podman that the templates as written
+    intercept, signal and time, in the JSON lines of the container's log."""
+    comm = unique_comm()
+    kube(name, [(f"kind: {kind}\n", "kind: Deployment\n"),
+                ('"--comm", "java"', f'"--comm", "{comm}"')])
+    events = _logs(container, "armed")
+    assert events and events[0]["event"] == "armed", events
+    r = _podman("exec", container, "python3", "-S", "-c", EXEC_TARGET, comm, timeout=60)
+    assert r.returncode == 128 + 15, (r.returncode, r.stdout, r.stderr)   # SIGTERM
+    pid = int(r.stdout.split()[0])
+    events = _logs(container, "exit")
+    by = {e["event"]: e for e in events if e.get("pid") == pid}
+    assert by["intercept"]["comm"] == comm and by["signal"]["signal"] == "SIGTERM", events
+    assert by["exit"]["killed_by"] == "SIGTERM" and by["exit"]["escalated"] is False, events
+    assert 0 < by["exit"]["time_to_exit_us"] < 2_000_000, by["exit"]
+
+
+@HOST_TEMPLATES
 def test_kube_host_mode_templates(kube, targets, name, kind, container):
     """daemonset.yaml's and job.yaml's pod templates, played as a Deployment (podman
     4.3 plays Pods and Deployments only): they arm as uid 10001 with CAP_BPF,

@@ -185,11 +185,13 @@ def test_wheel_metadata(installed):
     requires = [line.split(":", 1)[1].strip() for line in meta.splitlines()
                 if line.startswith("Requires-Dist:")]
 
-    def names(extra: bool) -> list[str]:
+    def names(extra: str | None) -> list[str]:
         return sorted(re.match(r"[A-Za-z0-9_.-]+", r)[0] for r in requires
-                      if ("extra ==" in r) == extra)
-    runtime, test_extra = names(False), names(True)
-    assert runtime == ["cffi", "pyelftools"] and test_extra == ["hypothesis", "pytest"]
+                      if (f'extra == "{extra}"' in r if extra else "extra ==" not in r))
+    assert names(None) == ["cffi", "pyelftools"]
+    assert names("test") == ["hypothesis", "pytest"]
+    assert names("metrics") == ["prometheus_client"]
+    assert len(requires) == 5, requires       # no other extra
     scripts = installed.meta["entry_points.txt"]
     assert re.search(r"^\[console_scripts\]\s*\nrawprobe = rawprobe\.__main__:main$",
                      scripts, re.M)

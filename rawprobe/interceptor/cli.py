@@ -96,7 +96,12 @@ def run_watch(o: WatchOptions, text: IO[str] | None = sys.stdout,
     probe = probe_class(o, action, protected=protected, max_in_flight=max_in_flight,
                         may_kill_any=may_kill_any(), pidns_ino=pidns)
     reactor = Reactor(busy_poll=o.busy_poll)
+    metrics = None
     try:
+        if o.metrics is not None:
+            # before the probe loads: a bad address or no prometheus_client fails first
+            from .metrics import MetricsServer
+            metrics = MetricsServer(*o.metrics)
         hook = probe.open()
         tracker = Tracker(reactor, out.emit, TrackerConfig(
             action=action, signal=o.signal,
@@ -132,6 +137,9 @@ def run_watch(o: WatchOptions, text: IO[str] | None = sys.stdout,
             armed["max_in_flight"] = max_in_flight
         if o.busy_poll:
             armed["busy_poll"] = True
+        if metrics is not None:
+            metrics.serve(tracker)
+            armed["metrics"] = metrics.url
         out.emit(armed)
         if on_armed is not None:
             on_armed(armed)
@@ -172,6 +180,8 @@ def run_watch(o: WatchOptions, text: IO[str] | None = sys.stdout,
             status = EXIT_OK
         return status, out, tracker
     finally:
+        if metrics is not None:
+            metrics.close()
         probe.close()
         reactor.close()
         out.close()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from .optvalues import (ERRNO_MAX, KPROBE_OFFSET_MAX, TASK_COMM_LEN, UID_MAX, parse_cgroup,
                         parse_comm, parse_count, parse_duration, parse_errno, parse_kprobe,
-                        parse_lsm_hook, parse_pids, parse_signal, parse_size,
+                        parse_listen, parse_lsm_hook, parse_pids, parse_signal, parse_size,
                         parse_syscall_name, parse_uid, shown, signal_name, spell_duration)
 from .record import Record
 
@@ -152,6 +152,11 @@ OPTIONS: tuple[Option, ...] = (
            help="also log to syslog"),
     Option(flags=("--quiet", "-q"), fields={"quiet": False}, kind="flag", group=_OUTPUT,
            help="only the summary"),
+    Option(flags=("--metrics",), fields={"metrics": None}, metavar="ADDR:PORT",
+           parse=parse_listen, group=_OUTPUT,
+           help="serve the counters and the time-to-exit and latency histograms to "
+                "Prometheus at http://ADDR:PORT/metrics (:PORT: every address; needs "
+                "pip install 'rawprobe[metrics]')"),
 )
 
 # The value of every WatchOptions field when its option is not given.

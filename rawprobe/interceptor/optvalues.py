@@ -355,7 +355,8 @@ def _mount_of(path: str, mounts: list[_Mount]) -> _Mount:
 def cgroup_id(path: str, what: str = "--cgroup") -> tuple[int, int]:
     """A cgroup v2 directory -> (id, level).  The id is the directory's inode number
     (what ``bpf_get_current_cgroup_id()`` reports); the level is its depth below the
-    cgroup2 root (root = 0), for ``bpf_get_current_ancestor_cgroup_id(level)``.
+    cgroup2 root (root = 0), for ``bpf_get_current_ancestor_cgroup_id(level)``: the
+    real root's, also from inside a cgroup namespace.
 
     A relative path is taken below the cgroup2 mount, and so is an absolute one that
     is not a cgroup2 directory itself: ``/system.slice/foo.service`` as
@@ -392,12 +393,41 @@ def cgroup_id(path: str, what: str = "--cgroup") -> tuple[int, int]:
         raise UsageError(f"{what} {shown(path)} is not a cgroup v2 directory (cgroup2 is "
                          f"mounted on {', '.join(m.point for m in cg2)})")
     m = _mount_of(p, mounts)
-    # its path in the hierarchy: the mounted directory, then the path below the mount
-    rel = os.path.normpath(os.path.join(m.root, os.path.relpath(p, m.point)))
-    level = 0 if rel == "/" else len(rel.strip("/").split("/"))
+    # Its depth: the mounted directory's, then the path below the mount.  In a cgroup
+    # namespace of our own the mount's root is written relative to the namespace's
+    # root ("/" for a cgroup2 mounted there, "/../.." for the host's): BPF counts
+    # from the real root, so the namespace root's own level is added (rawprobe.cgroup).
+    from ..cgroup import in_initial_namespace, path_depth
+    level = path_depth(m.root) + path_depth(os.path.relpath(p, m.point))
+    if not in_initial_namespace():
+        from ..cgroup import namespace_root_level
+        level += namespace_root_level()
     return st.st_ino, level
 
 
 def parse_cgroup(text: str, what: str = "--cgroup") -> tuple[str, int, int]:
     """--cgroup's fields: (the path as given, its cgroup id, its level)."""
     return (text, *cgroup_id(text, what))
+
+
+PORT_MAX = 65535
+
+
+def parse_listen(text: str, what: str = "--metrics") -> tuple[str, int]:
+    """``HOST:PORT``, ``[IPv6]:PORT`` or ``:PORT`` (every IPv4 address) -> (host,
+    port).  The host is resolved when the server binds (``metrics.MetricsServer``):
+    parsing stays free of the resolver."""
+    host, sep, port = text.strip().rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        raise UsageError(f"{what} {shown(text)}: write an IPv6 address in brackets, "
+                         "as [::1]:9464")
+    digits = _digits(port)
+    if not sep or digits is None:
+        raise UsageError(f"bad {what} {shown(text)}: write ADDR:PORT, as 127.0.0.1:9464 "
+                         "or :9464 (every address)")
+    n = int(digits) if len(digits) <= 6 else PORT_MAX + 1
+    if not 1 <= n <= PORT_MAX:
+        raise UsageError(f"{what} {shown(text)}: the port must be 1 to {PORT_MAX}")
+    return host or "0.0.0.0", n

@@ -41,7 +41,8 @@ def format_text(ev: dict) -> str:
         why_hook = f" ({ev['hook_reason']})" if ev.get("hook_reason") else ""
         line = (f"armed: {ev['hook']}{why_hook} on {ev['target']} for {ev['filter']}, "
                 f"action {ev['action']}")
-        return line + (f" ({ev['action_reason']})" if ev.get("action_reason") else "")
+        line += f" ({ev['action_reason']})" if ev.get("action_reason") else ""
+        return line + (f"; metrics at {ev['metrics']}" if ev.get("metrics") else "")
     if kind == "intercept":
         what = ev.get("syscall") or ev.get("symbol")
         args = ", ".join(hex(a) if a > 0xFFFF else str(a) for a in ev.get("args", ()))
