@@ -120,6 +120,32 @@ def test_name_lookups_match_bpftool(cache_dir) -> None:
 
 
 @needs_vmlinux
+def test_every_name_finds_exactly_its_records(cache_dir) -> None:
+    """Differential, over all of vmlinux: the name index (built here, then read
+    back from the cache) gives for every name offset the ids whose record header
+    bears it (read here with struct, one by one), ascending; and nothing for
+    the offsets of member names that name no type."""
+    built = fresh()
+    assert not built._from_cache
+    cached = fresh()
+    assert cached._from_cache
+    want: dict[int, list[int]] = {}
+    for k, off in enumerate(built.offsets):
+        name_off = struct.unpack_from("<I", built._buf, built._ts + 4 * off)[0]
+        if name_off:
+            want.setdefault(name_off, []).append(built.first_id + k)
+    assert any(len(ids) > 1 for ids in want.values())          # duplicates exist
+    for kb in (built, cached):
+        for name_off, ids in want.items():
+            assert kb._ids_named(name_off) == ids, name_off
+    ts = built.type_by_id(built.type_by_name("task_struct")[0])
+    others = {m.name for m in ts.members if m.name} - {built.string_at(o) for o in want}
+    assert others
+    for name in others:
+        assert built.types_by_name(name) == [] == cached.types_by_name(name), name
+
+
+@needs_vmlinux
 def test_task_struct_members(cache_dir) -> None:
     dump = bpftool_dump()
     kb = fresh()

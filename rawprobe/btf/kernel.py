@@ -1,18 +1,22 @@
 """The running kernel's BTF, indexed lazily: ``KernelBTF.load()``.
 
-``/sys/kernel/btf/vmlinux`` is ~5.5 MB with ~130k types; decoding all of it
+``/sys/kernel/btf/vmlinux`` is ~5.5 MB with ~126k types; decoding all of it
 into Python objects takes over a second, and a loader needs a few dozen types.
 So this module:
 
 * maps the blob (``mmap`` works on 6.16+, otherwise one ``read()``, ~7 ms);
-* builds, by one walk over the record headers (~50 ms for vmlinux), an index:
-  ``offsets``, an ``array('I')`` of each type record's word offset in the type
-  section; ``_name_keys``, the sorted ``name_off << 32 | index`` of every
-  named record; and the string offsets of ``name___flavour`` names.  It is
-  cached on disk keyed by the kernel's identity (and this code's,
-  :data:`INDEX_CODE`), so later starts load it in well under a millisecond;
+* builds, by one walk over the record headers, an index: ``offsets``, each
+  type record's word offset in the type section; the named records' name
+  offsets in ascending order (``_snames``) beside their indices
+  (``_sidx``); and the string offsets of ``name___flavour`` names.  Past the
+  walk (~10 ms for vmlinux, one iteration per record) everything is C loops:
+  the name words are gathered by ``itemgetter`` and ordered by a stable
+  ``sorted`` whose key is a C method (records come nearly in string order:
+  a short sort).  The index is cached on disk keyed by the kernel's identity
+  (and this code's, :data:`INDEX_CODE`), so later starts map it in well under
+  a millisecond;
 * finds a name by its string: ``b"\\0name\\0"`` in the string section gives
-  the name's offset, and ``bisect`` on ``_name_keys`` the records that bear it;
+  the name's offset, and ``bisect`` on ``_snames`` the records that bear it;
 * decodes only the types asked for, once each.
 
 ``tools/bench_kernel_btf.py`` times a first and a later start.
@@ -26,11 +30,13 @@ Kernel BTF needs CONFIG_DEBUG_INFO_BTF (Linux 5.4+).
 """
 from __future__ import annotations
 
-import bisect
 import mmap
 import os
 import struct
 import sys
+from bisect import bisect_left, bisect_right
+from itertools import compress, count
+from operator import itemgetter
 
 from .._cache import (KEY_ENDS, VMLINUX, btf_key, cache_dir, code_key, is_private,
                       module_btf_names, write_atomic)
@@ -41,10 +47,9 @@ from .parse import (TAIL_FIXED, TAIL_ITEM, BTFLookups, Header, check_strings, de
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
-    from array import array
     from typing import Any, Iterator, Optional
 
-_INDEX_MAGIC = b"RPBTFIX3"
+_INDEX_MAGIC = b"RPBTFIX4"
 # The modules whose code shapes a cached index (the record walk and each kind's
 # record size, the flavoured-name scan, the file's reading and writing): an edit
 # of any of them must not be hidden by an index an older version wrote.
@@ -96,10 +101,11 @@ class KernelBTF(BTFLookups):
         self._name = make_string_reader(buf, self._ss, self._se, base=base)
         self._memo: dict[int, T.Type] = {}
         self._from_cache = False
-        # array('I'/'Q') when built here, memoryviews of the mapped cache file
-        # (``array`` is imported only to build: it imports collections.abc, ~3 ms)
+        # Lists and tuples when built here, views of the mapped cache file when
+        # read from it (no ``array``: it imports collections.abc, ~3 ms).
         self.offsets: Any = ()
-        self._name_keys: Any = ()
+        self._snames: Any = ()
+        self._sidx: Any = ()
         self._flavoured: Any = ()
         self._flavour_names: Optional[dict[str, list[int]]] = None
         self._load_index(use_cache)
@@ -139,57 +145,60 @@ class KernelBTF(BTFLookups):
         if path is not None:
             idx = _read_index(path, self._cache_key(), (self._te - self._ts) // 4)
             if idx is not None:
-                self.offsets, self._name_keys, self._flavoured = idx
+                self.offsets, self._snames, self._sidx, self._flavoured = idx
                 self._from_cache = True
                 return
         self._build_index()
         if path is not None:
-            _write_index(path, self._cache_key(),
-                         (self.offsets, self._name_keys, self._flavoured))
+            self._save_index(path)
 
     def _build_index(self) -> None:
         """One walk over the record headers: ``offsets`` (word offset of each
-        record), ``_name_keys`` (sorted ``name_off << 32 | index`` of named
-        records) and ``_flavoured`` (string offsets of ``x___flavour`` names)."""
+        record), ``_snames``/``_sidx`` (named records by name_off, see the
+        module's opening) and ``_flavoured`` (string offsets of ``x___flavour``
+        names)."""
         words = memoryview(self._buf)[self._ts:self._te].cast("I")
         try:
             offs = self._walk(words)
-            names = [words[o] for o in offs]
+            names = tuple(words[o] for o in offs) if len(offs) < 2 else itemgetter(*offs)(words)
         finally:
             words.release()
-        # nearly sorted already (records come about in string order): a short sort
-        keys = sorted(n << 32 | i for i, n in enumerate(names) if n)
-        from array import array
-        self.offsets = array("I", offs)
-        self._name_keys = array("Q", keys)
-        self._flavoured = array("I", self._scan_flavoured())
+        # Each a loop in C: the named records' indices, stably by name_off
+        # (equal names keep id order), then those name_offs in that order.
+        sidx = sorted(compress(count(), names), key=names.__getitem__)
+        self.offsets = offs
+        self._sidx = sidx
+        self._snames = tuple(names[i] for i in sidx) if len(sidx) < 2 else itemgetter(*sidx)(names)
+        self._flavoured = self._scan_flavoured()
         self._from_cache = False
 
     def _walk(self, words) -> list[int]:
         """Word offset of each record; validates kinds and bounds as it goes.
-        The hot loop of a first start: one dict lookup per record (record
-        lengths memoised by info word), errors handled off the fast path."""
+        The hot loop of a first start, one iteration per record: an append
+        and a dict lookup (record lengths memoised by info word).  The loop
+        has no bound test: running off the end (IndexError) ends it, a new
+        info word (KeyError) leaves it to be measured and checked."""
         n = len(words)
         offs: list[int] = []
         app = offs.append
         steps: dict[int, int] = {}     # info word -> record length in words
         i = 0
-        try:
-            while i < n:
-                app(i)
-                try:
+        while True:
+            try:
+                while True:
+                    app(i)
                     i += steps[words[i + 1]]
-                except KeyError:
-                    info = words[i + 1]
-                    kind = (info >> 24) & 0x1F
-                    if kind == 0 or kind >= len(_FIXED_W):
-                        raise BTFError(f"{self.path or 'BTF'}: type record at byte "
-                                       f"{i * 4} has unknown kind {kind}") from None
-                    step = steps[info] = \
-                        3 + _FIXED_W[kind] + _ITEM_W[kind] * (info & 0xFFFF)
-                    i += step
-        except IndexError:
-            i = n + 1                  # a record header cut off by the end
+            except KeyError:
+                offs.pop()             # appended again once measured
+                info = words[i + 1]
+                kind = (info >> 24) & 0x1F
+                if kind == 0 or kind >= len(_FIXED_W):
+                    raise BTFError(f"{self.path or 'BTF'}: type record at byte "
+                                   f"{i * 4} has unknown kind {kind}") from None
+                steps[info] = 3 + _FIXED_W[kind] + _ITEM_W[kind] * (info & 0xFFFF)
+            except IndexError:
+                offs.pop()             # i is the end, or a header cut off by it
+                break
         if i != n:
             raise BTFError(f"{self.path or 'BTF'}: last type record runs past the end "
                            f"of the type section")
@@ -225,8 +234,11 @@ class KernelBTF(BTFLookups):
         self._memo.clear()
         path = _cache_file(self)
         if path is not None:
-            _write_index(path, self._cache_key(),
-                         (self.offsets, self._name_keys, self._flavoured))
+            self._save_index(path)
+
+    def _save_index(self, path: str) -> None:
+        _write_index(path, self._cache_key(),
+                     (self.offsets, self._snames, self._sidx, self._flavoured))
 
     # -- lookups --------------------------------------------------------------
 
@@ -315,10 +327,10 @@ class KernelBTF(BTFLookups):
 
     def _ids_named(self, name_off: int) -> list[int]:
         """Ids of this blob's types whose name_off is ``name_off``."""
-        keys = self._name_keys
-        lo = bisect.bisect_left(keys, name_off << 32)
-        hi = bisect.bisect_left(keys, (name_off + 1) << 32, lo)
-        return [self.first_id + (keys[k] & 0xFFFFFFFF) for k in range(lo, hi)]
+        snames = self._snames
+        lo = bisect_left(snames, name_off)
+        hi = bisect_right(snames, name_off, lo)
+        return [self.first_id + self._sidx[k] for k in range(lo, hi)]
 
     def _string_offsets(self, name: str, flavoured: bool) -> list[int]:
         """Offsets of ``name`` (or, with ``flavoured``, of its flavours) in the
@@ -417,7 +429,7 @@ def _cache_file(kb: KernelBTF) -> Optional[str]:
 
 
 def _read_index(path: str, key: bytes, nwords: int):
-    """Map a cached index; returns (offsets, name_keys, flavoured) as
+    """Map a cached index; returns (offsets, snames, sidx, flavoured) as
     memoryviews over the file (no copy), or None if absent or not for this blob."""
     try:
         with open(path, "rb") as f:
@@ -429,21 +441,22 @@ def _read_index(path: str, key: bytes, nwords: int):
     head = len(_INDEX_MAGIC) + 16
     if len(data) < head or data[:len(_INDEX_MAGIC)] != _INDEX_MAGIC:
         return None
-    klen, n_offs, n_keys, n_flav = struct.unpack_from("<IIII", data, len(_INDEX_MAGIC))
+    counts = struct.unpack_from("<IIII", data, len(_INDEX_MAGIC))
+    klen, n_offs, n_named, n_flav = counts
     pos = _align8(head + klen)
     if data[head:head + klen] != key or \
-            len(data) != pos + _align8(4 * n_offs) + 8 * n_keys + 4 * n_flav:
+            len(data) != pos + sum(_align8(4 * n) for n in (n_offs, n_named, n_named, n_flav)):
         return None
     view = memoryview(data)
     out = []
-    for code, n, size in (("I", n_offs, 4), ("Q", n_keys, 8), ("I", n_flav, 4)):
-        out.append(view[pos:pos + n * size].cast(code))
-        pos += _align8(n * size)
+    for n in (n_offs, n_named, n_named, n_flav):
+        out.append(view[pos:pos + 4 * n].cast("I"))
+        pos += _align8(4 * n)
     offs = out[0]
     # Cheap sanity; each decode re-checks its record against the next offset.
     if not len(offs) or offs[0] != 0 or offs[-1] >= nwords:
         return None
-    return out[0], out[1], out[2]
+    return tuple(out)
 
 
 def _fnv1a32(data: bytes) -> int:
@@ -458,10 +471,11 @@ def _align8(n: int) -> int:
     return (n + 7) & ~7
 
 
-def _write_index(path: str, key: bytes, idx: tuple[array, array, array]) -> None:
+def _write_index(path: str, key: bytes, idx: tuple) -> None:
     # No writable cache is fine: the next start walks again.
-    offs, keys, flav = idx
-    head = _INDEX_MAGIC + struct.pack("<IIII", len(key), len(offs), len(keys), len(flav)) + key
-    write_atomic(path, b"".join((head.ljust(_align8(len(head)), b"\0"),
-                                 offs.tobytes().ljust(_align8(4 * len(offs)), b"\0"),
-                                 keys.tobytes(), flav.tobytes())))
+    offs, snames, sidx, flav = idx
+    head = _INDEX_MAGIC + struct.pack("<IIII", len(key), len(offs), len(sidx), len(flav)) + key
+    parts = [head]
+    for a in idx:                      # each u32[], padded to 8 bytes
+        parts.append(struct.pack(f"<{len(a)}I", *a))
+    write_atomic(path, b"".join(p.ljust(_align8(len(p)), b"\0") for p in parts))
