@@ -56,6 +56,19 @@ _INDEX_MAGIC = b"RPBTFIX4"
 INDEX_CODE = ("btf/kernel.py", "btf/parse.py", "btf/types.py", "_cache.py")
 _FIXED_W = tuple(n // 4 for n in TAIL_FIXED)
 _ITEM_W = tuple(n // 4 for n in TAIL_ITEM)
+# A first start scans for this many names before it builds the full index
+# (a scan is ~0.5 ms; the index ~15 ms, paid once: it is cached).
+_LAZY_SCANS = 24
+# Records a lookup checks after a candidate start (see _could_start_record).
+_CHAIN = 4
+
+
+def _record_words(info: int) -> int:
+    """Length in words of a record with this info word; 0 for an unknown kind."""
+    kind = (info >> 24) & 0x1F
+    if kind == 0 or kind >= len(_FIXED_W):
+        return 0
+    return 3 + _FIXED_W[kind] + _ITEM_W[kind] * (info & 0xFFFF)
 
 _loaded: dict[str, "KernelBTF"] = {}
 
@@ -139,70 +152,154 @@ class KernelBTF(BTFLookups):
         return cls(bytes(data), base=base, use_cache=False)
 
     # -- the index ------------------------------------------------------------
+    #
+    # Two states.  Indexed: ``offsets`` of every record and the name index
+    # (``_snames``/``_sidx``), read from the cache or built by walking the whole
+    # section.  Lazy (a first start): ``offsets`` covers the records walked so
+    # far (``_walked`` is the word where the walk stopped), and a name is found
+    # by scanning the section for its offset (:meth:`_scan_named`).  A loader
+    # wants a few dozen types, nearly all among the first few thousand records,
+    # so a lazy first start walks a few percent of the section.  Whatever needs
+    # the whole of it (``len``, many lookups, a record past half the section)
+    # builds the full index and caches it for the next start.
 
     def _load_index(self, use_cache: bool) -> None:
-        path = _cache_file(self) if use_cache else None
-        if path is not None:
-            idx = _read_index(path, self._cache_key(), (self._te - self._ts) // 4)
+        self._cache_path = _cache_file(self) if use_cache else None
+        self._words = memoryview(self._buf)[self._ts:self._te].cast("I")
+        self._steps: dict[int, int] = {}   # info word -> record length in words
+        self._hay: Optional[bytearray] = None
+        self._scans = 0
+        if self._cache_path is not None:
+            idx = _read_index(self._cache_path, self._cache_key(), len(self._words))
             if idx is not None:
                 self.offsets, self._snames, self._sidx, self._flavoured = idx
+                self._walked = len(self._words)
                 self._from_cache = True
                 return
-        self._build_index()
-        if path is not None:
-            self._save_index(path)
+        self._start_lazy()
 
-    def _build_index(self) -> None:
-        """One walk over the record headers: ``offsets`` (word offset of each
-        record), ``_snames``/``_sidx`` (named records by name_off, see the
-        module's opening) and ``_flavoured`` (string offsets of ``x___flavour``
-        names)."""
-        words = memoryview(self._buf)[self._ts:self._te].cast("I")
-        try:
-            offs = self._walk(words)
-            names = tuple(words[o] for o in offs) if len(offs) < 2 else itemgetter(*offs)(words)
-        finally:
-            words.release()
+    def _start_lazy(self) -> None:
+        self.offsets = []
+        self._walked = 0
+        self._snames = self._sidx = self._flavoured = None
+        self._from_cache = False
+
+    @property
+    def indexed(self) -> bool:
+        """Whether the full index is here (read from the cache or built)."""
+        return self._snames is not None
+
+    def index(self) -> None:
+        """Build the full index now (walking the rest of the section) and cache
+        it; a no-op when indexed."""
+        if self._snames is not None:
+            return
+        self._walk_to(len(self._words))
+        offs, words = self.offsets, self._words
+        names = tuple(words[o] for o in offs) if len(offs) < 2 else itemgetter(*offs)(words)
         # Each a loop in C: the named records' indices, stably by name_off
         # (equal names keep id order), then those name_offs in that order.
         sidx = sorted(compress(count(), names), key=names.__getitem__)
-        self.offsets = offs
         self._sidx = sidx
         self._snames = tuple(names[i] for i in sidx) if len(sidx) < 2 else itemgetter(*sidx)(names)
-        self._flavoured = self._scan_flavoured()
-        self._from_cache = False
+        if self._flavoured is None:
+            self._flavoured = self._scan_flavoured()
+        if self._cache_path is not None:
+            _write_index(self._cache_path, self._cache_key(),
+                         (self.offsets, self._snames, self._sidx, self._flavoured))
 
-    def _walk(self, words) -> list[int]:
-        """Word offset of each record; validates kinds and bounds as it goes.
-        The hot loop of a first start, one iteration per record: an append
-        and a dict lookup (record lengths memoised by info word).  The loop
-        has no bound test: running off the end (IndexError) ends it, a new
-        info word (KeyError) leaves it to be measured and checked."""
+    def _walk_to(self, stop: int) -> None:
+        """Walk on until a record starts at or past word ``stop`` (or the
+        section ends), appending each record's word offset; validates kinds
+        and bounds as it goes.  The hot loop of a first start, one iteration
+        per record: an append and a dict lookup (record lengths memoised by
+        info word); a new info word (KeyError) leaves it to be measured."""
+        words, steps = self._words, self._steps
         n = len(words)
-        offs: list[int] = []
+        stop = min(stop, n)
+        offs = self.offsets
         app = offs.append
-        steps: dict[int, int] = {}     # info word -> record length in words
-        i = 0
+        i = self._walked
         while True:
             try:
-                while True:
+                while i < stop:
                     app(i)
                     i += steps[words[i + 1]]
+                break
             except KeyError:
                 offs.pop()             # appended again once measured
                 info = words[i + 1]
-                kind = (info >> 24) & 0x1F
-                if kind == 0 or kind >= len(_FIXED_W):
+                step = _record_words(info)
+                if not step:
                     raise BTFError(f"{self.path or 'BTF'}: type record at byte "
-                                   f"{i * 4} has unknown kind {kind}") from None
-                steps[info] = 3 + _FIXED_W[kind] + _ITEM_W[kind] * (info & 0xFFFF)
-            except IndexError:
-                offs.pop()             # i is the end, or a header cut off by it
+                                   f"{i * 4} has unknown kind {(info >> 24) & 0x1F}") from None
+                steps[info] = step
+            except IndexError:         # a header cut off by the end
+                i = n + 1
                 break
-        if i != n:
+        if i > n:
             raise BTFError(f"{self.path or 'BTF'}: last type record runs past the end "
                            f"of the type section")
-        return offs
+        self._walked = i
+
+    def _walk_past(self, idx: int) -> None:
+        """Walk until record ``idx`` (0-based) is known, if the section has it."""
+        n = len(self._words)
+        while len(self.offsets) <= idx and self._walked < n:
+            # records are 3 words or more: ask for a little more than needed
+            self._walk_to(self._walked + 4 * (idx + 1 - len(self.offsets)))
+
+    def _could_start_record(self, p: int) -> bool:
+        """Whether word ``p`` could begin a record: the next _CHAIN records from
+        it would have known kinds and fit.  Every record of a section the walk
+        accepts passes, so False proves ``p`` is not one (a lazy lookup's
+        hits past the walk are nearly all members' and parameters' names,
+        type ids and sizes, which fail at the first or second step)."""
+        words = self._words
+        n = len(words)
+        for _ in range(_CHAIN):
+            if p >= n:
+                return p == n
+            if p + 1 == n:
+                return False
+            step = _record_words(words[p + 1])
+            if not step:
+                return False
+            p += step
+        return p <= n
+
+    def _scan_named(self, name_off: int) -> list[int]:
+        """Ids of the records named ``name_off``, without the full index: every
+        aligned word equal to it is found by ``find`` in ``_hay`` (the low 16 bits
+        of each word, big-endian: the most varied byte last, where ``find``
+        skips), then kept if it is a record's first word -- by ``offsets``
+        within the walk, by walking on to it past the walk if it could be."""
+        if self._hay is None:
+            buf, ts, te = self._buf, self._ts, self._te
+            hay = self._hay = bytearray((te - ts) // 2)
+            hay[0::2] = buf[ts + 1:te:4]
+            hay[1::2] = buf[ts:te:4]
+        hay, words, offs = self._hay, self._words, self.offsets
+        needle = (name_off & 0xFFFF).to_bytes(2, "big")
+        ids = []
+        pos = hay.find(needle)
+        while pos >= 0:
+            p = pos >> 1
+            if pos & 1 or words[p] != name_off:
+                pos = hay.find(needle, pos + 1)
+                continue
+            if p >= self._walked and self._could_start_record(p):
+                self._walk_to(p + 1)
+                if self._walked > len(words) // 2:
+                    # most of the walk is done: finish it, index and cache
+                    self.index()
+                    return self._ids_indexed(name_off)
+            if p < self._walked:
+                k = bisect_left(offs, p)
+                if k < len(offs) and offs[k] == p:
+                    ids.append(self.first_id + k)
+            pos = hay.find(needle, pos + 2)
+        return ids
 
     def _scan_flavoured(self) -> list[int]:
         """String offsets whose essential name differs from the name (rare:
@@ -230,19 +327,14 @@ class KernelBTF(BTFLookups):
                 + b"\0" + code_key(INDEX_CODE))
 
     def _rebuild_index(self) -> None:
-        self._build_index()
+        self._start_lazy()
         self._memo.clear()
-        path = _cache_file(self)
-        if path is not None:
-            self._save_index(path)
-
-    def _save_index(self, path: str) -> None:
-        _write_index(path, self._cache_key(),
-                     (self.offsets, self._snames, self._sidx, self._flavoured))
+        self.index()
 
     # -- lookups --------------------------------------------------------------
 
     def __len__(self) -> int:
+        self.index()
         return self.first_id + len(self.offsets)
 
     @property
@@ -275,6 +367,8 @@ class KernelBTF(BTFLookups):
         else:
             idx = type_id - self.first_id
             if idx >= len(self.offsets):
+                self._walk_past(idx)
+            if idx >= len(self.offsets):
                 raise BTFError(f"no BTF type with id {type_id} (have 0..{len(self) - 1})")
             t = self._decode(idx)
         self._memo[type_id] = t
@@ -282,8 +376,8 @@ class KernelBTF(BTFLookups):
 
     def _decode(self, idx: int) -> T.Type:
         off = self._ts + self.offsets[idx] * 4
-        want = (self._ts + self.offsets[idx + 1] * 4 if idx + 1 < len(self.offsets)
-                else self._te)
+        want = self._ts + 4 * (self.offsets[idx + 1] if idx + 1 < len(self.offsets)
+                               else self._walked)
         try:
             ok = record_end(self._buf, off, self._te) == want
         except BTFError:
@@ -318,6 +412,8 @@ class KernelBTF(BTFLookups):
         return None if pos < 0 else pos + 1 - ss + base_len
 
     def _flavoured_offsets(self, name: str) -> list[int]:
+        if self._flavoured is None:
+            self._flavoured = self._scan_flavoured()
         if self._flavour_names is None:
             d: dict[str, list[int]] = {}
             for off in self._flavoured:
@@ -327,6 +423,14 @@ class KernelBTF(BTFLookups):
 
     def _ids_named(self, name_off: int) -> list[int]:
         """Ids of this blob's types whose name_off is ``name_off``."""
+        if self._snames is None:
+            self._scans += 1
+            if self._scans <= _LAZY_SCANS:
+                return self._scan_named(name_off)
+            self.index()               # many lookups: the index is cheaper now
+        return self._ids_indexed(name_off)
+
+    def _ids_indexed(self, name_off: int) -> list[int]:
         snames = self._snames
         lo = bisect_left(snames, name_off)
         hi = bisect_right(snames, name_off, lo)
