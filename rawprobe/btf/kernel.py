@@ -5,25 +5,35 @@ into Python objects takes over a second, and a loader needs a few dozen types.
 So this module:
 
 * maps the blob (``mmap`` works on 6.16+, otherwise one ``read()``, ~7 ms);
-* builds, by one walk over the record headers, an index: ``offsets``, each
-  type record's word offset in the type section; the named records' name
-  offsets in ascending order (``_snames``) beside their indices
-  (``_sidx``); and the string offsets of ``name___flavour`` names.  Past the
-  walk (~10 ms for vmlinux, one iteration per record) everything is C loops:
-  the name words are gathered by ``itemgetter`` and ordered by a stable
-  ``sorted`` whose key is a C method (records come nearly in string order:
-  a short sort).  The index is cached on disk keyed by the kernel's identity
-  (and this code's, :data:`INDEX_CODE`), so later starts map it in well under
-  a millisecond;
-* finds a name by its string: ``b"\\0name\\0"`` in the string section gives
-  the name's offset, and ``bisect`` on ``_snames`` the records that bear it;
+* at a first start, reads it lazily: records are walked (one Python iteration
+  each, the only per-record work) only up to the highest id asked for, and a
+  name is found by scanning the section for its string offset: ``find`` in a
+  copy of the words' low 16 bits (``_hay``, 1.6 MB, built by two strided
+  slices), each hit kept if a record starts there.  Within the walk that is a
+  ``bisect`` of ``offsets``; past it, a hit that could not begin a run of
+  well-formed records is rejected without walking (the members', parameters'
+  and type-id words that share the value), and one that could is walked to.
+  A CO-RE load asks for a handful of names of types among the first few
+  thousand records: ~1.5 ms a name, a few hundred records walked;
+* builds the full index when a start needs the whole section (``len``, more
+  than _LAZY_SCANS names, a record past half of it: functions) and caches it
+  on disk keyed by the kernel's identity (and this code's,
+  :data:`INDEX_CODE`), so later starts map it in well under a millisecond:
+  ``offsets`` of every record (the walk, ~10 ms for vmlinux's ~126k records)
+  and the named records' name offsets in ascending order (``_snames``) beside
+  their indices (``_sidx``) -- gathered by ``itemgetter`` and ordered by a
+  stable ``sorted`` keyed by a C method, loops in C; then a name is a
+  ``bisect``;
+* finds a name's string offset by ``b"\\0name\\0"`` in the string section,
+  and keeps the offsets of ``name___flavour`` strings (one scan for ``___``);
 * decodes only the types asked for, once each.
 
 ``tools/bench_kernel_btf.py`` times a first and a later start.
 
-Everything read from the blob is checked as it is decoded; a stale or damaged
-on-disk index is detected (a record's length disagreeing with the next offset)
-and rebuilt.  Module BTF (``/sys/kernel/btf/<module>``, Linux 5.11+) is split
+Everything read from the blob is checked as it is decoded, and every record
+walked; a lazy start leaves the records past its walk unchecked (a damaged
+tail is found when something walks there).  A stale or damaged on-disk index
+is detected (a record's length disagreeing with the next offset) and rebuilt.  Module BTF (``/sys/kernel/btf/<module>``, Linux 5.11+) is split
 BTF on top of vmlinux: ids and string offsets continue the base's.
 
 Kernel BTF needs CONFIG_DEBUG_INFO_BTF (Linux 5.4+).
