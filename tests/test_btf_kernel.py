@@ -78,6 +78,13 @@ def fresh(path: Path = VMLINUX, cache: bool = True) -> KernelBTF:
     return KernelBTF(K._map_file(str(path)), path=str(path), use_cache=cache)
 
 
+def indexed(path: Path = VMLINUX) -> KernelBTF:
+    """A new KernelBTF with its full index (built and cached, or read)."""
+    kb = fresh(path)
+    kb.index()
+    return kb
+
+
 # -- against bpftool ------------------------------------------------------------------
 
 @needs_vmlinux
@@ -120,6 +127,68 @@ def test_name_lookups_match_bpftool(cache_dir) -> None:
 
 
 @needs_vmlinux
+def test_every_name_finds_exactly_its_records(cache_dir, monkeypatch) -> None:
+    """Differential, over vmlinux: the full index (built here, then read back
+    from the cache) gives for every name offset the ids whose record header
+    bears it (read here with struct, one by one), ascending; a lazy first start
+    (scans, no index) gives the same for a sample of them -- names borne by
+    several records, function names (deep in the section), other type names at
+    random -- and nothing for member names that name no type."""
+    built = fresh()
+    assert not built._from_cache and not built.indexed
+    built.index()
+    cached = fresh()
+    assert cached._from_cache and cached.indexed
+    want: dict[int, list[int]] = {}
+    funcs = []
+    for k, off in enumerate(built.offsets):
+        name_off, info = struct.unpack_from("<II", built._buf, built._ts + 4 * off)
+        if name_off:
+            want.setdefault(name_off, []).append(built.first_id + k)
+            if (info >> 24) & 0x1F == Kind.FUNC:
+                funcs.append(name_off)
+    for kb in (built, cached):
+        for name_off, ids in want.items():
+            assert kb._ids_named(name_off) == ids, name_off
+    several = [o for o, ids in want.items() if len(ids) > 1]
+    assert several and funcs
+    rnd = random.Random(7)
+    sample = (rnd.sample(several, 40) + rnd.sample(funcs, 4)
+              + rnd.sample(sorted(set(want) - set(funcs)), 200))
+    ts = built.type_by_id(built.type_by_name("task_struct")[0])
+    others = [o for o in (built._name_offset(m.name) for m in ts.members if m.name)
+              if o not in want]
+    assert others
+    monkeypatch.setattr(K, "_LAZY_SCANS", 1 << 30)
+    lazy = fresh(cache=False)
+    for name_off in sample + others:
+        if lazy.indexed:                    # a deep record finished the walk
+            lazy = fresh(cache=False)
+        assert lazy._ids_named(name_off) == want.get(name_off, []), name_off
+
+
+@needs_vmlinux
+def test_a_first_start_walks_only_as_far_as_it_must(cache_dir) -> None:
+    """A lazy start finds task_struct and decodes its members' types having
+    walked a small part of the section and without building or caching the full
+    index; a record past half the section (a function) completes and caches
+    it; many lookups switch to the index too."""
+    kb = fresh()
+    tid, ts = kb.type_by_name("task_struct", Kind.STRUCT)
+    for m in ts.members:
+        kb.size_of(m.type)
+    assert not kb.indexed and kb._walked < len(kb._words) // 4
+    assert not cache_dir.exists() or list(cache_dir.iterdir()) == []
+    fid = kb.types_by_name("do_exit")[-1]
+    assert isinstance(kb.type_by_id(fid), T.Func) and kb.indexed
+    assert fresh()._from_cache
+    many = fresh(cache=False)
+    for i in range(1, 200):
+        many.types_by_name(many.type_by_id(i).name or "int")
+    assert many.indexed
+
+
+@needs_vmlinux
 def test_task_struct_members(cache_dir) -> None:
     dump = bpftool_dump()
     kb = fresh()
@@ -136,7 +205,7 @@ def test_task_struct_members(cache_dir) -> None:
 
 @needs_vmlinux
 def test_index_cache_round_trip(cache_dir) -> None:
-    first = fresh()
+    first = indexed()
     assert not first._from_cache
     files = list(cache_dir.iterdir())
     assert len(files) == 1 and files[0].stat().st_size > 4 * len(first)
@@ -149,7 +218,7 @@ def test_index_cache_round_trip(cache_dir) -> None:
 
 @needs_vmlinux
 def test_stale_or_corrupt_cache_is_rebuilt(cache_dir) -> None:
-    fresh()
+    indexed()
     (path,) = cache_dir.iterdir()
     data = bytearray(path.read_bytes())
     # Layout (kernel._write_index): magic, 4 u32 counts, key, padding, offsets[].
@@ -168,7 +237,7 @@ def test_stale_or_corrupt_cache_is_rebuilt(cache_dir) -> None:
 
 @needs_vmlinux
 def test_a_cache_file_others_may_write_is_not_used(cache_dir) -> None:
-    fresh()
+    indexed()
     (path,) = cache_dir.iterdir()
     assert fresh()._from_cache
     os.chmod(path, 0o666)
@@ -177,7 +246,7 @@ def test_a_cache_file_others_may_write_is_not_used(cache_dir) -> None:
 
 @needs_vmlinux
 def test_cache_for_another_kernel_is_ignored(cache_dir, monkeypatch) -> None:
-    fresh()
+    indexed()
     real = os.uname()
     fake = os.uname_result((real.sysname, real.nodename, real.release + "-other",
                             real.version, real.machine))
@@ -191,6 +260,8 @@ def test_unwritable_cache_dir_is_fine(tmp_path, monkeypatch) -> None:
     blocker.write_text("not a directory")
     monkeypatch.setenv("RAWPROBE_CACHE_DIR", str(blocker / "sub"))
     kb = fresh()
+    assert kb.type_by_name("task_struct")[1].name == "task_struct"
+    kb.index()
     assert kb.type_by_name("task_struct")[1].name == "task_struct"
     monkeypatch.setenv("RAWPROBE_CACHE_DIR", "")
     assert K.cache_dir() is None

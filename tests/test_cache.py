@@ -41,6 +41,7 @@ os.write = write
 COLD_START = PAUSED + r"""
 from rawprobe.btf.kernel import KernelBTF
 kb = KernelBTF.load()
+kb.index()
 print("done", kb._from_cache, flush=True)
 """
 WRITE_ONE = PAUSED + r"""
@@ -48,11 +49,13 @@ from rawprobe import _cache
 print("done", _cache.write_atomic(os.path.join(_cache.cache_dir(), "core-x.bin"),
                                   b"x" * (1 << 20)), flush=True)
 """
-# The next start: load the kernel BTF as any load does; says whether the index
-# came from the cache.
+# The next start: load the kernel BTF and its full index; says whether the
+# index came from the cache (and writes it if not).
 NEXT_START = r"""
 from rawprobe.btf.kernel import KernelBTF
-print(KernelBTF.load()._from_cache)
+kb = KernelBTF.load()
+print(kb._from_cache, flush=True)
+kb.index()
 """
 
 

@@ -219,8 +219,10 @@ from rawprobe.btf.kernel import KernelBTF
 spec = rawprobe.ObjectSpec.from_file(sys.argv[1])
 with rawprobe.Collection.from_spec(spec, programs=[sys.argv[2]]):
     pass
+kb = KernelBTF.load()
 print("computed" if "rawprobe.btf.core" in sys.modules else "cached",
-      "cached" if KernelBTF.load()._from_cache else "indexed")
+      "cached" if kb._from_cache else "indexed")
+kb.index()                  # a first start that computes CO-RE need not write it
 """
 
 

@@ -16,8 +16,12 @@ ones.  Printed:
   to a bare ``python -S -c pass`` so the interpreter's own start is visible;
 * the ratios against bpftool;
 * a cold first run: no kernel-BTF index and no CO-RE cache
-  (``RAWPROBE_CACHE_DIR`` points at a new empty directory each time); the other
-  runs take both from the cache, as every start after an installation's first.
+  (``RAWPROBE_CACHE_DIR`` points at a new empty directory each time), in the
+  first ``--cold`` rounds, right after that round's bpftool run; its ratios are
+  the median of each round's own ratio (cold / that bpftool), so load from
+  other users of the machine moves both sides.  The other runs take both
+  caches from the cache directory, as every start after an installation's
+  first.
 
 How Python runs, so that the figures are what an installed rawprobe costs:
 
@@ -116,7 +120,8 @@ def main() -> int:
     ap.add_argument("object", nargs="?", help="BPF object (default: prebuilt/ or "
                     "build/intercept.bpf.o)")
     ap.add_argument("-n", type=int, default=20, help="runs of each (default 20)")
-    ap.add_argument("--cold", type=int, default=5, help="cold first runs (default 5)")
+    ap.add_argument("--cold", type=int, default=5, help="cold first runs, in the first "
+                    "rounds (default 5, at most -n)")
     args = ap.parse_args()
     if args.object:
         obj = Path(args.object)
@@ -160,10 +165,12 @@ def main() -> int:
         rows: dict[str, list[tuple[float, float]]] = {
             k: [] for k in ("rp", "rp_in", "rp_kern", "rp_prog", "bt", "py")}
         nprogs = 0
+        cold_in: list[tuple[float, ...]] = []      # wall, CPU, and each / its round's bpftool
+        cold_proc: list[tuple[float, ...]] = []
         try:
             run(bt_argv, env)
             shutil.rmtree(pin)
-            for _ in range(args.n):
+            for i in range(args.n):
                 wall, cpu, out = run(child, env)
                 w_in, c_in, w_k, c_k, w_p, c_p, n = out.split()
                 nprogs = int(n)
@@ -175,12 +182,13 @@ def main() -> int:
                 shutil.rmtree(pin)
                 rows["bt"].append((wall, cpu))
                 rows["py"].append(run(bare, env)[:2])
-            cold_in, cold_proc = [], []
-            for i in range(args.cold):
-                cold_env = child_env(os.path.join(tmp, f"cold{i}"), pycache)
-                wall, cpu, out = run(child, cold_env)
-                cold_proc.append((wall, cpu))
-                cold_in.append((float(out.split()[0]), float(out.split()[1])))
+                if i < args.cold:
+                    bt_w, bt_c = wall, cpu
+                    cold_env = child_env(os.path.join(tmp, f"cold{i}"), pycache)
+                    wall, cpu, out = run(child, cold_env)
+                    w_in, c_in = float(out.split()[0]), float(out.split()[1])
+                    cold_proc.append((wall, cpu, wall / bt_w, cpu / bt_c))
+                    cold_in.append((w_in, c_in, w_in / bt_w, c_in / bt_c))
         finally:
             shutil.rmtree(pin_root, ignore_errors=True)
 
@@ -210,9 +218,16 @@ def main() -> int:
     line("rawprobe whole process", m("rp", 0), m("rp", 1))
     line("  python -S -c pass (interpreter start/exit)", m("py", 0), m("py", 1),
          ratio=False)
-    line(f"cold first run, in process (no caches, n={args.cold})", m(cold_in, 0),
-         m(cold_in, 1))
-    line("cold first run, whole process", m(cold_proc, 0), m(cold_proc, 1))
+    def cold(label: str, data: list) -> None:
+        def q(i: int) -> str:
+            v = sorted(r[i] for r in data)
+            return f"{m(data, i):5.2f}x [{v[0]:.2f}-{v[-1]:.2f}]"
+        print(f"  {label:44s} {m(data, 0):8.1f} {m(data, 1):8.1f}   {q(2)}  {q(3)}")
+
+    print(f"cold first runs (no caches), n={len(cold_in)}, each next to its round's bpftool "
+          f"(ratios: median of the rounds' [min-max])")
+    cold("cold, rawprobe import -> loaded (in process)", cold_in)
+    cold("cold, rawprobe whole process", cold_proc)
     return 0
 
 

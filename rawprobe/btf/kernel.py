@@ -1,36 +1,52 @@
 """The running kernel's BTF, indexed lazily: ``KernelBTF.load()``.
 
-``/sys/kernel/btf/vmlinux`` is ~5.5 MB with ~130k types; decoding all of it
+``/sys/kernel/btf/vmlinux`` is ~5.5 MB with ~126k types; decoding all of it
 into Python objects takes over a second, and a loader needs a few dozen types.
 So this module:
 
 * maps the blob (``mmap`` works on 6.16+, otherwise one ``read()``, ~7 ms);
-* builds, by one walk over the record headers (~50 ms for vmlinux), an index:
-  ``offsets``, an ``array('I')`` of each type record's word offset in the type
-  section; ``_name_keys``, the sorted ``name_off << 32 | index`` of every
-  named record; and the string offsets of ``name___flavour`` names.  It is
-  cached on disk keyed by the kernel's identity (and this code's,
-  :data:`INDEX_CODE`), so later starts load it in well under a millisecond;
-* finds a name by its string: ``b"\\0name\\0"`` in the string section gives
-  the name's offset, and ``bisect`` on ``_name_keys`` the records that bear it;
+* at a first start, reads it lazily: records are walked (one Python iteration
+  each, the only per-record work) only up to the highest id asked for, and a
+  name is found by scanning the section for its string offset: ``find`` in a
+  copy of the words' low 16 bits (``_hay``, 1.6 MB, built by two strided
+  slices), each hit kept if a record starts there.  Within the walk that is a
+  ``bisect`` of ``offsets``; past it, a hit that could not begin a run of
+  well-formed records is rejected without walking (the members', parameters'
+  and type-id words that share the value), and one that could is walked to.
+  A CO-RE load asks for a handful of names of types among the first few
+  thousand records: ~1.5 ms a name, a few hundred records walked;
+* builds the full index when a start needs the whole section (``len``, more
+  than _LAZY_SCANS names, a record past half of it: functions) and caches it
+  on disk keyed by the kernel's identity (and this code's,
+  :data:`INDEX_CODE`), so later starts map it in well under a millisecond:
+  ``offsets`` of every record (the walk, ~10 ms for vmlinux's ~126k records)
+  and the named records' name offsets in ascending order (``_snames``) beside
+  their indices (``_sidx``) -- gathered by ``itemgetter`` and ordered by a
+  stable ``sorted`` keyed by a C method, loops in C; then a name is a
+  ``bisect``;
+* finds a name's string offset by ``b"\\0name\\0"`` in the string section,
+  and keeps the offsets of ``name___flavour`` strings (one scan for ``___``);
 * decodes only the types asked for, once each.
 
 ``tools/bench_kernel_btf.py`` times a first and a later start.
 
-Everything read from the blob is checked as it is decoded; a stale or damaged
-on-disk index is detected (a record's length disagreeing with the next offset)
-and rebuilt.  Module BTF (``/sys/kernel/btf/<module>``, Linux 5.11+) is split
+Everything read from the blob is checked as it is decoded, and every record
+walked; a lazy start leaves the records past its walk unchecked (a damaged
+tail is found when something walks there).  A stale or damaged on-disk index
+is detected (a record's length disagreeing with the next offset) and rebuilt.  Module BTF (``/sys/kernel/btf/<module>``, Linux 5.11+) is split
 BTF on top of vmlinux: ids and string offsets continue the base's.
 
 Kernel BTF needs CONFIG_DEBUG_INFO_BTF (Linux 5.4+).
 """
 from __future__ import annotations
 
-import bisect
 import mmap
 import os
 import struct
 import sys
+from bisect import bisect_left, bisect_right
+from itertools import compress, count
+from operator import itemgetter
 
 from .._cache import (KEY_ENDS, VMLINUX, btf_key, cache_dir, code_key, is_private,
                       module_btf_names, write_atomic)
@@ -41,16 +57,28 @@ from .parse import (TAIL_FIXED, TAIL_ITEM, BTFLookups, Header, check_strings, de
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
-    from array import array
     from typing import Any, Iterator, Optional
 
-_INDEX_MAGIC = b"RPBTFIX3"
+_INDEX_MAGIC = b"RPBTFIX4"
 # The modules whose code shapes a cached index (the record walk and each kind's
 # record size, the flavoured-name scan, the file's reading and writing): an edit
 # of any of them must not be hidden by an index an older version wrote.
 INDEX_CODE = ("btf/kernel.py", "btf/parse.py", "btf/types.py", "_cache.py")
 _FIXED_W = tuple(n // 4 for n in TAIL_FIXED)
 _ITEM_W = tuple(n // 4 for n in TAIL_ITEM)
+# A first start scans for this many names before it builds the full index
+# (a scan is ~1.5 ms; the index ~30 ms, paid once: it is cached).
+_LAZY_SCANS = 24
+# Records a lookup checks after a candidate start (see _could_start_record).
+_CHAIN = 4
+
+
+def _record_words(info: int) -> int:
+    """Length in words of a record with this info word; 0 for an unknown kind."""
+    kind = (info >> 24) & 0x1F
+    if kind == 0 or kind >= len(_FIXED_W):
+        return 0
+    return 3 + _FIXED_W[kind] + _ITEM_W[kind] * (info & 0xFFFF)
 
 _loaded: dict[str, "KernelBTF"] = {}
 
@@ -96,10 +124,11 @@ class KernelBTF(BTFLookups):
         self._name = make_string_reader(buf, self._ss, self._se, base=base)
         self._memo: dict[int, T.Type] = {}
         self._from_cache = False
-        # array('I'/'Q') when built here, memoryviews of the mapped cache file
-        # (``array`` is imported only to build: it imports collections.abc, ~3 ms)
+        # Lists and tuples when built here, views of the mapped cache file when
+        # read from it (no ``array``: it imports collections.abc, ~3 ms).
         self.offsets: Any = ()
-        self._name_keys: Any = ()
+        self._snames: Any = ()
+        self._sidx: Any = ()
         self._flavoured: Any = ()
         self._flavour_names: Optional[dict[str, list[int]]] = None
         self._load_index(use_cache)
@@ -133,67 +162,154 @@ class KernelBTF(BTFLookups):
         return cls(bytes(data), base=base, use_cache=False)
 
     # -- the index ------------------------------------------------------------
+    #
+    # Two states.  Indexed: ``offsets`` of every record and the name index
+    # (``_snames``/``_sidx``), read from the cache or built by walking the whole
+    # section.  Lazy (a first start): ``offsets`` covers the records walked so
+    # far (``_walked`` is the word where the walk stopped), and a name is found
+    # by scanning the section for its offset (:meth:`_scan_named`).  A loader
+    # wants a few dozen types, nearly all among the first few thousand records,
+    # so a lazy first start walks a few percent of the section.  Whatever needs
+    # the whole of it (``len``, many lookups, a record past half the section)
+    # builds the full index and caches it for the next start.
 
     def _load_index(self, use_cache: bool) -> None:
-        path = _cache_file(self) if use_cache else None
-        if path is not None:
-            idx = _read_index(path, self._cache_key(), (self._te - self._ts) // 4)
+        self._cache_path = _cache_file(self) if use_cache else None
+        self._words = memoryview(self._buf)[self._ts:self._te].cast("I")
+        self._steps: dict[int, int] = {}   # info word -> record length in words
+        self._hay: Optional[bytearray] = None
+        self._scans = 0
+        if self._cache_path is not None:
+            idx = _read_index(self._cache_path, self._cache_key(), len(self._words))
             if idx is not None:
-                self.offsets, self._name_keys, self._flavoured = idx
+                self.offsets, self._snames, self._sidx, self._flavoured = idx
+                self._walked = len(self._words)
                 self._from_cache = True
                 return
-        self._build_index()
-        if path is not None:
-            _write_index(path, self._cache_key(),
-                         (self.offsets, self._name_keys, self._flavoured))
+        self._start_lazy()
 
-    def _build_index(self) -> None:
-        """One walk over the record headers: ``offsets`` (word offset of each
-        record), ``_name_keys`` (sorted ``name_off << 32 | index`` of named
-        records) and ``_flavoured`` (string offsets of ``x___flavour`` names)."""
-        words = memoryview(self._buf)[self._ts:self._te].cast("I")
-        try:
-            offs = self._walk(words)
-            names = [words[o] for o in offs]
-        finally:
-            words.release()
-        # nearly sorted already (records come about in string order): a short sort
-        keys = sorted(n << 32 | i for i, n in enumerate(names) if n)
-        from array import array
-        self.offsets = array("I", offs)
-        self._name_keys = array("Q", keys)
-        self._flavoured = array("I", self._scan_flavoured())
+    def _start_lazy(self) -> None:
+        self.offsets = []
+        self._walked = 0
+        self._snames = self._sidx = self._flavoured = None
         self._from_cache = False
 
-    def _walk(self, words) -> list[int]:
-        """Word offset of each record; validates kinds and bounds as it goes.
-        The hot loop of a first start: one dict lookup per record (record
-        lengths memoised by info word), errors handled off the fast path."""
+    @property
+    def indexed(self) -> bool:
+        """Whether the full index is here (read from the cache or built)."""
+        return self._snames is not None
+
+    def index(self) -> None:
+        """Build the full index now (walking the rest of the section) and cache
+        it; a no-op when indexed."""
+        if self._snames is not None:
+            return
+        self._walk_to(len(self._words))
+        offs, words = self.offsets, self._words
+        names = tuple(words[o] for o in offs) if len(offs) < 2 else itemgetter(*offs)(words)
+        # Each a loop in C: the named records' indices, stably by name_off
+        # (equal names keep id order), then those name_offs in that order.
+        sidx = sorted(compress(count(), names), key=names.__getitem__)
+        self._sidx = sidx
+        self._snames = tuple(names[i] for i in sidx) if len(sidx) < 2 else itemgetter(*sidx)(names)
+        if self._flavoured is None:
+            self._flavoured = self._scan_flavoured()
+        if self._cache_path is not None:
+            _write_index(self._cache_path, self._cache_key(),
+                         (self.offsets, self._snames, self._sidx, self._flavoured))
+
+    def _walk_to(self, stop: int) -> None:
+        """Walk on until a record starts at or past word ``stop`` (or the
+        section ends), appending each record's word offset; validates kinds
+        and bounds as it goes.  The hot loop of a first start, one iteration
+        per record: an append and a dict lookup (record lengths memoised by
+        info word); a new info word (KeyError) leaves it to be measured."""
+        words, steps = self._words, self._steps
         n = len(words)
-        offs: list[int] = []
+        stop = min(stop, n)
+        offs = self.offsets
         app = offs.append
-        steps: dict[int, int] = {}     # info word -> record length in words
-        i = 0
-        try:
-            while i < n:
-                app(i)
-                try:
+        i = self._walked
+        while True:
+            try:
+                while i < stop:
+                    app(i)
                     i += steps[words[i + 1]]
-                except KeyError:
-                    info = words[i + 1]
-                    kind = (info >> 24) & 0x1F
-                    if kind == 0 or kind >= len(_FIXED_W):
-                        raise BTFError(f"{self.path or 'BTF'}: type record at byte "
-                                       f"{i * 4} has unknown kind {kind}") from None
-                    step = steps[info] = \
-                        3 + _FIXED_W[kind] + _ITEM_W[kind] * (info & 0xFFFF)
-                    i += step
-        except IndexError:
-            i = n + 1                  # a record header cut off by the end
-        if i != n:
+                break
+            except KeyError:
+                offs.pop()             # appended again once measured
+                info = words[i + 1]
+                step = _record_words(info)
+                if not step:
+                    raise BTFError(f"{self.path or 'BTF'}: type record at byte "
+                                   f"{i * 4} has unknown kind {(info >> 24) & 0x1F}") from None
+                steps[info] = step
+            except IndexError:         # a header cut off by the end
+                i = n + 1
+                break
+        if i > n:
             raise BTFError(f"{self.path or 'BTF'}: last type record runs past the end "
                            f"of the type section")
-        return offs
+        self._walked = i
+
+    def _walk_past(self, idx: int) -> None:
+        """Walk until record ``idx`` (0-based) is known, if the section has it."""
+        n = len(self._words)
+        while len(self.offsets) <= idx and self._walked < n:
+            # records are 3 words or more: ask for a little more than needed
+            self._walk_to(self._walked + 4 * (idx + 1 - len(self.offsets)))
+
+    def _could_start_record(self, p: int) -> bool:
+        """Whether word ``p`` could begin a record: the next _CHAIN records from
+        it would have known kinds and fit.  Every record of a section the walk
+        accepts passes, so False proves ``p`` is not one (a lazy lookup's
+        hits past the walk are nearly all members' and parameters' names,
+        type ids and sizes, which fail at the first or second step)."""
+        words = self._words
+        n = len(words)
+        for _ in range(_CHAIN):
+            if p >= n:
+                return p == n
+            if p + 1 == n:
+                return False
+            step = _record_words(words[p + 1])
+            if not step:
+                return False
+            p += step
+        return p <= n
+
+    def _scan_named(self, name_off: int) -> list[int]:
+        """Ids of the records named ``name_off``, without the full index: every
+        aligned word equal to it is found by ``find`` in ``_hay`` (the low 16 bits
+        of each word, big-endian: the most varied byte last, where ``find``
+        skips), then kept if it is a record's first word -- by ``offsets``
+        within the walk, by walking on to it past the walk if it could be."""
+        if self._hay is None:
+            buf, ts, te = self._buf, self._ts, self._te
+            hay = self._hay = bytearray((te - ts) // 2)
+            hay[0::2] = buf[ts + 1:te:4]
+            hay[1::2] = buf[ts:te:4]
+        hay, words, offs = self._hay, self._words, self.offsets
+        needle = (name_off & 0xFFFF).to_bytes(2, "big")
+        ids = []
+        pos = hay.find(needle)
+        while pos >= 0:
+            p = pos >> 1
+            if pos & 1 or words[p] != name_off:
+                pos = hay.find(needle, pos + 1)
+                continue
+            if p >= self._walked and self._could_start_record(p):
+                self._walk_to(p + 1)
+                if self._walked > len(words) // 2:
+                    # most of the walk is done: finish it, index and cache
+                    self.index()
+                    return self._ids_indexed(name_off)
+            if p < self._walked:
+                k = bisect_left(offs, p)
+                if k < len(offs) and offs[k] == p:
+                    ids.append(self.first_id + k)
+            pos = hay.find(needle, pos + 2)
+        return ids
 
     def _scan_flavoured(self) -> list[int]:
         """String offsets whose essential name differs from the name (rare:
@@ -221,16 +337,14 @@ class KernelBTF(BTFLookups):
                 + b"\0" + code_key(INDEX_CODE))
 
     def _rebuild_index(self) -> None:
-        self._build_index()
+        self._start_lazy()
         self._memo.clear()
-        path = _cache_file(self)
-        if path is not None:
-            _write_index(path, self._cache_key(),
-                         (self.offsets, self._name_keys, self._flavoured))
+        self.index()
 
     # -- lookups --------------------------------------------------------------
 
     def __len__(self) -> int:
+        self.index()
         return self.first_id + len(self.offsets)
 
     @property
@@ -263,6 +377,8 @@ class KernelBTF(BTFLookups):
         else:
             idx = type_id - self.first_id
             if idx >= len(self.offsets):
+                self._walk_past(idx)
+            if idx >= len(self.offsets):
                 raise BTFError(f"no BTF type with id {type_id} (have 0..{len(self) - 1})")
             t = self._decode(idx)
         self._memo[type_id] = t
@@ -270,8 +386,8 @@ class KernelBTF(BTFLookups):
 
     def _decode(self, idx: int) -> T.Type:
         off = self._ts + self.offsets[idx] * 4
-        want = (self._ts + self.offsets[idx + 1] * 4 if idx + 1 < len(self.offsets)
-                else self._te)
+        want = self._ts + 4 * (self.offsets[idx + 1] if idx + 1 < len(self.offsets)
+                               else self._walked)
         try:
             ok = record_end(self._buf, off, self._te) == want
         except BTFError:
@@ -306,6 +422,8 @@ class KernelBTF(BTFLookups):
         return None if pos < 0 else pos + 1 - ss + base_len
 
     def _flavoured_offsets(self, name: str) -> list[int]:
+        if self._flavoured is None:
+            self._flavoured = self._scan_flavoured()
         if self._flavour_names is None:
             d: dict[str, list[int]] = {}
             for off in self._flavoured:
@@ -315,10 +433,18 @@ class KernelBTF(BTFLookups):
 
     def _ids_named(self, name_off: int) -> list[int]:
         """Ids of this blob's types whose name_off is ``name_off``."""
-        keys = self._name_keys
-        lo = bisect.bisect_left(keys, name_off << 32)
-        hi = bisect.bisect_left(keys, (name_off + 1) << 32, lo)
-        return [self.first_id + (keys[k] & 0xFFFFFFFF) for k in range(lo, hi)]
+        if self._snames is None:
+            self._scans += 1
+            if self._scans <= _LAZY_SCANS:
+                return self._scan_named(name_off)
+            self.index()               # many lookups: the index is cheaper now
+        return self._ids_indexed(name_off)
+
+    def _ids_indexed(self, name_off: int) -> list[int]:
+        snames = self._snames
+        lo = bisect_left(snames, name_off)
+        hi = bisect_right(snames, name_off, lo)
+        return [self.first_id + self._sidx[k] for k in range(lo, hi)]
 
     def _string_offsets(self, name: str, flavoured: bool) -> list[int]:
         """Offsets of ``name`` (or, with ``flavoured``, of its flavours) in the
@@ -417,7 +543,7 @@ def _cache_file(kb: KernelBTF) -> Optional[str]:
 
 
 def _read_index(path: str, key: bytes, nwords: int):
-    """Map a cached index; returns (offsets, name_keys, flavoured) as
+    """Map a cached index; returns (offsets, snames, sidx, flavoured) as
     memoryviews over the file (no copy), or None if absent or not for this blob."""
     try:
         with open(path, "rb") as f:
@@ -429,21 +555,22 @@ def _read_index(path: str, key: bytes, nwords: int):
     head = len(_INDEX_MAGIC) + 16
     if len(data) < head or data[:len(_INDEX_MAGIC)] != _INDEX_MAGIC:
         return None
-    klen, n_offs, n_keys, n_flav = struct.unpack_from("<IIII", data, len(_INDEX_MAGIC))
+    counts = struct.unpack_from("<IIII", data, len(_INDEX_MAGIC))
+    klen, n_offs, n_named, n_flav = counts
     pos = _align8(head + klen)
     if data[head:head + klen] != key or \
-            len(data) != pos + _align8(4 * n_offs) + 8 * n_keys + 4 * n_flav:
+            len(data) != pos + sum(_align8(4 * n) for n in (n_offs, n_named, n_named, n_flav)):
         return None
     view = memoryview(data)
     out = []
-    for code, n, size in (("I", n_offs, 4), ("Q", n_keys, 8), ("I", n_flav, 4)):
-        out.append(view[pos:pos + n * size].cast(code))
-        pos += _align8(n * size)
+    for n in (n_offs, n_named, n_named, n_flav):
+        out.append(view[pos:pos + 4 * n].cast("I"))
+        pos += _align8(4 * n)
     offs = out[0]
     # Cheap sanity; each decode re-checks its record against the next offset.
     if not len(offs) or offs[0] != 0 or offs[-1] >= nwords:
         return None
-    return out[0], out[1], out[2]
+    return tuple(out)
 
 
 def _fnv1a32(data: bytes) -> int:
@@ -458,10 +585,11 @@ def _align8(n: int) -> int:
     return (n + 7) & ~7
 
 
-def _write_index(path: str, key: bytes, idx: tuple[array, array, array]) -> None:
+def _write_index(path: str, key: bytes, idx: tuple) -> None:
     # No writable cache is fine: the next start walks again.
-    offs, keys, flav = idx
-    head = _INDEX_MAGIC + struct.pack("<IIII", len(key), len(offs), len(keys), len(flav)) + key
-    write_atomic(path, b"".join((head.ljust(_align8(len(head)), b"\0"),
-                                 offs.tobytes().ljust(_align8(4 * len(offs)), b"\0"),
-                                 keys.tobytes(), flav.tobytes())))
+    offs, snames, sidx, flav = idx
+    head = _INDEX_MAGIC + struct.pack("<IIII", len(key), len(offs), len(sidx), len(flav)) + key
+    parts = [head]
+    for a in idx:                      # each u32[], padded to 8 bytes
+        parts.append(struct.pack(f"<{len(a)}I", *a))
+    write_atomic(path, b"".join(p.ljust(_align8(len(p)), b"\0") for p in parts))
