@@ -20,6 +20,7 @@ from .uapi import AttachType, ProgFlags, ProgType
 
 __all__ = ["ProgType", "AttachType", "SECTION_DEFS", "SectionInfo", "match", "lookup",
            "program_section", "parse_kprobe_target", "parse_uprobe_target",
+           "parse_uprobe_multi_target",
            "parse_tracepoint_target"]
 
 
@@ -249,6 +250,16 @@ def parse_uprobe_target(target: str) -> tuple[str, str, int]:
     func, plus, off = rest.partition("+")
     offset = _parse_int(off, f"uprobe target {target!r}") if plus else 0
     return path, func, offset
+
+
+def parse_uprobe_multi_target(target: str) -> tuple[str, str]:
+    """``"/usr/lib/libc.so.6:pthread_*"`` -> ``(path, "pthread_*")``: a binary
+    and a glob over its function names (libbpf's form: no offsets)."""
+    path, colon, pattern = target.partition(":")
+    if not colon or not path or not pattern:
+        raise ObjectFormatError(f"uprobe.multi target {target!r}: expected "
+                                f"<binary path>:<function pattern>")
+    return path, pattern
 
 
 def parse_tracepoint_target(target: str) -> tuple[str, str]:

@@ -1,0 +1,85 @@
+// SPDX-License-Identifier: GPL-2.0
+/* Loader test object: kprobe.multi and kretprobe.multi, one link on many
+ * kernel functions.  The auto-attached pair takes a glob over the syscall
+ * entry points __x64_sys_getpid, __x64_sys_getppid, __x64_sys_getpgid and
+ * counts calls per function address (bpf_get_func_ip); `by_cookie`, attached
+ * with explicit functions and cookies, counts per cookie
+ * (bpf_get_attach_cookie).  Only the test's own process (target_tgid) counts.
+ */
+#include <linux/types.h>
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+
+typedef __u32 u32;
+typedef __u64 u64;
+
+const volatile u32 target_tgid = 0;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 64);
+	__type(key, u64);		/* function address */
+	__type(value, u64);		/* calls */
+} entries SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 64);
+	__type(key, u64);
+	__type(value, u64);
+} returns SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 8);
+	__type(key, u32);		/* cookie */
+	__type(value, u64);		/* calls */
+} cookies SEC(".maps");
+
+static int ours(void)
+{
+	return bpf_get_current_pid_tgid() >> 32 == target_tgid;
+}
+
+static void count(void *map, u64 ip)
+{
+	u64 one = 1, *n = bpf_map_lookup_elem(map, &ip);
+
+	if (n)
+		__sync_fetch_and_add(n, 1);
+	else
+		bpf_map_update_elem(map, &ip, &one, BPF_NOEXIST);
+}
+
+SEC("kprobe.multi/__x64_sys_getp*id")
+int on_entry(struct pt_regs *ctx)
+{
+	if (ours())
+		count(&entries, bpf_get_func_ip(ctx));
+	return 0;
+}
+
+SEC("kretprobe.multi/__x64_sys_getp*id")
+int on_return(struct pt_regs *ctx)
+{
+	if (ours())
+		count(&returns, bpf_get_func_ip(ctx));
+	return 0;
+}
+
+SEC("kprobe.multi")
+int by_cookie(struct pt_regs *ctx)
+{
+	u32 cookie = bpf_get_attach_cookie(ctx);
+	u64 *n;
+
+	if (!ours())
+		return 0;
+	n = bpf_map_lookup_elem(&cookies, &cookie);
+	if (n)
+		__sync_fetch_and_add(n, 1);
+	return 0;
+}
+
+char LICENSE[] SEC("license") = "GPL";
