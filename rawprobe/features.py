@@ -412,8 +412,9 @@ def link_tracing() -> Feature:
 @_once
 def kprobe_multi() -> Feature:
     """kprobe.multi links (BPF_TRACE_KPROBE_MULTI: 5.18+ with CONFIG_FPROBE).
-    Asked for a function that does not exist: ENOENT means the kernel looked
-    it up, so it has them; EOPNOTSUPP no fprobe; EINVAL an older kernel."""
+    Asked for a function that does not exist: ESRCH or ENOENT (kernels differ) means
+    the kernel looked it up, so it has them; EOPNOTSUPP no fprobe; EINVAL an
+    older kernel."""
     def run() -> str:
         from ._sys import bpf
         from .uapi import AttachType, ProgType
@@ -426,7 +427,7 @@ def kprobe_multi() -> Feature:
                 if e.errno in (errno.EOPNOTSUPP, ENOTSUPP):
                     raise NotSupportedError("BPF_LINK_CREATE kprobe_multi: EOPNOTSUPP, "
                                             "no fprobe (CONFIG_FPROBE is off)") from None
-                if e.errno != errno.ENOENT:
+                if e.errno not in (errno.ENOENT, errno.ESRCH):
                     raise
         return "BPF_LINK_CREATE kprobe_multi looks symbols up"
     return _probe("kprobe.multi", run)

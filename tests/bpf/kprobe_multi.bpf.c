@@ -4,15 +4,26 @@
  * entry points __x64_sys_getpid, __x64_sys_getppid, __x64_sys_getpgid and
  * counts calls per function address (bpf_get_func_ip); `by_cookie`, attached
  * with explicit functions and cookies, counts per cookie
- * (bpf_get_attach_cookie).  Only the test's own process (target_tgid) counts.
+ * (bpf_get_attach_cookie).  Only the test's own process (target_tgid) counts;
+ * the return probe also keeps the last return value.
  */
 #include <linux/types.h>
 #include <linux/bpf.h>
+
+/* The kernel's pt_regs as a vmlinux.h declares it (bpf_tracing.h reads the
+ * return value by the kernel's field names under __VMLINUX_H__). */
+#define __VMLINUX_H__
+struct pt_regs {
+	unsigned long r15, r14, r13, r12, bp, bx, r11, r10, r9, r8, ax, cx, dx, si, di;
+	unsigned long orig_ax, ip, cs, flags, sp, ss;
+} __attribute__((preserve_access_index));
+
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
 
 typedef __u32 u32;
 typedef __u64 u64;
+typedef __s64 s64;
 
 const volatile u32 target_tgid = 0;
 
@@ -36,6 +47,8 @@ struct {
 	__type(key, u32);		/* cookie */
 	__type(value, u64);		/* calls */
 } cookies SEC(".maps");
+
+s64 last_ret;		/* what the last call returned, as the return probe saw it */
 
 static int ours(void)
 {
@@ -63,8 +76,10 @@ int on_entry(struct pt_regs *ctx)
 SEC("kretprobe.multi/__x64_sys_getp*id")
 int on_return(struct pt_regs *ctx)
 {
-	if (ours())
+	if (ours()) {
 		count(&returns, bpf_get_func_ip(ctx));
+		last_ret = PT_REGS_RC(ctx);
+	}
 	return 0;
 }
 
