@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 /* Loader test object: kprobe.multi and kretprobe.multi, one link on many
  * kernel functions.  The auto-attached pair takes a glob over the syscall
- * entry points __x64_sys_getpid, __x64_sys_getppid, __x64_sys_getpgid and
+ * entry points __x64_sys_getpgid, __x64_sys_getpriority (and getppid where ftrace
+ * lists it) and
  * counts calls per function address (bpf_get_func_ip); `by_cookie`, attached
  * with explicit functions and cookies, counts per cookie
  * (bpf_get_attach_cookie).  Only the test's own process (target_tgid) counts;
@@ -65,7 +66,7 @@ static void count(void *map, u64 ip)
 		bpf_map_update_elem(map, &ip, &one, BPF_NOEXIST);
 }
 
-SEC("kprobe.multi/__x64_sys_getp*id")
+SEC("kprobe.multi/__x64_sys_getp?i*")
 int on_entry(struct pt_regs *ctx)
 {
 	if (ours())
@@ -73,7 +74,7 @@ int on_entry(struct pt_regs *ctx)
 	return 0;
 }
 
-SEC("kretprobe.multi/__x64_sys_getp*id")
+SEC("kretprobe.multi/__x64_sys_getp?i*")
 int on_return(struct pt_regs *ctx)
 {
 	if (ours()) {

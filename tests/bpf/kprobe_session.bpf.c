@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 /* Loader test object: kprobe.session (6.10+), one program run at a function's
  * entry and, when that run returns 0, again at its return: every call of
- * getppid() by the test's process (target_tgid) counts twice.
+ * getpgid() by the test's process (target_tgid) counts twice.
  */
 #include <linux/types.h>
 #include <linux/bpf.h>
@@ -15,7 +15,7 @@ const volatile u32 target_tgid = 0;
 
 u64 runs;
 
-SEC("kprobe.session/__x64_sys_getppid")
+SEC("kprobe.session/__x64_sys_getpgid")
 int on_session(struct pt_regs *ctx)
 {
 	if (bpf_get_current_pid_tgid() >> 32 == target_tgid)
