@@ -159,6 +159,33 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
                 item.add_marker(pytest.mark.skip(reason=reason))
 
 
+def load_test_module(name: str) -> None:
+    """Load kernel module ``name`` and its dependencies (finit_module) from the
+    test VM's own modules (tools/vmtest.py TEST_MODULES, in RAWPROBE_VM_MODULES);
+    skips outside the VM, where no module can be loaded."""
+    import ctypes
+    import errno
+    if Path("/sys/module", name).exists():
+        return
+    where = Path(os.environ.get("RAWPROBE_VM_MODULES", "/nonexistent"))
+    if not IN_VM or not (where / f"{name}.ko").exists():
+        pytest.skip(f"needs kernel module {name}: loaded only in the test VM, from "
+                    f"tools/vmtest.py's TEST_MODULES; {VMTEST}")
+    nr_finit_module = {"x86_64": 313}[platform.machine()]
+    libc = ctypes.CDLL(None, use_errno=True)
+    for mod in (where / "order").read_text().split():
+        if Path("/sys/module", mod).exists():
+            continue
+        fd = os.open(where / f"{mod}.ko", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            if libc.syscall(nr_finit_module, fd, b"", 0) != 0:
+                err = ctypes.get_errno()
+                if err != errno.EEXIST:
+                    pytest.fail(f"finit_module({mod}): {os.strerror(err)}")
+        finally:
+            os.close(fd)
+
+
 @pytest.fixture(scope="session")
 def missing_feature() -> Callable[[str], str | None]:
     """`missing_feature("kprobes")`: why the kernel lacks it, or None."""
