@@ -1,8 +1,8 @@
 """kprobe.multi and kretprobe.multi: one BPF link on many kernel functions.
 
 Minimum kernel 5.18 built with CONFIG_FPROBE (fprobes are ftrace hooks, so
-only functions ftrace can trace are candidates; Debian builds it from 6.2, not
-in 6.1); ``bpf_get_attach_cookie`` gives each function's cookie, and
+only functions ftrace can trace are candidates; Debian's 6.12 has it, its 6.1
+does not); ``bpf_get_attach_cookie`` gives each function's cookie, and
 ``bpf_get_func_ip`` its address.  ``kprobe.session`` (6.10+) is the same link
 with attach type BPF_TRACE_KPROBE_SESSION: one program at entry and return,
 whose entry run returns 0 to also run at the return.
