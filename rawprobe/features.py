@@ -42,7 +42,7 @@ __all__ = [
     "raw_tracepoint", "tp_btf", "fentry", "ringbuf", "send_signal", "bpf_cookie",
     "syscall_wrapper", "pidfd",
     "link_perf_tracepoint", "link_perf_kprobe", "link_perf_uprobe", "link_tp_btf",
-    "link_tracing", "bpf_lsm", "fmod_ret_security", "pid_namespaces", "fentry_on",
+    "link_tracing", "kprobe_multi", "uprobe_multi", "bpf_lsm", "fmod_ret_security", "pid_namespaces", "fentry_on",
     "kprobe_on", "tracepoint",
 ]
 
@@ -409,6 +409,49 @@ def link_tracing() -> Feature:
     return _probe("BPF_LINK_CREATE fentry", run)
 
 
+@_once
+def kprobe_multi() -> Feature:
+    """kprobe.multi links (BPF_TRACE_KPROBE_MULTI: 5.18+ with CONFIG_FPROBE).
+    Asked for a function that does not exist: ESRCH or ENOENT (kernels differ) means
+    the kernel looked it up, so it has them; EOPNOTSUPP no fprobe; EINVAL an
+    older kernel."""
+    def run() -> str:
+        from ._sys import bpf
+        from .uapi import AttachType, ProgType
+        with _load(ProgType.KPROBE, _ret0(),
+                   expected_attach_type=AttachType.TRACE_KPROBE_MULTI) as prog:
+            try:
+                bpf.link_create_kprobe_multi(prog, AttachType.TRACE_KPROBE_MULTI,
+                                             syms=[b"rawprobe_no_such_function"]).close()
+            except SyscallError as e:
+                if e.errno in (errno.EOPNOTSUPP, ENOTSUPP):
+                    raise NotSupportedError("BPF_LINK_CREATE kprobe_multi: EOPNOTSUPP, "
+                                            "no fprobe (CONFIG_FPROBE is off)") from None
+                if e.errno not in (errno.ENOENT, errno.ESRCH):
+                    raise
+        return "BPF_LINK_CREATE kprobe_multi looks symbols up"
+    return _probe("kprobe.multi", run)
+
+
+@_once
+def uprobe_multi() -> Feature:
+    """uprobe.multi links (BPF_TRACE_UPROBE_MULTI: 6.6+).  Asked for a uprobe
+    on "/": EBADF (not a regular file) means the kernel has them; EINVAL an
+    older kernel (libbpf's probe)."""
+    def run() -> str:
+        from ._sys import bpf
+        from .uapi import AttachType, ProgType
+        with _load(ProgType.KPROBE, _ret0(),
+                   expected_attach_type=AttachType.TRACE_UPROBE_MULTI) as prog:
+            try:
+                bpf.link_create_uprobe_multi(prog, b"/", [0]).close()
+            except SyscallError as e:
+                if e.errno != errno.EBADF:
+                    raise
+        return "BPF_LINK_CREATE uprobe_multi checks its path"
+    return _probe("uprobe.multi", run)
+
+
 # What the interceptor's kernel side reads to see pids as a child pid namespace
 # sees them (intercept.bpf.c, ns_nr): struct -> members.
 PIDNS_FIELDS = {"pid": ("level", "numbers"), "upid": ("nr", "ns"),
@@ -510,7 +553,8 @@ PROBES: tuple[Callable[[], Feature], ...] = (
     btf, raw_tracepoint, tp_btf, kprobe_pmu, kprobe_events, uprobe_pmu, uprobe_events,
     fentry, ringbuf, send_signal, bpf_cookie, syscall_wrapper, pidfd,
     link_perf_tracepoint, link_perf_kprobe,
-    link_perf_uprobe, link_tp_btf, link_tracing, bpf_lsm, fmod_ret_security, pid_namespaces,
+    link_perf_uprobe, link_tp_btf, link_tracing, kprobe_multi, uprobe_multi, bpf_lsm,
+    fmod_ret_security, pid_namespaces,
 )
 
 

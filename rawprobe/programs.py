@@ -11,7 +11,7 @@ from ._fdowner import FDOwner
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
-    from typing import Any, Callable, Optional, Union
+    from typing import Any, Callable, Optional, Sequence, Union
 
     from ._sys.fd import FD
     from .link import Link
@@ -100,6 +100,28 @@ class Program(FDOwner):
     def attach_kprobe(self, symbol: str, offset: int = 0, retprobe: bool = False) -> Link:
         from .link.kprobe import attach_kprobe
         return self._keep(attach_kprobe(self, symbol, offset, retprobe))
+
+    def attach_kprobe_multi(self, pattern: Optional[str] = None, *,
+                            syms: Optional[Sequence[str]] = None,
+                            addrs: Optional[Sequence[int]] = None,
+                            cookies: Optional[Sequence[int]] = None,
+                            retprobe: bool = False) -> Link:
+        """kprobe.multi (5.18+, CONFIG_FPROBE): many kernel functions, one link."""
+        from .link.kprobe_multi import attach_kprobe_multi
+        return self._keep(attach_kprobe_multi(self, pattern, syms=syms, addrs=addrs,
+                                              cookies=cookies, retprobe=retprobe))
+
+    def attach_uprobe_multi(self, path: str, pattern: Optional[str] = None, *,
+                            syms: Optional[Sequence[str]] = None,
+                            offsets: Optional[Sequence[int]] = None,
+                            ref_ctr_offsets: Optional[Sequence[int]] = None,
+                            cookies: Optional[Sequence[int]] = None,
+                            pid: int = -1, retprobe: bool = False) -> Link:
+        """uprobe.multi (6.6+): many functions of one file, one link."""
+        from .link.uprobe_multi import attach_uprobe_multi
+        return self._keep(attach_uprobe_multi(
+            self, path, pattern, syms=syms, offsets=offsets,
+            ref_ctr_offsets=ref_ctr_offsets, cookies=cookies, pid=pid, retprobe=retprobe))
 
     def attach_fentry(self) -> Link:
         """fentry/fexit/fmod_ret: the target was fixed at load time (section name)."""

@@ -20,7 +20,8 @@ from .uapi import AttachType, ProgFlags, ProgType
 
 __all__ = ["ProgType", "AttachType", "SECTION_DEFS", "SectionInfo", "match", "lookup",
            "program_section", "parse_kprobe_target", "parse_uprobe_target",
-           "parse_usdt_target", "parse_tracepoint_target"]
+           "parse_uprobe_multi_target", "parse_usdt_target",
+           "parse_tracepoint_target"]
 
 
 P, A = ProgType, AttachType
@@ -258,6 +259,16 @@ def parse_usdt_target(target: str) -> tuple[str, str, str]:
         raise ObjectFormatError(f"usdt target {target!r}: expected "
                                 "<binary path>:<provider>:<name>")
     return parts[0], parts[1], parts[2]
+
+
+def parse_uprobe_multi_target(target: str) -> tuple[str, str]:
+    """``"/usr/lib/libc.so.6:pthread_*"`` -> ``(path, "pthread_*")``: a binary
+    and a glob over its function names (libbpf's form: no offsets)."""
+    path, colon, pattern = target.partition(":")
+    if not colon or not path or not pattern:
+        raise ObjectFormatError(f"uprobe.multi target {target!r}: expected "
+                                f"<binary path>:<function pattern>")
+    return path, pattern
 
 
 def parse_tracepoint_target(target: str) -> tuple[str, str]:

@@ -22,7 +22,8 @@ from ._records import IntConst
 __all__ = [
     "BPF_OBJ_NAME_LEN", "BpfCmd", "MapType", "MAP_IN_MAP_TYPES", "MAP_TYPES_WITHOUT_BTF",
     "MAP_TYPES_WITHOUT_BTF_VALUE", "ProgType", "AttachType", "LinkType",
-    "BpfFunc", "StatsType", "BpfPerfEventType", "MapFlags", "ProgFlags", "UpdateFlags",
+    "BpfFunc", "StatsType", "BpfPerfEventType", "MapFlags", "ProgFlags", "MultiLinkFlags",
+    "UpdateFlags",
     "PerfType", "PerfSwId", "PerfSampleFormat", "PerfRecordType", "PerfFlag",
 ]
 
@@ -360,6 +361,13 @@ class ProgFlags(IntConst):
     XDP_HAS_FRAGS = 1 << 5      # 5.18
     XDP_DEV_BOUND_ONLY = 1 << 6
     TEST_REG_INVARIANTS = 1 << 7
+
+
+class MultiLinkFlags(IntConst):
+    """``BPF_F_*`` bits of BPF_LINK_CREATE's ``kprobe_multi.flags`` and
+    ``uprobe_multi.flags``, without ``BPF_F_``: both make return probes."""
+    KPROBE_MULTI_RETURN = 1 << 0    # 5.18
+    UPROBE_MULTI_RETURN = 1 << 0    # 6.6
 
 
 class UpdateFlags(IntConst):

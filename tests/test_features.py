@@ -17,7 +17,8 @@ NAMES = {"BTF", "raw tracepoints", "tp_btf", "kprobe PMU", "tracefs kprobe_event
          "bpf_send_signal", "BPF cookie", "syscall wrapper", "pidfd",
          "BPF_LINK_CREATE tracepoint",
          "BPF_LINK_CREATE kprobe", "BPF_LINK_CREATE uprobe", "BPF_LINK_CREATE tp_btf",
-         "BPF_LINK_CREATE fentry", "BPF LSM", "fmod_ret on security_*",
+         "BPF_LINK_CREATE fentry", "kprobe.multi", "uprobe.multi", "BPF LSM",
+         "fmod_ret on security_*",
          "pid namespace translation"}
 # What a container may take away (rawprobe.container), after the kernel's lines.
 PROCESS_NAMES = {"capabilities", "signalling", "seccomp", "pid namespace", "tracefs", "cache"}

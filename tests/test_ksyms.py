@@ -25,6 +25,7 @@ RESULTS = ("sum", "stext", "no_such_symbol", "no_such_variable", "no_such_kfunc_
            "wrong_proto_exists", "task_tgid", "current_tgid")
 _RESULTS = struct.Struct(f"<{len(RESULTS)}Q")
 
+CT_KFUNC = BPF / "ct_kfunc.bpf.o"
 root_only = pytest.mark.skipif(os.geteuid() != 0, reason="loading BPF needs root")
 
 
@@ -326,3 +327,31 @@ def test_ambiguous_typeless_ksym():
     with pytest.raises(NotFoundError, match=rf"extern '{dup}' \(__ksym\): /proc/kallsyms has "
                                             r"several symbols of that name"):
         spec.load(programs="sum_iter")
+
+
+
+@pytest.mark.vm("module_btf")
+@root_only
+def test_module_kfunc_call_through_fd_array():
+    """nf_conntrack's bpf_xdp_ct_lookup, a kfunc whose BTF is the module's: the
+    call loads (module BTF fd in fd_array) and runs, finding no connection
+    (NULL, opts.error -ENOENT); libbpf's load of the same object is the same
+    program and does the same."""
+    import errno
+    from conftest import load_test_module
+    load_test_module("nf_conntrack")
+    packet = bytes(64)
+    with rawprobe.load(CT_KFUNC) as coll, loadall(CT_KFUNC) as libbpf:
+        assert libbpf.ok, libbpf.output
+        mine, theirs = coll.programs["ct_lookup"], libbpf.progs["ct_lookup"]
+        assert prog_info(mine.fd) == prog_info(theirs)
+        assert _bpf.prog_test_run(mine.fd, data_in=packet) == 2      # XDP_PASS
+        assert _bpf.prog_test_run(theirs, data_in=packet) == 2
+        got = coll.maps[".data"].lookup(0)
+        assert (int.from_bytes(coll.variables["found"].get(), "little", signed=True),
+                int.from_bytes(coll.variables["lookup_error"].get(), "little", signed=True)) \
+            == (0, -errno.ENOENT)
+        datas = [fd for n, fd in libbpf.maps.items() if n[-5:] in ("_data", ".data")]
+        assert len(datas) == 1, sorted(libbpf.maps)
+        data = datas[0]
+        assert _bpf.map_lookup_elem(data, bytes(4), len(got)) == got

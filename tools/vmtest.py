@@ -33,6 +33,8 @@ Inside the guest these are set (tests use them, see tests/conftest.py):
     RAWPROBE_VM_KCONFIG         path of the guest kernel's .config
     RAWPROBE_VM_PYTHON          the interpreter running this script; its
                                 directory leads PATH (no pyenv shims)
+    RAWPROBE_VM_MODULES         a directory of TEST_MODULES (.ko files and
+                                their load order) for the tests to insmod
     XDG_CACHE_HOME=/tmp/.cache  the host's home is read-only in the guest
 
 Kernels: the newest `linux-image-<series>.*-amd64[-unsigned]` package apt knows
@@ -69,6 +71,13 @@ DEFAULT_SERIES = "6.1"
 # Modules the guest needs before it can mount the host over 9p; their
 # dependencies are read from each module's .modinfo and loaded first.
 BOOT_MODULES = ("virtio_pci", "9pnet_virtio", "9p")
+# Modules tests load themselves (tests/conftest.py, load_test_module): kept
+# under <kernel>/test-modules with their dependencies and a load order, not
+# loaded at boot.  nf_conntrack registers kfuncs (bpf_xdp_ct_lookup...): the
+# module-kfunc tests call them through the module's BTF.  crc32c_generic first:
+# libcrc32c (nf_conntrack's dependency) needs the crc32c algorithm, a soft
+# dependency its modinfo's depends= does not name.
+TEST_MODULES = ("crc32c_generic", "nf_conntrack")
 # Host environment variables that the command inside sees unchanged.
 PASS_ENV = ("HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "TZ", "VIRTUAL_ENV",
             "PYTHONPATH", "PYTHONHASHSEED", "PYTHONDONTWRITEBYTECODE",
@@ -146,10 +155,12 @@ def ensure_kernel(cache: Path, series: str, package: str | None, refresh: bool) 
         fcntl.flock(lock, fcntl.LOCK_EX)     # one preparer at a time
         have = cached_kernels(cache, series)
         if have and not refresh and not package:
+            add_test_modules(cache, have[0])
             return have[0]
         candidates = [package] if package else apt_packages(series)
         kdir = cache / release_of(candidates[0])
         if (kdir / "ready").exists():
+            add_test_modules(cache, kdir)
             return kdir
         errors = []
         for pkg in candidates[:2]:            # the -unsigned image, else the signed
@@ -173,21 +184,10 @@ def prepare_kernel(cache: Path, package: str) -> Path:
     work = Path(tempfile.mkdtemp(prefix="prep.", dir=cache))
     try:
         log(f"downloading {package} (once; cached in {cache})")
-        got = subprocess.run(["apt-get", "download", "-q", package], cwd=work,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        if got.returncode != 0:
-            # Stale package lists are the usual cause: refresh once and retry.
-            subprocess.run(["apt-get", "update", "-qq"], check=False)
-            got = subprocess.run(["apt-get", "download", "-q", package], cwd=work,
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        debs = list(work.glob("*.deb"))
-        if got.returncode != 0 or not debs:
-            raise SetupError(f"apt-get download {package} failed: {got.stderr.strip()}")
-        tree = work / "x"
-        subprocess.run(["dpkg-deb", "-x", str(debs[0]), str(tree)], check=True)
+        deb, tree = download(work, package)
         releases = [p.name for p in (tree / "lib/modules").iterdir()]
         if len(releases) != 1:
-            raise SetupError(f"{debs[0].name}: expected one /lib/modules/<release>, got {releases}")
+            raise SetupError(f"{deb.name}: expected one /lib/modules/<release>, got {releases}")
         release = releases[0]
         kdir = work / release
         kdir.mkdir()
@@ -199,8 +199,10 @@ def prepare_kernel(cache: Path, package: str) -> Path:
         if vmlinux is None:
             log("booting the compressed bzImage (no PVH or unknown compression): slower")
         (kdir / "kernel").write_bytes(vmlinux or bzimage)
-        copy_modules(tree / "lib/modules" / release / "kernel", kdir / "modules")
-        (kdir / "package").write_text(debs[0].name + "\n")
+        copy_modules(tree / "lib/modules" / release / "kernel", kdir / "modules", BOOT_MODULES)
+        copy_modules(tree / "lib/modules" / release / "kernel", kdir / "test-modules",
+                     TEST_MODULES)
+        (kdir / "package").write_text(deb.name + "\n")
         (kdir / "ready").touch()
         final = cache / release
         if final.exists():
@@ -234,8 +236,49 @@ def unpack_vmlinux(bzimage: bytes) -> bytes | None:
     return None
 
 
-def copy_modules(moddir: Path, dest: Path) -> None:
-    """Copy BOOT_MODULES and their dependencies, uncompressed, plus a load order."""
+def download(work: Path, package: str) -> tuple[Path, Path]:
+    """``apt-get download`` ``package`` (``name`` or ``name=version``) into
+    ``work`` and unpack it there: the .deb and the unpacked tree."""
+    def get() -> subprocess.CompletedProcess:
+        return subprocess.run(["apt-get", "download", "-q", package], cwd=work,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    got = get()
+    if got.returncode != 0:
+        # Stale package lists are the usual cause: refresh once and retry.
+        subprocess.run(["apt-get", "update", "-qq"], check=False)
+        got = get()
+    debs = list(work.glob("*.deb"))
+    if got.returncode != 0 or not debs:
+        raise SetupError(f"apt-get download {package} failed: {got.stderr.strip()}")
+    tree = work / "x"
+    subprocess.run(["dpkg-deb", "-x", str(debs[0]), str(tree)], check=True)
+    return debs[0], tree
+
+
+def add_test_modules(cache: Path, kdir: Path) -> None:
+    """Give a kernel prepared before TEST_MODULES existed its test-modules
+    directory: the package downloaded again, only those modules kept."""
+    if all((kdir / "test-modules" / f"{m}.ko").exists() for m in TEST_MODULES):
+        return
+    deb = (kdir / "package").read_text().strip()
+    name, version = deb.split("_")[:2]
+    work = Path(tempfile.mkdtemp(prefix="prep.", dir=cache))
+    try:
+        log(f"adding the test modules ({', '.join(TEST_MODULES)}) to {kdir.name}")
+        _, tree = download(work, f"{name}={version}")
+        copy_modules(tree / "lib/modules" / kdir.name / "kernel", work / "test-modules",
+                     TEST_MODULES)
+        shutil.rmtree(kdir / "test-modules", ignore_errors=True)
+        (work / "test-modules").rename(kdir / "test-modules")
+    except (OSError, subprocess.CalledProcessError) as e:
+        raise SetupError(f"adding test modules to {kdir.name} failed: {e}") from e
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def copy_modules(moddir: Path, dest: Path, names: tuple[str, ...]) -> None:
+    """Copy the modules ``names`` and their dependencies, uncompressed, plus a
+    load order."""
     index = {}
     for p in moddir.rglob("*.ko*"):
         index[p.name.split(".ko")[0].replace("-", "_")] = p
@@ -260,7 +303,7 @@ def copy_modules(moddir: Path, dest: Path) -> None:
         (dest / f"{name}.ko").write_bytes(data)
         order.append(name)
 
-    for name in BOOT_MODULES:
+    for name in names:
         add(name)
     (dest / "order").write_text(" ".join(order) + "\n")
 
@@ -383,7 +426,8 @@ def guest_script(argv: list[str], cwd: str, kdir: Path, series: str,
                XDG_CACHE_HOME="/tmp/.cache", RAWPROBE_VM="1",
                RAWPROBE_VM_KERNEL=kdir.name, RAWPROBE_VM_SERIES=series,
                RAWPROBE_VM_KCONFIG=f"{GUEST_DIR}/config",
-               RAWPROBE_VM_PYTHON=sys.executable or "python3")
+               RAWPROBE_VM_PYTHON=sys.executable or "python3",
+               RAWPROBE_VM_MODULES=str(kdir / "test-modules"))
     for item in extra_env:
         k, _, v = item.partition("=")
         env[k] = v

@@ -20,7 +20,7 @@ import errno as _E
 import os
 
 from ._native import call, ffi, lib
-from .consts import BPF_OBJ_NAME_LEN, BpfCmd, syscall_numbers
+from .consts import BPF_OBJ_NAME_LEN, AttachType, BpfCmd, syscall_numbers
 from .errno import syscall_error
 from .fd import FD
 
@@ -29,7 +29,8 @@ __all__ = [
     "map_get_next_key", "map_lookup_and_delete_elem", "map_freeze",
     "prog_load", "btf_load", "obj_pin", "obj_get", "obj_get_info_by_fd",
     "prog_get_info", "map_get_info", "btf_get_info", "link_get_info",
-    "raw_tracepoint_open", "link_create", "link_detach", "iter_create", "prog_test_run",
+    "raw_tracepoint_open", "link_create", "link_create_kprobe_multi",
+    "link_create_uprobe_multi", "link_detach", "iter_create", "prog_test_run",
     "enable_stats", "get_next_id", "get_fd_by_id", "info_to_dict",
 ]
 
@@ -93,6 +94,8 @@ _MAP_FREEZE = _Cmd(BpfCmd.MAP_FREEZE, "map_fd")
 _LINK_CREATE = _Cmd(BpfCmd.LINK_CREATE, "link_create", "flags")
 _LINK_CREATE_BTF_ID = _Cmd(BpfCmd.LINK_CREATE, "link_create", "target_btf_id")
 _LINK_CREATE_COOKIE = _Cmd(BpfCmd.LINK_CREATE, "link_create", "perf_event", "bpf_cookie")
+_LINK_CREATE_KPROBE_MULTI = _Cmd(BpfCmd.LINK_CREATE, "link_create", "kprobe_multi", "cookies")
+_LINK_CREATE_UPROBE_MULTI = _Cmd(BpfCmd.LINK_CREATE, "link_create", "uprobe_multi", "pid")
 _ITER_CREATE = _Cmd(BpfCmd.ITER_CREATE, "iter_create", "flags")
 _ENABLE_STATS = _Cmd(BpfCmd.ENABLE_STATS, "enable_stats", "type")
 _LINK_DETACH = _Cmd(BpfCmd.LINK_DETACH, "link_detach", "link_fd")
@@ -559,6 +562,64 @@ def link_create(prog_fd: FDLike, target_fd: FDLike, attach_type: int, flags: int
         lc.perf_event.bpf_cookie = bpf_cookie
         cmd = _LINK_CREATE_COOKIE
     return FD(_call(cmd, attr))
+
+
+def _u64s(values: Sequence[int], held: list[Any]) -> int:
+    """The address of a new ``__u64[]`` holding ``values`` (0 for none)."""
+    if not values:
+        return 0
+    arr = ffi.new("__u64[]", list(values))
+    held.append(arr)
+    return _addr(arr)
+
+
+def link_create_kprobe_multi(prog_fd: FDLike, attach_type: int, flags: int = 0, *,
+                             syms: Sequence[bytes] = (), addrs: Sequence[int] = (),
+                             cookies: Sequence[int] = ()) -> FD:
+    """BPF_LINK_CREATE of a kprobe.multi link (attach type TRACE_KPROBE_MULTI, 5.18,
+    CONFIG_FPROBE; TRACE_KPROBE_SESSION 6.10): one link on many kernel functions,
+    named by ``syms`` or by ``addrs`` (exactly one of the two), ``cookies[i]``
+    for the i-th.  ``flags``: BPF_F_KPROBE_MULTI_RETURN for return probes."""
+    held: list[Any] = []
+    attr = ffi.new(_ATTR_P)
+    lc = attr.link_create
+    lc.prog_fd = _fileno(prog_fd)
+    lc.attach_type = attach_type
+    km = lc.kprobe_multi
+    km.flags = flags
+    km.cnt = len(syms) or len(addrs)
+    if syms:
+        names = [ffi.new(_CHARS, s) for s in syms]
+        held.extend(names)
+        km.syms = _u64s([_addr(n) for n in names], held)
+    km.addrs = _u64s(addrs, held)
+    km.cookies = _u64s(cookies, held)
+    return FD(_call(_LINK_CREATE_KPROBE_MULTI, attr))
+
+
+def link_create_uprobe_multi(prog_fd: FDLike, path: bytes, offsets: Sequence[int], *,
+                             ref_ctr_offsets: Sequence[int] = (),
+                             cookies: Sequence[int] = (), flags: int = 0,
+                             pid: int = 0) -> FD:
+    """BPF_LINK_CREATE of a uprobe.multi link (attach type TRACE_UPROBE_MULTI, 6.6):
+    one link on many file ``offsets`` of ``path``, each with its reference
+    counter offset (USDT semaphores, 0 for none) and cookie; ``pid`` 0 for every
+    process.  ``flags``: BPF_F_UPROBE_MULTI_RETURN for return probes."""
+    held: list[Any] = []
+    attr = ffi.new(_ATTR_P)
+    lc = attr.link_create
+    lc.prog_fd = _fileno(prog_fd)
+    lc.attach_type = AttachType.TRACE_UPROBE_MULTI
+    um = lc.uprobe_multi
+    p = ffi.new(_CHARS, path)
+    um.path = _addr(p)
+    um.offsets = _u64s(offsets, held)
+    um.ref_ctr_offsets = _u64s(ref_ctr_offsets, held)
+    um.cookies = _u64s(cookies, held)
+    um.cnt = len(offsets)
+    um.flags = flags
+    um.pid = pid
+    return FD(_call(_LINK_CREATE_UPROBE_MULTI, attr))
 
 
 def iter_create(link_fd: FDLike) -> FD:

@@ -11,14 +11,15 @@ import os
 from ..errors import NotSupportedError
 from ..uapi import (BPF_OBJ_NAME_LEN, MAP_IN_MAP_TYPES, MAP_TYPES_WITHOUT_BTF,
                     MAP_TYPES_WITHOUT_BTF_VALUE, AttachType, BpfCmd, BpfFunc, BpfPerfEventType,
-                    LinkType, MapFlags, MapType, PerfFlag, PerfRecordType, PerfSampleFormat,
-                    PerfSwId, PerfType, ProgFlags, ProgType, StatsType, UpdateFlags)
+                    LinkType, MapFlags, MapType, MultiLinkFlags, PerfFlag, PerfRecordType,
+                    PerfSampleFormat, PerfSwId, PerfType, ProgFlags, ProgType, StatsType,
+                    UpdateFlags)
 
 __all__ = [
     "BPF_OBJ_NAME_LEN", "MAP_IN_MAP_TYPES", "MAP_TYPES_WITHOUT_BTF",
     "MAP_TYPES_WITHOUT_BTF_VALUE", "AttachType", "BpfCmd", "BpfFunc", "BpfPerfEventType", "LinkType",
-    "MapFlags", "MapType", "PerfFlag", "PerfRecordType", "PerfSampleFormat", "PerfSwId",
-    "PerfType", "ProgFlags", "ProgType", "StatsType", "UpdateFlags",
+    "MapFlags", "MapType", "MultiLinkFlags", "PerfFlag", "PerfRecordType", "PerfSampleFormat",
+    "PerfSwId", "PerfType", "ProgFlags", "ProgType", "StatsType", "UpdateFlags",
     "PERF_EVENT_IOC_ENABLE", "PERF_EVENT_IOC_DISABLE", "PERF_EVENT_IOC_REFRESH",
     "PERF_EVENT_IOC_RESET", "PERF_EVENT_IOC_PERIOD", "PERF_EVENT_IOC_SET_OUTPUT",
     "PERF_EVENT_IOC_SET_FILTER", "PERF_EVENT_IOC_ID", "PERF_EVENT_IOC_SET_BPF",

@@ -7,12 +7,17 @@ tracepoint         :func:`attach_tracepoint` (tracepoint)  4.7; BPF link 5.15
 raw_tracepoint     :func:`attach_raw_tracepoint`           4.17
 tp_btf             :func:`attach_tp_btf` (raw_tracepoint)  5.5
 kprobe/kretprobe   :func:`attach_kprobe` (kprobe)          4.17 PMU, tracefs before
+kprobe.multi       :func:`attach_kprobe_multi`             5.18 with CONFIG_FPROBE
+kretprobe.multi    (kprobe_multi)
+kprobe.session     :func:`attach_kprobe_multi`             6.10
 ksyscall           :func:`attach_kprobe` on                as kprobes
                    :func:`~.kprobe.ksyscall_symbol`
 fentry/fexit       :func:`attach_fentry` (tracing)         5.5 (x86-64), 6.0 (arm64)
 uprobe/uretprobe   :func:`attach_uprobe` (uprobe)          4.17 PMU, tracefs before
 usdt               :func:`attach_usdt` (usdt)              4.17; semaphores 4.20;
                                                            BPF cookie 5.15
+uprobe.multi       :func:`attach_uprobe_multi`             6.6
+uretprobe.multi    (uprobe_multi)
 iter               :func:`attach_iter` (iter), then        5.8
                    :func:`~.iter.read_iter`
 lsm                :func:`attach_lsm` (lsm)                5.7, the BPF LSM active
@@ -43,8 +48,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "Link", "attach", "attach_tracepoint", "attach_raw_tracepoint", "attach_tp_btf",
-    "attach_kprobe", "attach_fentry", "attach_uprobe", "attach_usdt", "attach_iter",
-    "read_iter",
+    "attach_kprobe", "attach_kprobe_multi", "attach_fentry", "attach_uprobe",
+    "attach_uprobe_multi", "attach_usdt", "attach_iter", "read_iter",
     "attach_lsm", "attach_lsm_cgroup",
     "resolve_syscall_symbol",
 ]
@@ -54,9 +59,10 @@ class Link:
     """One attachment of a program; ``close()`` detaches it.
 
     ``kind`` is what was attached (``"tracepoint"``, ``"raw_tracepoint"``,
-    ``"tp_btf"``, ``"kprobe"``, ``"kretprobe"``, ``"fentry"``, ``"fexit"``,
-    ``"fmod_ret"``, ``"uprobe"``, ``"uretprobe"``, ``"usdt"``, ``"lsm"``,
-    ``"lsm_cgroup"``);
+    ``"tp_btf"``, ``"kprobe"``, ``"kretprobe"``, ``"kprobe_multi"``,
+    ``"kretprobe_multi"``, ``"kprobe_session"``, ``"fentry"``, ``"fexit"``,
+    ``"fmod_ret"``, ``"uprobe"``, ``"uretprobe"``, ``"uprobe_multi"``,
+    ``"uretprobe_multi"``, ``"usdt"``, ``"lsm"``, ``"lsm_cgroup"``);
     ``target`` names where
     (``"syscalls/sys_enter_write"``, ``"ksys_write+0x10"``, ``"/bin/bash:readline"``);
     ``mechanism`` how (``"bpf_link"``, ``"perf_link"`` = a BPF link over a perf
@@ -162,6 +168,8 @@ def attach(prog: Any) -> Link:
     (a kprobe on the syscall's entry point, :func:`~.kprobe.ksyscall_symbol`),
     ``fentry/<function>``, ``fexit/...``, ``fmod_ret/...``,
     ``uprobe/<path>:<function>[+<offset>]``, ``uretprobe/...``,
+    ``kprobe.multi/<pattern>``, ``kretprobe.multi/...``, ``kprobe.session/...``,
+    ``uprobe.multi/<path>:<pattern>``, ``uretprobe.multi/...``,
     ``usdt/<path>:<provider>:<name>``, ``iter/<target>``,
     ``lsm/<hook>``, ``lsm.s/<hook>``.  A section without a target (``SEC("kprobe")``)
     needs the explicit ``attach_*`` call, and so does ``lsm_cgroup/<hook>`` (a cgroup).
@@ -180,7 +188,8 @@ def attach(prog: Any) -> Link:
         raise NotSupportedError(
             f"program {name!r}: section {section!r} has no automatic attachment in "
             "rawprobe (supported: tracepoint, raw_tp, tp_btf, kprobe, kretprobe, ksyscall, "
-            "kretsyscall, fentry, fexit, fmod_ret, uprobe, uretprobe, usdt, iter, lsm)")
+            "kretsyscall, kprobe.multi, kretprobe.multi, kprobe.session, fentry, fexit, "
+            "fmod_ret, uprobe, uretprobe, uprobe.multi, uretprobe.multi, usdt, iter, lsm)")
     if kind == "tracing":
         if spec.expected_attach_type == AttachType.TRACE_RAW_TP:   # type: ignore[union-attr]
             from .raw_tracepoint import attach_tp_btf
@@ -194,9 +203,10 @@ def attach(prog: Any) -> Link:
         raise ObjectFormatError(f"program {name!r}: section {section!r} attaches to a "
                                 "cgroup: call attach_lsm_cgroup(<cgroup directory>)")
     if not target:
+        call = {"ksyscall": "kprobe", "kprobe_session": "kprobe_multi"}.get(kind, kind)
         raise ObjectFormatError(
             f"program {name!r}: section {section!r} names no target; call "
-            f"attach_{'kprobe' if kind == 'ksyscall' else kind}(...) with one")
+            f"attach_{call}(...) with one")
     if kind == "tracepoint":
         from .tracepoint import attach_tracepoint
         group, tp = sections.parse_tracepoint_target(target)
@@ -210,6 +220,13 @@ def attach(prog: Any) -> Link:
             return attach_kprobe(prog, ksyscall_symbol(target), retprobe=retprobe)
         symbol, offset = sections.parse_kprobe_target(target, retprobe)
         return attach_kprobe(prog, symbol, offset, retprobe=retprobe)
+    if kind in ("kprobe_multi", "kprobe_session"):
+        from .kprobe_multi import attach_kprobe_multi
+        return attach_kprobe_multi(prog, target, retprobe=retprobe)
+    if kind == "uprobe_multi":
+        from .uprobe_multi import attach_uprobe_multi
+        path, pattern = sections.parse_uprobe_multi_target(target)
+        return attach_uprobe_multi(prog, path, pattern, retprobe=retprobe)
     if kind == "iter":
         from .iter import attach_iter
         return attach_iter(prog)
@@ -229,6 +246,8 @@ _FUNCS = {
     "attach_raw_tracepoint": "raw_tracepoint",
     "attach_tp_btf": "raw_tracepoint",
     "attach_kprobe": "kprobe",
+    "attach_kprobe_multi": "kprobe_multi",
+    "attach_uprobe_multi": "uprobe_multi",
     "resolve_syscall_symbol": "kprobe",
     "attach_fentry": "tracing",
     "attach_uprobe": "uprobe",

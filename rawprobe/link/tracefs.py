@@ -1,7 +1,8 @@
 """tracefs: where it is, tracepoint ids, and rawprobe's dynamic kprobe/uprobe events.
 
-tracefs is the kernel's tracing control filesystem.  rawprobe needs it for two
-things: the numeric id of a tracepoint (``events/<group>/<name>/id``, which
+tracefs is the kernel's tracing control filesystem.  rawprobe needs it for three
+things: the list of functions ftrace can trace (``available_filter_functions``,
+where kprobe.multi patterns are looked up), the numeric id of a tracepoint (``events/<group>/<name>/id``, which
 ``perf_event_open(PERF_TYPE_TRACEPOINT)`` takes as ``config``) and, on kernels
 without the kprobe/uprobe PMUs (before 4.17), creating probe events by writing
 lines to ``kprobe_events`` / ``uprobe_events``.
@@ -38,7 +39,7 @@ from ..names import sanitize
 __all__ = [
     "tracefs_path", "tracepoint_id", "DynamicEvent", "create_event",
     "remove_event", "list_rawprobe_events", "remove_stale_events",
-    "EVENT_PREFIX",
+    "EVENT_PREFIX", "traceable_functions",
 ]
 
 TRACEFS = "/sys/kernel/tracing"
@@ -123,6 +124,30 @@ def tracefs_path(mount: bool = True) -> str:
         if path is not None:
             return path
     raise NotSupportedError(f"tracefs is not mounted; {_MOUNT_HINT}")
+
+
+def traceable_functions(mount: bool = True) -> tuple[str, bytes] | None:
+    """The functions ftrace can hook (what fprobes, so kprobe.multi, attach
+    to): the path of the list read and its text, or None without tracefs.
+    ``available_filter_functions_addrs`` (6.5+: ``<address> <name>
+    [<module>]`` per line) is read where it exists, else
+    ``available_filter_functions`` (``<name> [<module>]``).  Both are root-only."""
+    try:
+        root = tracefs_path(mount)
+    except NotSupportedError:
+        return None
+    for name in ("available_filter_functions_addrs", "available_filter_functions"):
+        path = os.path.join(root, name)
+        try:
+            with open(path, "rb") as f:
+                return path, f.read()
+        except FileNotFoundError:
+            continue
+        except OSError as e:
+            raise PermissionDeniedError(f"open {path}", e.errno or errno.EACCES,
+                                        "the list of traceable functions is root-only") \
+                from None
+    return None
 
 
 def _check_name(kind: str, name: str) -> None:

@@ -27,7 +27,7 @@ from functools import lru_cache
 from ..errors import NotFoundError, NotSupportedError, ObjectFormatError
 from ..uapi import ProgType
 
-__all__ = ["attach_uprobe", "resolve_binary_path", "symbol_file_offset"]
+__all__ = ["attach_uprobe", "resolve_binary_path", "symbol_file_offset", "symbol_file_offsets"]
 
 
 def _library_dirs() -> list[str]:
@@ -79,16 +79,54 @@ def symbol_file_offset(path: str, symbol: str) -> int:
     return _symbol_file_offset(path, st.st_dev, st.st_ino, st.st_mtime_ns, symbol)
 
 
-@lru_cache(maxsize=64)
-def _symbol_file_offset(path: str, _dev: int, _ino: int, _mtime: int, symbol: str) -> int:
-    from ..userelf import open_elf, vaddr_to_offset
-    with open_elf(path, "uprobe") as elf:
-        value = _lookup(elf, path, symbol)
-        offset = vaddr_to_offset(elf, value)
+def symbol_file_offsets(path: str, pattern: str) -> list[tuple[str, int]]:
+    """``(name, file offset)`` of the functions in ELF file ``path`` whose names
+    match glob ``pattern`` (``*``, ``?``: :func:`rawprobe.names.glob_match`), as
+    libbpf resolves a uprobe.multi pattern: defined ``STT_FUNC`` symbols of
+    ``.symtab`` and ``.dynsym`` (IFUNC resolvers are not functions to probe),
+    a versioned ``name@VER`` matched by its name, each offset once (aliases and
+    versions of one function share it: the first name found is given), in
+    offset order.  Empty when none match."""
+    st = os.stat(path)
+    return list(_symbol_file_offsets(path, st.st_dev, st.st_ino, st.st_mtime_ns, pattern))
+
+
+def _file_offset(elf, path: str, symbol: str, vaddr: int) -> int:
+    from ..userelf import vaddr_to_offset
+    offset = vaddr_to_offset(elf, vaddr)
     if offset is None:
-        raise ObjectFormatError(f"uprobe: {symbol!r} in {path} has address {value:#x}, "
+        raise ObjectFormatError(f"uprobe: {symbol!r} in {path} has address {vaddr:#x}, "
                                 "outside every loaded segment")
     return offset
+
+
+@lru_cache(maxsize=64)
+def _symbol_file_offset(path: str, _dev: int, _ino: int, _mtime: int, symbol: str) -> int:
+    from ..userelf import open_elf
+    with open_elf(path, "uprobe") as elf:
+        return _file_offset(elf, path, symbol, _lookup(elf, path, symbol))
+
+
+@lru_cache(maxsize=16)
+def _symbol_file_offsets(path: str, _dev: int, _ino: int, _mtime: int,
+                         pattern: str) -> tuple[tuple[str, int], ...]:
+    from ..names import glob_match
+    from ..userelf import open_elf
+
+    found: dict[int, str] = {}
+    with open_elf(path, "uprobe") as elf:
+        for secname in (".symtab", ".dynsym"):
+            sec = elf.get_section_by_name(secname)
+            if sec is None or sec["sh_type"] not in ("SHT_SYMTAB", "SHT_DYNSYM"):
+                continue
+            strtab = elf.get_section(sec["sh_link"]).data()
+            for name_off, kind, shndx, value in _function_symbols(elf, sec):
+                end = strtab.find(b"\0", name_off)
+                name = strtab[name_off:end if end >= 0 else None].decode(errors="replace")
+                name = name.partition("@")[0]
+                if glob_match(name, pattern):
+                    found.setdefault(_file_offset(elf, path, name, value), name)
+    return tuple((name, off) for off, name in sorted(found.items()))
 
 
 def _split_version(symbol: str) -> tuple[str, str | None, bool]:
@@ -107,7 +145,6 @@ def _matching_symbols(elf, sec, name: bytes):
     Scans the raw table with struct instead of building a pyelftools Symbol
     per entry: a large .symtab has ~100k entries and that is 50x faster.
     """
-    import struct
     strtab = elf.get_section(sec["sh_link"]).data()
     # Offsets at which the string is ``name`` (possibly the tail of a longer
     # string: linkers share suffixes) or a versioned ``name@VER`` (.symtab).
@@ -119,6 +156,18 @@ def _matching_symbols(elf, sec, name: bytes):
             i = strtab.find(needle, i + 1)
     if not offsets:
         return
+    for idx, name_off, info, shndx, value in _raw_symbols(elf, sec):
+        if name_off in offsets:
+            yield idx, info >> 4, info & 0xF, shndx, value
+
+
+_STT_FUNC, _STT_GNU_IFUNC, _STB_GLOBAL = 2, 10, 1
+
+
+def _raw_symbols(elf, sec):
+    """(index, name offset, info, shndx, value) of every symbol of ``sec``,
+    unpacked with struct (see :func:`_matching_symbols`)."""
+    import struct
     end = "<" if elf.little_endian else ">"
     if elf.elfclass == 64:
         fmt, name_i, info_i, shndx_i, value_i = end + "IBBHQQ", 0, 1, 3, 4
@@ -127,13 +176,15 @@ def _matching_symbols(elf, sec, name: bytes):
     entsize = struct.calcsize(fmt)
     data = sec.data()
     for idx, ent in enumerate(struct.iter_unpack(fmt, data[: len(data) // entsize * entsize])):
-        if ent[name_i] not in offsets:
-            continue
-        info = ent[info_i]
-        yield idx, info >> 4, info & 0xF, ent[shndx_i], ent[value_i]
+        yield idx, ent[name_i], ent[info_i], ent[shndx_i], ent[value_i]
 
 
-_STT_FUNC, _STT_GNU_IFUNC, _STB_GLOBAL = 2, 10, 1
+def _function_symbols(elf, sec):
+    """(name offset, type, shndx, value) of the functions ``sec`` defines
+    (``STT_FUNC``; SHN_UNDEF, 0, is an import defined elsewhere)."""
+    for _idx, name_off, info, shndx, value in _raw_symbols(elf, sec):
+        if info & 0xF == _STT_FUNC and shndx != 0:
+            yield name_off, info & 0xF, shndx, value
 
 
 def _versions(elf, sec) -> tuple[list[int], dict[int, str]]:
