@@ -245,7 +245,8 @@ def test_cgroup_filter_in_a_private_cgroup_namespace(run, seccomp, tmp_path):
     comm = unique_comm()
     make_fifo(tmp_path)
     mount = "from rawprobe._sys.fs import mount; mount('none', '/cg', 'cgroup2')"
-    script = (f'python3 -c "{mount}" && mkdir /cg/inner && '
+    # the mount and the cgroup first (a `&` would take them into the background too)
+    script = (f'python3 -c "{mount}" && mkdir /cg/inner || exit 1; '
               "sh -c 'echo $$ >/cg/inner/cgroup.procs; echo $$ >/go/pid; exec python3 -S "
               f"/targets/target.py --comm {comm} --wait-go --cleanup-ms 50' </go/go >/dev/null & "
               f"exec python3 -m rawprobe watch --cgroup /cg/inner --comm {comm} --count 1")
