@@ -107,7 +107,3 @@ def start_time_matches(stat_ticks: int, start_ns: int, clock: str = "monotonic",
     # start_boottime is read a few ns after start_time: allow that across a tick edge.
     return start_ns // TICK_NS <= stat_ticks <= (start_ns + offset_ns + _STAMP_GAP_NS) // TICK_NS
 
-
-def start_boottime_ns_estimate(stat: ProcStat) -> int:
-    """The lowest boottime (ns) consistent with /proc's start ticks."""
-    return stat.starttime * TICK_NS
