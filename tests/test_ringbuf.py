@@ -365,3 +365,38 @@ def test_map_counter_reads_and_checks_its_map(obj):
         def lookup(key):
             return None
     assert map_counter(Absent())() == 0
+
+
+def test_reads_that_take_nothing_or_have_no_timeout_never_wait(obj):
+    """max=0 returns at once whatever the timeout; consume() and the reads'
+    default timeout do not wait for an empty ring (500 calls take no 500 ms)."""
+    with RingBuffer(obj.maps["rb"]) as rb:
+        t0 = time.monotonic()
+        assert rb.read_batch(max=0, timeout_ms=5000) == []
+        assert rb.read_structs(EVENT, max=0, timeout_ms=5000) == []
+        assert rb.poll(5000, lambda v: None, max=0) == 0
+        assert time.monotonic() - t0 < 1.0
+        for read in (lambda: rb.consume(lambda v: None), lambda: rb.read_batch(),
+                     lambda: rb.read_structs(EVENT)):
+            t0 = time.monotonic()
+            for _ in range(500):
+                assert not read()
+            assert time.monotonic() - t0 < 0.25
+
+
+def test_what_is_refused_is_named_even_without_a_name(obj):
+    """A duck-typed map without ``name`` is named by its fd (a ring) or its repr
+    (a counter); a counter without ``value_size`` is taken as a u64 one."""
+    import types
+    from rawprobe.errors import ObjectFormatError
+    drops = obj.maps["drops"]
+    with pytest.raises(ObjectFormatError) as ei:
+        RingBuffer(types.SimpleNamespace(fd=drops.fd, max_entries=RING, type=int(drops.type)))
+    assert str(ei.value) == (f"map {drops.fd} is a map of type {int(drops.type)}, not "
+                             f"BPF_MAP_TYPE_RINGBUF")
+    narrow = types.SimpleNamespace(value_size=4, lookup=drops.lookup)
+    with pytest.raises(ObjectFormatError) as ei:
+        map_counter(narrow)
+    assert str(ei.value) == f"map {narrow!r} has 4-byte values; a drop counter is one u64"
+    drops.update(0, 5)
+    assert map_counter(types.SimpleNamespace(lookup=drops.lookup))() == 5

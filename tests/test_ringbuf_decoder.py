@@ -408,3 +408,32 @@ def test_struct_formats_in_any_byte_order_decode_as_struct_does(fmt):
     assert got == want
     rb = _image(*payloads).ring()                    # in pieces: the layouts are reused
     assert rb.read_structs(fmt, max=5) + rb.read_structs(fmt) == want
+
+
+def test_an_image_is_open_has_no_counter_and_struct_callbacks_count_to_max():
+    img = _image(*(struct.pack("<Q", i) for i in range(4)),
+                 *(struct.pack("<QQ", 10 + i, 0) for i in range(6)))
+    rb = img.ring()
+    assert rb.closed is False and rb.lost is None
+    rows: list[tuple] = []
+    fmt = struct.Struct("<Q")
+    assert rb.poll(0, rows.append, max=3, fmt=fmt) == 3
+    assert rb.consume(rows.append, max=3, fmt=fmt) == 3       # across the two runs
+    assert rb.consume(rows.append, fmt=fmt) == 4
+    assert rows == [(i,) for i in range(4)] + [(10 + i,) for i in range(6)]
+    rb.close()
+    assert rb.closed is True
+
+
+def test_headers_left_from_the_last_lap_are_not_records():
+    """Past the producer position lie the last lap's records, headers intact and of
+    the same size as the new ones: a run of equal headers must end at the producer
+    position, not where the stale ones end."""
+    img = _image(b"old0----", b"old1----", b"old2----", size=64)
+    rb = img.ring()
+    assert rb.read_batch() == [b"old0----", b"old1----", b"old2----"]
+    new = [b"new%d----" % i for i in range(3)]
+    for p in new:
+        img.commit(img.reserve(p), discard=False)
+    assert rb.read_batch() == new
+    assert rb.read_batch() == [] and rb.pending == 0
