@@ -452,3 +452,23 @@ def test_a_busy_record_is_waited_for_without_spinning_or_stalling(obj):
                 assert got == [77, 78] and elapsed < 0.9
         finally:
             os.sched_setaffinity(0, cpus)
+
+
+def test_a_ring_on_fd_0_is_waited_on_like_any_other():
+    """A raw fd 0 (a daemon without stdin, handed a map fd by other code; rawprobe's
+    own fds are kept above 2) is a real ring, not the fd-less memory image of the
+    decoder's tests, so reads on it wait."""
+    saved = os.dup(0)
+    try:
+        fd = bpf.map_create(BPF_MAP_TYPE_RINGBUF, 0, 0, RING)
+        try:
+            os.dup2(fd.fileno(), 0)
+            with RingBuffer(0) as rb:
+                t0 = time.monotonic()
+                assert rb.read_batch(timeout_ms=150) == []
+                assert time.monotonic() - t0 >= 0.14
+        finally:
+            fd.close()
+    finally:
+        os.dup2(saved, 0)
+        os.close(saved)

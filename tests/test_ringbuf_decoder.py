@@ -365,6 +365,10 @@ def test_max_counts_across_runs_of_different_sizes():
     assert rb.read_batch(max=5) == small + big[:3]
     assert rb.read_batch(max=5) == big[3:8]
     assert rb.read_batch() == big[8:]
+    rb = _image(*small, *big).ring()                   # the same, decoded
+    fmt = struct.Struct("<Q")
+    assert rb.read_structs(fmt, max=5) == [fmt.unpack_from(p) for p in small + big[:3]]
+    assert rb.read_structs(fmt) == [fmt.unpack_from(p) for p in big[3:]]
 
 
 def test_records_committed_while_draining_are_read_up_to_max():
