@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rawprobe.btf.core import (KIND_NAMES, POISON_HELPER, CoreRelocator, CoreResult, apply,
-                               compute, types_are_compat)
+                               compute, fields_are_compat, types_are_compat, types_match)
 from rawprobe.btf.ext import BTFExt, CoreRelo, CoreReloKind as K
 from rawprobe.btf import types as T
 from rawprobe.btf.kernel import KernelBTF
@@ -312,6 +312,21 @@ def test_kinds_must_agree_but_enums_of_any_size_do() -> None:
     assert types_are_compat(target, big64, local, small)
     assert not types_are_compat(local, color, target, thing)
     assert not types_are_compat(target, thing, local, color)
+
+
+@pytest.mark.parametrize("path", [LOCAL, TARGET, COMPAT, READ, ARRAY], ids=lambda p: p.name)
+def test_every_type_matches_itself(path) -> None:
+    """A type is compatible with, and matches, itself (every kind a CO-RE relocation
+    can name, in each test object); the kinds no relocation names (functions,
+    variables, data sections) match nothing.  Each member's type is a compatible
+    field type of itself."""
+    btf = object_btf(path)
+    for i, t in enumerate(btf.types[1:], 1):
+        named = not isinstance(t, (T.Func, T.Var, T.Datasec))
+        assert types_match(btf, i, btf, i) == named, (i, t)
+        assert types_are_compat(btf, i, btf, i) == named, (i, t)
+        for m in getattr(t, "members", ()):
+            assert fields_are_compat(btf, m.type, btf, m.type), (i, t, m)
 
 
 def test_relocating_a_program_cut_from_its_section() -> None:
