@@ -413,3 +413,29 @@ def default_kill_after() -> int:
     """--kill-after as the command line leaves it (what the CLI gives the tracker)."""
     from rawprobe.interceptor.options import parse_watch
     return parse_watch(["--comm", "x"]).kill_after_ns
+
+
+def test_abandon_leaves_what_is_in_flight_and_closes_its_pidfds(harness):
+    """A second interrupt: the targets in flight (signalled, ignoring SIGTERM) are
+    returned and counted as abandoned, nothing stays in flight, the waiting one is
+    dropped and every pidfd the tracker held is closed."""
+    from fdcheck import open_fds
+    comm = unique_comm()
+    procs = [start_target(comm, "--ignore-term") for _ in range(3)]
+    try:
+        h = harness(max_in_flight=2, kill_after_ns=60_000_000_000)
+        before = open_fds()                                # the loop's own fds included
+        for p in procs:
+            h.tracker.on_intercept(intercept_of(p, comm))
+        assert len(h.of("signal")) == 2 and len(h.tracker.in_flight_targets()) == 2
+        left = h.tracker.abandon()
+        assert sorted(t.ev.tgid for t in left) == sorted(p.pid for p in procs[:2])
+        assert all(t.state == "done" for t in left)
+        assert (h.tracker.counts.abandoned, h.tracker.counts.dropped) == (2, 1)
+        assert h.tracker.in_flight == 0 and h.tracker.done
+        assert h.tracker.in_flight_targets() == [] and h.tracker.find(procs[0].pid) is None
+        assert open_fds() == before
+        assert all(p.poll() is None for p in procs)        # no SIGKILL from us
+    finally:
+        for p in procs:
+            reap(p)
