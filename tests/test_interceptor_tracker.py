@@ -439,3 +439,29 @@ def test_abandon_leaves_what_is_in_flight_and_closes_its_pidfds(harness):
     finally:
         for p in procs:
             reap(p)
+
+
+@pytest.mark.parametrize("action, kernel_signalled", [("kernel-signal", True), ("deny", False)])
+def test_gone_after_the_kernels_own_action_is_an_exit_not_a_refusal(harness, action,
+                                                                     kernel_signalled):
+    """The kernel signalled (or denied) the call itself and the process is gone
+    before the tool looks: that is the exit the action caused, reported once the
+    grace for the kernel's exit record is over (here no record comes), never a
+    refusal; its signal counts only if the kernel sent one."""
+    comm = unique_comm()
+    p = start_target(comm)
+    ev = intercept_of(p, comm, kernel_signalled=kernel_signalled)
+    ev.signal_ns = ev.ktime_ns + 1000
+    p.kill()
+    p.wait()
+    h = harness(action=action, source=NoRecords())
+    t0 = now_ns()
+    h.tracker.on_intercept(ev)
+    assert not h.of("exit") and not h.of("refused") and h.tracker.in_flight == 1
+    h.run(lambda: h.of("exit"))
+    assert now_ns() - t0 >= 200_000_000                   # EXIT_RECORD_GRACE_NS
+    ex = h.of("exit")[0]
+    assert ex["pid"] == p.pid and ex["exit_code"] is None and ex["escalated"] is False
+    assert (h.tracker.counts.signalled, h.tracker.counts.exited, h.tracker.counts.refused) \
+        == (int(kernel_signalled), 1, 0)
+    assert h.tracker.in_flight == 0 and h.tracker.handled == 1
