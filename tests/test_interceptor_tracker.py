@@ -465,3 +465,34 @@ def test_gone_after_the_kernels_own_action_is_an_exit_not_a_refusal(harness, act
     assert (h.tracker.counts.signalled, h.tracker.counts.exited, h.tracker.counts.refused) \
         == (int(kernel_signalled), 1, 0)
     assert h.tracker.in_flight == 0 and h.tracker.handled == 1
+
+
+def test_denied_calls_are_written_counted_and_summed_in_the_exit(harness):
+    """--action deny: the first denied call comes with the intercept (its hit),
+    later ones as Denial records; each is a "deny" event naming the errno, all
+    are counted, and the process's exit says how many of its calls were denied."""
+    import errno
+    from rawprobe.interceptor.events import Denial
+    comm = unique_comm()
+    p = start_target(comm, "--cleanup-ms", "0")
+    try:
+        h = harness(action="deny", deny_errno=errno.EACCES, source=NoRecords(),
+                    syscall_name={1: "write"}.get)
+        ev = intercept_of(p, comm, denied=True)
+        h.tracker.on_intercept(ev)
+        later = [Denial(tgid=p.pid, pid=p.pid, comm=comm, nr=1, args=(1, 0, 5 + i, 0, 0, 0),
+                        ktime_ns=now_ns(), start_time=ev.start_time, ret=-errno.EACCES,
+                        hook="tp") for i in range(2)]
+        for d in later:
+            h.tracker.on_denial(d)
+        deny = h.of("deny")
+        assert [(e["pid"], e["tid"], e["syscall"], e["nr"], e["errno"], e.get("hit"))
+                for e in deny] == [(p.pid, p.pid, "write", 1, "EACCES", 1)] + \
+            [(p.pid, p.pid, "write", 1, "EACCES", None)] * 2
+        assert [e["args"][2] for e in deny] == [5, 5, 6]
+        assert h.tracker.counts.denied == 3 and not h.of("signal")
+        p.kill()
+        h.run(lambda: h.of("exit"))
+        assert h.of("exit")[0]["denied_calls"] == 3
+    finally:
+        reap(p)
