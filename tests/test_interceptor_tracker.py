@@ -496,3 +496,46 @@ def test_denied_calls_are_written_counted_and_summed_in_the_exit(harness):
         assert h.of("exit")[0]["denied_calls"] == 3
     finally:
         reap(p)
+
+
+def test_strike_leaves_to_the_full_path_what_it_cannot_do_plainly(harness):
+    """The fast path signals only the plain case: not a short record, a process the
+    kernel marked protected, after stop, or beyond --max-in-flight (counting those
+    it struck); it takes a monotonic stamp on that clock's rule, and the intercept
+    then takes over its pidfd (none left open)."""
+    from fdcheck import open_fds
+    from rawprobe.interceptor.events import RP_F_PROTECTED
+
+    def pidfds() -> set[int]:
+        out = set()
+        for fd in open_fds():
+            try:
+                if os.readlink(f"/proc/self/fd/{fd}") == "anon_inode:[pidfd]":
+                    out.add(fd)
+            except FileNotFoundError:          # the directory listing's own fd
+                pass
+        return out
+    comm = unique_comm()
+    a, b = (start_target(comm, "--cleanup-ms", "0") for _ in range(2))
+    try:
+        def boot(p):
+            return procinfo.read_stat(p.pid).starttime * procinfo.TICK_NS
+        stopped = harness()
+        stopped.tracker.stop()
+        assert stopped.tracker.strike_fields(a.pid, 0, 0, boot(a), 0) == 0
+        h = harness(max_in_flight=1)
+        before = pidfds()
+        assert h.tracker.strike(b"\0" * 8) == 0
+        assert h.tracker.strike_fields(a.pid, RP_F_PROTECTED, 0, boot(a), 0) == 0
+        assert not h.tracker._struck and a.poll() is None
+        # a ns before the tick /proc shows: a match as a monotonic stamp only
+        ev = intercept_of(a, comm, start_time=boot(a) - 1)
+        assert h.tracker.strike_fields(a.pid, 0, ev.start_time, 0, 0) == 1
+        assert h.tracker.strike_fields(b.pid, 0, 0, boot(b), 0) == 0      # no free slot
+        h.tracker.on_intercept(ev)
+        h.run(lambda: h.of("exit"))
+        assert len(h.of("signal")) == 1 and pidfds() == before
+        assert b.poll() is None
+    finally:
+        reap(a)
+        reap(b)
