@@ -539,3 +539,50 @@ def test_strike_leaves_to_the_full_path_what_it_cannot_do_plainly(harness):
     finally:
         reap(a)
         reap(b)
+
+
+def test_the_kernels_signal_record_is_reported_once_and_summed_up(harness):
+    """--action kernel-signal: the kernel's record of the signal it generated for
+    this intercept (not another intercept's, not another signal, not a delivery)
+    is the "signal" event, once, its latency from the call; the exit record gives
+    the kernel's time to exit; the summary keeps each measure under its name."""
+    from rawprobe.interceptor.events import KernelSignal, RP_SIG_DELIVER, RP_SIG_GENERATE
+    from rawprobe.interceptor.summary import distribution
+    comm = unique_comm()
+    p = start_target(comm, "--ignore-term")
+    try:
+        h = harness(action="kernel-signal", source=NoRecords())
+        ev = intercept_of(p, comm, kernel_signalled=True)
+        h.tracker.on_intercept(ev)
+        assert not h.of("signal") and h.tracker.counts.signalled == 1
+
+        def ks(**kw):
+            f = dict(tgid=p.pid, pid=p.pid, kind=RP_SIG_GENERATE, sig=signal.SIGTERM,
+                     result=0, sender_tgid=p.pid, ktime_ns=ev.ktime_ns + 30_000,
+                     intercept_ns=ev.ktime_ns)
+            return KernelSignal(**{**f, **kw})
+        for other in (ks(intercept_ns=ev.ktime_ns - 1), ks(kind=RP_SIG_DELIVER),
+                      ks(sig=signal.SIGUSR1), ks(tgid=p.pid + 1)):
+            h.tracker.on_kernel_signal(other)
+        assert not h.of("signal")
+        h.tracker.on_kernel_signal(ks())
+        assert h.tracker.find(p.pid).signal_ns == ev.ktime_ns + 30_000
+        h.tracker.on_kernel_signal(ks(ktime_ns=ev.ktime_ns + 90_000))
+        assert [(e["signal"], e["latency_us"], e["by"]) for e in h.of("signal")] == \
+            [("SIGTERM", 30.0, "kernel")]
+        p.kill()
+        h.run(lambda: h.tracker.find(p.pid).state == "exited")
+        h.tracker.on_kernel_exit(KernelExit(tgid=p.pid + 1, exit_ns=1, start_time=ev.start_time))
+        assert not h.of("exit")
+        h.tracker.on_kernel_exit(KernelExit(tgid=p.pid, signal_ns=ev.ktime_ns + 30_000,
+                                            exit_ns=ev.ktime_ns + 1_030_000, exit_code=9,
+                                            start_time=ev.start_time))
+        ex = h.of("exit")[0]
+        assert ex["time_to_exit_us"] == 1000.0 and ex["killed_by"] == "SIGKILL"
+        s = h.tracker.summary()
+        assert s["event"] == "summary" and s["counts"] == h.tracker.counts.as_dict()
+        assert s["time_to_exit_us"] == distribution([1000.0])
+        assert s["time_to_exit_pidfd_us"] == distribution([ex["time_to_exit_pidfd_us"]])
+        assert s["latency_us"] == distribution([30.0]) and s["histogram_of"] == "kernel"
+    finally:
+        reap(p)
