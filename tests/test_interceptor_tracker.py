@@ -586,3 +586,20 @@ def test_the_kernels_signal_record_is_reported_once_and_summed_up(harness):
         assert s["latency_us"] == distribution([30.0]) and s["histogram_of"] == "kernel"
     finally:
         reap(p)
+
+
+def test_a_failed_kernel_signal_is_an_error_and_finishes_the_target(harness):
+    """bpf_send_signal failed at the call: one "error" event saying so with its
+    return value, counted, and the target finished (its pidfd closed)."""
+    comm = unique_comm()
+    p = start_target(comm)
+    try:
+        h = harness(action="kernel-signal", source=NoRecords())
+        h.tracker.on_intercept(intercept_of(p, comm, kernel_signalled=True, signal_ret=-11))
+        assert [(e["event"], e["pid"], e["comm"], e.get("message")) for e in h.events[1:]] == \
+            [("error", p.pid, comm, "bpf_send_signal failed (-11)")]
+        assert (h.tracker.counts.errors, h.tracker.counts.signalled) == (1, 0)
+        assert h.tracker.in_flight == 0 and h.tracker.handled == 1
+        assert h.tracker.find(p.pid) is None and p.poll() is None
+    finally:
+        reap(p)
