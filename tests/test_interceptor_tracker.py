@@ -228,7 +228,7 @@ def test_protected_pids_are_refused(harness):
     reasons = [r["reason"] for r in h.of("refused")]
     assert reasons[0].startswith("pid 1")
     assert all("rawprobe itself" in r for r in reasons[1:])
-    assert not h.of("signal")
+    assert not h.of("signal") and h.tracker.counts.refused == 3
 
 
 def test_gone_before_signal_is_refused(harness):
@@ -252,6 +252,7 @@ def test_max_in_flight_queues_and_counts(harness):
         assert h.tracker.counts.max_waiting == 2
         h.run(lambda: len(h.of("exit")) == 3)
         assert h.tracker.in_flight == 0 and not h.tracker.waiting
+        assert (h.tracker.counts.signalled, h.tracker.counts.exited) == (3, 3)
         # one at a time: each signal comes after the previous exit
         order = [e["event"] for e in h.events if e["event"] in ("signal", "exit")]
         assert order == ["signal", "exit"] * 3
@@ -603,3 +604,30 @@ def test_a_failed_kernel_signal_is_an_error_and_finishes_the_target(harness):
         assert h.tracker.find(p.pid) is None and p.poll() is None
     finally:
         reap(p)
+
+
+class RisingDrops(NoRecords):
+    """A record source whose drop counters (records lost, processes not handled)
+    are set by the test, as the kernel's .bss counters rise."""
+    now = (0, 0)
+
+    def missed(self):
+        return self.now
+
+
+def test_each_rise_of_the_drop_counters_is_reported_by_how_much(harness):
+    src = RisingDrops()
+    h = harness(action="report", source=src)
+    for now in [(7, 2), (10, 2), (10, 2), (10, 5)]:
+        src.now = now
+        h.tracker.pump()
+    lost = h.of("lost")
+    assert [(e.get("records"), e.get("processes"), e["total"]) for e in lost] == \
+        [(7, None, 7), (None, 2, 2), (3, None, 10), (None, 3, 5)]
+    assert {e["reason"] for e in lost if "records" in e} == {
+        "the ring buffer was full: intercepts, signal or exit records were dropped; "
+        "targets may have been missed"}
+    assert {e["reason"] for e in lost if "processes" in e} == {
+        "the kernel's table of handled processes was full: matching processes were "
+        "not handled"}
+    assert (h.tracker.counts.lost, h.tracker.counts.not_handled) == (10, 5)
