@@ -631,3 +631,27 @@ def test_each_rise_of_the_drop_counters_is_reported_by_how_much(harness):
         "the kernel's table of handled processes was full: matching processes were "
         "not handled"}
     assert (h.tracker.counts.lost, h.tracker.counts.not_handled) == (10, 5)
+
+
+def test_a_waiting_target_whose_exit_record_comes_is_refused_not_signalled(harness):
+    """Queued behind --max-in-flight, it exits before its turn: the kernel's exit
+    record makes it a refusal ("exited before it could be signalled"), and the
+    queue moves on without signalling it."""
+    comm = unique_comm()
+    a, b = (start_target(comm, "--ignore-term") for _ in range(2))
+    try:
+        h = harness(max_in_flight=1, kill_after_ns=60_000_000_000, source=NoRecords())
+        ev_b = intercept_of(b, comm)
+        h.tracker.on_intercept(intercept_of(a, comm))
+        h.tracker.on_intercept(ev_b)
+        assert len(h.of("signal")) == 1 and h.tracker.counts.waited == 1
+        h.tracker.on_kernel_exit(KernelExit(tgid=b.pid, exit_ns=now_ns(),
+                                            start_time=ev_b.start_time))
+        assert [(e["pid"], e["reason"]) for e in h.of("refused")] == \
+            [(b.pid, "exited before it could be signalled")]
+        assert h.tracker.counts.refused == 1 and h.tracker.find(b.pid) is None
+        assert len(h.of("signal")) == 1 and b.poll() is None
+        h.tracker.abandon()
+    finally:
+        reap(a)
+        reap(b)
