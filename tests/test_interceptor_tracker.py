@@ -655,3 +655,21 @@ def test_a_waiting_target_whose_exit_record_comes_is_refused_not_signalled(harne
     finally:
         reap(a)
         reap(b)
+
+
+def test_each_escalation_is_counted_and_its_delay_given_to_0_1_us(harness):
+    comm = unique_comm()
+    procs = [start_target(comm, "--ignore-term") for _ in range(2)]
+    try:
+        h = harness(kill_after_ns=200_000_000)
+        for p in procs:
+            h.tracker.on_intercept(intercept_of(p, comm))
+        h.run(lambda: len(h.of("exit")) == 2)
+        esc = h.of("escalate")
+        assert sorted(e["pid"] for e in esc) == sorted(p.pid for p in procs)
+        assert all(e["signal"] == "SIGKILL" and e["after_us"] == round(e["after_us"], 1)
+                   and e["after_us"] >= 200_000 for e in esc)
+        assert h.tracker.counts.escalated == 2
+    finally:
+        for p in procs:
+            reap(p)
