@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rawprobe.btf.core import (KIND_NAMES, POISON_HELPER, CoreRelocator, CoreResult, apply,
-                               compute)
+                               compute, fields_are_compat, types_are_compat, types_match)
 from rawprobe.btf.ext import BTFExt, CoreRelo, CoreReloKind as K
 from rawprobe.btf import types as T
 from rawprobe.btf.kernel import KernelBTF
@@ -264,6 +264,104 @@ def test_repeated_relocations_reuse_results() -> None:
     for prog in ("one", "two"):
         with pytest.raises(CORERelocationError, match=f"program '{prog}'"):
             shared.compute(relo, section="raw_tracepoint/ambiguous", program=prog)
+
+
+def test_ambiguities_say_which_candidates_disagree_and_how() -> None:
+    """Two target flavours of one local type: a field at different offsets in each,
+    or a type relocation with a different answer from each, is an error that names
+    both candidates and what each gives."""
+    local, ext = ext_of(LOCAL)
+    target = object_btf(TARGET)
+    amb, v2 = target.type_by_name("amb")[0], target.type_by_name("amb___v2")[0]
+    (relo,) = ext.core_relos["raw_tracepoint/ambiguous"]       # a->b: at 4, or at 0
+    with pytest.raises(CORERelocationError) as e:
+        CoreRelocator(local, target).compute(relo)
+    assert str(e.value).endswith(f"): field offset ambiguity: candidate [{v2}] has bit "
+                                 f"offset 0, [{amb}] 32")
+    tid = local.type_by_name("amb")[0]
+    with pytest.raises(CORERelocationError) as e:
+        CoreRelocator(local, target).compute(CoreRelo(0, tid, 0, K.TYPE_ID_TARGET, "0"))
+    assert str(e.value).endswith(f"): relocation ambiguity: candidate [{v2}] gives {v2}, "
+                                 f"[{amb}] {amb}")
+
+
+def test_candidates_that_failed_to_match_are_dropped_for_later_relocations() -> None:
+    """As libbpf: a flavour that did not match one relocation of a type is no longer
+    a candidate for the next ones.  Here struct dup {a, b} against dup and
+    dup___v2 {a, c}: once dup.b is relocated, dup___v2 is gone, so the type's id is
+    no longer ambiguous (it is, asked first)."""
+    btf = object_btf(TARGET)                     # its own stand-in kernel: two flavours
+    dup, v2 = btf.type_by_name("dup")[0], btf.type_by_name("dup___v2")[0]
+    type_id = CoreRelo(0, dup, 0, K.TYPE_ID_TARGET, "0")
+    r = CoreRelocator(btf, btf)
+    with pytest.raises(CORERelocationError, match="relocation ambiguity"):
+        r.compute(type_id)
+    assert [i for _, i in r.candidates(dup)] == [dup, v2]
+    assert r.compute(CoreRelo(0, dup, 0, K.FIELD_BYTE_OFFSET, "0:1")).new_val == 4
+    assert [i for _, i in r.candidates(dup)] == [dup]
+    assert r.compute(type_id).new_val == dup
+
+
+def test_kinds_must_agree_but_enums_of_any_size_do() -> None:
+    """types_are_compat: an enum is compatible with an enum64 of its name (both
+    ways) and with no other kind; nor is a struct with an enum."""
+    local, target = object_btf(LOCAL), object_btf(TARGET)
+    small, big64 = local.type_by_name("big___small")[0], target.type_by_name("big")[0]
+    color, thing = local.type_by_name("color")[0], target.type_by_name("thing")[0]
+    assert types_are_compat(local, small, target, big64)
+    assert types_are_compat(target, big64, local, small)
+    assert not types_are_compat(local, color, target, thing)
+    assert not types_are_compat(target, thing, local, color)
+
+
+@pytest.mark.parametrize("path", [LOCAL, TARGET, COMPAT, READ, ARRAY], ids=lambda p: p.name)
+def test_every_type_matches_itself(path) -> None:
+    """A type is compatible with, and matches, itself (every kind a CO-RE relocation
+    can name, in each test object); the kinds no relocation names (functions,
+    variables, data sections) match nothing.  Each member's type is a compatible
+    field type of itself."""
+    btf = object_btf(path)
+    for i, t in enumerate(btf.types[1:], 1):
+        named = not isinstance(t, (T.Func, T.Var, T.Datasec))
+        assert types_match(btf, i, btf, i) == named, (i, t)
+        assert types_are_compat(btf, i, btf, i) == named, (i, t)
+        for m in getattr(t, "members", ()):
+            assert fields_are_compat(btf, m.type, btf, m.type), (i, t, m)
+
+
+def test_relocating_a_program_cut_from_its_section() -> None:
+    """relocate() on a program cut from its section at byte base_off patches what
+    the whole section's relocation patches, at the program's own indexes, skips the
+    relocations outside it, and names the program's instruction in errors."""
+    local, ext = ext_of(LOCAL)
+    target = object_btf(TARGET)
+    sec = "raw_tracepoint/fields"
+    relos = ext.core_relos[sec]
+    whole = bytearray(elf_sections(LOCAL)[sec])
+    want = CoreRelocator(local, target).relocate(whole, relos, section=sec)
+    assert len(want) == len(relos)
+    offs = sorted({r.insn_off for r in relos})
+    assert len(offs) > 2
+    for lo, hi in [(offs[0], offs[0] + 8), (offs[1], offs[-1] + 8), (offs[-1], offs[-1] + 8)]:
+        cut = bytearray(elf_sections(LOCAL)[sec][lo:hi])
+        got = CoreRelocator(local, target).relocate(cut, relos, section=sec, base_off=lo)
+        assert cut == whole[lo:hi]
+        assert got == [w for w, r in zip(want, relos) if lo <= r.insn_off < hi]
+    # a relocation record not on an instruction boundary is no instruction's
+    odd = [CoreRelo(r.insn_off + 4, r.type_id, 0, r.kind, r.access_str) for r in relos]
+    cut = bytearray(elf_sections(LOCAL)[sec])
+    assert CoreRelocator(local, target).relocate(cut, odd, section=sec) == []
+    assert cut == elf_sections(LOCAL)[sec]
+    # the error names the instruction within the program, not within the section
+    (bad,) = ext.core_relos["raw_tracepoint/ambiguous"]
+    late = CoreRelo(bad.insn_off + 64, bad.type_id, 0, bad.kind, bad.access_str)
+    prog = bytearray(elf_sections(LOCAL)["raw_tracepoint/ambiguous"])
+    with pytest.raises(CORERelocationError) as e:
+        CoreRelocator(local, target).relocate(prog, [late], section="raw_tracepoint/ambiguous",
+                                              program="ambiguous", base_off=64)
+    assert str(e.value).startswith(f"program 'ambiguous' (section 'raw_tracepoint/ambiguous'), "
+                                   f"insn #{bad.insn_off // 8}: CO-RE relocation byte_off of "
+                                   f"amb.b (0:0): field offset ambiguity")
 
 
 def test_patched_instructions(synthetic) -> None:
@@ -619,6 +717,38 @@ def test_apply_ld_imm64_and_poison() -> None:
         apply(_prog((0x05, 0, 1, 0)), 1, CoreResult(K.FIELD_BYTE_OFFSET))
 
 
+def test_ld_imm64_at_the_end_and_each_field_of_its_form() -> None:
+    """An ld_imm64 that ends the program is patched and poisoned whole; one whose
+    second half is missing is refused, and poisoned in its first half only; any
+    field the second half must leave zero, or a source register or offset in the
+    first, is refused as a form clang does not emit."""
+    p = _prog((LD_IMM64, 1, 0, 5), (0, 0, 0, 0))
+    apply(p, 0, CoreResult(K.ENUMVAL_VALUE, orig_val=5, new_val=(7 << 32) | 9))
+    assert (insn(p, 0)[3], insn(p, 1)[3]) == (9, 7)
+    apply(p, 0, CoreResult(K.ENUMVAL_VALUE, poison=True))
+    assert poisoned(p, 0) and poisoned(p, 1)
+    p = _prog((LD_IMM64, 1, 0, 5))
+    apply(p, 0, CoreResult(K.ENUMVAL_VALUE, poison=True))
+    assert poisoned(p, 0) and len(p) == 8
+    for first, second in [((LD_IMM64, 0x01, 0, 5), (LD_IMM64, 0, 0, 0)),    # code
+                          ((LD_IMM64, 0x01, 0, 5), (0, 0x01, 0, 0)),        # dst_reg
+                          ((LD_IMM64, 0x01, 0, 5), (0, 0x10, 0, 0)),        # src_reg
+                          ((LD_IMM64, 0x01, 0, 5), (0, 0, 1, 0)),           # off
+                          ((LD_IMM64, 0x11, 0, 5), (0, 0, 0, 0)),           # src_reg, first
+                          ((LD_IMM64, 0x01, 2, 5), (0, 0, 0, 0)),           # off, first
+                          ((0x10, 0x01, 0, 5), (0, 0, 0, 0))]:              # not imm64
+        with pytest.raises(CORERelocationError) as e:
+            apply(_prog(first, second), 0, CoreResult(K.ENUMVAL_VALUE, orig_val=5))
+        assert str(e.value) == "insn #0: CO-RE relocation on an ld_imm64 of unexpected form"
+    with pytest.raises(CORERelocationError) as e:
+        apply(_prog((LD_IMM64, 1, 0, 5), (0, 0, 0, 0)), 0,
+              CoreResult(K.ENUMVAL_VALUE, orig_val=6, new_val=2))
+    assert str(e.value) == "insn #0: unexpected ld_imm64 value 5, expected 6 (-> 2)"
+    with pytest.raises(CORERelocationError) as e:
+        apply(_prog((LD_IMM64, 1, 0, 5)), 0, CoreResult(K.ENUMVAL_VALUE, orig_val=5))
+    assert str(e.value) == "insn #0: ld_imm64 cut off at the end of the program"
+
+
 # -- bad relocations and fuzz --------------------------------------------------------
 
 def test_bad_relocation_records() -> None:
@@ -767,22 +897,29 @@ def _deep(kind: str, depth: int) -> tuple[BTFSpec, int]:
     return BTFSpec.from_bytes(blob(b"".join(out), _NAMES)), root
 
 
-@pytest.mark.parametrize("kind, relo_kind, acc, why", [
-    ("ptr", K.TYPE_EXISTS, "0", "type compatibility check nests too deep"),
-    ("proto", K.TYPE_EXISTS, "0", "function prototype nesting too deep"),
-    ("proto", K.TYPE_MATCHES, "0", "type match nests too deep"),
-    ("struct", K.TYPE_MATCHES, "0", "type match nests too deep"),
-    ("array", K.FIELD_EXISTS, "0:0", "field compatibility check nests too deep"),
-    ("const", K.TYPE_EXISTS, "0", "too deep or loops"),
+# The deepest chain of each kind that is computed: libbpf's limit of 32 levels, the
+# root's typedef (or the member holding the chain) being one of them, except for
+# function prototypes, whose parameters are counted from the prototype.
+@pytest.mark.parametrize("kind, relo_kind, acc, deepest, why", [
+    ("ptr", K.TYPE_EXISTS, "0", 31, "type compatibility check nests too deep"),
+    ("ptr", K.TYPE_MATCHES, "0", 31, "type match nests too deep"),
+    ("proto", K.TYPE_EXISTS, "0", 32, "function prototype nesting too deep"),
+    ("proto", K.TYPE_MATCHES, "0", 31, "type match nests too deep"),
+    ("struct", K.TYPE_MATCHES, "0", 31, "type match nests too deep"),
+    ("array", K.FIELD_EXISTS, "0:0", 31, "field compatibility check nests too deep"),
+    ("const", K.TYPE_EXISTS, "0", 31, r"typedef/modifier chain at type \d+ is too deep or loops"),
 ])
-def test_runaway_btf_is_refused_not_recursed(kind, relo_kind, acc, why) -> None:
+def test_runaway_btf_is_refused_not_recursed(kind, relo_kind, acc, deepest, why) -> None:
     """Hostile or broken BTF (a module's, a local object's) cannot send CO-RE into
-    deep recursion: 40 levels are refused with a clear error, 8 are computed."""
-    btf, root = _deep(kind, 40)
-    with pytest.raises(CORERelocationError, match=why):
-        compute(btf, CoreRelo(0, root, 0, relo_kind, acc), btf)
-    btf, root = _deep(kind, 8)
-    assert compute(btf, CoreRelo(0, root, 0, relo_kind, acc), btf).new_val == 1
+    deep recursion: past libbpf's 32 levels it is refused with a clear error."""
+    for depth in (deepest + 1, 40):
+        btf, root = _deep(kind, depth)
+        with pytest.raises(CORERelocationError) as e:
+            compute(btf, CoreRelo(0, root, 0, relo_kind, acc), btf)
+        assert re.search(rf"\): {why}$", str(e.value)), str(e.value)
+    for depth in (8, deepest):
+        btf, root = _deep(kind, depth)
+        assert compute(btf, CoreRelo(0, root, 0, relo_kind, acc), btf).new_val == 1
 
 
 @st.composite

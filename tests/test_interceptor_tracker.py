@@ -228,7 +228,7 @@ def test_protected_pids_are_refused(harness):
     reasons = [r["reason"] for r in h.of("refused")]
     assert reasons[0].startswith("pid 1")
     assert all("rawprobe itself" in r for r in reasons[1:])
-    assert not h.of("signal")
+    assert not h.of("signal") and h.tracker.counts.refused == 3
 
 
 def test_gone_before_signal_is_refused(harness):
@@ -252,6 +252,7 @@ def test_max_in_flight_queues_and_counts(harness):
         assert h.tracker.counts.max_waiting == 2
         h.run(lambda: len(h.of("exit")) == 3)
         assert h.tracker.in_flight == 0 and not h.tracker.waiting
+        assert (h.tracker.counts.signalled, h.tracker.counts.exited) == (3, 3)
         # one at a time: each signal comes after the previous exit
         order = [e["event"] for e in h.events if e["event"] in ("signal", "exit")]
         assert order == ["signal", "exit"] * 3
@@ -413,3 +414,262 @@ def default_kill_after() -> int:
     """--kill-after as the command line leaves it (what the CLI gives the tracker)."""
     from rawprobe.interceptor.options import parse_watch
     return parse_watch(["--comm", "x"]).kill_after_ns
+
+
+def test_abandon_leaves_what_is_in_flight_and_closes_its_pidfds(harness):
+    """A second interrupt: the targets in flight (signalled, ignoring SIGTERM) are
+    returned and counted as abandoned, nothing stays in flight, the waiting one is
+    dropped and every pidfd the tracker held is closed."""
+    from fdcheck import open_fds
+    comm = unique_comm()
+    procs = [start_target(comm, "--ignore-term") for _ in range(3)]
+    try:
+        h = harness(max_in_flight=2, kill_after_ns=60_000_000_000)
+        before = open_fds()                                # the loop's own fds included
+        for p in procs:
+            h.tracker.on_intercept(intercept_of(p, comm))
+        assert len(h.of("signal")) == 2 and len(h.tracker.in_flight_targets()) == 2
+        left = h.tracker.abandon()
+        assert sorted(t.ev.tgid for t in left) == sorted(p.pid for p in procs[:2])
+        assert all(t.state == "done" for t in left)
+        assert (h.tracker.counts.abandoned, h.tracker.counts.dropped) == (2, 1)
+        assert h.tracker.in_flight == 0 and h.tracker.done
+        assert h.tracker.in_flight_targets() == [] and h.tracker.find(procs[0].pid) is None
+        assert open_fds() == before
+        assert all(p.poll() is None for p in procs)        # no SIGKILL from us
+    finally:
+        for p in procs:
+            reap(p)
+
+
+@pytest.mark.parametrize("action, kernel_signalled", [("kernel-signal", True), ("deny", False)])
+def test_gone_after_the_kernels_own_action_is_an_exit_not_a_refusal(harness, action,
+                                                                     kernel_signalled):
+    """The kernel signalled (or denied) the call itself and the process is gone
+    before the tool looks: that is the exit the action caused, reported once the
+    grace for the kernel's exit record is over (here no record comes), never a
+    refusal; its signal counts only if the kernel sent one."""
+    comm = unique_comm()
+    p = start_target(comm)
+    ev = intercept_of(p, comm, kernel_signalled=kernel_signalled)
+    ev.signal_ns = ev.ktime_ns + 1000
+    p.kill()
+    p.wait()
+    h = harness(action=action, source=NoRecords())
+    t0 = now_ns()
+    h.tracker.on_intercept(ev)
+    assert not h.of("exit") and not h.of("refused") and h.tracker.in_flight == 1
+    h.run(lambda: h.of("exit"))
+    assert now_ns() - t0 >= 200_000_000                   # EXIT_RECORD_GRACE_NS
+    ex = h.of("exit")[0]
+    assert ex["pid"] == p.pid and ex["exit_code"] is None and ex["escalated"] is False
+    assert (h.tracker.counts.signalled, h.tracker.counts.exited, h.tracker.counts.refused) \
+        == (int(kernel_signalled), 1, 0)
+    assert h.tracker.in_flight == 0 and h.tracker.handled == 1
+
+
+def test_denied_calls_are_written_counted_and_summed_in_the_exit(harness):
+    """--action deny: the first denied call comes with the intercept (its hit),
+    later ones as Denial records; each is a "deny" event naming the errno, all
+    are counted, and the process's exit says how many of its calls were denied."""
+    import errno
+    from rawprobe.interceptor.events import Denial
+    comm = unique_comm()
+    p = start_target(comm, "--cleanup-ms", "0")
+    try:
+        h = harness(action="deny", deny_errno=errno.EACCES, source=NoRecords(),
+                    syscall_name={1: "write"}.get)
+        ev = intercept_of(p, comm, denied=True)
+        h.tracker.on_intercept(ev)
+        later = [Denial(tgid=p.pid, pid=p.pid, comm=comm, nr=1, args=(1, 0, 5 + i, 0, 0, 0),
+                        ktime_ns=now_ns(), start_time=ev.start_time, ret=-errno.EACCES,
+                        hook="tp") for i in range(2)]
+        for d in later:
+            h.tracker.on_denial(d)
+        deny = h.of("deny")
+        assert [(e["pid"], e["tid"], e["syscall"], e["nr"], e["errno"], e.get("hit"))
+                for e in deny] == [(p.pid, p.pid, "write", 1, "EACCES", 1)] + \
+            [(p.pid, p.pid, "write", 1, "EACCES", None)] * 2
+        assert [e["args"][2] for e in deny] == [5, 5, 6]
+        assert h.tracker.counts.denied == 3 and not h.of("signal")
+        p.kill()
+        h.run(lambda: h.of("exit"))
+        assert h.of("exit")[0]["denied_calls"] == 3
+    finally:
+        reap(p)
+
+
+def test_strike_leaves_to_the_full_path_what_it_cannot_do_plainly(harness):
+    """The fast path signals only the plain case: not a short record, a process the
+    kernel marked protected, after stop, or beyond --max-in-flight (counting those
+    it struck); it takes a monotonic stamp on that clock's rule, and the intercept
+    then takes over its pidfd (none left open)."""
+    from fdcheck import open_fds
+    from rawprobe.interceptor.events import RP_F_PROTECTED
+
+    def pidfds() -> set[int]:
+        out = set()
+        for fd in open_fds():
+            try:
+                if os.readlink(f"/proc/self/fd/{fd}") == "anon_inode:[pidfd]":
+                    out.add(fd)
+            except FileNotFoundError:          # the directory listing's own fd
+                pass
+        return out
+    comm = unique_comm()
+    a, b = (start_target(comm, "--cleanup-ms", "0") for _ in range(2))
+    try:
+        def boot(p):
+            return procinfo.read_stat(p.pid).starttime * procinfo.TICK_NS
+        stopped = harness()
+        stopped.tracker.stop()
+        assert stopped.tracker.strike_fields(a.pid, 0, 0, boot(a), 0) == 0
+        h = harness(max_in_flight=1)
+        before = pidfds()
+        assert h.tracker.strike(b"\0" * 8) == 0
+        assert h.tracker.strike_fields(a.pid, RP_F_PROTECTED, 0, boot(a), 0) == 0
+        assert not h.tracker._struck and a.poll() is None
+        # a ns before the tick /proc shows: a match as a monotonic stamp only
+        ev = intercept_of(a, comm, start_time=boot(a) - 1)
+        assert h.tracker.strike_fields(a.pid, 0, ev.start_time, 0, 0) == 1
+        assert h.tracker.strike_fields(b.pid, 0, 0, boot(b), 0) == 0      # no free slot
+        h.tracker.on_intercept(ev)
+        h.run(lambda: h.of("exit"))
+        assert len(h.of("signal")) == 1 and pidfds() == before
+        assert b.poll() is None
+    finally:
+        reap(a)
+        reap(b)
+
+
+def test_the_kernels_signal_record_is_reported_once_and_summed_up(harness):
+    """--action kernel-signal: the kernel's record of the signal it generated for
+    this intercept (not another intercept's, not another signal, not a delivery)
+    is the "signal" event, once, its latency from the call; the exit record gives
+    the kernel's time to exit; the summary keeps each measure under its name."""
+    from rawprobe.interceptor.events import KernelSignal, RP_SIG_DELIVER, RP_SIG_GENERATE
+    from rawprobe.interceptor.summary import distribution
+    comm = unique_comm()
+    p = start_target(comm, "--ignore-term")
+    try:
+        h = harness(action="kernel-signal", source=NoRecords())
+        ev = intercept_of(p, comm, kernel_signalled=True)
+        h.tracker.on_intercept(ev)
+        assert not h.of("signal") and h.tracker.counts.signalled == 1
+
+        def ks(**kw):
+            f = dict(tgid=p.pid, pid=p.pid, kind=RP_SIG_GENERATE, sig=signal.SIGTERM,
+                     result=0, sender_tgid=p.pid, ktime_ns=ev.ktime_ns + 30_000,
+                     intercept_ns=ev.ktime_ns)
+            return KernelSignal(**{**f, **kw})
+        for other in (ks(intercept_ns=ev.ktime_ns - 1), ks(kind=RP_SIG_DELIVER),
+                      ks(sig=signal.SIGUSR1), ks(tgid=p.pid + 1)):
+            h.tracker.on_kernel_signal(other)
+        assert not h.of("signal")
+        h.tracker.on_kernel_signal(ks())
+        assert h.tracker.find(p.pid).signal_ns == ev.ktime_ns + 30_000
+        h.tracker.on_kernel_signal(ks(ktime_ns=ev.ktime_ns + 90_000))
+        assert [(e["signal"], e["latency_us"], e["by"]) for e in h.of("signal")] == \
+            [("SIGTERM", 30.0, "kernel")]
+        p.kill()
+        h.run(lambda: h.tracker.find(p.pid).state == "exited")
+        h.tracker.on_kernel_exit(KernelExit(tgid=p.pid + 1, exit_ns=1, start_time=ev.start_time))
+        assert not h.of("exit")
+        h.tracker.on_kernel_exit(KernelExit(tgid=p.pid, signal_ns=ev.ktime_ns + 30_000,
+                                            exit_ns=ev.ktime_ns + 1_030_000, exit_code=9,
+                                            start_time=ev.start_time))
+        ex = h.of("exit")[0]
+        assert ex["time_to_exit_us"] == 1000.0 and ex["killed_by"] == "SIGKILL"
+        s = h.tracker.summary()
+        assert s["event"] == "summary" and s["counts"] == h.tracker.counts.as_dict()
+        assert s["time_to_exit_us"] == distribution([1000.0])
+        assert s["time_to_exit_pidfd_us"] == distribution([ex["time_to_exit_pidfd_us"]])
+        assert s["latency_us"] == distribution([30.0]) and s["histogram_of"] == "kernel"
+    finally:
+        reap(p)
+
+
+def test_a_failed_kernel_signal_is_an_error_and_finishes_the_target(harness):
+    """bpf_send_signal failed at the call: one "error" event saying so with its
+    return value, counted, and the target finished (its pidfd closed)."""
+    comm = unique_comm()
+    p = start_target(comm)
+    try:
+        h = harness(action="kernel-signal", source=NoRecords())
+        h.tracker.on_intercept(intercept_of(p, comm, kernel_signalled=True, signal_ret=-11))
+        assert [(e["event"], e["pid"], e["comm"], e.get("message")) for e in h.events[1:]] == \
+            [("error", p.pid, comm, "bpf_send_signal failed (-11)")]
+        assert (h.tracker.counts.errors, h.tracker.counts.signalled) == (1, 0)
+        assert h.tracker.in_flight == 0 and h.tracker.handled == 1
+        assert h.tracker.find(p.pid) is None and p.poll() is None
+    finally:
+        reap(p)
+
+
+class RisingDrops(NoRecords):
+    """A record source whose drop counters (records lost, processes not handled)
+    are set by the test, as the kernel's .bss counters rise."""
+    now = (0, 0)
+
+    def missed(self):
+        return self.now
+
+
+def test_each_rise_of_the_drop_counters_is_reported_by_how_much(harness):
+    src = RisingDrops()
+    h = harness(action="report", source=src)
+    for now in [(7, 2), (10, 2), (10, 2), (10, 5)]:
+        src.now = now
+        h.tracker.pump()
+    lost = h.of("lost")
+    assert [(e.get("records"), e.get("processes"), e["total"]) for e in lost] == \
+        [(7, None, 7), (None, 2, 2), (3, None, 10), (None, 3, 5)]
+    assert {e["reason"] for e in lost if "records" in e} == {
+        "the ring buffer was full: intercepts, signal or exit records were dropped; "
+        "targets may have been missed"}
+    assert {e["reason"] for e in lost if "processes" in e} == {
+        "the kernel's table of handled processes was full: matching processes were "
+        "not handled"}
+    assert (h.tracker.counts.lost, h.tracker.counts.not_handled) == (10, 5)
+
+
+def test_a_waiting_target_whose_exit_record_comes_is_refused_not_signalled(harness):
+    """Queued behind --max-in-flight, it exits before its turn: the kernel's exit
+    record makes it a refusal ("exited before it could be signalled"), and the
+    queue moves on without signalling it."""
+    comm = unique_comm()
+    a, b = (start_target(comm, "--ignore-term") for _ in range(2))
+    try:
+        h = harness(max_in_flight=1, kill_after_ns=60_000_000_000, source=NoRecords())
+        ev_b = intercept_of(b, comm)
+        h.tracker.on_intercept(intercept_of(a, comm))
+        h.tracker.on_intercept(ev_b)
+        assert len(h.of("signal")) == 1 and h.tracker.counts.waited == 1
+        h.tracker.on_kernel_exit(KernelExit(tgid=b.pid, exit_ns=now_ns(),
+                                            start_time=ev_b.start_time))
+        assert [(e["pid"], e["reason"]) for e in h.of("refused")] == \
+            [(b.pid, "exited before it could be signalled")]
+        assert h.tracker.counts.refused == 1 and h.tracker.find(b.pid) is None
+        assert len(h.of("signal")) == 1 and b.poll() is None
+        h.tracker.abandon()
+    finally:
+        reap(a)
+        reap(b)
+
+
+def test_each_escalation_is_counted_and_its_delay_given_to_0_1_us(harness):
+    comm = unique_comm()
+    procs = [start_target(comm, "--ignore-term") for _ in range(2)]
+    try:
+        h = harness(kill_after_ns=200_000_000)
+        for p in procs:
+            h.tracker.on_intercept(intercept_of(p, comm))
+        h.run(lambda: len(h.of("exit")) == 2)
+        esc = h.of("escalate")
+        assert sorted(e["pid"] for e in esc) == sorted(p.pid for p in procs)
+        assert all(e["signal"] == "SIGKILL" and e["after_us"] == round(e["after_us"], 1)
+                   and e["after_us"] >= 200_000 for e in esc)
+        assert h.tracker.counts.escalated == 2
+    finally:
+        for p in procs:
+            reap(p)

@@ -365,3 +365,110 @@ def test_map_counter_reads_and_checks_its_map(obj):
         def lookup(key):
             return None
     assert map_counter(Absent())() == 0
+
+
+def test_reads_that_take_nothing_or_have_no_timeout_never_wait(obj):
+    """max=0 returns at once whatever the timeout; consume() and the reads'
+    default timeout do not wait for an empty ring (500 calls take no 500 ms)."""
+    with RingBuffer(obj.maps["rb"]) as rb:
+        t0 = time.monotonic()
+        assert rb.read_batch(max=0, timeout_ms=5000) == []
+        assert rb.read_structs(EVENT, max=0, timeout_ms=5000) == []
+        assert rb.poll(5000, lambda v: None, max=0) == 0
+        assert time.monotonic() - t0 < 1.0
+        for read in (lambda: rb.consume(lambda v: None), lambda: rb.read_batch(),
+                     lambda: rb.read_structs(EVENT)):
+            t0 = time.monotonic()
+            for _ in range(500):
+                assert not read()
+            assert time.monotonic() - t0 < 0.25
+
+
+def test_what_is_refused_is_named_even_without_a_name(obj):
+    """A duck-typed map without ``name`` is named by its fd (a ring) or its repr
+    (a counter); a counter without ``value_size`` is taken as a u64 one."""
+    import types
+    from rawprobe.errors import ObjectFormatError
+    drops = obj.maps["drops"]
+    with pytest.raises(ObjectFormatError) as ei:
+        RingBuffer(types.SimpleNamespace(fd=drops.fd, max_entries=RING, type=int(drops.type)))
+    assert str(ei.value) == (f"map {drops.fd} is a map of type {int(drops.type)}, not "
+                             f"BPF_MAP_TYPE_RINGBUF")
+    narrow = types.SimpleNamespace(value_size=4, lookup=drops.lookup)
+    with pytest.raises(ObjectFormatError) as ei:
+        map_counter(narrow)
+    assert str(ei.value) == f"map {narrow!r} has 4-byte values; a drop counter is one u64"
+    drops.update(0, 5)
+    assert map_counter(types.SimpleNamespace(lookup=drops.lookup))() == 5
+
+
+def test_waiting_reads_return_what_is_there_at_once_and_forever_is_bounded(obj):
+    """A read with a timeout returns the records already there without waiting
+    for more; a negative timeout waits forever, still waking every
+    wakeup_bound_ms for a producer that never wakes it (BPF_RB_NO_WAKEUP; a
+    record forcing a wake-up 3 s later ends a read that missed that)."""
+    with RingBuffer(obj.maps["rb"], wakeup_bound_ms=50) as rb:
+        emit(obj, 3)
+        t0 = time.monotonic()
+        assert rb.poll(5000, lambda v: None) == 3
+        emit(obj, 2)
+        assert len(rb.read_batch(timeout_ms=5000)) == 2
+        assert time.monotonic() - t0 < 1.0
+        quiet = threading.Timer(0.05, emit, (obj, 4, 0, SUBMIT, BPF_RB_NO_WAKEUP))
+        loud = threading.Timer(3.0, emit, (obj, 1, 99, SUBMIT, BPF_RB_FORCE_WAKEUP))
+        quiet.start()
+        loud.start()
+        try:
+            t0 = time.monotonic()
+            got: list[int] = []
+            assert rb.poll(-1, lambda v: got.append(EVENT.unpack(v)[0])) == 4
+            assert got == [0, 1, 2, 3] and time.monotonic() - t0 < 1.5
+        finally:
+            quiet.join()
+            loud.cancel()
+            loud.join()
+
+
+def test_a_busy_record_is_waited_for_without_spinning_or_stalling(obj):
+    """While the record at the consumer position is still BUSY, epoll reports the
+    ring readable though nothing can be read: poll() yields briefly and looks
+    again, and returns soon after the commit."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        pytest.skip("needs two CPUs: the producer spins with preemption disabled")
+    with RingBuffer(obj.maps["rb"]) as rb:
+        os.sched_setaffinity(0, {cpus[0]})
+        try:
+            for spins in (1 << 22, (1 << 23) - 1):
+                t = threading.Thread(target=lambda: (os.sched_setaffinity(0, {cpus[1]}),
+                                                     run(obj, "hold", spins, 77)))
+                got: list[int] = []
+                t0 = time.monotonic()
+                t.start()
+                while len(got) < 2:
+                    rb.poll(5000, lambda v: got.append(EVENT.unpack(v)[0]))
+                elapsed = time.monotonic() - t0
+                t.join()
+                assert got == [77, 78] and elapsed < 0.9
+        finally:
+            os.sched_setaffinity(0, cpus)
+
+
+def test_a_ring_on_fd_0_is_waited_on_like_any_other():
+    """A raw fd 0 (a daemon without stdin, handed a map fd by other code; rawprobe's
+    own fds are kept above 2) is a real ring, not the fd-less memory image of the
+    decoder's tests, so reads on it wait."""
+    saved = os.dup(0)
+    try:
+        fd = bpf.map_create(BPF_MAP_TYPE_RINGBUF, 0, 0, RING)
+        try:
+            os.dup2(fd.fileno(), 0)
+            with RingBuffer(0) as rb:
+                t0 = time.monotonic()
+                assert rb.read_batch(timeout_ms=150) == []
+                assert time.monotonic() - t0 >= 0.14
+        finally:
+            fd.close()
+    finally:
+        os.dup2(saved, 0)
+        os.close(saved)

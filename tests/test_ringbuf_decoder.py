@@ -319,7 +319,7 @@ def test_closed_ring_refuses():
     rb = KernelImage(64).ring()
     rb.close()
     rb.close()
-    with pytest.raises(RawprobeError, match="closed"):
+    with pytest.raises(RawprobeError, match="^the RingBuffer is closed$"):
         rb.read_batch()
 
 
@@ -365,6 +365,10 @@ def test_max_counts_across_runs_of_different_sizes():
     assert rb.read_batch(max=5) == small + big[:3]
     assert rb.read_batch(max=5) == big[3:8]
     assert rb.read_batch() == big[8:]
+    rb = _image(*small, *big).ring()                   # the same, decoded
+    fmt = struct.Struct("<Q")
+    assert rb.read_structs(fmt, max=5) == [fmt.unpack_from(p) for p in small + big[:3]]
+    assert rb.read_structs(fmt) == [fmt.unpack_from(p) for p in big[3:]]
 
 
 def test_records_committed_while_draining_are_read_up_to_max():
@@ -396,7 +400,7 @@ def test_record_longer_than_what_was_produced_is_corruption():
         img.ring().read_batch()
 
 
-@pytest.mark.parametrize("fmt", ["QI", "@QI", "=QI", "<QI", ">QI", "!QI", "<HH"])
+@pytest.mark.parametrize("fmt", ["QI", "@QI", "=QI", "<QI", ">QI", "!QI", "<HH", "<IQ", "=IQ"])
 def test_struct_formats_in_any_byte_order_decode_as_struct_does(fmt):
     """read_structs and poll(fmt=) on runs of records: the same tuples as
     struct.unpack_from(fmt, record), whatever byte order the format names."""
@@ -408,3 +412,43 @@ def test_struct_formats_in_any_byte_order_decode_as_struct_does(fmt):
     assert got == want
     rb = _image(*payloads).ring()                    # in pieces: the layouts are reused
     assert rb.read_structs(fmt, max=5) + rb.read_structs(fmt) == want
+
+
+def test_an_image_is_open_has_no_counter_and_struct_callbacks_count_to_max():
+    img = _image(*(struct.pack("<Q", i) for i in range(4)),
+                 *(struct.pack("<QQ", 10 + i, 0) for i in range(6)))
+    rb = img.ring()
+    assert rb.closed is False and rb.lost is None
+    rows: list[tuple] = []
+    fmt = struct.Struct("<Q")
+    assert rb.poll(0, rows.append, max=3, fmt=fmt) == 3
+    assert rb.consume(rows.append, max=3, fmt=fmt) == 3       # across the two runs
+    assert rb.consume(rows.append, fmt=fmt) == 4
+    assert rows == [(i,) for i in range(4)] + [(10 + i,) for i in range(6)]
+    rb.close()
+    assert rb.closed is True
+
+
+def test_headers_left_from_the_last_lap_are_not_records():
+    """Past the producer position lie the last lap's records, headers intact and of
+    the same size as the new ones: a run of equal headers must end at the producer
+    position, not where the stale ones end."""
+    img = _image(b"old0----", b"old1----", b"old2----", size=64)
+    rb = img.ring()
+    assert rb.read_batch() == [b"old0----", b"old1----", b"old2----"]
+    new = [b"new%d----" % i for i in range(3)]
+    for p in new:
+        img.commit(img.reserve(p), discard=False)
+    assert rb.read_batch() == new
+    assert rb.read_batch() == [] and rb.pending == 0
+
+
+def test_payloads_that_look_like_headers_are_not_records():
+    """A run of equal headers is counted by comparing header words a record apart:
+    words of the same value inside later, longer records are not headers."""
+    eight = struct.pack("<I", 8) * 12                      # 48 bytes of "len 8" words
+    payloads = [b"a" * 8, b"b" * 8, *(eight[:44] + bytes([i]) * 4 for i in range(40))]
+    img = _image(*payloads, size=4096)
+    assert img.ring().read_batch() == payloads
+    img = _image(*payloads, size=4096)
+    assert img.ring().read_batch(max=3) == payloads[:3]
