@@ -567,7 +567,8 @@ class Tracker:
             return
         if not t.kernel_signal_ns:
             t.kernel_signal_ns = ks.ktime_ns
-        if t.ev.kernel_signalled and t.state != "waiting":
+        # the first one only: a later SIGTERM (someone else's) is not when ours went
+        if t.ev.kernel_signalled and t.state != "waiting" and not t.signal_reported:
             t.signal_ns = ks.ktime_ns
             self._report_kernel_signal(t)
 
