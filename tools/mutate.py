@@ -65,7 +65,9 @@ MODULES: dict[str, tuple[str, ...]] = {
         "test_drop_counters_are_read_and_reported_as_they_happen",
         "tests/test_cli.py::test_a_call_before_the_loop_is_written_out_at_once"),
     "rawprobe/interceptor/options.py": ("tests/test_interceptor_options.py",),
-    "rawprobe/interceptor/optvalues.py": ("tests/test_interceptor_options.py",),
+    # --metrics' address parser is tested beside the endpoint
+    "rawprobe/interceptor/optvalues.py": ("tests/test_interceptor_options.py",
+                                          "tests/test_metrics.py"),
 }
 # Modules whose tests call them only in the test's own body (no module- or session-
 # scoped fixture does): each mutant runs just the tests that reached its function, not
