@@ -48,12 +48,13 @@ int main(int argc, char **argv)
 """
 
 
-def compiler() -> str:
+def compiler(what: str = "the uprobe target") -> str:
+    """A C compiler to build ``what`` with at test time; skips, saying so, without one."""
     for cc in ("cc", "gcc", "clang", "clang-19"):
         path = shutil.which(cc)
         if path:
             return path
-    pytest.skip("needs a C compiler (cc, gcc or clang) to build the uprobe target")
+    pytest.skip(f"needs a C compiler (cc, gcc or clang) to build {what}")
 
 
 @pytest.fixture(scope="module")

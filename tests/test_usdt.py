@@ -6,7 +6,6 @@ what the same object records when libbpf attaches it (a C loader linked with
 from __future__ import annotations
 
 import os
-import shutil
 import struct
 import subprocess
 from pathlib import Path
@@ -19,6 +18,7 @@ from rawprobe.errors import NotFoundError, NotSupportedError, ObjectFormatError
 from rawprobe.ringbuf import RingBuffer
 
 from test_link import no_leaks  # noqa: F401  (a fixture)
+from test_link_uprobe import compiler
 
 HERE = Path(__file__).parent
 OBJ = HERE / "bpf" / "usdt.bpf.o"
@@ -34,16 +34,8 @@ COOKIES = {"regs": 100, "mem": 101, "twice": 102, "sema": 103}
 pytestmark = pytest.mark.usefixtures("bpf_privileges")
 
 
-def _compiler() -> str:
-    for cc in ("cc", "gcc", "clang", "clang-19"):
-        path = shutil.which(cc)
-        if path:
-            return path
-    pytest.skip("needs a C compiler (cc, gcc or clang) to build the USDT target")
-
-
 def _build(out: Path, *flags: str) -> str:
-    cc = _compiler()
+    cc = compiler("the USDT target")
     if not Path("/usr/include/sys/sdt.h").exists() and \
             not list(Path("/usr/include").glob("*/sys/sdt.h")):
         pytest.skip("needs sys/sdt.h (Debian package systemtap-sdt-dev) to build the "
@@ -263,7 +255,7 @@ def test_ip_map_pie_needs_pid(no_cookie, target, no_leaks):
 
 @pytest.fixture(scope="module")
 def libbpf_loader(tmp_path_factory) -> str:
-    cc = _compiler()
+    cc = compiler("the USDT target")
     if not Path("/usr/include/bpf/libbpf.h").exists():
         pytest.skip("needs libbpf's headers (Debian package libbpf-dev)")
     out = tmp_path_factory.mktemp("usdt-libbpf") / "usdt_libbpf"
