@@ -274,6 +274,14 @@ _Static_assert(sizeof(struct rp_handled) == 80, "rp_handled layout");
 
 /* ---- the call hooks' common part ---- */
 
+/* Is the syscall under way a 32-bit (ia32) one?  Its number is then from the
+ * ia32 table, where 1 is exit, not write: never compare it with an x86-64
+ * number.  The syscalls/ tracepoints skip compat calls the same way. */
+static __always_inline int compat_syscall(struct task_struct *task)
+{
+	return task->thread_info.status & TS_COMPAT;
+}
+
 static __always_inline __u64 leader_start_time(struct task_struct *task)
 {
 	return BPF_CORE_READ(task, group_leader, start_time);
@@ -620,10 +628,7 @@ int rp_sys_enter(struct bpf_raw_tracepoint_args *ctx)
 
 	if (syscall_nr >= 0 && nr != syscall_nr)
 		return 0;
-	/* A 32-bit caller's number is from the ia32 table, where 1 is exit, not
-	 * write: never match it against the x86-64 number.  The syscalls/
-	 * tracepoints skip compat calls the same way. */
-	if (bpf_get_current_task_btf()->thread_info.status & TS_COMPAT)
+	if (compat_syscall(bpf_get_current_task_btf()))
 		return 0;
 	e = intercept_begin(RP_HOOK_RAW_TP, (__s32)nr);
 	if (!e)

@@ -127,7 +127,7 @@ static __always_inline int deny_call(void *ctx, __u32 hook)
 	nr = (__s32)BPF_CORE_READ((struct pt_regs___lsm *)regs, orig_ax);
 	if (syscall_nr >= 0 && nr != syscall_nr)
 		return 0;
-	if (task->thread_info.status & TS_COMPAT)	/* an ia32 number: see rp_sys_enter */
+	if (compat_syscall(task))
 		return 0;
 	if (mask_arg >= 0) {
 		__u64 v = 0;
