@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from hypothesis import Phase, settings
 
 IN_VM = os.environ.get("RAWPROBE_VM") == "1"
 VMTEST = "`make vmtest` runs it in a VM with Debian's 6.1 kernel"
@@ -26,6 +27,14 @@ VM_MARKER = ("vm: needs a kernel feature this machine lacks (kprobes, fentry, mo
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", VM_MARKER)
     _own_cache_dir(config)
+
+
+# `make mutate` (tools/mutate.py) runs with --hypothesis-profile=mutate: a mutant that
+# makes a property fail is reported at its first failing example, not after minutes
+# of shrinking, which ran past mutmut's timeout and was counted a "timeout", not a
+# test failure; and no deadline, so a slow example on a loaded machine is no kill.
+settings.register_profile("mutate", phases=(Phase.explicit, Phase.reuse, Phase.generate),
+                          deadline=None)
 
 
 # ----------------------------------------------------------------- hermeticity --

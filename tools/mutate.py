@@ -92,7 +92,9 @@ def setup_cfg(module: str, tests: tuple[str, ...]) -> str:
     lines = ["[mutmut]", "source_paths = rawprobe", f"only_mutate = {module}",
              "pytest_add_cli_args_test_selection ="]
     lines += [f"    {t}" for t in tests]
-    lines += ["pytest_add_cli_args =", "    -p", f"    {PLUGIN}"]
+    lines += ["pytest_add_cli_args =", "    -p", f"    {PLUGIN}",
+              # tests/conftest.py: failing properties end at once (no shrinking)
+              "    --hypothesis-profile=mutate"]
     for t in DESELECT.get(module, ()):
         lines += ["    --deselect", f"    {t}"]
     lines += ["also_copy =", "    prebuilt", f"    {PLUGIN}.py",
