@@ -91,6 +91,15 @@ def test_kprobe_targets():
             parse_kprobe(bad)
 
 
+def test_a_kprobe_offset_with_a_leading_zero_is_refused_not_a_crash():
+    """int(, 0) raised ValueError for "f+010" (a traceback, not one line); the
+    kernel's kprobe_events would take it as octal: ambiguous, so refused."""
+    assert parse_kprobe("f+0") == ("f", 0) and parse_kprobe("f+0x010") == ("f", 16)
+    for bad in ("f+010", "f+00", "f+09"):
+        with pytest.raises(UsageError, match=f"'{re.escape(bad)}'.* leading 0 .* hex"):
+            parse_kprobe(bad)
+
+
 # -- the watch command line -----------------------------------------------------------
 
 def test_watch_defaults_and_values(sleepers):

@@ -128,7 +128,12 @@ def parse_kprobe(text: str, what: str = "--kprobe") -> tuple[str, int]:
     if not m:
         raise UsageError(f"bad {what} {shown(text)}: write SYMBOL or SYMBOL+OFFSET "
                          "(e.g. ksys_write or ksys_write+0x10)")
-    symbol, off = m.group(1), int(m.group(2) or "0", 0)
+    symbol, digits = m.group(1), m.group(2) or "0"
+    if digits[0] == "0" and digits[1:2].isdigit():
+        # int(, 0) refuses it, and the kernel's kprobe_events would read it as octal
+        raise UsageError(f"{what} {shown(text)}: an offset with a leading 0 is ambiguous; "
+                         "write it in decimal without the 0 or in hex (0x...)")
+    off = int(digits, 0)
     if len(symbol) >= KSYM_NAME_LEN:
         raise UsageError(f"{what} {shown(text)}: no kernel symbol is longer than "
                          f"{KSYM_NAME_LEN - 1} characters")
