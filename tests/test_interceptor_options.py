@@ -238,6 +238,79 @@ def test_no_filter_is_refused_unless_only_reporting():
     assert parse_watch(["--action", "report"]).action == "report"
 
 
+@pytest.fixture
+def mounted(tmp_path):
+    """mount(args..., name) -> tmp_path/name with a file system of the test's own
+    mounted on it (unmounted afterwards, the last first)."""
+    done: list[Path] = []
+
+    def mount(*args: str, name: str) -> Path:
+        d = tmp_path / name
+        d.mkdir(exist_ok=True)
+        subprocess.run(["mount", *args, str(d)], check=True)
+        done.append(d)
+        return d
+    yield mount
+    for d in reversed(done):
+        subprocess.run(["umount", str(d)], check=True)
+
+
+def test_cgroups_on_mount_points_the_kernel_escapes(cgroup2, mounted):
+    """mountinfo writes space, tab, newline and backslash as octal escapes: a
+    cgroup2 mounted on such a path, and a bind mount of a cgroup below the root,
+    are found, and each level counts from the hierarchy's root."""
+    top, child, _ = cgroup2
+    name = os.path.basename(child)
+    whole = mounted("-t", "cgroup2", "none", name="c g\tx\ny")
+    part = mounted("--bind", child, name="b\\d")
+    found = {m.point: m for m in optvalues._mounts()}
+    assert (found[str(whole)].fstype, found[str(whole)].root) == ("cgroup2", "/")
+    assert (found[str(part)].fstype, found[str(part)].root) == ("cgroup2", "/" + name)
+    ino = os.stat(child).st_ino
+    assert optvalues.cgroup_id(f"{whole}/{name}") == (ino, 1)
+    assert optvalues.cgroup_id(str(part)) == (ino, 1)
+    # a relative path is below the hierarchy's root, not below a subtree's mount
+    assert optvalues.cgroup_id(name) == (ino, 1)
+    os.mkdir(f"{child}/g")
+    try:
+        assert optvalues.cgroup_id(f"{part}/g") == (os.stat(f"{child}/g").st_ino, 2)
+    finally:
+        os.rmdir(f"{child}/g")
+
+
+def test_a_cgroup2_hidden_by_a_later_mount_is_not_taken(cgroup2, mounted):
+    """The last mount on a point is the one a path reaches: a tmpfs over a cgroup2
+    mount hides it, even with a file named cgroup.procs in it."""
+    hidden = mounted("-t", "cgroup2", "none", name="cg")
+    assert optvalues.cgroup_id(str(hidden)) == (os.stat(cgroup2[0]).st_ino, 0)
+    mounted("-t", "tmpfs", "none", name="cg")
+    (hidden / "cgroup.procs").write_text("")
+    assert _refusal(optvalues.cgroup_id, str(hidden)) == \
+        f"--cgroup {shown(str(hidden))} is not a cgroup v2 directory (cgroup2 is mounted on " \
+        f"{cgroup2[0]}, {hidden})"
+
+
+def test_the_mount_a_path_lies_on():
+    m = optvalues._Mount
+    mounts = [m(point="/", fstype="ext4", root="/"), m(point="/sys/fs/cgroup", fstype="cgroup2",
+                                                       root="/"),
+              m(point="/sys/fs/cgroupX", fstype="tmpfs", root="/")]
+
+    def on(path: str, ms=mounts) -> str:
+        return optvalues._mount_of(path, ms).fstype
+    assert [on(p) for p in ("/sys/fs/cgroup", "/sys/fs/cgroup/a", "/sys/fs/cgroupX/a",
+                            "/sys/fs/cgroupXY", "/", "/sys")] == \
+        ["cgroup2", "cgroup2", "tmpfs", "ext4", "ext4", "ext4"]
+    assert on("/a", []) == ""                        # no table: the root, unknown
+    later = [*mounts, m(point="/sys/fs/cgroup", fstype="tmpfs", root="/")]
+    assert on("/sys/fs/cgroup/a", later) == "tmpfs"  # the later mount hides the earlier
+
+
+def test_unescape_mountinfo_fields():
+    assert optvalues._unescape(rb"/a\040b\011c\012d\134e\134040") == "/a b\tc\nd\\e\\040"
+    assert optvalues._unescape(b"/\xff") == "/\udcff"        # bytes as os.fsdecode keeps them
+
+
 # -- pids, syscalls and symbols that would surprise --------------------------------------
 
 def _a_kernel_thread_other_than_2() -> int:
@@ -272,6 +345,40 @@ def test_pids_that_would_surprise_are_refused(which, needle):
         assert "\n" not in str(ei.value)
     with pytest.raises(UsageError, match=needle):        # with another filter too
         parse_watch(["--comm", "x", "--pid", str(which())])
+
+
+def test_cgroup_refusals_say_what_to_give(cgroup2):
+    top, child, _ = cgroup2
+    cgroup_id = optvalues.cgroup_id
+    for bad in ("a\0b", "\ud800"):
+        assert _refusal(cgroup_id, bad) == f"--cgroup {shown(bad)} is not a path"
+    gone = "rpt_gone_" + os.urandom(4).hex()
+    assert _refusal(optvalues.parse_cgroup, gone) == \
+        f"--cgroup {shown(gone)}: No such file or directory; give a cgroup v2 directory such " \
+        f"as {top}/system.slice/foo.service"
+    # a directory (or a file) that is not a cgroup of the hierarchy, absolute or not
+    for bad in ("/tmp", f"{top}/cgroup.procs", "cgroup.procs", f"{child}/cgroup.procs"):
+        assert _refusal(cgroup_id, bad, "--cg") == \
+            f"--cg {shown(bad)} is not a cgroup v2 directory (cgroup2 is mounted on {top})"
+    assert optvalues.parse_cgroup(child) == (child, os.stat(child).st_ino, 1)
+
+
+def test_pid_refusals_say_why_and_what_to_do(sleeper):
+    check = optvalues.check_pid
+    assert _refusal(check, 1, frozenset()) == \
+        "--pid 1 is init: signalling it takes the system (or container) down; name another " \
+        "process"
+    assert _refusal(check, 2, frozenset(), "--p") == \
+        "--p 2 is a kernel thread (kthreadd): it calls no syscalls of its own and takes no " \
+        "signals; name a user process"
+    dead = _a_dead_pid()
+    assert _refusal(check, dead, frozenset()) == \
+        f"--pid {dead}: no such process (a process started later could be given that pid: " \
+        "start the watch once it runs)"
+    me = procinfo.read_comm(sleeper.pid)
+    assert _refusal(check, sleeper.pid, frozenset({sleeper.pid})) == \
+        f"--pid {sleeper.pid} is this tool or one of its ancestors ({me}); name another process"
+    assert check(sleeper.pid, frozenset({os.getpid()})) is None
 
 
 def test_a_thread_id_is_refused_for_its_process(sleepers):
