@@ -590,6 +590,21 @@ def test_ring_sizes_refused(text):
                             "(e.g. 64K, 4M, 16M)"
 
 
+@pytest.mark.parametrize("flag,field,text,want", [
+    ("--signal", "signal", "15", 15), ("--errno", "deny_errno", "13", 13),
+    ("--skip", "skip", "7", 7), ("--uid", "uid", "65534", 65534),
+    ("--metrics", "metrics", ":9464", ("0.0.0.0", 9464)), ("--ring-size", "ring_size", "4K", 4096),
+    ("--max-in-flight", "max_in_flight", "8", 8),
+])
+def test_leading_zeros_do_not_make_a_number_too_long(flag, field, text, want):
+    """Each number is capped in length before int(): the cap counts significant
+    digits, so 40 leading zeros leave the value as it is (they made "00015" a
+    signal "out of range" before)."""
+    padded = text.replace(":", ":" + "0" * 40) if text.startswith(":") else "0" * 40 + text
+    argv = ["--comm", "x", "--action", "deny" if flag == "--errno" else "report"]
+    assert getattr(parse_watch([*argv, flag, padded], arch="x86_64"), field) == want
+
+
 def test_errno_values():
     errno_ = optvalues.parse_errno
     assert (errno_("1"), errno_("4095"), errno_(" 13 "), errno_("0013")) == (1, 4095, 13, 13)

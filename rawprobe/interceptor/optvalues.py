@@ -30,10 +30,12 @@ def shown(text: str) -> str:
 
 
 def _digits(text: str) -> str | None:
-    """``text`` stripped, if it is decimal ASCII digits; else None (int() would
-    also take "1_000", "+5", other scripts' digits, and refuse 4,301 of them)."""
+    """The significant digits of ``text`` ("0" for zero), if it is decimal ASCII
+    digits; else None (int() would also take "1_000", "+5", other scripts' digits,
+    and refuse 4,301 of them).  Callers cap the length before int(): leading zeros
+    must not make a number in range look too long."""
     t = text.strip()
-    return t if t.isascii() and t.isdigit() else None
+    return (t.lstrip("0") or "0") if t.isascii() and t.isdigit() else None
 
 
 def parse_duration(text: str, what: str = "duration", maximum_ns: int | None = None) -> int:
@@ -73,8 +75,9 @@ def parse_signal(text: str, what: str = "--signal") -> int:
     import _signal            # the C module: ``signal`` builds enums (ms at start-up)
     t = text.strip().upper()
     rtmin, rtmax = _signal.SIGRTMIN, _signal.SIGRTMAX
-    if _digits(t) is not None:
-        n = int(t) if len(t) < 5 else rtmax + 1
+    digits = _digits(t)
+    if digits is not None:
+        n = int(digits) if len(digits) < 5 else rtmax + 1
     else:
         if t.startswith("SIG"):
             t = t[3:]
