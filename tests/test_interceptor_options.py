@@ -640,6 +640,57 @@ def test_kprobe_refusals_say_what_to_write():
     assert parse_kprobe(" f.cold+0X10 ".replace("X", "x")) == ("f.cold", 16)
 
 
+def test_signal_refusals_and_real_time_spellings():
+    import _signal
+    rtmin, rtmax = _signal.SIGRTMIN, _signal.SIGRTMAX
+    assert (parse_signal("RTMAX-1"), parse_signal("sigrtmin"), parse_signal(" iot ")) == \
+        (rtmax - 1, rtmin, signal.SIGABRT)
+    assert _refusal(parse_signal, "RTMIN+31") == \
+        f"--signal 'RTMIN+31' is out of range: use 1-{rtmax}"
+    assert _refusal(parse_signal, "65", "--s") == f"--s '65' is out of range: use 1-{rtmax}"
+    for bad in ("FOO", "SIG_DFL", "RTMIN+x", "RTMIN-1", "\u00e9"):
+        assert _refusal(parse_signal, bad) == \
+            f"--signal: unknown signal {shown(bad)}: use a name like TERM, INT, KILL, USR1 " \
+            f"or a number 1-{rtmax}"
+
+
+def test_comm_syscall_and_uid_refusals_say_what_to_write():
+    comm = optvalues.parse_comm
+    assert comm("a" * 15) == "a" * 15
+    assert _refusal(comm, "a" * 16) == \
+        f"--comm {'a' * 16!r} is longer than the kernel keeps (15 bytes); use {'a' * 15!r}"
+    for bad in ("", "a\0b"):
+        assert _refusal(comm, bad) == "--comm must be a non-empty name without NUL"
+    assert _refusal(comm, "\ud800", "--c") == \
+        "--c '\\ud800' is not a file system string (name the bytes as the command line " \
+        "passes them)"
+    name = optvalues.parse_syscall_name
+    assert (name(" openat "), name("a" * 64)) == ("openat", "a" * 64)
+    assert _refusal(name, " ") == "--syscall ' ' names no syscall: give a name or number " \
+                                  "(e.g. write, openat, 1)"
+    for bad in ("a" * 65, "\u00b2"):
+        assert _refusal(name, bad, "--s") == f"--s {shown(bad)} is no syscall name or number"
+    uid = optvalues.parse_uid
+    assert (uid("root"), uid(" 0 "), uid(str(2**32 - 2))) == (0, 0, 2**32 - 2)
+    for bad in ("no_such_user_rawprobe", "a\0b", "\ud800"):
+        assert _refusal(uid, bad) == f"unknown user {shown(bad)} for --uid: give a user name " \
+                                     "or number"
+
+
+def test_pid_lists(sleepers):
+    p, q = sleepers().pid, sleepers().pid
+    assert optvalues.parse_pids([f"{p}, {q}", str(p), f" {q}"]) == (p, q)     # once each
+    assert optvalues.parse_pids([]) == ()
+    top = optvalues.pid_max() - 1
+    assert optvalues.pid_max() == int(Path("/proc/sys/kernel/pid_max").read_text())
+    for bad in ("0", str(top + 1), "9" * 5000):
+        assert _refusal(optvalues.parse_pids, [f"{p},{bad}"]) == \
+            f"--pid {shown(bad)} is out of range: pids are 1 to {top} here (pid_max is {top + 1})"
+    for bad in (f"{p};{q}", f"{p},", "x"):
+        assert _refusal(optvalues.parse_pids, [bad], "--p") == \
+            f"--p {shown(bad)}: give process ids, e.g. --p 1234 or --p 1234,1235"
+
+
 # -- one option table, two parsers ----------------------------------------------------
 
 def _argparse(argv: list[str]):
