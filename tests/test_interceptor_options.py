@@ -97,8 +97,10 @@ def test_a_kprobe_offset_with_a_leading_zero_is_refused_not_a_crash():
     kernel's kprobe_events would take it as octal: ambiguous, so refused."""
     assert parse_kprobe("f+0") == ("f", 0) and parse_kprobe("f+0x010") == ("f", 16)
     for bad in ("f+010", "f+00", "f+09"):
-        with pytest.raises(UsageError, match=f"'{re.escape(bad)}'.* leading 0 .* hex"):
+        with pytest.raises(UsageError) as ei:
             parse_kprobe(bad)
+        assert str(ei.value) == f"--kprobe '{bad}': an offset with a leading 0 is " \
+                                "ambiguous; write it in decimal without the 0 or in hex (0x...)"
 
 
 # -- the watch command line -----------------------------------------------------------
@@ -361,6 +363,18 @@ def test_cgroup_refusals_say_what_to_give(cgroup2):
         assert _refusal(cgroup_id, bad, "--cg") == \
             f"--cg {shown(bad)} is not a cgroup v2 directory (cgroup2 is mounted on {top})"
     assert optvalues.parse_cgroup(child) == (child, os.stat(child).st_ino, 1)
+    assert _refusal(optvalues.parse_cgroup, gone, "--cg").startswith(f"--cg {shown(gone)}: ")
+
+
+def test_a_cgroup_path_as_proc_writes_it_is_found_below_the_mount(cgroup2):
+    """/proc/PID/cgroup writes "/NAME": below the cgroup2 mount, whatever NAME
+    begins with."""
+    x = os.path.join(cgroup2[0], "X" + os.path.basename(cgroup2[1]))
+    os.mkdir(x)
+    try:
+        assert optvalues.cgroup_id("/" + os.path.basename(x)) == (os.stat(x).st_ino, 1)
+    finally:
+        os.rmdir(x)
 
 
 def test_pid_refusals_say_why_and_what_to_do(sleeper):
@@ -672,6 +686,8 @@ def test_comm_syscall_and_uid_refusals_say_what_to_write():
         assert _refusal(name, bad, "--s") == f"--s {shown(bad)} is no syscall name or number"
     uid = optvalues.parse_uid
     assert (uid("root"), uid(" 0 "), uid(str(2**32 - 2))) == (0, 0, 2**32 - 2)
+    assert _refusal(uid, str(2**32 - 1), "--u") == f"--u must be 0 to {2**32 - 2}, not " \
+                                                    f"'{2**32 - 1}'"
     for bad in ("no_such_user_rawprobe", "a\0b", "\ud800"):
         assert _refusal(uid, bad) == f"unknown user {shown(bad)} for --uid: give a user name " \
                                      "or number"
@@ -686,6 +702,11 @@ def test_pid_lists(sleepers):
     for bad in ("0", str(top + 1), "9" * 5000):
         assert _refusal(optvalues.parse_pids, [f"{p},{bad}"]) == \
             f"--pid {shown(bad)} is out of range: pids are 1 to {top} here (pid_max is {top + 1})"
+    try:                              # the highest pid is in range (whether it runs or not)
+        optvalues.parse_pids([str(top)])
+    except UsageError as e:
+        assert "out of range" not in str(e)
+    assert _refusal(optvalues.parse_pids, [f"{p},1"], "--p").startswith("--p 1 is init")
     for bad in (f"{p};{q}", f"{p},", "x"):
         assert _refusal(optvalues.parse_pids, [bad], "--p") == \
             f"--p {shown(bad)}: give process ids, e.g. --p 1234 or --p 1234,1235"
