@@ -18,7 +18,8 @@ from rawprobe.errors import RawprobeError
 from rawprobe.interceptor import (events, options, optvalues, output, procinfo, summary,
                                   syscalls)
 from rawprobe.interceptor.options import UsageError, parse_watch
-from rawprobe.interceptor.optvalues import parse_duration, parse_kprobe, parse_signal, signal_name
+from rawprobe.interceptor.optvalues import (parse_duration, parse_kprobe, parse_signal, shown,
+                                            signal_name)
 
 
 @pytest.fixture
@@ -89,6 +90,17 @@ def test_kprobe_targets():
     for bad in ("", "+4", "a+b", "x y", "f+0xz"):
         with pytest.raises(UsageError):
             parse_kprobe(bad)
+
+
+def test_a_kprobe_offset_with_a_leading_zero_is_refused_not_a_crash():
+    """int(, 0) raised ValueError for "f+010" (a traceback, not one line); the
+    kernel's kprobe_events would take it as octal: ambiguous, so refused."""
+    assert parse_kprobe("f+0") == ("f", 0) and parse_kprobe("f+0x010") == ("f", 16)
+    for bad in ("f+010", "f+00", "f+09"):
+        with pytest.raises(UsageError) as ei:
+            parse_kprobe(bad)
+        assert str(ei.value) == f"--kprobe '{bad}': an offset with a leading 0 is " \
+                                "ambiguous; write it in decimal without the 0 or in hex (0x...)"
 
 
 # -- the watch command line -----------------------------------------------------------
@@ -228,6 +240,79 @@ def test_no_filter_is_refused_unless_only_reporting():
     assert parse_watch(["--action", "report"]).action == "report"
 
 
+@pytest.fixture
+def mounted(tmp_path):
+    """mount(args..., name) -> tmp_path/name with a file system of the test's own
+    mounted on it (unmounted afterwards, the last first)."""
+    done: list[Path] = []
+
+    def mount(*args: str, name: str) -> Path:
+        d = tmp_path / name
+        d.mkdir(exist_ok=True)
+        subprocess.run(["mount", *args, str(d)], check=True)
+        done.append(d)
+        return d
+    yield mount
+    for d in reversed(done):
+        subprocess.run(["umount", str(d)], check=True)
+
+
+def test_cgroups_on_mount_points_the_kernel_escapes(cgroup2, mounted):
+    """mountinfo writes space, tab, newline and backslash as octal escapes: a
+    cgroup2 mounted on such a path, and a bind mount of a cgroup below the root,
+    are found, and each level counts from the hierarchy's root."""
+    top, child, _ = cgroup2
+    name = os.path.basename(child)
+    whole = mounted("-t", "cgroup2", "none", name="c g\tx\ny")
+    part = mounted("--bind", child, name="b\\d")
+    found = {m.point: m for m in optvalues._mounts()}
+    assert (found[str(whole)].fstype, found[str(whole)].root) == ("cgroup2", "/")
+    assert (found[str(part)].fstype, found[str(part)].root) == ("cgroup2", "/" + name)
+    ino = os.stat(child).st_ino
+    assert optvalues.cgroup_id(f"{whole}/{name}") == (ino, 1)
+    assert optvalues.cgroup_id(str(part)) == (ino, 1)
+    # a relative path is below the hierarchy's root, not below a subtree's mount
+    assert optvalues.cgroup_id(name) == (ino, 1)
+    os.mkdir(f"{child}/g")
+    try:
+        assert optvalues.cgroup_id(f"{part}/g") == (os.stat(f"{child}/g").st_ino, 2)
+    finally:
+        os.rmdir(f"{child}/g")
+
+
+def test_a_cgroup2_hidden_by_a_later_mount_is_not_taken(cgroup2, mounted):
+    """The last mount on a point is the one a path reaches: a tmpfs over a cgroup2
+    mount hides it, even with a file named cgroup.procs in it."""
+    hidden = mounted("-t", "cgroup2", "none", name="cg")
+    assert optvalues.cgroup_id(str(hidden)) == (os.stat(cgroup2[0]).st_ino, 0)
+    mounted("-t", "tmpfs", "none", name="cg")
+    (hidden / "cgroup.procs").write_text("")
+    assert _refusal(optvalues.cgroup_id, str(hidden)) == \
+        f"--cgroup {shown(str(hidden))} is not a cgroup v2 directory (cgroup2 is mounted on " \
+        f"{cgroup2[0]}, {hidden})"
+
+
+def test_the_mount_a_path_lies_on():
+    m = optvalues._Mount
+    mounts = [m(point="/", fstype="ext4", root="/"), m(point="/sys/fs/cgroup", fstype="cgroup2",
+                                                       root="/"),
+              m(point="/sys/fs/cgroupX", fstype="tmpfs", root="/")]
+
+    def on(path: str, ms=mounts) -> str:
+        return optvalues._mount_of(path, ms).fstype
+    assert [on(p) for p in ("/sys/fs/cgroup", "/sys/fs/cgroup/a", "/sys/fs/cgroupX/a",
+                            "/sys/fs/cgroupXY", "/", "/sys")] == \
+        ["cgroup2", "cgroup2", "tmpfs", "ext4", "ext4", "ext4"]
+    assert on("/a", []) == ""                        # no table: the root, unknown
+    later = [*mounts, m(point="/sys/fs/cgroup", fstype="tmpfs", root="/")]
+    assert on("/sys/fs/cgroup/a", later) == "tmpfs"  # the later mount hides the earlier
+
+
+def test_unescape_mountinfo_fields():
+    assert optvalues._unescape(rb"/a\040b\011c\012d\134e\134040") == "/a b\tc\nd\\e\\040"
+    assert optvalues._unescape(b"/\xff") == "/\udcff"        # bytes as os.fsdecode keeps them
+
+
 # -- pids, syscalls and symbols that would surprise --------------------------------------
 
 def _a_kernel_thread_other_than_2() -> int:
@@ -262,6 +347,52 @@ def test_pids_that_would_surprise_are_refused(which, needle):
         assert "\n" not in str(ei.value)
     with pytest.raises(UsageError, match=needle):        # with another filter too
         parse_watch(["--comm", "x", "--pid", str(which())])
+
+
+def test_cgroup_refusals_say_what_to_give(cgroup2):
+    top, child, _ = cgroup2
+    cgroup_id = optvalues.cgroup_id
+    for bad in ("a\0b", "\ud800"):
+        assert _refusal(cgroup_id, bad) == f"--cgroup {shown(bad)} is not a path"
+    gone = "rpt_gone_" + os.urandom(4).hex()
+    assert _refusal(optvalues.parse_cgroup, gone) == \
+        f"--cgroup {shown(gone)}: No such file or directory; give a cgroup v2 directory such " \
+        f"as {top}/system.slice/foo.service"
+    # a directory (or a file) that is not a cgroup of the hierarchy, absolute or not
+    for bad in ("/tmp", f"{top}/cgroup.procs", "cgroup.procs", f"{child}/cgroup.procs"):
+        assert _refusal(cgroup_id, bad, "--cg") == \
+            f"--cg {shown(bad)} is not a cgroup v2 directory (cgroup2 is mounted on {top})"
+    assert optvalues.parse_cgroup(child) == (child, os.stat(child).st_ino, 1)
+    assert _refusal(optvalues.parse_cgroup, gone, "--cg").startswith(f"--cg {shown(gone)}: ")
+
+
+def test_a_cgroup_path_as_proc_writes_it_is_found_below_the_mount(cgroup2):
+    """/proc/PID/cgroup writes "/NAME": below the cgroup2 mount, whatever NAME
+    begins with."""
+    x = os.path.join(cgroup2[0], "X" + os.path.basename(cgroup2[1]))
+    os.mkdir(x)
+    try:
+        assert optvalues.cgroup_id("/" + os.path.basename(x)) == (os.stat(x).st_ino, 1)
+    finally:
+        os.rmdir(x)
+
+
+def test_pid_refusals_say_why_and_what_to_do(sleeper):
+    check = optvalues.check_pid
+    assert _refusal(check, 1, frozenset()) == \
+        "--pid 1 is init: signalling it takes the system (or container) down; name another " \
+        "process"
+    assert _refusal(check, 2, frozenset(), "--p") == \
+        "--p 2 is a kernel thread (kthreadd): it calls no syscalls of its own and takes no " \
+        "signals; name a user process"
+    dead = _a_dead_pid()
+    assert _refusal(check, dead, frozenset()) == \
+        f"--pid {dead}: no such process (a process started later could be given that pid: " \
+        "start the watch once it runs)"
+    me = procinfo.read_comm(sleeper.pid)
+    assert _refusal(check, sleeper.pid, frozenset({sleeper.pid})) == \
+        f"--pid {sleeper.pid} is this tool or one of its ancestors ({me}); name another process"
+    assert check(sleeper.pid, frozenset({os.getpid()})) is None
 
 
 def test_a_thread_id_is_refused_for_its_process(sleepers):
@@ -315,7 +446,15 @@ _OUT_OF_RANGE = [
 ]
 
 
-@pytest.mark.parametrize("argv", _OUT_OF_RANGE, ids=lambda a: a[0] + " " + a[1][:24])
+def _ascii_id(argv: list[str]) -> str:
+    """The test id: printable ASCII, no backslash.  pytest escapes other characters
+    and, collecting again in the same process (mutmut's runs do), escapes its own
+    escapes: the id would change and the test not be found."""
+    return "".join(c if " " <= c <= "~" and c != "\\" else f"U+{ord(c):04X}"
+                   for c in argv[0] + " " + argv[1][:24])
+
+
+@pytest.mark.parametrize("argv", _OUT_OF_RANGE, ids=_ascii_id)
 def test_out_of_range_is_one_line(argv):
     with pytest.raises(UsageError) as ei:
         parse_watch(["--action", "report", *argv])
@@ -369,6 +508,208 @@ def test_option_values_raise_only_usage_errors(opt, text):
         opt.parse([text] if opt.kind == "append" else text, opt.flags[0])
     except UsageError as e:
         assert "\n" not in str(e)
+
+
+# -- each value parser at its limits, and what its refusal tells -------------------------
+
+def _refusal(parse, *args) -> str:
+    with pytest.raises(UsageError) as ei:
+        parse(*args)
+    return str(ei.value)
+
+
+def test_a_long_argument_is_cut_short_in_a_message():
+    assert optvalues.shown("a" * 38) == "'" + "a" * 38 + "'"          # 40 characters: kept
+    assert optvalues.shown("a" * 39) == "'" + "a" * 31 + "...'"       # 41: cut to 35
+    assert _refusal(parse_duration, "9" * 5000 + "h", "--duration") == \
+        "bad --duration '" + "9" * 31 + "...': write a number with ms, s or m (e.g. 300ms, 2s)"
+
+
+@pytest.mark.parametrize("text,ns", [
+    ("2 s", 2_000_000_000), ("1.5m", 90_000_000_000), ("0s", 0), ("0.0ms", 0),
+    ("0" * 30 + "300ms", 300_000_000),                 # leading zeros do not count
+    ("9" * 20 + "s", int("9" * 20) * 10**9),           # 20 digits: exact, no maximum
+    ("0.0000004ms", 0), ("0.0000005ms", 1), ("0.0000000015s", 2), ("0.0000000014s", 1),
+    ("1.00000000000001m", 60_000_000_000), ("0.000000000025m", 2),   # 1.5 ns: half up
+    ("0.000000000024999m", 1),
+])
+def test_durations_to_the_nanosecond(text, ns):
+    assert parse_duration(text) == ns
+
+
+@given(st.integers(0, 10**6), st.text("0123456789", max_size=15), st.sampled_from("ms m s".split()))
+def test_durations_round_half_up_like_exact_arithmetic(whole, frac, unit):
+    from fractions import Fraction
+    per = {"ms": 10**6, "s": 10**9, "m": 60 * 10**9}[unit]
+    exact = (whole + Fraction(int(frac or "0"), 10**len(frac))) * per
+    assert parse_duration(f"{whole}.{frac}{unit}") == int(exact + Fraction(1, 2))
+
+
+def test_duration_refusals_say_what_to_write():
+    assert _refusal(parse_duration, "2h") == \
+        "bad duration '2h': write a number with ms, s or m (e.g. 300ms, 2s)"
+    assert _refusal(parse_duration, "20", "--kill-after") == \
+        "--kill-after '20' needs a unit: ms, s or m (e.g. 300ms, 2s, 1m)"
+    for bad in (".s", "s", "1.2.3s", "1 .5s", "00"):
+        assert _refusal(parse_duration, bad)
+    # past 20 digits the number is not read: too long, even with no maximum
+    assert _refusal(parse_duration, "1" + "0" * 20 + "ms") == \
+        "duration '100000000000000000000ms' is too long"
+    assert _refusal(parse_duration, "2s", "--x", 10**9) == "--x '2s' is too long: at most 1s"
+
+
+def test_durations_are_spelt_the_shortest_exact_way():
+    for ns, text in [(0, "0m"), (120 * 10**9, "2m"), (90 * 10**9, "90s"), (10**9, "1s"),
+                     (250 * 10**6, "250ms"), (1_500_000, "1.5ms"), (1, "0.000001ms"),
+                     (1_000_001, "1.000001ms"), (10**9 + 1, "1000.000001ms")]:
+        assert optvalues.spell_duration(ns) == text
+        assert parse_duration(text) == ns
+
+
+def test_signal_names_are_the_enums_with_the_real_time_ones_counted():
+    """signal.Signals' own names (of aliases the alphabetically first: SIGABRT
+    not SIGIOT, SIGCHLD not SIGCLD, SIGIO not SIGPOLL), without importing the enum."""
+    for s in signal.Signals:
+        assert signal_name(s.value) == s.name
+    assert signal_name(signal.SIGRTMIN + 29) == "SIGRTMIN+29"
+    assert (signal_name(signal.SIGRTMAX + 1), signal_name(0)) == (f"SIG{signal.SIGRTMAX + 1}",
+                                                                  "SIG0")
+
+
+def test_count_limits():
+    count = optvalues.parse_count
+    assert (count("0", "n"), count(str(2**64 - 1), "n")) == (0, 2**64 - 1)   # a u64
+    assert count(" 7 ", "n", 7, 7) == 7
+    for bad in (str(2**64), "9" * 40, "9" * 5000):
+        assert _refusal(count, bad, "--n") == f"--n must be 0 to {2**64 - 1}, not {shown(bad)}"
+    assert _refusal(count, "6", "--count", 7, 9) == "--count must be 7 to 9, not '6'"
+    assert _refusal(count, "1e3", "--count", 1, 9) == "--count '1e3' is not a whole number (1 to 9)"
+
+
+@pytest.mark.parametrize("text,n", [
+    ("4096", 4096), ("4K", 4096), ("64k", 65536), ("64KB", 65536), ("64KiB", 65536),
+    ("64kib", 65536), (" 8K ", 8192), ("4m", 4 << 20), ("1024M", 1 << 30), ("1G", 1 << 30),
+    ("1GB", 1 << 30), ("4096B", 4096),
+])
+def test_ring_sizes(text, n):
+    assert options.parse_watch(["--comm", "x", "--ring-size", text]).ring_size == n
+
+
+@pytest.mark.parametrize("text", ["2048", "2K", "2G", "3M", "12K", "0", "", "K", "KB", "B",
+                                  "64KK", "1T", "-4K", "4.0K", "0x1000", "9" * 5000])
+def test_ring_sizes_refused(text):
+    with pytest.raises(UsageError) as ei:
+        parse_watch(["--comm", "x", f"--ring-size={text}"])
+    assert str(ei.value) == f"--ring-size {shown(text)}: give a power of two from 4K to 1024M " \
+                            "(e.g. 64K, 4M, 16M)"
+
+
+@pytest.mark.parametrize("flag,field,text,want", [
+    ("--signal", "signal", "15", 15), ("--errno", "deny_errno", "13", 13),
+    ("--skip", "skip", "7", 7), ("--uid", "uid", "65534", 65534),
+    ("--metrics", "metrics", ":9464", ("0.0.0.0", 9464)), ("--ring-size", "ring_size", "4K", 4096),
+    ("--max-in-flight", "max_in_flight", "8", 8),
+])
+def test_leading_zeros_do_not_make_a_number_too_long(flag, field, text, want):
+    """Each number is capped in length before int(): the cap counts significant
+    digits, so 40 leading zeros leave the value as it is (they made "00015" a
+    signal "out of range" before)."""
+    padded = text.replace(":", ":" + "0" * 40) if text.startswith(":") else "0" * 40 + text
+    argv = ["--comm", "x", "--action", "deny" if flag == "--errno" else "report"]
+    assert getattr(parse_watch([*argv, flag, padded], arch="x86_64"), field) == want
+
+
+def test_errno_values():
+    errno_ = optvalues.parse_errno
+    assert (errno_("1"), errno_("4095"), errno_(" 13 "), errno_("0013")) == (1, 4095, 13, 13)
+    assert (errno_("eacces"), errno_(" EIO "), errno_("Enospc")) == (13, 5, 28)
+    for bad in ("0", "4096", "99999", "9" * 5000):
+        assert _refusal(errno_, bad) == f"--errno {shown(bad)}: an errno number is 1 to 4095"
+    for bad in ("E", "EFOO", "errorcode", "E-1", "", "13x", "EPERM.x"):
+        assert _refusal(errno_, bad, "--x") == \
+            f"--x {shown(bad)} is no errno: write a name such as EPERM, EACCES, EIO or " \
+            "ENOSPC, or a number 1 to 4095"
+
+
+def test_lsm_hook_names():
+    hook = optvalues.parse_lsm_hook
+    for text in ("file_open", "bpf_lsm_file_open", "security_file_open", " file_open "):
+        assert hook(text) == "file_open"
+    assert hook("inode_setxattr") == "inode_setxattr" and hook("x") == "x"
+    assert hook("a" * 503) == "a" * 503 == hook("bpf_lsm_" + "a" * 503)   # 8 + 503 < 512
+    for bad in ("", "bpf_lsm_", "security_", "File_open", "file-open", "file open",
+                "1file", "f\u00efle", "_", "a" * 504, "bpf_lsm_" + "a" * 504):
+        assert _refusal(hook, bad) == \
+            f"--lsm {shown(bad)} is no LSM hook name: write one such as file_open, " \
+            "file_permission, socket_connect, task_kill"
+
+
+def test_kprobe_refusals_say_what_to_write():
+    assert _refusal(parse_kprobe, "f-1") == \
+        "bad --kprobe 'f-1': write SYMBOL or SYMBOL+OFFSET (e.g. ksys_write or ksys_write+0x10)"
+    assert _refusal(parse_kprobe, "f" * 512, "--k") == \
+        f"--k {shown('f' * 512)}: no kernel symbol is longer than 511 characters"
+    assert _refusal(parse_kprobe, "f+4294967296") == \
+        "--kprobe 'f+4294967296': the offset must be at most 0xffffffff"
+    assert parse_kprobe(" f.cold+0X10 ".replace("X", "x")) == ("f.cold", 16)
+
+
+def test_signal_refusals_and_real_time_spellings():
+    import _signal
+    rtmin, rtmax = _signal.SIGRTMIN, _signal.SIGRTMAX
+    assert (parse_signal("RTMAX-1"), parse_signal("sigrtmin"), parse_signal(" iot ")) == \
+        (rtmax - 1, rtmin, signal.SIGABRT)
+    assert _refusal(parse_signal, "RTMIN+31") == \
+        f"--signal 'RTMIN+31' is out of range: use 1-{rtmax}"
+    assert _refusal(parse_signal, "65", "--s") == f"--s '65' is out of range: use 1-{rtmax}"
+    for bad in ("FOO", "SIG_DFL", "RTMIN+x", "RTMIN-1", "\u00e9"):
+        assert _refusal(parse_signal, bad) == \
+            f"--signal: unknown signal {shown(bad)}: use a name like TERM, INT, KILL, USR1 " \
+            f"or a number 1-{rtmax}"
+
+
+def test_comm_syscall_and_uid_refusals_say_what_to_write():
+    comm = optvalues.parse_comm
+    assert comm("a" * 15) == "a" * 15
+    assert _refusal(comm, "a" * 16) == \
+        f"--comm {'a' * 16!r} is longer than the kernel keeps (15 bytes); use {'a' * 15!r}"
+    for bad in ("", "a\0b"):
+        assert _refusal(comm, bad) == "--comm must be a non-empty name without NUL"
+    assert _refusal(comm, "\ud800", "--c") == \
+        "--c '\\ud800' is not a file system string (name the bytes as the command line " \
+        "passes them)"
+    name = optvalues.parse_syscall_name
+    assert (name(" openat "), name("a" * 64)) == ("openat", "a" * 64)
+    assert _refusal(name, " ") == "--syscall ' ' names no syscall: give a name or number " \
+                                  "(e.g. write, openat, 1)"
+    for bad in ("a" * 65, "\u00b2"):
+        assert _refusal(name, bad, "--s") == f"--s {shown(bad)} is no syscall name or number"
+    uid = optvalues.parse_uid
+    assert (uid("root"), uid(" 0 "), uid(str(2**32 - 2))) == (0, 0, 2**32 - 2)
+    assert _refusal(uid, str(2**32 - 1), "--u") == f"--u must be 0 to {2**32 - 2}, not " \
+                                                    f"'{2**32 - 1}'"
+    for bad in ("no_such_user_rawprobe", "a\0b", "\ud800"):
+        assert _refusal(uid, bad) == f"unknown user {shown(bad)} for --uid: give a user name " \
+                                     "or number"
+
+
+def test_pid_lists(sleepers):
+    p, q = sleepers().pid, sleepers().pid
+    assert optvalues.parse_pids([f"{p}, {q}", str(p), f" {q}"]) == (p, q)     # once each
+    assert optvalues.parse_pids([]) == ()
+    top = optvalues.pid_max() - 1
+    assert optvalues.pid_max() == int(Path("/proc/sys/kernel/pid_max").read_text())
+    for bad in ("0", str(top + 1), "9" * 5000):
+        assert _refusal(optvalues.parse_pids, [f"{p},{bad}"]) == \
+            f"--pid {shown(bad)} is out of range: pids are 1 to {top} here (pid_max is {top + 1})"
+    try:                              # the highest pid is in range (whether it runs or not)
+        optvalues.parse_pids([str(top)])
+    except UsageError as e:
+        assert "out of range" not in str(e)
+    assert _refusal(optvalues.parse_pids, [f"{p},1"], "--p").startswith("--p 1 is init")
+    for bad in (f"{p};{q}", f"{p},", "x"):
+        assert _refusal(optvalues.parse_pids, [bad], "--p") == \
+            f"--p {shown(bad)}: give process ids, e.g. --p 1234 or --p 1234,1235"
 
 
 # -- one option table, two parsers ----------------------------------------------------
@@ -459,6 +800,133 @@ def test_every_option_reaches_its_field():
             assert vars(fast) == vars(slow)
             want = True if opt.kind == "flag" else (["x"] if opt.kind == "append" else "x")
             assert getattr(slow, opt.field) == want, opt.flags
+
+
+# -- --help and the refusals, as the user reads them ----------------------------------
+
+def _help_sections(text: str) -> dict[str, list[str]]:
+    """--help's lines by section title ("which processes", ...)."""
+    sections: dict[str, list[str]] = {}
+    title = ""
+    for line in text.splitlines():
+        if line and not line.startswith(" ") and line.endswith(":"):
+            title = line[:-1]
+        elif title:
+            sections.setdefault(title, []).append(line)
+    return sections
+
+
+def test_help_shows_each_option_in_its_group_with_its_default(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")         # --help wraps at the terminal's width
+    text = options.build_parser().format_help()
+    assert text.startswith("usage: rawprobe watch [-h] [--comm NAME] ")
+    assert "\nSignal the processes that call a kernel routine and time their exit.\n" in text
+    assert text.endswith(options._EPILOG + "\n")         # as written (raw, not re-wrapped)
+    assert max(map(len, text.splitlines())) > 100
+    sections = _help_sections(text)
+    groups = {opt.group for opt in options.OPTIONS}
+    for opt in options.OPTIONS:         # each option in its group, and in no other
+        where = [t for t, lines in sections.items() if t in groups
+                 and any(ln.startswith(f"  {opt.flags[0]}") for ln in lines)]
+        assert where == [opt.group], (opt.flags, where)
+    assert "{default}" not in text
+    # a default is said once: inside the range's parentheses, after the text, or
+    # where the help puts it; an option without a spelling says none
+    shown = " ".join(text.split())
+    for line in ("--max-in-flight N targets signalled and not yet exited at once "
+                 "(1 to 65536; default 4096) --count N stop after N targets were handled "
+                 "(1 to 4294967296) --duration",
+                 "--syscall NAME syscall name or number (default write) --kprobe",
+                 "--action auto|signal|kernel-signal|report|deny|deny-signal (default auto: "
+                 "the kernel signals at the call where it can;",
+                 "--errno NAME what a denied call returns: an errno name or number "
+                 "(1 to 4095; default EPERM) --signal SIGNAL signal name or number "
+                 "(1 to SIGRTMAX; default TERM) --kill-after"):
+        assert line in shown, line
+
+
+def test_the_parsing_parser_does_not_ask_the_terminals_width(monkeypatch):
+    """build_parser(for_help=False) (argparse for unusual command lines) has a fixed
+    width: asking the terminal's imports shutil and more, milliseconds of a start."""
+    import shutil
+
+    def no_terminal(*a, **kw):
+        raise AssertionError("asked the terminal's size")
+    monkeypatch.setattr(shutil, "get_terminal_size", no_terminal)
+    monkeypatch.setenv("COLUMNS", "200")
+    ap = options.build_parser(for_help=False)
+    assert ap.parse_args(["--comm", "x", "--busy"]).busy_poll
+    assert parse_watch(["--comm", "x", "--busy"]).busy_poll      # argparse: a prefix
+    text = ap.format_help()
+    # wrapped near 80 columns, not at the terminal's width (COLUMNS=200)
+    assert text.startswith("usage: rawprobe watch ") and max(map(len, text.splitlines())) < 90
+    with pytest.raises(AssertionError, match="terminal"):
+        options.build_parser().format_help()
+
+
+def test_argparse_errors_say_what_was_wrong():
+    with pytest.raises(UsageError, match="^unrecognized arguments: --bogus$"):
+        parse_watch(["--comm", "x", "--bogus"])
+    with pytest.raises(UsageError, match="--co.* could match --comm, --count"):
+        parse_watch(["--co", "x"])
+
+
+def test_the_filter_refusals_say_what_to_add():
+    report = " (or use --action report to only watch)"
+    with pytest.raises(UsageError) as ei:
+        parse_watch([])
+    assert str(ei.value) == "name the processes to act on with --comm, --pid, --cgroup " \
+                            "or --uid" + report
+    with pytest.raises(UsageError) as ei:
+        parse_watch(["--uid", "0"])
+    assert str(ei.value) == "--uid 0 alone names nearly every process (root runs most of " \
+                            "them): add --comm, --pid or --cgroup" + report
+
+
+def test_the_cgroup_root_refusal_names_the_path_given(cgroup2):
+    top = cgroup2[0]
+    with pytest.raises(UsageError) as ei:
+        parse_watch(["--cgroup", top + "/."])
+    assert str(ei.value) == f"--cgroup {top + '/.'!r} is the cgroup2 root, which holds every " \
+                            "process: name a cgroup below it, or add --comm, --pid or a " \
+                            "--uid other than 0 (or use --action report to only watch)"
+
+
+def test_a_zero_duration_is_refused_saying_so():
+    with pytest.raises(UsageError, match="^--duration must be longer than 0$"):
+        parse_watch(["--comm", "x", "--duration", "0ms"])
+    with pytest.raises(UsageError, match="^bad --duration '2h': "):
+        parse_watch(["--comm", "x", "--duration", "2h"])
+
+
+def test_the_routine_refusals_say_what_to_change():
+    with pytest.raises(UsageError, match=r"^give --syscall or --kprobe, not both$"):
+        parse_watch(["--comm", "x", "--kprobe", "f", "--syscall", "write"])
+    for hook in ("raw_tp", "tracepoint"):
+        with pytest.raises(UsageError) as ei:
+            parse_watch(["--comm", "x", "--kprobe", "f", "--hook", hook])
+        assert str(ei.value) == f"--kprobe needs --hook kprobe, fentry or auto, not {hook}"
+    with pytest.raises(UsageError) as ei:
+        parse_watch(["--comm", "x", "--kprobe", "f+4", "--hook", "fentry"])
+    assert str(ei.value) == "fentry attaches at a function's start: drop the +OFFSET or " \
+                            "use --hook kprobe"
+    assert parse_watch(["--comm", "x", "--kprobe", "f", "--hook", "fentry"]).kprobe == "f"
+    with pytest.raises(UsageError, match=r"^--syscall: .*'wrte'.*did you mean 'write'"):
+        parse_watch(["--comm", "x", "--syscall", "wrte"])
+
+
+def test_the_syscall_is_looked_up_for_the_architecture_asked():
+    o = parse_watch(["--comm", "x", "--syscall", "openat"], arch="aarch64")
+    assert (o.syscall, o.syscall_nr) == ("openat", 56)
+    o = parse_watch(["--comm", "x", "--syscall", "openat"], arch="x86_64")
+    assert (o.syscall, o.syscall_nr) == ("openat", 257)
+
+
+def test_a_choice_refusal_lists_the_choices():
+    with pytest.raises(UsageError) as ei:
+        parse_watch(["--comm", "x", "--hook", "uprobe"])
+    assert str(ei.value) == "--hook 'uprobe': choose one of auto, raw_tp, tracepoint, kprobe, " \
+                            "fentry, lsm, fmod_ret"
 
 
 def test_plain_command_lines_import_no_argparse_nor_re(sleeper):

@@ -82,6 +82,24 @@ def test_a_bad_metrics_address_is_one_usage_error(text, says):
     assert parse_watch(["--comm", "x"]).metrics is None
 
 
+def test_metrics_address_edges():
+    from rawprobe.interceptor.optvalues import parse_listen, shown
+
+    def refusal(*args) -> str:
+        with pytest.raises(UsageError) as ei:
+            parse_listen(*args)
+        return str(ei.value)
+    assert parse_listen(" [fe80::1]:9464 ") == ("fe80::1", 9464)
+    assert parse_listen("host:065535") == ("host", 65535)
+    assert parse_listen(":1") == ("0.0.0.0", 1)
+    assert refusal("[::1:9464") == \
+        "--metrics '[::1:9464': write an IPv6 address in brackets, as [::1]:9464"
+    assert refusal("9464", "--m") == \
+        "bad --m '9464': write ADDR:PORT, as 127.0.0.1:9464 or :9464 (every address)"
+    for bad in (":0", ":65536", ":0065536", ":" + "9" * 5000):
+        assert refusal(bad) == f"--metrics {shown(bad)}: the port must be 1 to 65535"
+
+
 def _cli(*args: str, code: str = "") -> subprocess.CompletedProcess:
     prog = (code + "\nimport sys; from rawprobe.__main__ import main; "
             "sys.exit(main(sys.argv[1:]))")

@@ -41,6 +41,9 @@ SCRATCH = ROOT / "build" / "mutate"
 PLUGIN = "rawprobe_mutate_plugin"
 WIDEN_ENV = "RAWPROBE_MUTATE_WIDEN"     # "0": the plugin leaves mutmut's test choice alone
 
+# the deny options' rules, tested beside the deny watch (in-process: parse_watch)
+DENY_OPTIONS = tuple(f"tests/test_deny.py::{t}" for t in ("test_deny_options_refused",
+                                                          "test_deny_options_accepted"))
 # module -> the test files that exercise it (run for each of its mutants)
 MODULES: dict[str, tuple[str, ...]] = {
     "rawprobe/maps.py": ("tests/test_load.py", "tests/test_ringbuf.py"),
@@ -64,10 +67,10 @@ MODULES: dict[str, tuple[str, ...]] = {
         "tests/test_interceptor_safety.py::"
         "test_drop_counters_are_read_and_reported_as_they_happen",
         "tests/test_cli.py::test_a_call_before_the_loop_is_written_out_at_once"),
-    "rawprobe/interceptor/options.py": ("tests/test_interceptor_options.py",),
+    "rawprobe/interceptor/options.py": ("tests/test_interceptor_options.py", *DENY_OPTIONS),
     # --metrics' address parser is tested beside the endpoint
     "rawprobe/interceptor/optvalues.py": ("tests/test_interceptor_options.py",
-                                          "tests/test_metrics.py"),
+                                          "tests/test_metrics.py", *DENY_OPTIONS),
 }
 # Modules whose tests call them only in the test's own body (no module- or session-
 # scoped fixture does): each mutant runs just the tests that reached its function, not

@@ -30,10 +30,12 @@ def shown(text: str) -> str:
 
 
 def _digits(text: str) -> str | None:
-    """``text`` stripped, if it is decimal ASCII digits; else None (int() would
-    also take "1_000", "+5", other scripts' digits, and refuse 4,301 of them)."""
+    """The significant digits of ``text`` ("0" for zero), if it is decimal ASCII
+    digits; else None (int() would also take "1_000", "+5", other scripts' digits,
+    and refuse 4,301 of them).  Callers cap the length before int(): leading zeros
+    must not make a number in range look too long."""
     t = text.strip()
-    return t if t.isascii() and t.isdigit() else None
+    return (t.lstrip("0") or "0") if t.isascii() and t.isdigit() else None
 
 
 def parse_duration(text: str, what: str = "duration", maximum_ns: int | None = None) -> int:
@@ -73,8 +75,9 @@ def parse_signal(text: str, what: str = "--signal") -> int:
     import _signal            # the C module: ``signal`` builds enums (ms at start-up)
     t = text.strip().upper()
     rtmin, rtmax = _signal.SIGRTMIN, _signal.SIGRTMAX
-    if _digits(t) is not None:
-        n = int(t) if len(t) < 5 else rtmax + 1
+    digits = _digits(t)
+    if digits is not None:
+        n = int(digits) if len(digits) < 5 else rtmax + 1
     else:
         if t.startswith("SIG"):
             t = t[3:]
@@ -128,7 +131,12 @@ def parse_kprobe(text: str, what: str = "--kprobe") -> tuple[str, int]:
     if not m:
         raise UsageError(f"bad {what} {shown(text)}: write SYMBOL or SYMBOL+OFFSET "
                          "(e.g. ksys_write or ksys_write+0x10)")
-    symbol, off = m.group(1), int(m.group(2) or "0", 0)
+    symbol, digits = m.group(1), m.group(2) or "0"
+    if digits[0] == "0" and digits[1:2].isdigit():
+        # int(, 0) refuses it, and the kernel's kprobe_events would read it as octal
+        raise UsageError(f"{what} {shown(text)}: an offset with a leading 0 is ambiguous; "
+                         "write it in decimal without the 0 or in hex (0x...)")
+    off = int(digits, 0)
     if len(symbol) >= KSYM_NAME_LEN:
         raise UsageError(f"{what} {shown(text)}: no kernel symbol is longer than "
                          f"{KSYM_NAME_LEN - 1} characters")
