@@ -44,9 +44,10 @@ def start_target(comm: str, *args: str) -> subprocess.Popen:
 
 def intercept_of(p: subprocess.Popen, comm: str, **kw) -> Intercept:
     st = procinfo.read_stat(p.pid)
-    return Intercept(tgid=p.pid, pid=p.pid, comm=comm, ktime_ns=now_ns(),
-                     start_ns=st.starttime * procinfo.TICK_NS, start_clock="boottime",
-                     nr=1, args=(1, 0, 5, 0, 0, 0), hit=1, **kw)
+    f = dict(tgid=p.pid, pid=p.pid, comm=comm, ktime_ns=now_ns(),
+             start_ns=st.starttime * procinfo.TICK_NS, start_clock="boottime",
+             nr=1, args=(1, 0, 5, 0, 0, 0), hit=1)
+    return Intercept(**{**f, **kw})
 
 
 class NoRecords:
@@ -68,13 +69,47 @@ class NoRecords:
         pass
 
 
+class Records(NoRecords):
+    """A record source serving raw kernel records (intercept.h's layouts, built here
+    from real processes by ``raw_intercept`` and the like), one batch per read, as
+    the ring buffer does: ``peek`` unpacks the first pending record and leaves it.
+    ``on_read``, if set, is called as each batch is read."""
+
+    def __init__(self, symbol: str | None = None) -> None:
+        self.symbol = symbol
+        self.pending: list[bytes] = []
+        self.on_read = None
+
+    def peek(self, fmt):
+        if not self.pending or len(self.pending[0]) < fmt.size:
+            return None
+        return fmt.unpack_from(self.pending[0])
+
+    def read_batch(self):
+        if self.on_read is not None:
+            self.on_read()
+        batch, self.pending = self.pending, []
+        return batch
+
+
 class Harness:
     def __init__(self, source=None, **cfg) -> None:
         self.events: list[dict] = []
+        self.written_ns: list[int] = []        # when each event was written
+        self.on_write = None                   # called with each event as it is written
         self.reactor = Reactor()
         cfg.setdefault("protected", procinfo.ancestors())
-        self.tracker = Tracker(self.reactor, self.events.append, TrackerConfig(**cfg),
+        self.tracker = Tracker(self.reactor, self._write, TrackerConfig(**cfg),
                                source=source)
+
+    def _write(self, ev: dict) -> None:
+        self.events.append(ev)
+        self.written_ns.append(now_ns())
+        if self.on_write is not None:
+            self.on_write(ev)
+
+    def written_at(self, ev: dict) -> int:
+        return self.written_ns[next(i for i, e in enumerate(self.events) if e is ev)]
 
     def run(self, until, timeout: float = 10.0) -> None:
         end = now_ns() + int(timeout * 1e9)
@@ -184,13 +219,32 @@ def test_reused_pid_is_refused_and_not_signalled(harness, reused_pid):
     assert h.tracker.handled == 2 and h.tracker.in_flight == 0
 
 
-def raw_intercept(ev: Intercept, start_boottime: int = 0, pid_ino: int = 0) -> bytes:
+def raw_intercept(ev: Intercept, start_boottime: int = 0, pid_ino: int = 0,
+                  flags: int = 0) -> bytes:
     """The kernel's record of ``ev`` (intercept.h), as the fast path reads it."""
     from rawprobe.interceptor import events
     return events.INTERCEPT.pack(
-        events.RP_EV_INTERCEPT, ev.tgid, ev.pid, 0, ev.comm.encode().ljust(16, b"\0"), 1, 1,
-        0, 0, *(ev.args or (0,) * 6), ev.ktime_ns, 0, start_boottime, 1, 0, 0, 0,
-        b"\0" * 64, pid_ino)
+        events.RP_EV_INTERCEPT, ev.tgid, ev.pid, 0, ev.comm.encode().ljust(16, b"\0"), ev.nr,
+        1, flags, 0, *(ev.args or (0,) * 6), ev.ktime_ns, ev.start_time, start_boottime, 1,
+        0, 0, 0, b"\0" * 64, pid_ino)
+
+
+def raw_deny(ev: Intercept, ktime_ns: int, ret: int) -> bytes:
+    """The kernel's record of a later denied call of ``ev``'s process."""
+    from rawprobe.interceptor import events
+    return events.DENY.pack(events.RP_EV_DENY, ev.tgid, ev.pid, ev.nr, ktime_ns,
+                            ev.start_time, *ev.args, ev.comm.encode().ljust(16, b"\0"),
+                            ret, 1)
+
+
+def raw_exit(ev: Intercept, exit_ns: int, code: int, signal_ns: int = 0, kill_ns: int = 0,
+             deliver_ns: int = 0, slipped: int = 0, after_signal: int = 0) -> bytes:
+    """The kernel's record of the exit of ``ev``'s process."""
+    from rawprobe.interceptor import events
+    return events.EXIT.pack(events.RP_EV_EXIT, ev.tgid, ev.pid, code,
+                            ev.comm.encode().ljust(16, b"\0"), exit_ns, ev.ktime_ns,
+                            signal_ns, kill_ns, deliver_ns, slipped, after_signal, ev.hit,
+                            ev.start_time, 0, 0)
 
 
 def test_strike_signals_first_and_the_intercept_finds_it(harness):
@@ -676,3 +730,104 @@ def test_each_escalation_is_counted_and_its_delay_given_to_0_1_us(harness):
     finally:
         for p in procs:
             reap(p)
+
+
+# -- pump: the records as the kernel side submits them ------------------------------
+
+def tenth(us: float) -> float:
+    """``us`` as the events give durations: a float rounded to 0.1 us."""
+    return round(us, 1)
+
+
+def test_pump_signals_the_batch_before_acting_on_it_or_writing(harness):
+    """--action signal: the first pending record is signalled before the batch is
+    read (peek), every other intercept of the batch before any of them is acted on
+    or written; one the fast path cannot take (its process is gone) is left to the
+    full path, which refuses it, and the others still find their pidfds."""
+    comm = unique_comm()
+    a, b, gone = (start_target(comm, "--cleanup-ms", "0") for _ in range(3))
+    ev_gone = intercept_of(gone, comm)
+    reap(gone)
+    try:
+        src = Records()
+        h = harness(source=src)
+        ev_a, ev_b = intercept_of(a, comm), intercept_of(b, comm)
+        src.pending = [raw_intercept(e, start_boottime=e.start_ns) for e in (ev_a, ev_gone, ev_b)]
+        seen = {}
+        src.on_read = lambda: seen.setdefault("read", set(h.tracker._struck))
+        h.on_write = lambda ev: seen.setdefault("write", set(h.tracker._struck))
+        h.tracker.pump()
+        assert seen == {"read": {(a.pid, 0)}, "write": {(b.pid, 0)}}
+        assert [(e["event"], e["pid"]) for e in h.events] == [
+            ("intercept", a.pid), ("signal", a.pid), ("intercept", gone.pid),
+            ("refused", gone.pid), ("intercept", b.pid), ("signal", b.pid)]
+        assert h.of("refused")[0]["reason"] == "exited before it could be signalled"
+        assert h.tracker.counts.signalled == 2 and not h.tracker._struck
+        h.run(lambda: len(h.of("exit")) == 2)
+        assert {e["pid"] for e in h.of("exit")} == {a.pid, b.pid}
+    finally:
+        reap(a)
+        reap(b)
+
+
+def test_pump_under_report_signals_nobody_and_names_the_hooked_symbol(harness):
+    """--action report: pump takes no fast path (nobody is signalled, no pidfd is
+    held); a call of a kprobe/fentry hook (no syscall number) is named by the
+    source's symbol."""
+    comm = unique_comm()
+    p = start_target(comm)
+    try:
+        src = Records(symbol="do_sys_openat2")
+        h = harness(action="report", source=src)
+        ev = intercept_of(p, comm, nr=-1)
+        src.pending = [raw_intercept(ev, start_boottime=ev.start_ns)]
+        h.tracker.pump()
+        rec = h.of("intercept")[0]
+        assert rec["symbol"] == "do_sys_openat2" and "syscall" not in rec and "nr" not in rec
+        assert h.tracker.counts.reported == 1 and not h.of("signal") and not h.tracker._struck
+        time.sleep(0.05)
+        assert p.poll() is None
+    finally:
+        reap(p)
+
+
+def test_pump_reads_denials_and_the_exit_record_the_pidfd_wakes_for(harness):
+    """--action deny through pump, records as the kernel writes them: the intercept
+    (its call denied), a later denied call, and once the process is gone its exit
+    record, read when the pidfd wakes (the exit is written then, once, not after
+    the grace for a late record), with the kernel's stamps: no signal stamp in the
+    record, so the time to exit counts from the first denial."""
+    import errno
+    from rawprobe.interceptor.events import RP_F_DENIED
+    from rawprobe.interceptor.tracker import EXIT_RECORD_GRACE_NS
+    comm = unique_comm()
+    p = start_target(comm)
+    try:
+        src = Records()
+        h = harness(action="deny", deny_errno=errno.EPERM, source=src,
+                    syscall_name={1: "write"}.get)
+        ev = intercept_of(p, comm)
+        src.pending = [raw_intercept(ev, start_boottime=ev.start_ns, flags=RP_F_DENIED),
+                       raw_deny(ev, ev.ktime_ns + 1000, -errno.EPERM)]
+        h.tracker.pump()
+        assert [(e["event"], e.get("hit")) for e in h.events] == \
+            [("intercept", 1), ("deny", 1), ("deny", None)]
+        t = h.tracker.find(p.pid)
+        p.kill()
+        p.wait()
+        src.pending = [raw_exit(ev, exit_ns=ev.ktime_ns + 12_345_678, code=9,
+                                deliver_ns=ev.ktime_ns + 9_876_543, slipped=2, after_signal=4)]
+        h.run(lambda: h.of("exit"))
+        assert len(h.of("exit")) == 1
+        ex = h.of("exit")[0]
+        assert h.written_at(ex) - t.exit_seen_ns < EXIT_RECORD_GRACE_NS
+        assert {k: ex[k] for k in ("time_to_exit_us", "signal_ktime_ns", "exit_ktime_ns",
+                                   "delivery_latency_us", "deliver_ktime_ns", "slipped_calls",
+                                   "calls_after_signal", "killed_by", "denied_calls")} == {
+            "time_to_exit_us": 12345.7, "signal_ktime_ns": ev.ktime_ns,
+            "exit_ktime_ns": ev.ktime_ns + 12_345_678, "delivery_latency_us": 9876.5,
+            "deliver_ktime_ns": ev.ktime_ns + 9_876_543, "slipped_calls": 2,
+            "calls_after_signal": 4, "killed_by": "SIGKILL", "denied_calls": 2}
+        assert h.tracker.tte_kernel_us == [12345.7]
+    finally:
+        reap(p)
