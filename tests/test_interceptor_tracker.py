@@ -143,21 +143,38 @@ def reap(p: subprocess.Popen) -> None:
     p.wait()
 
 
+def tenth(us: float) -> float:
+    """``us`` as the events give durations: a float rounded to 0.1 us."""
+    return round(us, 1)
+
+
 def test_signal_then_exit_timed_by_pidfd(harness):
     comm = unique_comm()
     p = start_target(comm, "--cleanup-ms", "100", "--exit-code", "7")
     try:
+        from rawprobe.interceptor.tracker import EXIT_RECORD_GRACE_NS
         h = harness(kill_after_ns=5_000_000_000)
-        h.tracker.on_intercept(intercept_of(p, comm))
+        ev = intercept_of(p, comm)
+        h.tracker.on_intercept(ev)
+        t = h.tracker.find(p.pid)
         assert [e["event"] for e in h.events] == ["intercept", "signal"]
         assert h.events[1]["signal"] == "SIGTERM" and h.events[1]["latency_us"] < 50_000
+        # the latency from the call to the send, to 0.1 us; summed up unrounded
+        lat = (t.signal_ns - ev.ktime_ns) / 1000
+        assert type(h.events[1]["latency_us"]) is float and h.events[1]["latency_us"] == tenth(lat)
+        assert h.tracker.latency_us == [lat]
         # Reap as soon as it exits so the pidfd can also report the exit status.
         h.run(lambda: p.poll() is not None and h.of("exit"))
         ex = h.of("exit")[0]
         assert 100_000 <= ex["time_to_exit_pidfd_us"] < 100_000 + LATE_US, ex
+        assert type(ex["time_to_exit_pidfd_us"]) is float
+        assert ex["time_to_exit_pidfd_us"] == tenth((t.exit_seen_ns - t.signal_ns) / 1000)
+        # no kernel side to wait for: written as the pidfd says so, not after a grace
+        assert h.written_at(ex) - t.exit_seen_ns < EXIT_RECORD_GRACE_NS
         assert ex["escalated"] is False and ex["time_to_exit_us"] is None
         assert p.returncode == 7
         assert h.tracker.counts.exited == 1 and h.tracker.handled == 1
+        assert h.tracker.summary()["histogram_of"] == "pidfd"
     finally:
         reap(p)
 
@@ -416,7 +433,9 @@ def expect_sigkill(h: Harness, p: subprocess.Popen, after_ns: int, since_ns: int
     signal (never earlier, at most LATE_US later), and SIGKILL ends ``p``."""
     h.run(lambda: h.of("escalate"))
     assert after_ns <= now_ns() - since_ns < after_ns + LATE_US * 1000
-    assert after_ns // 1000 <= h.of("escalate")[0]["after_us"] < after_ns // 1000 + LATE_US
+    after_us = h.of("escalate")[0]["after_us"]
+    assert after_ns // 1000 <= after_us < after_ns // 1000 + LATE_US
+    assert type(after_us) is float and after_us == tenth(after_us)
     h.run(lambda: h.of("exit"))
     assert p.wait(timeout=5) == -signal.SIGKILL
 
@@ -459,7 +478,22 @@ def test_kill_after_0_never_escalates(harness, action):
             h.reactor.run_once(end - now_ns())
         assert not h.of("escalate") and not h.of("exit")
         assert p.poll() is None and h.tracker.in_flight == 1
-        h.tracker.abandon()
+        p.kill()
+        h.run(lambda: h.of("exit"))
+        assert h.of("exit")[0]["escalated"] is False and h.tracker.in_flight == 0
+    finally:
+        reap(p)
+
+
+def test_any_positive_kill_after_arms_the_deadline(harness):
+    comm = unique_comm()
+    p = start_target(comm, "--ignore-term")
+    try:
+        h = harness(kill_after_ns=1)
+        h.tracker.on_intercept(intercept_of(p, comm))
+        h.run(lambda: h.of("exit"))
+        assert h.of("escalate") and h.of("exit")[0]["escalated"] is True
+        assert p.wait(timeout=5) == -signal.SIGKILL
     finally:
         reap(p)
 
@@ -517,6 +551,7 @@ def test_gone_after_the_kernels_own_action_is_an_exit_not_a_refusal(harness, act
     assert now_ns() - t0 >= 200_000_000                   # EXIT_RECORD_GRACE_NS
     ex = h.of("exit")[0]
     assert ex["pid"] == p.pid and ex["exit_code"] is None and ex["escalated"] is False
+    assert ex["time_to_exit_us"] is None and ex["time_to_exit_pidfd_us"] is None
     assert (h.tracker.counts.signalled, h.tracker.counts.exited, h.tracker.counts.refused) \
         == (int(kernel_signalled), 1, 0)
     assert h.tracker.in_flight == 0 and h.tracker.handled == 1
@@ -613,7 +648,7 @@ def test_the_kernels_signal_record_is_reported_once_and_summed_up(harness):
 
         def ks(**kw):
             f = dict(tgid=p.pid, pid=p.pid, kind=RP_SIG_GENERATE, sig=signal.SIGTERM,
-                     result=0, sender_tgid=p.pid, ktime_ns=ev.ktime_ns + 30_000,
+                     result=0, sender_tgid=p.pid, ktime_ns=ev.ktime_ns + 30_460,
                      intercept_ns=ev.ktime_ns)
             return KernelSignal(**{**f, **kw})
         for other in (ks(intercept_ns=ev.ktime_ns - 1), ks(kind=RP_SIG_DELIVER),
@@ -621,19 +656,19 @@ def test_the_kernels_signal_record_is_reported_once_and_summed_up(harness):
             h.tracker.on_kernel_signal(other)
         assert not h.of("signal")
         h.tracker.on_kernel_signal(ks())
-        assert h.tracker.find(p.pid).signal_ns == ev.ktime_ns + 30_000
+        assert h.tracker.find(p.pid).signal_ns == ev.ktime_ns + 30_460
         # a later SIGTERM (another sender's, or ours again) moves nothing: the
         # pidfd's time to exit counts from the first
         h.tracker.on_kernel_signal(ks(ktime_ns=ev.ktime_ns + 90_000))
-        assert h.tracker.find(p.pid).signal_ns == ev.ktime_ns + 30_000
+        assert h.tracker.find(p.pid).signal_ns == ev.ktime_ns + 30_460
         assert [(e["signal"], e["latency_us"], e["by"]) for e in h.of("signal")] == \
-            [("SIGTERM", 30.0, "kernel")]
+            [("SIGTERM", 30.5, "kernel")]
         p.kill()
         h.run(lambda: h.tracker.find(p.pid).state == "exited")
         h.tracker.on_kernel_exit(KernelExit(tgid=p.pid + 1, exit_ns=1, start_time=ev.start_time))
         assert not h.of("exit")
-        h.tracker.on_kernel_exit(KernelExit(tgid=p.pid, signal_ns=ev.ktime_ns + 30_000,
-                                            exit_ns=ev.ktime_ns + 1_030_000, exit_code=9,
+        h.tracker.on_kernel_exit(KernelExit(tgid=p.pid, signal_ns=ev.ktime_ns + 30_460,
+                                            exit_ns=ev.ktime_ns + 1_030_460, exit_code=9,
                                             start_time=ev.start_time))
         ex = h.of("exit")[0]
         assert ex["time_to_exit_us"] == 1000.0 and ex["killed_by"] == "SIGKILL"
@@ -641,7 +676,7 @@ def test_the_kernels_signal_record_is_reported_once_and_summed_up(harness):
         assert s["event"] == "summary" and s["counts"] == h.tracker.counts.as_dict()
         assert s["time_to_exit_us"] == distribution([1000.0])
         assert s["time_to_exit_pidfd_us"] == distribution([ex["time_to_exit_pidfd_us"]])
-        assert s["latency_us"] == distribution([30.0]) and s["histogram_of"] == "kernel"
+        assert s["latency_us"] == distribution([30.46]) and s["histogram_of"] == "kernel"
     finally:
         reap(p)
 
@@ -734,11 +769,6 @@ def test_each_escalation_is_counted_and_its_delay_given_to_0_1_us(harness):
 
 # -- pump: the records as the kernel side submits them ------------------------------
 
-def tenth(us: float) -> float:
-    """``us`` as the events give durations: a float rounded to 0.1 us."""
-    return round(us, 1)
-
-
 def test_pump_signals_the_batch_before_acting_on_it_or_writing(harness):
     """--action signal: the first pending record is signalled before the batch is
     read (peek), every other intercept of the batch before any of them is acted on
@@ -763,7 +793,14 @@ def test_pump_signals_the_batch_before_acting_on_it_or_writing(harness):
             ("refused", gone.pid), ("intercept", b.pid), ("signal", b.pid)]
         assert h.of("refused")[0]["reason"] == "exited before it could be signalled"
         assert h.tracker.counts.signalled == 2 and not h.tracker._struck
+        ts = {ev.tgid: (ev, h.tracker.find(ev.tgid)) for ev in (ev_a, ev_b)}
+        for e in h.of("signal"):          # from the call to the fast path's send
+            ev, t = ts[e["pid"]]
+            assert e["latency_us"] == tenth((t.signal_ns - ev.ktime_ns) / 1000)
         h.run(lambda: len(h.of("exit")) == 2)
+        for e in h.of("exit"):
+            _, t = ts[e["pid"]]
+            assert e["time_to_exit_pidfd_us"] == tenth((t.exit_seen_ns - t.signal_ns) / 1000)
         assert {e["pid"] for e in h.of("exit")} == {a.pid, b.pid}
     finally:
         reap(a)
