@@ -868,3 +868,155 @@ def test_pump_reads_denials_and_the_exit_record_the_pidfd_wakes_for(harness):
         assert h.tracker.tte_kernel_us == [12345.7]
     finally:
         reap(p)
+
+
+# -- the guard and the identity, on the full path and the fast path -----------------
+
+def test_the_kernels_protected_flag_and_a_kernel_thread_are_refused(harness):
+    """A process the kernel flagged protected (one of the tool's, as the BPF side
+    sees it) or a kernel thread is refused, saying which, and never signalled,
+    whatever /proc says of it."""
+    comm = unique_comm()
+    p = start_target(comm)
+    try:
+        h = harness()
+        h.tracker.on_intercept(intercept_of(p, comm, protected=True))
+        h.tracker.on_intercept(intercept_of(p, comm, kernel_thread=True))
+        assert [e["reason"] for e in h.of("refused")] == [
+            "this is rawprobe itself or one of its ancestors", "kernel thread"]
+        assert not h.of("signal") and h.tracker.counts.refused == 2
+        time.sleep(0.05)
+        assert p.poll() is None
+    finally:
+        reap(p)
+
+
+def test_a_boottime_stamp_must_match_exactly_and_a_pidfs_inode_is_the_identity(harness):
+    """A start stamp on CLOCK_BOOTTIME is /proc's tick exactly: one ns before it is
+    another process (as a monotonic stamp it would pass); where the record has the
+    pidfs inode, that alone decides (the start time is not looked at)."""
+    comm = unique_comm()
+    p = start_target(comm, "--ignore-term")
+    try:
+        boot = procinfo.read_stat(p.pid).starttime * procinfo.TICK_NS
+        fd = pidfd.open_pidfd(p.pid)
+        ino = pidfd.pid_inode(fd)
+        os.close(fd)
+        h = harness(kill_after_ns=60_000_000_000)
+        assert h.tracker.strike_fields(p.pid, 0, 0, boot - 1, 0) == 0
+        h.tracker.on_intercept(intercept_of(p, comm, start_ns=boot - 1))
+        assert h.of("refused")[0]["reason"].startswith("pid reused") and not h.of("signal")
+        assert h.tracker.strike_fields(p.pid, 0, 0, 0, ino) == 1       # no start time known
+        h.tracker.abandon()
+        h2 = harness(kill_after_ns=60_000_000_000)
+        h2.tracker.on_intercept(intercept_of(p, comm, start_ns=0, start_clock="monotonic",
+                                             pid_ino=ino))
+        assert len(h2.of("signal")) == 1 and not h2.of("refused")
+        h2.tracker.abandon()
+    finally:
+        reap(p)
+
+
+def test_a_signal_the_kernel_refuses_is_an_error_and_holds_no_pidfd(harness):
+    """pidfd_send_signal refuses the signal (EINVAL: no signal 99): the fast path
+    leaves it (its pidfd closed), the full path reports an error per target, each
+    counted, and nothing stays in flight."""
+    from fdcheck import open_fds
+    comm = unique_comm()
+    procs = [start_target(comm) for _ in range(2)]
+    try:
+        h = harness(signal=99)
+        before = open_fds()
+        boot = procinfo.read_stat(procs[0].pid).starttime * procinfo.TICK_NS
+        assert h.tracker.strike_fields(procs[0].pid, 0, 0, boot, 0) == 0
+        assert not h.tracker._struck and open_fds() == before
+        for p in procs:
+            h.tracker.on_intercept(intercept_of(p, comm))
+        errors = h.of("error")
+        assert [e["pid"] for e in errors] == [p.pid for p in procs]
+        assert all("pidfd_send_signal" in e["message"] for e in errors), errors
+        assert h.tracker.counts.errors == 2 and h.tracker.counts.signalled == 0
+        assert h.tracker.in_flight == 0 and open_fds() == before
+        assert all(p.poll() is None for p in procs)
+    finally:
+        for p in procs:
+            reap(p)
+
+
+def test_count_bounds_the_targets_in_flight_too(harness):
+    """--count 2 with room for more in flight: two are signalled, the third waits
+    (finished plus in flight never exceed the count) and is dropped when the two
+    are done, never signalled."""
+    comm = unique_comm()
+    procs = [start_target(comm, "--cleanup-ms", "0") for _ in range(3)]
+    try:
+        h = harness(count=2, kill_after_ns=5_000_000_000)
+        for p in procs:
+            h.tracker.on_intercept(intercept_of(p, comm))
+        assert [e["pid"] for e in h.of("signal")] == [p.pid for p in procs[:2]]
+        assert h.tracker.counts.waited == 1
+        h.run(lambda: h.tracker.done)
+        assert h.tracker.handled == 2 and h.tracker.counts.dropped == 1
+        assert procs[2].poll() is None
+    finally:
+        for p in procs:
+            reap(p)
+
+
+def test_abandon_leaves_an_exited_target_awaiting_its_record_and_closes_struck_pidfds(harness):
+    """A second interrupt while one target has exited and its kernel record is
+    awaited, another is signalled, and a third was struck by the fast path but
+    its intercept not yet read: the first two are left (counted, no longer
+    watched), every pidfd is closed and no late exit is written."""
+    from fdcheck import open_fds
+    comm = unique_comm()
+    quits, stays, struck = (start_target(comm, *a) for a in
+                            (("--cleanup-ms", "0"), ("--ignore-term",), ("--ignore-term",)))
+    try:
+        h = harness(kill_after_ns=60_000_000_000, source=NoRecords())
+        before = open_fds()
+        for p in (quits, stays):
+            h.tracker.on_intercept(intercept_of(p, comm))
+        h.run(lambda: h.tracker.find(quits.pid).state == "exited")
+        assert h.reactor.reader_count == 1      # its pidfd, readable for good, unwatched
+        boot = procinfo.read_stat(struck.pid).starttime * procinfo.TICK_NS
+        assert h.tracker.strike_fields(struck.pid, 0, 0, boot, 0) == 1
+        left = h.tracker.abandon()
+        assert sorted(t.ev.tgid for t in left) == sorted((quits.pid, stays.pid))
+        assert h.tracker.counts.abandoned == 2 and h.tracker.in_flight == 0
+        assert open_fds() == before and h.reactor.reader_count == 0
+        end = now_ns() + 300_000_000                     # past the exit record's grace
+        while now_ns() < end:
+            h.reactor.run_once(end - now_ns())
+        assert not h.of("exit")
+    finally:
+        for p in (quits, stays, struck):
+            reap(p)
+
+
+def test_a_pidfd_that_is_fd_0_is_read_and_closed(harness):
+    """Started with stdin closed, the tool's first pidfd is fd 0: it is a pidfd like
+    any other (no kernel record came: the exit status is read from it, once the
+    process is reaped) and it is closed when the target is done."""
+    comm = unique_comm()
+    p = start_target(comm, "--cleanup-ms", "0", "--exit-code", "5")
+    h = harness(source=NoRecords())
+    try:
+        saved = os.dup(0)
+    except OSError:
+        saved = None
+    try:
+        if saved is not None:
+            os.close(0)
+        h.tracker.on_intercept(intercept_of(p, comm))
+        assert h.tracker.find(p.pid).fd == 0
+        h.run(lambda: h.tracker.find(p.pid).state == "exited")
+        p.wait()            # reaped within the grace for the record: the status is there
+        h.run(lambda: h.of("exit"))
+        assert h.of("exit")[0]["exit_code"] == 5
+        assert not os.path.exists("/proc/self/fd/0")
+    finally:
+        if saved is not None:
+            os.dup2(saved, 0)
+            os.close(saved)
+        reap(p)
