@@ -1020,3 +1020,25 @@ def test_a_pidfd_that_is_fd_0_is_read_and_closed(harness):
             os.dup2(saved, 0)
             os.close(saved)
         reap(p)
+
+
+def test_gone_after_the_kernel_signal_is_timed_from_the_kernels_send_stamp(harness):
+    """Two processes the kernel signalled at the call are gone before the tool looks:
+    each signal counts, and an exit record without signal stamps (the kernel's
+    signal record was lost) times the exit from the intercept's own send stamp."""
+    comm = unique_comm()
+    procs = [start_target(comm) for _ in range(2)]
+    evs = [intercept_of(p, comm, kernel_signalled=True) for p in procs]
+    for p, ev in zip(procs, evs):
+        ev.signal_ns = ev.ktime_ns + 1000
+        reap(p)
+    h = harness(action="kernel-signal", source=NoRecords())
+    for ev in evs:
+        h.tracker.on_intercept(ev)
+    assert h.tracker.counts.signalled == 2 and not h.of("refused")
+    for ev in evs:
+        h.tracker.on_kernel_exit(KernelExit(tgid=ev.tgid, exit_ns=ev.signal_ns + 5000,
+                                            exit_code=15, start_time=ev.start_time))
+    assert [(e["pid"], e["time_to_exit_us"], e["signal_ktime_ns"]) for e in h.of("exit")] == \
+        [(ev.tgid, 5.0, ev.signal_ns) for ev in evs]
+    assert h.tracker.in_flight == 0
