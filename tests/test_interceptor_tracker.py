@@ -1042,3 +1042,65 @@ def test_gone_after_the_kernel_signal_is_timed_from_the_kernels_send_stamp(harne
     assert [(e["pid"], e["time_to_exit_us"], e["signal_ktime_ns"]) for e in h.of("exit")] == \
         [(ev.tgid, 5.0, ev.signal_ns) for ev in evs]
     assert h.tracker.in_flight == 0
+
+
+def test_the_intercept_event_says_what_the_record_has(harness):
+    """The "intercept" event: the process, the calling thread, the syscall (named by
+    the table where there is one, syscall 0 included) and its number, or the hooked
+    symbol; the arguments, which hit, the call's buffer (bytes that are not UTF-8
+    escaped), the hook, the kernel's stamp."""
+    comm = unique_comm()
+    p = start_target(comm)
+    try:
+        named = harness(action="report", syscall_name={0: "read"}.get)
+        ev = intercept_of(p, comm, nr=0, data=b"call 1\n\xff", hook="raw_tp", hit=3)
+        named.tracker.on_intercept(ev)
+        named.tracker.on_intercept(intercept_of(p, comm, nr=-1, symbol="do_sys_openat2"))
+        plain = harness(action="report")
+        plain.tracker.on_intercept(intercept_of(p, comm, nr=1))
+        base = {"event": "intercept", "pid": p.pid, "comm": comm, "tid": p.pid,
+                "args": [1, 0, 5, 0, 0, 0]}
+        assert named.events == [
+            {**base, "syscall": "read", "nr": 0, "hit": 3, "data": "call 1\n\\xff",
+             "hook": "raw_tp", "ktime_ns": ev.ktime_ns},
+            {**base, "symbol": "do_sys_openat2", "hit": 1,
+             "ktime_ns": named.events[1]["ktime_ns"]}]
+        assert plain.events[0]["syscall"] == 1 and plain.events[0]["nr"] == 1
+        assert named.tracker.counts.intercepted == 2
+    finally:
+        reap(p)
+
+
+def test_a_second_record_of_a_handled_process_is_a_duplicate(harness):
+    comm = unique_comm()
+    p = start_target(comm, "--ignore-term")
+    try:
+        h = harness(kill_after_ns=60_000_000_000)
+        ev = intercept_of(p, comm)
+        for _ in range(3):
+            h.tracker.on_intercept(ev)
+        assert (h.tracker.counts.intercepted, h.tracker.counts.duplicates) == (3, 2)
+        assert len(h.of("intercept")) == 3 and len(h.of("signal")) == 1
+        h.tracker.abandon()
+    finally:
+        reap(p)
+
+
+@pytest.mark.parametrize("action", ["kernel-signal", "deny"])
+def test_what_the_kernel_acted_on_is_tracked_at_once_past_max_in_flight(harness, action):
+    """The kernel signalled (or denied) each call itself: every such process is
+    followed at once, --max-in-flight notwithstanding (it bounds our signals), and
+    each kernel signal is counted."""
+    comm = unique_comm()
+    procs = [start_target(comm, "--ignore-term") for _ in range(2)]
+    try:
+        h = harness(action=action, max_in_flight=1, kill_after_ns=60_000_000_000)
+        for p in procs:
+            h.tracker.on_intercept(intercept_of(p, comm, kernel_signalled=action != "deny",
+                                                denied=action == "deny"))
+        assert h.tracker.in_flight == 2 and h.tracker.counts.waited == 0
+        assert h.tracker.counts.signalled == (2 if action == "kernel-signal" else 0)
+        h.tracker.abandon()
+    finally:
+        for p in procs:
+            reap(p)
