@@ -1104,3 +1104,80 @@ def test_what_the_kernel_acted_on_is_tracked_at_once_past_max_in_flight(harness,
     finally:
         for p in procs:
             reap(p)
+
+
+def test_out_of_file_descriptors_is_an_error_that_says_so(harness):
+    """No fd left for the pidfd (RLIMIT_NOFILE reached, as with thousands of targets
+    in flight): that target is an "error" naming the failed call and its errno, not
+    a refusal or a crash; with fds again the next one is signalled."""
+    import resource
+    import rawprobe._sys.errno  # noqa: F401  (the error path imports it: not with no fd left)
+    comm = unique_comm()
+    a, b = (start_target(comm, "--cleanup-ms", "0") for _ in range(2))
+    try:
+        h = harness(kill_after_ns=5_000_000_000)
+        ev_a, ev_b = intercept_of(a, comm), intercept_of(b, comm)
+        free = os.dup(2)                     # the lowest free fd number
+        os.close(free)
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (free, hard))
+        try:
+            h.tracker.on_intercept(ev_a)
+        finally:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+        h.tracker.on_intercept(ev_b)
+        assert [(e["pid"], e["message"]) for e in h.of("error")] == \
+            [(a.pid, "pidfd_open failed: EMFILE (Too many open files)")]
+        assert h.tracker.counts.errors == 1 and not h.of("refused")
+        assert [e["pid"] for e in h.of("signal")] == [b.pid]
+        h.run(lambda: h.of("exit"))
+        assert a.poll() is None
+    finally:
+        reap(a)
+        reap(b)
+
+
+def test_another_users_process_without_cap_kill_is_refused_not_signalled(harness):
+    """The tool without CAP_KILL (dropped from this thread's effective set, where
+    the tracker runs) and a process of another user: the kernel refuses the signal
+    (EPERM), the target is refused saying what is missing, and lives on."""
+    import ctypes
+    import threading
+    from rawprobe.caps import CAP_KILL
+    from rawprobe.interceptor.tracker import NOT_PERMITTED
+    libc = ctypes.CDLL(None, use_errno=True)
+    p = subprocess.Popen(["/bin/sleep", "30"], user=65534, group=65534)
+    try:
+        h = harness()
+        st = procinfo.read_stat(p.pid)
+        ev = Intercept(tgid=p.pid, pid=p.pid, comm=st.comm, ktime_ns=now_ns(),
+                       start_ns=st.starttime * procinfo.TICK_NS, start_clock="boottime")
+        failed = []
+
+        def without_cap_kill():
+            # capget/capset(2), _LINUX_CAPABILITY_VERSION_3: a header and two
+            # (effective, permitted, inheritable) words; capabilities are per thread
+            hdr = (ctypes.c_uint32 * 2)(0x20080522, 0)
+            data = (ctypes.c_uint32 * 6)()
+            if libc.capget(hdr, data) or not data[0] >> CAP_KILL & 1:
+                failed.append(ctypes.get_errno() or "no CAP_KILL to drop")
+                return
+            data[0] &= ~(1 << CAP_KILL)
+            if libc.capset(hdr, data):
+                failed.append(ctypes.get_errno())
+                return
+            try:
+                h.tracker.on_intercept(ev)
+            except BaseException as e:       # seen by the test, not lost in the thread
+                failed.append(e)
+        th = threading.Thread(target=without_cap_kill)
+        th.start()
+        th.join()
+        assert not failed, failed
+        assert [(e["pid"], e["reason"]) for e in h.of("refused")] == [(p.pid, NOT_PERMITTED)]
+        assert "CAP_KILL" in NOT_PERMITTED and not h.of("signal")
+        assert h.tracker.counts.refused == 1 and h.tracker.in_flight == 0
+        time.sleep(0.05)
+        assert p.poll() is None
+    finally:
+        reap(p)
