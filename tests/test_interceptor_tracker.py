@@ -93,14 +93,14 @@ class Records(NoRecords):
 
 
 class Harness:
-    def __init__(self, source=None, **cfg) -> None:
+    def __init__(self, source=None, buffered: bool = False, **cfg) -> None:
         self.events: list[dict] = []
         self.written_ns: list[int] = []        # when each event was written
         self.on_write = None                   # called with each event as it is written
         self.reactor = Reactor()
         cfg.setdefault("protected", procinfo.ancestors())
         self.tracker = Tracker(self.reactor, self._write, TrackerConfig(**cfg),
-                               source=source)
+                               source=source, buffered=buffered)
 
     def _write(self, ev: dict) -> None:
         self.events.append(ev)
@@ -1179,5 +1179,60 @@ def test_another_users_process_without_cap_kill_is_refused_not_signalled(harness
         assert h.tracker.counts.refused == 1 and h.tracker.in_flight == 0
         time.sleep(0.05)
         assert p.poll() is None
+    finally:
+        reap(p)
+
+
+def test_buffered_events_are_written_at_the_flush_in_order(harness):
+    """buffered (the CLI's loop): a record's events are kept while acting on it and
+    written, in order, at ``flush()``."""
+    comm = unique_comm()
+    p = start_target(comm, "--ignore-term")
+    try:
+        h = harness(buffered=True, kill_after_ns=60_000_000_000)
+        h.tracker.on_intercept(intercept_of(p, comm))
+        assert h.events == [] and h.tracker.counts.signalled == 1
+        h.tracker.flush()
+        assert [e["event"] for e in h.events] == ["intercept", "signal"]
+        h.tracker.abandon()
+    finally:
+        reap(p)
+
+
+def test_after_stop_only_what_the_kernel_acted_on_is_followed(harness):
+    """Stopped (count reached, duration over, interrupted): new intercepts are
+    dropped and counted, never signalled; one the kernel already signalled is still
+    followed to its exit."""
+    comm = unique_comm()
+    procs = [start_target(comm, "--ignore-term") for _ in range(3)]
+    try:
+        h = harness(action="kernel-signal", kill_after_ns=60_000_000_000)
+        h.tracker.stop()
+        for p in procs[:2]:
+            h.tracker.on_intercept(intercept_of(p, comm))
+        assert h.tracker.counts.dropped == 2 and h.tracker.in_flight == 0
+        h.tracker.on_intercept(intercept_of(procs[2], comm, kernel_signalled=True))
+        assert h.tracker.in_flight == 1 and h.tracker.counts.dropped == 2
+        assert all(p.poll() is None for p in procs)
+        h.tracker.abandon()
+    finally:
+        for p in procs:
+            reap(p)
+
+
+def test_report_counts_each_call_and_stops_at_the_count(harness):
+    comm = unique_comm()
+    p = start_target(comm)
+    try:
+        h = harness(action="report", count=3)
+        for n in (1, 2):
+            h.tracker.on_intercept(intercept_of(p, comm))
+            assert (h.tracker.counts.reported, h.tracker.handled) == (n, n)
+            assert not h.tracker.done
+        h.tracker.on_intercept(intercept_of(p, comm))
+        assert h.tracker.done and h.tracker.counts.reported == 3
+        unbounded = harness(action="report")
+        unbounded.tracker.on_intercept(intercept_of(p, comm))
+        assert unbounded.tracker.counts.reported == 1 and not unbounded.tracker.done
     finally:
         reap(p)
