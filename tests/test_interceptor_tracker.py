@@ -463,6 +463,23 @@ def test_kernel_signal_deadline_counts_from_the_kernel_stamp(harness, stamp):
         reap(p)
 
 
+def test_the_escalation_delay_is_the_time_since_the_signal(harness):
+    """The "escalate" event's after_us is the time from the signal to the SIGKILL,
+    in us: with a kernel stamp of the send 59.8 s old and --kill-after 60 s, the
+    SIGKILL goes out in 0.2 s and after_us is 60 s (not a per-mille off)."""
+    comm = unique_comm()
+    p = start_target(comm, "--ignore-term")
+    try:
+        h = harness(action="kernel-signal", kill_after_ns=60_000_000_000)
+        sent = now_ns() - 59_800_000_000
+        ev = intercept_of(p, comm, kernel_signalled=True)
+        ev.ktime_ns, ev.signal_ns = sent - 1000, sent
+        h.tracker.on_intercept(ev)
+        expect_sigkill(h, p, 60_000_000_000, since_ns=sent)
+    finally:
+        reap(p)
+
+
 @pytest.mark.parametrize("action", ["signal", "kernel-signal"])
 def test_kill_after_0_never_escalates(harness, action):
     comm = unique_comm()
@@ -1137,6 +1154,7 @@ def test_out_of_file_descriptors_is_an_error_that_says_so(harness):
         reap(b)
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="starts a process as another user")
 def test_another_users_process_without_cap_kill_is_refused_not_signalled(harness):
     """The tool without CAP_KILL (dropped from this thread's effective set, where
     the tracker runs) and a process of another user: the kernel refuses the signal
