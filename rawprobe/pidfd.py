@@ -20,6 +20,7 @@ import select
 import struct
 import _signal  # the C module: "signal" builds enums at import (ms on the start path)
 
+from ._sys.errno import syscall_error   # here, not in _error: an import with no fd left fails
 from .errors import NotFoundError, PermissionDeniedError, RawprobeError
 
 # linux/pidfd.h (6.13+): _IOWR(PIDFS_IOCTL_MAGIC 0xFF, 11, struct pidfd_info), VER0 = 64 bytes
@@ -43,7 +44,6 @@ def _error(call: str, e: OSError) -> RawprobeError:
         # EACCES would be an LSM's answer, which CAP_KILL does not change.
         return PermissionDeniedError(call, e.errno, "signalling a process of another "
                                                     "user needs CAP_KILL")
-    from ._sys.errno import syscall_error
     return syscall_error(call, e.errno or 0, privilege=False)
 
 

@@ -1128,7 +1128,6 @@ def test_out_of_file_descriptors_is_an_error_that_says_so(harness):
     in flight): that target is an "error" naming the failed call and its errno, not
     a refusal or a crash; with fds again the next one is signalled."""
     import resource
-    import rawprobe._sys.errno  # noqa: F401  (the error path imports it: not with no fd left)
     comm = unique_comm()
     a, b = (start_target(comm, "--cleanup-ms", "0") for _ in range(2))
     try:
