@@ -233,6 +233,18 @@ def test_enum_relocations(synthetic) -> None:
     assert one(res, "enums", "enumval_value", "color::PURPLE").poison
 
 
+def test_enum_values_at_the_sign_bit() -> None:
+    """A 32-bit enumerator is read as libbpf reads it (an s32, widened): 0x80000000
+    and above are negative, 0x7fffffff is not; a 64-bit one is taken whole."""
+    btf = _btf(T.Enum("e", 4, False, [T.EnumValue("LOW", 0x7FFFFFFF),
+                                      T.EnumValue("HIGH", 0x80000000),
+                                      T.EnumValue("TOP", 0xFFFFFFFF)]),
+               T.Enum64("e64", 8, False, [T.EnumValue("HIGH64", 0x80000000)]))
+    got = [compute(btf, CoreRelo(0, tid, 0, K.ENUMVAL_VALUE, str(i)), btf).new_val
+           for tid, i in ((1, 0), (1, 1), (1, 2), (2, 0))]
+    assert got == [0x7FFFFFFF, -(1 << 31) & U64, U64, 0x80000000]
+
+
 def test_ambiguous_candidates_are_an_error() -> None:
     local, ext = ext_of(LOCAL)
     r = CoreRelocator(local, object_btf(TARGET))
@@ -276,6 +288,7 @@ def test_ambiguities_say_which_candidates_disagree_and_how() -> None:
     (relo,) = ext.core_relos["raw_tracepoint/ambiguous"]       # a->b: at 4, or at 0
     with pytest.raises(CORERelocationError) as e:
         CoreRelocator(local, target).compute(relo)
+    assert str(e.value).startswith("insn #0: CO-RE relocation byte_off of amb.b (0:0): ")
     assert str(e.value).endswith(f"): field offset ambiguity: candidate [{v2}] has bit "
                                  f"offset 0, [{amb}] 32")
     tid = local.type_by_name("amb")[0]
@@ -852,6 +865,12 @@ def test_module_btf_is_searched_only_for_types_vmlinux_lacks() -> None:
     r = CoreRelocator(local, base, Unwalkable())
     res = r.compute(CoreRelo(0, 1, 0, K.TYPE_SIZE, "0"))
     assert (res.new_val, res.target_btf) == (4, base) and not r.module_dependent
+    # every module is searched, not just the last one
+    empty = KernelBTF.from_bytes(blob(b"", b"\0"), base=base)
+    for mods in ([mod, empty], [empty, mod]):
+        res = CoreRelocator(local, base, mods).compute(CoreRelo(0, 2, 0, K.FIELD_BYTE_OFFSET,
+                                                                "0:0"))
+        assert (res.new_val, res.target_btf) == (4, mod)
     # without the module, modt is missing: its field access is poisoned
     assert CoreRelocator(local, base).compute(CoreRelo(0, 2, 0, K.FIELD_BYTE_OFFSET,
                                                        "0:0")).poison
@@ -1040,16 +1059,43 @@ def test_function_prototype_parameters_behind_a_pointer_match_by_kind() -> None:
 
 def test_bitfields_in_a_byte_and_past_a_word() -> None:
     """libbpf's bitfield arithmetic at its edges: a 3-bit field of an unsigned char
-    is read with a 1-byte load; a 30-bit field starting at byte 9 of a packed struct
-    does not fit the 4-byte load at byte 8 and is read with an 8-byte one there."""
+    is read with a 1-byte load; a 30-bit field starting at byte 17 of a packed struct
+    does not fit the 4-byte load at byte 16 and is read with an 8-byte one there.
+    A plain member's shifts are those of its whole size (BPF_CORE_READ_BITFIELD
+    works on any integer member)."""
     byte = _btf(U8, T.Struct("b", 2, [T.Member("pad", 1, 0), T.Member("c", 1, 8, 3)]))
-    packed = _btf(I32, T.Int("long", 8, T.BTF_INT_SIGNED, 0, 64), U8, U32,
-                  T.Struct("w", 13, [T.Member("pad", 2, 0), T.Member("c", 3, 64),
-                                     T.Member("mid", 4, 72, 30)]))
+    long_ = T.Int("long", 8, T.BTF_INT_SIGNED, 0, 64)
+    packed = _btf(I32, long_, U8, U32, T.Array(type=2, index_type=1, nelems=2),
+                  T.Struct("w", 21, [T.Member("pad", 5, 0), T.Member("c", 3, 128),
+                                     T.Member("mid", 4, 136, 30)]))
     kinds = (K.FIELD_BYTE_OFFSET, K.FIELD_BYTE_SIZE, K.FIELD_LSHIFT_U64, K.FIELD_RSHIFT_U64)
     for btf, tid, acc, want in [(byte, 2, "0:1", [1, 1, 64 - 3, 64 - 3]),
-                                (packed, 5, "0:2", [8, 8, 64 - (72 + 30 - 64), 64 - 30])]:
-        assert [compute(btf, CoreRelo(0, tid, 0, k, acc), btf).new_val for k in kinds] == want
+                                (byte, 2, "0:0", [0, 1, 64 - 8, 64 - 8]),
+                                (packed, 6, "0:2", [16, 8, 64 - (136 + 30 - 128), 64 - 30]),
+                                (packed, 6, "0:1", [16, 1, 64 - 8, 64 - 8])]:
+        got = [compute(btf, CoreRelo(0, tid, 0, k, acc), btf).new_val for k in kinds]
+        assert got == want, acc
+
+
+def test_what_is_checked_against_the_instruction_of_a_bitfield_or_a_type_id() -> None:
+    """A bitfield's offset, size and left shift are not checked against what the
+    compiler put in the instruction (compilers may lay bitfields out differently),
+    but its signedness and right shift are (never ambiguous); a target type id is
+    never checked (linking may renumber the local one), as in libbpf."""
+    btf = _btf(U8, T.Struct("b", 2, [T.Member("pad", 1, 0), T.Member("c", 1, 8, 3)]))
+    for kind, checked in [(K.FIELD_BYTE_OFFSET, False), (K.FIELD_BYTE_SIZE, False),
+                          (K.FIELD_LSHIFT_U64, False), (K.FIELD_SIGNED, True),
+                          (K.FIELD_RSHIFT_U64, True), (K.TYPE_ID_TARGET, False)]:
+        relo = CoreRelo(0, 2, 0, kind, "0" if kind == K.TYPE_ID_TARGET else "0:1")
+        r = compute(btf, relo, btf)
+        assert r.kind == kind
+        p = _prog((MOV64_IMM, 1, 0, r.orig_val + 1))
+        if checked:
+            with pytest.raises(CORERelocationError, match="unexpected ALU immediate"):
+                apply(p, 0, r)
+        else:
+            apply(p, 0, r)
+            assert insn(p, 0) == (MOV64_IMM, 1, 0, r.new_val), kind
 
 
 def test_a_bitfield_of_a_type_without_a_size_is_refused() -> None:
@@ -1175,3 +1221,34 @@ def test_what_each_refusal_names() -> None:
     for kind in (K.FIELD_BYTE_OFFSET, K.TYPE_SIZE, K.ENUMVAL_VALUE):
         assert _why(CoreRelo(0, tid, 0, kind, ":0"), local, target) == \
             "bad access string ':0'"
+
+
+def test_an_element_of_a_root_array_that_changed_type_poisons_its_load() -> None:
+    """Elements of a root array are not checked for compatibility (libbpf checks
+    members, not elements): a pointer element locally that is a 4-byte int in the
+    target keeps its offset, but its load cannot be resized (not pointer to pointer,
+    not unsigned int to unsigned int): fail_memsz_adjust."""
+    void_ptr = T.Ptr(type=0)
+    local = _btf(U32, void_ptr, T.Array(type=2, index_type=1, nelems=4), T.Typedef("arr_t", 3))
+    target = _btf(U32, T.Array(type=1, index_type=1, nelems=4), T.Typedef("arr_t", 2))
+    r = compute(local, CoreRelo(0, 4, 0, K.FIELD_BYTE_OFFSET, "0:1"), target)
+    assert (r.orig_val, r.new_val, r.orig_sz, r.new_sz, r.fail_memsz_adjust) == \
+        (8, 4, 8, 4, True)
+    # the same with unsigned ints on both sides is a resized load
+    local = _btf(U8, T.Array(type=1, index_type=1, nelems=4), T.Typedef("arr_t", 2))
+    r = compute(local, CoreRelo(0, 3, 0, K.FIELD_BYTE_OFFSET, "0:1"), target)
+    assert (r.orig_val, r.new_val, r.orig_sz, r.new_sz, r.fail_memsz_adjust) == \
+        (1, 4, 1, 4, False)
+
+
+def test_candidates_are_of_the_local_kind() -> None:
+    """A target type of the same name but another kind (a typedef named like the
+    struct, of a struct laid out otherwise) is no candidate of the struct, as in
+    libbpf: the struct's field is found once, not ambiguously through the typedef."""
+    local = _btf(I32, T.Struct("s", 8, [T.Member("a", 1, 0), T.Member("b", 1, 32)]))
+    target = _btf(I32, T.Struct("s", 8, [T.Member("a", 1, 0), T.Member("b", 1, 32)]),
+                  T.Struct("t", 8, [T.Member("b", 1, 0), T.Member("a", 1, 32)]),
+                  T.Typedef("s", 3))
+    r = CoreRelocator(local, target)
+    assert [i for _, i in r.candidates(2)] == [2]
+    assert r.compute(CoreRelo(0, 2, 0, K.FIELD_BYTE_OFFSET, "0:1")).new_val == 4
