@@ -21,8 +21,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rawprobe.btf.core import (KIND_NAMES, POISON_HELPER, CoreRelocator, CoreResult, apply,
-                               compute, fields_are_compat, types_are_compat, types_match)
+from rawprobe.btf.core import (FIELD_KINDS, KIND_NAMES, POISON_HELPER, CoreRelocator,
+                               CoreResult, apply, compute, fields_are_compat, types_are_compat,
+                               types_match)
 from rawprobe.btf.ext import BTFExt, CoreRelo, CoreReloKind as K
 from rawprobe.btf import types as T
 from rawprobe.btf.kernel import KernelBTF
@@ -352,7 +353,7 @@ def test_relocating_a_program_cut_from_its_section() -> None:
     relos = ext.core_relos[sec]
     whole = bytearray(elf_sections(LOCAL)[sec])
     want = CoreRelocator(local, target).relocate(whole, relos, section=sec)
-    assert len(want) == len(relos)
+    assert want == [CoreRelocator(local, target).compute(r, section=sec) for r in relos]
     offs = sorted({r.insn_off for r in relos})
     assert len(offs) > 2
     for lo, hi in [(offs[0], offs[0] + 8), (offs[1], offs[-1] + 8), (offs[-1], offs[-1] + 8)]:
@@ -360,6 +361,24 @@ def test_relocating_a_program_cut_from_its_section() -> None:
         got = CoreRelocator(local, target).relocate(cut, relos, section=sec, base_off=lo)
         assert cut == whole[lo:hi]
         assert got == [w for w, r in zip(want, relos) if lo <= r.insn_off < hi]
+    # one just past the end of the cut is not the cut's
+    cut = bytearray(elf_sections(LOCAL)[sec][offs[0]:offs[0] + 8])
+    after = CoreRelo(offs[0] + 8, relos[0].type_id, 0, relos[0].kind, relos[0].access_str)
+    assert CoreRelocator(local, target).relocate(cut, [after], base_off=offs[0]) == []
+    # an instruction that disagrees with its relocation: apply's error names the
+    # program (or, without one, the section) and the local path
+    r0 = CoreRelocator(local, target).compute(relos[0])
+    bad = bytearray(elf_sections(LOCAL)[sec])
+    bad[offs[0] + 2:offs[0] + 4] = (r0.orig_val + 1).to_bytes(2, "little")
+    bad[offs[0]] = LDX_W
+    for kw, name in [({"program": "p", "section": sec}, "p"), ({"section": sec}, sec)]:
+        with pytest.raises(CORERelocationError) as e:
+            CoreRelocator(local, target).relocate(bytearray(bad), relos[:1], **kw)
+        assert str(e.value).startswith(f"program {name!r}, insn #{offs[0] // 8} "
+                                       f"({r0.local_path}): unexpected"), str(e.value)
+    with pytest.raises(CORERelocationError) as e:
+        CoreRelocator(local, target).relocate(bytearray(bad), relos[:1])
+    assert str(e.value).startswith(f"insn #{offs[0] // 8} ({r0.local_path}): unexpected")
     # a relocation record not on an instruction boundary is no instruction's
     odd = [CoreRelo(r.insn_off + 4, r.type_id, 0, r.kind, r.access_str) for r in relos]
     cut = bytearray(elf_sections(LOCAL)[sec])
@@ -695,6 +714,23 @@ def test_apply_alu_and_validation() -> None:
         apply(_prog((0xBF, 0x21, 0, 0)), 0, CoreResult(K.FIELD_BYTE_OFFSET))
 
 
+def test_apply_says_where_in_full_and_takes_the_largest_offset() -> None:
+    """apply()'s errors name the program, instruction and path as the loader prints
+    them; an offset of 0x7fff is the largest a load/store carries."""
+    with pytest.raises(CORERelocationError) as e:
+        apply(_prog((LDX_W, 0x21, 4, 0)), 0, CoreResult(K.FIELD_BYTE_OFFSET, orig_val=8),
+              program="prog", path="s.a")
+    assert str(e.value) == "program 'prog', insn #0 (s.a): unexpected load/store offset 4, " \
+        "expected 8 (-> 0)"
+    with pytest.raises(CORERelocationError) as e:
+        apply(_prog((LDX_W, 0x21, 4, 0), (LDX_W, 0x21, 4, 0)), 2, CoreResult(K.FIELD_BYTE_OFFSET))
+    assert str(e.value) == "insn #2: CO-RE relocation points past the end of the " \
+        "2-instruction program"
+    p = _prog((LDX_W, 0x21, 4, 0))
+    apply(p, 0, CoreResult(K.FIELD_BYTE_OFFSET, orig_val=4, new_val=0x7FFF))
+    assert insn(p, 0) == (LDX_W, 0x21, 0x7FFF, 0)
+
+
 def test_apply_load_store() -> None:
     p = _prog((LDX_DW, 0x21, 8, 0))
     apply(p, 0, CoreResult(K.FIELD_BYTE_OFFSET, orig_val=8, new_val=20, orig_sz=8, new_sz=4))
@@ -817,6 +853,10 @@ def test_access_string_bounds_and_wording() -> None:
         f"access string {deep + ':0'!r} is longer than 64"
     assert _why(CoreRelo(0, 10 ** 6, 0, fo, "0")).startswith("no BTF type with id 1000000")
     assert _why(CoreRelo(0, tid, 0, 13, "0")) == "unknown relocation kind 13"
+    with pytest.raises(CORERelocationError) as e:
+        compute(local, CoreRelo(0, tid, 0, 13, "0"), object_btf(TARGET))
+    assert str(e.value) == f"insn #0: CO-RE relocation 13 of struct thing (0): cannot parse " \
+        f"access string '0' on [{tid}] struct thing: unknown relocation kind 13"
 
 
 def test_paths_name_every_index_but_a_leading_zero() -> None:
@@ -858,6 +898,8 @@ def test_module_btf_is_searched_only_for_types_vmlinux_lacks() -> None:
     res = r.compute(CoreRelo(0, 2, 0, K.FIELD_BYTE_OFFSET, "0:0"))
     assert (res.new_val, res.target_btf, res.target_type_id) == (4, mod, 2)
     assert r.module_dependent == {2}
+    assert compute(local, CoreRelo(0, 2, 0, K.FIELD_BYTE_OFFSET, "0:0"), base,
+                   modules=[mod]).new_val == 4
 
     class Unwalkable:
         def __iter__(self):
@@ -1080,13 +1122,14 @@ def test_bitfields_in_a_byte_and_past_a_word() -> None:
 def test_what_is_checked_against_the_instruction_of_a_bitfield_or_a_type_id() -> None:
     """A bitfield's offset, size and left shift are not checked against what the
     compiler put in the instruction (compilers may lay bitfields out differently),
-    but its signedness and right shift are (never ambiguous); a target type id is
-    never checked (linking may renumber the local one), as in libbpf."""
+    but its signedness and right shift are (never ambiguous); a local or target type
+    id is never checked (linking may renumber the local one), as in libbpf."""
     btf = _btf(U8, T.Struct("b", 2, [T.Member("pad", 1, 0), T.Member("c", 1, 8, 3)]))
     for kind, checked in [(K.FIELD_BYTE_OFFSET, False), (K.FIELD_BYTE_SIZE, False),
                           (K.FIELD_LSHIFT_U64, False), (K.FIELD_SIGNED, True),
-                          (K.FIELD_RSHIFT_U64, True), (K.TYPE_ID_TARGET, False)]:
-        relo = CoreRelo(0, 2, 0, kind, "0" if kind == K.TYPE_ID_TARGET else "0:1")
+                          (K.FIELD_RSHIFT_U64, True), (K.TYPE_ID_TARGET, False),
+                          (K.TYPE_ID_LOCAL, False)]:
+        relo = CoreRelo(0, 2, 0, kind, "0:1" if kind in FIELD_KINDS else "0")
         r = compute(btf, relo, btf)
         assert r.kind == kind
         p = _prog((MOV64_IMM, 1, 0, r.orig_val + 1))
@@ -1221,6 +1264,18 @@ def test_what_each_refusal_names() -> None:
     for kind in (K.FIELD_BYTE_OFFSET, K.TYPE_SIZE, K.ENUMVAL_VALUE):
         assert _why(CoreRelo(0, tid, 0, kind, ":0"), local, target) == \
             "bad access string ':0'"
+    # the same for a type the target lacks (no candidate to match)
+    assert _why(CoreRelo(8, tid, 0, K.FIELD_SIGNED, f"0:{name}:3"), local, fwd) == \
+        "relocation signed at insn #1 cannot apply to an array element"
+    # the whole message: where (a section alone), what, the local type as parsed
+    anon_id = next(i for i, t in enumerate(target.types) if not t.name and
+                   isinstance(t, T.Union))
+    with pytest.raises(CORERelocationError) as e:
+        compute(target, CoreRelo(0, anon_id, 0, K.FIELD_BYTE_OFFSET, "0:9"), target,
+                section="s")
+    assert str(e.value) == f"section 's', insn #0: CO-RE relocation byte_off of union <anon> " \
+        f"(0:9): cannot parse access string '0:9' on [{anon_id}] union <anon>: member #9 " \
+        f"of anonymous does not exist"
 
 
 def test_an_element_of_a_root_array_that_changed_type_poisons_its_load() -> None:
@@ -1252,3 +1307,13 @@ def test_candidates_are_of_the_local_kind() -> None:
     r = CoreRelocator(local, target)
     assert [i for _, i in r.candidates(2)] == [2]
     assert r.compute(CoreRelo(0, 2, 0, K.FIELD_BYTE_OFFSET, "0:1")).new_val == 4
+
+
+def test_a_candidate_that_does_not_match_is_passed_over() -> None:
+    """Candidates are tried in order: the first flavour lacking the member does not
+    end the search, the next one that has it answers."""
+    local = _btf(I32, T.Struct("s", 8, [T.Member("a", 1, 0), T.Member("c", 1, 32)]))
+    target = _btf(I32, T.Struct("s", 4, [T.Member("a", 1, 0)]),
+                  T.Struct("s___v2", 12, [T.Member("a", 1, 0), T.Member("c", 1, 64)]))
+    r = compute(local, CoreRelo(0, 2, 0, K.FIELD_BYTE_OFFSET, "0:1"), target)
+    assert (r.new_val, r.poison, r.target_type_id) == (8, False, 3)
