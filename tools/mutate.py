@@ -79,10 +79,12 @@ EXACT = frozenset({"rawprobe/interceptor/tracker.py", "rawprobe/interceptor/opti
                    "rawprobe/interceptor/optvalues.py"})
 # Tests left out of a module's runs: they check, in a child `python -S`, what a module
 # imports, and a mutated module imports mutmut's trampoline, which -S cannot find
-# (every mutant would "die" there, so none would count).
+# (every mutant would "die" there, so none would count; the unmutated run that collects
+# coverage fails, and mutmut stops).  The options parse --pid with procinfo's help.
 DESELECT: dict[str, tuple[str, ...]] = {
     m: ("tests/test_interceptor_options.py::test_plain_command_lines_import_no_argparse_nor_re",)
-    for m in ("rawprobe/interceptor/options.py", "rawprobe/interceptor/optvalues.py")}
+    for m in ("rawprobe/interceptor/options.py", "rawprobe/interceptor/optvalues.py",
+              "rawprobe/interceptor/procinfo.py")}
 # copied into each scratch checkout besides what mutmut copies (rawprobe/, tests/)
 COPY = ("rawprobe", "tests", "prebuilt", "pyproject.toml")
 DETECTED = {"killed", "timeout", "segfault", "suspicious"}
