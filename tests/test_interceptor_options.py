@@ -577,6 +577,19 @@ def test_boot_offset_is_boottime_minus_monotonic():
     assert max(0, boot0 - mono1) <= got <= boot1 - mono0
 
 
+def test_time_namespace_offsets_in_each_form_the_kernel_writes():
+    """/proc/PID/timens_offsets names its clocks (5.6's first form gave their ids);
+    seconds and nanoseconds add up, a negative offset has positive nanoseconds, and
+    a clock not named (no time namespaces: no file at all) has offset 0."""
+    parse = procinfo.parse_timens_offsets
+    assert parse("monotonic -2 250000000\nboottime 5000 750000000\n") == \
+        (-1_750_000_000, 5_000_750_000_000)
+    assert parse("1 3 5\n7 -1 999999999\n") == (3_000_000_005, -1)
+    assert parse("boottime 1 0\n") == (0, 10**9)
+    assert parse("monotonic 0 1\n") == (1, 0)
+    assert parse("") == (0, 0)
+
+
 @pytest.mark.skipif(not os.path.exists("/proc/self/timens_offsets"),
                     reason="the kernel has no time namespaces (CONFIG_TIME_NS, 5.6+)")
 def test_time_namespace_offsets_are_read_and_taken_out_of_the_suspended_time():
