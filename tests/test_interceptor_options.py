@@ -643,6 +643,8 @@ def test_start_times_are_matched_in_the_frame_proc_shows_in_a_time_namespace():
     try:
         pid, inside, mono_off, boot_off = map(int, child.stdout.readline().split())
         host_ticks = procinfo.read_stat(pid).starttime      # read from out here
+        assert procinfo.start_time_matches(host_ticks, host_ticks * procinfo.TICK_NS,
+                                           "boottime")      # where no offset applies
         assert (mono_off, boot_off) == (-1_750_000_000, 5_000_750_000_000)
         assert inside == host_ticks + boot_off // procinfo.TICK_NS
         child.stdin.write(f"{host_ticks * procinfo.TICK_NS}\n")
