@@ -43,7 +43,7 @@ WIDEN_ENV = "RAWPROBE_MUTATE_WIDEN"     # "0": the plugin leaves mutmut's test c
 
 # module -> the test files that exercise it (run for each of its mutants)
 MODULES: dict[str, tuple[str, ...]] = {
-    "rawprobe/maps.py": ("tests/test_load.py", "tests/test_ringbuf.py"),
+    "rawprobe/maps.py": ("tests/test_load.py", "tests/test_ringbuf.py", "tests/test_pinning.py"),
     "rawprobe/btf/core.py": ("tests/test_core.py",),
     "rawprobe/ringbuf.py": ("tests/test_ringbuf.py", "tests/test_ringbuf_decoder.py",
                             "tests/test_perfbuf.py"),
