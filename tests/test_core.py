@@ -21,8 +21,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rawprobe.btf.core import (KIND_NAMES, POISON_HELPER, CoreRelocator, CoreResult, apply,
-                               compute, fields_are_compat, types_are_compat, types_match)
+from rawprobe.btf.core import (FIELD_KINDS, KIND_NAMES, POISON_HELPER, CoreRelocator,
+                               CoreResult, apply, compute, fields_are_compat, types_are_compat,
+                               types_match)
 from rawprobe.btf.ext import BTFExt, CoreRelo, CoreReloKind as K
 from rawprobe.btf import types as T
 from rawprobe.btf.kernel import KernelBTF
@@ -233,6 +234,18 @@ def test_enum_relocations(synthetic) -> None:
     assert one(res, "enums", "enumval_value", "color::PURPLE").poison
 
 
+def test_enum_values_at_the_sign_bit() -> None:
+    """A 32-bit enumerator is read as libbpf reads it (an s32, widened): 0x80000000
+    and above are negative, 0x7fffffff is not; a 64-bit one is taken whole."""
+    btf = _btf(T.Enum("e", 4, False, [T.EnumValue("LOW", 0x7FFFFFFF),
+                                      T.EnumValue("HIGH", 0x80000000),
+                                      T.EnumValue("TOP", 0xFFFFFFFF)]),
+               T.Enum64("e64", 8, False, [T.EnumValue("HIGH64", 0x80000000)]))
+    got = [compute(btf, CoreRelo(0, tid, 0, K.ENUMVAL_VALUE, str(i)), btf).new_val
+           for tid, i in ((1, 0), (1, 1), (1, 2), (2, 0))]
+    assert got == [0x7FFFFFFF, -(1 << 31) & U64, U64, 0x80000000]
+
+
 def test_ambiguous_candidates_are_an_error() -> None:
     local, ext = ext_of(LOCAL)
     r = CoreRelocator(local, object_btf(TARGET))
@@ -276,6 +289,7 @@ def test_ambiguities_say_which_candidates_disagree_and_how() -> None:
     (relo,) = ext.core_relos["raw_tracepoint/ambiguous"]       # a->b: at 4, or at 0
     with pytest.raises(CORERelocationError) as e:
         CoreRelocator(local, target).compute(relo)
+    assert str(e.value).startswith("insn #0: CO-RE relocation byte_off of amb.b (0:0): ")
     assert str(e.value).endswith(f"): field offset ambiguity: candidate [{v2}] has bit "
                                  f"offset 0, [{amb}] 32")
     tid = local.type_by_name("amb")[0]
@@ -339,7 +353,7 @@ def test_relocating_a_program_cut_from_its_section() -> None:
     relos = ext.core_relos[sec]
     whole = bytearray(elf_sections(LOCAL)[sec])
     want = CoreRelocator(local, target).relocate(whole, relos, section=sec)
-    assert len(want) == len(relos)
+    assert want == [CoreRelocator(local, target).compute(r, section=sec) for r in relos]
     offs = sorted({r.insn_off for r in relos})
     assert len(offs) > 2
     for lo, hi in [(offs[0], offs[0] + 8), (offs[1], offs[-1] + 8), (offs[-1], offs[-1] + 8)]:
@@ -347,6 +361,24 @@ def test_relocating_a_program_cut_from_its_section() -> None:
         got = CoreRelocator(local, target).relocate(cut, relos, section=sec, base_off=lo)
         assert cut == whole[lo:hi]
         assert got == [w for w, r in zip(want, relos) if lo <= r.insn_off < hi]
+    # one just past the end of the cut is not the cut's
+    cut = bytearray(elf_sections(LOCAL)[sec][offs[0]:offs[0] + 8])
+    after = CoreRelo(offs[0] + 8, relos[0].type_id, 0, relos[0].kind, relos[0].access_str)
+    assert CoreRelocator(local, target).relocate(cut, [after], base_off=offs[0]) == []
+    # an instruction that disagrees with its relocation: apply's error names the
+    # program (or, without one, the section) and the local path
+    r0 = CoreRelocator(local, target).compute(relos[0])
+    bad = bytearray(elf_sections(LOCAL)[sec])
+    bad[offs[0] + 2:offs[0] + 4] = (r0.orig_val + 1).to_bytes(2, "little")
+    bad[offs[0]] = LDX_W
+    for kw, name in [({"program": "p", "section": sec}, "p"), ({"section": sec}, sec)]:
+        with pytest.raises(CORERelocationError) as e:
+            CoreRelocator(local, target).relocate(bytearray(bad), relos[:1], **kw)
+        assert str(e.value).startswith(f"program {name!r}, insn #{offs[0] // 8} "
+                                       f"({r0.local_path}): unexpected"), str(e.value)
+    with pytest.raises(CORERelocationError) as e:
+        CoreRelocator(local, target).relocate(bytearray(bad), relos[:1])
+    assert str(e.value).startswith(f"insn #{offs[0] // 8} ({r0.local_path}): unexpected")
     # a relocation record not on an instruction boundary is no instruction's
     odd = [CoreRelo(r.insn_off + 4, r.type_id, 0, r.kind, r.access_str) for r in relos]
     cut = bytearray(elf_sections(LOCAL)[sec])
@@ -682,6 +714,23 @@ def test_apply_alu_and_validation() -> None:
         apply(_prog((0xBF, 0x21, 0, 0)), 0, CoreResult(K.FIELD_BYTE_OFFSET))
 
 
+def test_apply_says_where_in_full_and_takes_the_largest_offset() -> None:
+    """apply()'s errors name the program, instruction and path as the loader prints
+    them; an offset of 0x7fff is the largest a load/store carries."""
+    with pytest.raises(CORERelocationError) as e:
+        apply(_prog((LDX_W, 0x21, 4, 0)), 0, CoreResult(K.FIELD_BYTE_OFFSET, orig_val=8),
+              program="prog", path="s.a")
+    assert str(e.value) == "program 'prog', insn #0 (s.a): unexpected load/store offset 4, " \
+        "expected 8 (-> 0)"
+    with pytest.raises(CORERelocationError) as e:
+        apply(_prog((LDX_W, 0x21, 4, 0), (LDX_W, 0x21, 4, 0)), 2, CoreResult(K.FIELD_BYTE_OFFSET))
+    assert str(e.value) == "insn #2: CO-RE relocation points past the end of the " \
+        "2-instruction program"
+    p = _prog((LDX_W, 0x21, 4, 0))
+    apply(p, 0, CoreResult(K.FIELD_BYTE_OFFSET, orig_val=4, new_val=0x7FFF))
+    assert insn(p, 0) == (LDX_W, 0x21, 0x7FFF, 0)
+
+
 def test_apply_load_store() -> None:
     p = _prog((LDX_DW, 0x21, 8, 0))
     apply(p, 0, CoreResult(K.FIELD_BYTE_OFFSET, orig_val=8, new_val=20, orig_sz=8, new_sz=4))
@@ -768,10 +817,11 @@ def test_bad_relocation_records() -> None:
         assert "program 'p' (section 's'), insn #0" in str(e.value)
 
 
-def _why(relo: CoreRelo, local=None) -> str:
-    """What compute() says is wrong with ``relo``: its message's last clause."""
+def _why(relo: CoreRelo, local=None, target=None) -> str:
+    """What compute() says is wrong with ``relo``: its message's last clause
+    (local and target: core_local's and core_target's BTF unless given)."""
     with pytest.raises(CORERelocationError) as e:
-        compute(local or object_btf(LOCAL), relo, object_btf(TARGET))
+        compute(local or object_btf(LOCAL), relo, target or object_btf(TARGET))
     return str(e.value).rsplit(": ", 1)[-1]
 
 
@@ -803,6 +853,10 @@ def test_access_string_bounds_and_wording() -> None:
         f"access string {deep + ':0'!r} is longer than 64"
     assert _why(CoreRelo(0, 10 ** 6, 0, fo, "0")).startswith("no BTF type with id 1000000")
     assert _why(CoreRelo(0, tid, 0, 13, "0")) == "unknown relocation kind 13"
+    with pytest.raises(CORERelocationError) as e:
+        compute(local, CoreRelo(0, tid, 0, 13, "0"), object_btf(TARGET))
+    assert str(e.value) == f"insn #0: CO-RE relocation 13 of struct thing (0): cannot parse " \
+        f"access string '0' on [{tid}] struct thing: unknown relocation kind 13"
 
 
 def test_paths_name_every_index_but_a_leading_zero() -> None:
@@ -844,6 +898,8 @@ def test_module_btf_is_searched_only_for_types_vmlinux_lacks() -> None:
     res = r.compute(CoreRelo(0, 2, 0, K.FIELD_BYTE_OFFSET, "0:0"))
     assert (res.new_val, res.target_btf, res.target_type_id) == (4, mod, 2)
     assert r.module_dependent == {2}
+    assert compute(local, CoreRelo(0, 2, 0, K.FIELD_BYTE_OFFSET, "0:0"), base,
+                   modules=[mod]).new_val == 4
 
     class Unwalkable:
         def __iter__(self):
@@ -851,6 +907,12 @@ def test_module_btf_is_searched_only_for_types_vmlinux_lacks() -> None:
     r = CoreRelocator(local, base, Unwalkable())
     res = r.compute(CoreRelo(0, 1, 0, K.TYPE_SIZE, "0"))
     assert (res.new_val, res.target_btf) == (4, base) and not r.module_dependent
+    # every module is searched, not just the last one
+    empty = KernelBTF.from_bytes(blob(b"", b"\0"), base=base)
+    for mods in ([mod, empty], [empty, mod]):
+        res = CoreRelocator(local, base, mods).compute(CoreRelo(0, 2, 0, K.FIELD_BYTE_OFFSET,
+                                                                "0:0"))
+        assert (res.new_val, res.target_btf) == (4, mod)
     # without the module, modt is missing: its field access is poisoned
     assert CoreRelocator(local, base).compute(CoreRelo(0, 2, 0, K.FIELD_BYTE_OFFSET,
                                                        "0:0")).poison
@@ -944,3 +1006,314 @@ def test_fuzz_compute_and_apply(case, code: bytes) -> None:
         apply(bytearray(code), relo.insn_off // 8 % 7, res)
     except CORERelocationError:
         pass
+
+
+# -- hand-built BTF: libbpf's rules at edges no compiled object reaches ----------------
+# Each expected answer is the rule of libbpf's tools/lib/bpf/relo_core.c for that case
+# (named in the test), on types built in memory: legacy bitfield ints, floats, forward
+# declarations on each side, arrays at the root, nesting at the 64-step limit.
+
+I32 = T.Int("int", 4, T.BTF_INT_SIGNED, 0, 32)
+U8 = T.Int("unsigned char", 1, 0, 0, 8)
+U32 = T.Int("unsigned int", 4, 0, 0, 32)
+
+
+def _btf(*types: T.Type) -> BTFSpec:
+    """A BTF holding ``types`` (ids from 1), as if parsed from a blob."""
+    return BTFSpec([T.Void(), *types], b"\0")
+
+
+def test_legacy_bitfield_ints_are_compatible_with_no_int() -> None:
+    """An INT with a bit offset (the encoding of bitfields before kind_flag) is
+    neither a compatible type nor a compatible member type of any int, on either
+    side, not even of itself (libbpf: "reject deprecated bitfield-like integers")."""
+    plain, legacy = _btf(I32), _btf(T.Int("int", 4, T.BTF_INT_SIGNED, 3, 5))
+    assert types_are_compat(plain, 1, plain, 1) and fields_are_compat(plain, 1, plain, 1)
+    for local, target in ((plain, legacy), (legacy, plain), (legacy, legacy)):
+        assert not types_are_compat(local, 1, target, 1)
+        assert not fields_are_compat(local, 1, target, 1)
+
+
+def test_kinds_without_a_rule_are_never_compatible() -> None:
+    """The compatibility, match and member checks have a rule per kind and end in
+    libbpf's "unexpected kind" (0): a float is not a compatible or matching type
+    (so TYPE_EXISTS and TYPE_MATCHES of it give 0), and a member whose type is a
+    function prototype has no compatible counterpart (FIELD_EXISTS gives 0)."""
+    fl = _btf(T.Float("double", 8), T.Typedef("d_t", 1))
+    for kind in (K.TYPE_EXISTS, K.TYPE_MATCHES):
+        r = compute(fl, CoreRelo(0, 2, 0, kind, "0"), fl)
+        assert (r.new_val, r.poison) == (0, False), kind
+    btf = _btf(I32, T.FuncProto(type=1), T.Struct("s", 8, [T.Member("i", 1, 0),
+                                                          T.Member("f", 2, 32)]))
+    exists = [compute(btf, CoreRelo(0, 3, 0, K.FIELD_EXISTS, f"0:{i}"), btf).new_val
+              for i in (0, 1)]
+    assert exists == [1, 0]
+
+
+# [1] fwd struct x, [2] fwd union x, [3] struct x, [4] union x, [5] int, [6..9] * to 1..4
+_FWDS = _btf(T.Fwd("x"), T.Fwd("x", union=True), T.Struct("x", 4, [T.Member("a", 5, 0)]),
+             T.Union("x", 4, [T.Member("a", 5, 0)]), I32,
+             *(T.Ptr(type=i) for i in (1, 2, 3, 4)))
+
+
+@pytest.mark.parametrize("local, target, matches", [
+    # not behind a pointer: a forward matches a forward of its own flavour only
+    (1, 1, True), (2, 2, True), (1, 2, False), (2, 1, False), (1, 3, False), (2, 4, False),
+    (3, 4, False), (4, 3, False),
+    # behind a pointer: struct or union against a forward of the same flavour, and back
+    (8, 6, True), (9, 7, True), (8, 7, False), (9, 6, False), (6, 8, True), (7, 9, True),
+    (6, 9, False), (7, 8, False), (8, 9, False), (9, 8, False), (6, 7, False),
+])
+def test_type_matches_forwards_by_flavour(local, target, matches) -> None:
+    """TYPE_MATCHES with forward declarations, as libbpf's __bpf_core_types_match:
+    a forward matches only a forward of the same flavour (struct or union), except
+    behind a pointer, where a struct (union) and a forward of a struct (union)
+    match either way round; a struct never matches a union."""
+    assert types_match(_FWDS, local, _FWDS, target) == matches
+
+
+def test_type_matches_needs_every_member_and_the_same_kind() -> None:
+    """A struct with a member the target lacks does not match it (more members than
+    the target: refused before any is looked at); a pointer matches no other kind,
+    even one as anonymous as itself (an array)."""
+    btf = _btf(I32, T.Struct("s", 8, [T.Member("a", 1, 0), T.Member("b", 1, 32)]),
+               T.Struct("s", 4, [T.Member("a", 1, 0)]), T.Ptr(type=1), T.Array(type=1,
+                                                                                index_type=1,
+                                                                                nelems=2))
+    assert types_match(btf, 3, btf, 2) and not types_match(btf, 2, btf, 3)
+    assert not types_match(btf, 4, btf, 5) and not types_match(btf, 5, btf, 4)
+
+
+def test_function_prototype_parameters_behind_a_pointer_match_by_kind() -> None:
+    """A parameter of a function reached through a pointer is matched as behind a
+    pointer (libbpf passes behind_ptr down): a struct taken by value matches a
+    struct of another layout there, but not in a function type reached directly."""
+    def side(member: str) -> BTFSpec:
+        # [1] int, [2] struct x, [3] void (struct x), [4] *[3], [5] cb = [4], [6] fn = [3]
+        return _btf(I32, T.Struct("x", 4, [T.Member(member, 1, 0)]),
+                    T.FuncProto(type=0, params=[T.Param("", 2)]), T.Ptr(type=3),
+                    T.Typedef("cb", 4), T.Typedef("fn", 3))
+    local, target = side("a"), side("b")
+    assert types_match(local, 5, target, 5)
+    assert not types_match(local, 6, target, 6)
+    assert types_match(local, 6, local, 6)
+
+
+def test_bitfields_in_a_byte_and_past_a_word() -> None:
+    """libbpf's bitfield arithmetic at its edges: a 3-bit field of an unsigned char
+    is read with a 1-byte load; a 30-bit field starting at byte 17 of a packed struct
+    does not fit the 4-byte load at byte 16 and is read with an 8-byte one there.
+    A plain member's shifts are those of its whole size (BPF_CORE_READ_BITFIELD
+    works on any integer member)."""
+    byte = _btf(U8, T.Struct("b", 2, [T.Member("pad", 1, 0), T.Member("c", 1, 8, 3)]))
+    long_ = T.Int("long", 8, T.BTF_INT_SIGNED, 0, 64)
+    packed = _btf(I32, long_, U8, U32, T.Array(type=2, index_type=1, nelems=2),
+                  T.Struct("w", 21, [T.Member("pad", 5, 0), T.Member("c", 3, 128),
+                                     T.Member("mid", 4, 136, 30)]))
+    kinds = (K.FIELD_BYTE_OFFSET, K.FIELD_BYTE_SIZE, K.FIELD_LSHIFT_U64, K.FIELD_RSHIFT_U64)
+    for btf, tid, acc, want in [(byte, 2, "0:1", [1, 1, 64 - 3, 64 - 3]),
+                                (byte, 2, "0:0", [0, 1, 64 - 8, 64 - 8]),
+                                (packed, 6, "0:2", [16, 8, 64 - (136 + 30 - 128), 64 - 30]),
+                                (packed, 6, "0:1", [16, 1, 64 - 8, 64 - 8])]:
+        got = [compute(btf, CoreRelo(0, tid, 0, k, acc), btf).new_val for k in kinds]
+        assert got == want, acc
+
+
+def test_what_is_checked_against_the_instruction_of_a_bitfield_or_a_type_id() -> None:
+    """A bitfield's offset, size and left shift are not checked against what the
+    compiler put in the instruction (compilers may lay bitfields out differently),
+    but its signedness and right shift are (never ambiguous); a local or target type
+    id is never checked (linking may renumber the local one), as in libbpf."""
+    btf = _btf(U8, T.Struct("b", 2, [T.Member("pad", 1, 0), T.Member("c", 1, 8, 3)]))
+    for kind, checked in [(K.FIELD_BYTE_OFFSET, False), (K.FIELD_BYTE_SIZE, False),
+                          (K.FIELD_LSHIFT_U64, False), (K.FIELD_SIGNED, True),
+                          (K.FIELD_RSHIFT_U64, True), (K.TYPE_ID_TARGET, False),
+                          (K.TYPE_ID_LOCAL, False)]:
+        relo = CoreRelo(0, 2, 0, kind, "0:1" if kind in FIELD_KINDS else "0")
+        r = compute(btf, relo, btf)
+        assert r.kind == kind
+        p = _prog((MOV64_IMM, 1, 0, r.orig_val + 1))
+        if checked:
+            with pytest.raises(CORERelocationError, match="unexpected ALU immediate"):
+                apply(p, 0, r)
+        else:
+            apply(p, 0, r)
+            assert insn(p, 0) == (MOV64_IMM, 1, 0, r.new_val), kind
+
+
+def test_a_bitfield_of_a_type_without_a_size_is_refused() -> None:
+    """A bitfield whose type has no size (here a pointer: broken BTF) cannot be
+    located: a clear error, not arithmetic on a missing size."""
+    btf = _btf(I32, T.Ptr(type=1), T.Struct("h", 8, [T.Member("p", 2, 0, 3)]))
+    for kind in (K.FIELD_BYTE_OFFSET, K.FIELD_BYTE_SIZE):
+        assert _why(CoreRelo(0, 3, 0, kind, "0:0"), btf, btf) == \
+            "bitfield 'p' has a type without a size"
+
+
+def test_a_member_that_turned_into_a_bitfield_poisons_its_load() -> None:
+    """A plain unsigned char locally, a bitfield in the target: the load's size
+    cannot follow (a bitfield has no load size), so libbpf marks the load
+    fail_memsz_adjust and poisons it; the byte offset itself is still given."""
+    local = _btf(U8, T.Struct("s", 1, [T.Member("c", 1, 0)]))
+    target = _btf(U8, T.Struct("s", 1, [T.Member("c", 1, 0, 3)]))
+    r = compute(local, CoreRelo(0, 2, 0, K.FIELD_BYTE_OFFSET, "0:0"), target)
+    assert (r.new_val, r.orig_sz, r.new_sz, r.fail_memsz_adjust) == (0, 1, 0, True)
+    p = _prog((0x71, 0x21, 0, 0))                          # LDX B r1 = *(u8 *)(r2 + 0)
+    apply(p, 0, r)
+    assert poisoned(p, 0)
+
+
+def test_arrays_at_the_root_and_arrays_that_end_a_struct() -> None:
+    """An index into a root array type (a typedef of int[4]) is an element step
+    (libbpf checks its bounds, not the root's); an array that ends a struct is
+    flexible only when it has no elements: a 1-element last member is bounded."""
+    btf = _btf(I32, T.Array(type=1, index_type=1, nelems=4), T.Typedef("arr_t", 2),
+               T.Array(type=1, index_type=1, nelems=1),
+               T.Struct("one", 8, [T.Member("n", 1, 0), T.Member("d", 4, 32)]),
+               T.Array(type=1, index_type=1, nelems=0),
+               T.Struct("flex", 4, [T.Member("n", 1, 0), T.Member("d", 6, 32)]))
+    fo = K.FIELD_BYTE_OFFSET
+    for acc, path, off in [("0:0", "arr_t[0]", 0), ("0:3", "arr_t[3]", 12),
+                           ("1:2", "arr_t[1][2]", 24)]:
+        r = compute(btf, CoreRelo(0, 3, 0, fo, acc), btf)
+        assert (r.local_path, r.new_val, r.poison) == (path, off, False), acc
+    assert _why(CoreRelo(0, 3, 0, fo, "0:4"), btf, btf) == \
+        "index 4 past the end of a 4-element array"
+    assert _why(CoreRelo(0, 5, 0, fo, "0:1:1"), btf, btf) == \
+        "index 1 past the end of a 1-element array"
+    assert compute(btf, CoreRelo(0, 7, 0, fo, "0:1:5"), btf).new_val == 4 + 5 * 4
+
+
+def _nested(depth: int, member: T.Type) -> tuple[BTFSpec, int]:
+    """struct s { struct { struct { ... <member> m; }; }; }: ``m`` inside ``depth``
+    anonymous structs; ``member``'s type is [1], its elements' (if an array) int [2]."""
+    types = [member, I32, T.Struct("", 8, [T.Member("m", 1, 0)])]
+    for _ in range(depth - 1):
+        types.append(T.Struct("", 8, [T.Member("", len(types), 0)]))
+    types.append(T.Struct("s", 8, [T.Member("", len(types), 0)]))
+    return _btf(*types), len(types)
+
+
+def test_target_paths_stop_at_64_steps() -> None:
+    """A target path holds at most 64 steps (BPF_CORE_SPEC_MAX_LEN), each anonymous
+    struct on the way counting as one: looking for `s.m` through 62 anonymous structs
+    takes 64 steps, through 63 it is refused; an element of `m` adds one step more."""
+    local = _btf(I32, T.Struct("s", 4, [T.Member("m", 1, 0)]))
+    fo = K.FIELD_BYTE_OFFSET
+    assert compute(local, CoreRelo(0, 2, 0, fo, "0:0"), _nested(62, I32)[0]).new_val == 0
+    assert _why(CoreRelo(0, 2, 0, fo, "0:0"), local, _nested(63, I32)[0]) == \
+        "target struct nesting too deep"
+    arr = T.Array(type=2, index_type=2, nelems=2)
+    local = _btf(arr, I32, T.Struct("s", 8, [T.Member("m", 1, 0)]))
+    assert compute(local, CoreRelo(0, 3, 0, fo, "0:0:1"), _nested(61, arr)[0]).new_val == 4
+    assert _why(CoreRelo(0, 3, 0, fo, "0:0:1"), local, _nested(62, arr)[0]) == \
+        "target nesting too deep"
+
+
+def test_computed_results_are_checked_against_the_instruction() -> None:
+    """Every non-bitfield field relocation and every type size is validated when
+    applied: an instruction that does not hold the local answer is an error (the
+    object and its BTF disagree).  A type relocation on a load patches its offset
+    and leaves its access size alone (it has no field size)."""
+    local, target = object_btf(LOCAL), object_btf(TARGET)
+    tid, thing = local.type_by_name("thing")
+    a = [m.name for m in thing.members].index("a")
+    r = compute(local, CoreRelo(0, tid, 0, K.FIELD_BYTE_OFFSET, f"0:{a}"), target)
+    assert r.validate
+    with pytest.raises(CORERelocationError,
+                       match=f"unexpected load/store offset {r.orig_val + 4}"):
+        apply(_prog((LDX_W, 0x21, r.orig_val + 4, 0)), 0, r)
+    size = compute(local, CoreRelo(0, tid, 0, K.TYPE_SIZE, "0"), target)
+    with pytest.raises(CORERelocationError, match=f"unexpected ALU immediate {size.orig_val + 1}"):
+        apply(_prog((MOV64_IMM, 1, 0, size.orig_val + 1)), 0, size)
+    p = _prog((LDX_W, 0x21, size.orig_val, 0))
+    apply(p, 0, size)
+    assert insn(p, 0) == (LDX_W, 0x21, size.new_val, 0)
+
+
+def test_a_result_keeps_what_it_is_given() -> None:
+    given = dict(orig_val=1, new_val=2, poison=True, validate=False, fail_memsz_adjust=True,
+                 orig_sz=4, new_sz=8, orig_type_id=5, new_type_id=6, local_path="s.a",
+                 target_type_id=7, target_btf=object())
+    r = CoreResult(K.FIELD_BYTE_SIZE, **given)
+    assert {n: getattr(r, n) for n in CoreResult.__slots__} == \
+        {"kind": K.FIELD_BYTE_SIZE, **given}
+    c = r.copy()
+    assert c == r and c is not r
+
+
+def test_what_each_refusal_names() -> None:
+    """The last clause of each refusal says what is wrong, naming the type, member
+    or relocation: a type without a size indexed at the root, a member past the end
+    of an anonymous struct or union, a relocation kind that has no meaning for an
+    array element, an access string that starts with ':' whatever the kind."""
+    local = object_btf(LOCAL)
+    tid, thing = local.type_by_name("thing")
+    fwd = _btf(T.Fwd("x"))
+    assert _why(CoreRelo(0, 1, 0, K.FIELD_BYTE_OFFSET, "0"), fwd, fwd) == \
+        "BTF type [1] FWD 'x' has no size"
+    target = object_btf(TARGET)
+    ttid, tthing = target.type_by_name("thing")
+    anon = [m.name for m in tthing.members].index("")
+    assert _why(CoreRelo(0, ttid, 0, K.FIELD_BYTE_OFFSET, f"0:{anon}:9"), target, target) == \
+        "member #9 of anonymous does not exist"
+    name = [m.name for m in thing.members].index("name")
+    for kind in (K.FIELD_SIGNED, K.FIELD_LSHIFT_U64, K.FIELD_RSHIFT_U64):
+        assert _why(CoreRelo(8, tid, 0, kind, f"0:{name}:3"), local, target) == \
+            f"relocation {KIND_NAMES[kind]} at insn #1 cannot apply to an array element"
+    for kind in (K.FIELD_BYTE_OFFSET, K.TYPE_SIZE, K.ENUMVAL_VALUE):
+        assert _why(CoreRelo(0, tid, 0, kind, ":0"), local, target) == \
+            "bad access string ':0'"
+    # the same for a type the target lacks (no candidate to match)
+    assert _why(CoreRelo(8, tid, 0, K.FIELD_SIGNED, f"0:{name}:3"), local, fwd) == \
+        "relocation signed at insn #1 cannot apply to an array element"
+    # the whole message: where (a section alone), what, the local type as parsed
+    anon_id = next(i for i, t in enumerate(target.types) if not t.name and
+                   isinstance(t, T.Union))
+    with pytest.raises(CORERelocationError) as e:
+        compute(target, CoreRelo(0, anon_id, 0, K.FIELD_BYTE_OFFSET, "0:9"), target,
+                section="s")
+    assert str(e.value) == f"section 's', insn #0: CO-RE relocation byte_off of union <anon> " \
+        f"(0:9): cannot parse access string '0:9' on [{anon_id}] union <anon>: member #9 " \
+        f"of anonymous does not exist"
+
+
+def test_an_element_of_a_root_array_that_changed_type_poisons_its_load() -> None:
+    """Elements of a root array are not checked for compatibility (libbpf checks
+    members, not elements): a pointer element locally that is a 4-byte int in the
+    target keeps its offset, but its load cannot be resized (not pointer to pointer,
+    not unsigned int to unsigned int): fail_memsz_adjust."""
+    void_ptr = T.Ptr(type=0)
+    local = _btf(U32, void_ptr, T.Array(type=2, index_type=1, nelems=4), T.Typedef("arr_t", 3))
+    target = _btf(U32, T.Array(type=1, index_type=1, nelems=4), T.Typedef("arr_t", 2))
+    r = compute(local, CoreRelo(0, 4, 0, K.FIELD_BYTE_OFFSET, "0:1"), target)
+    assert (r.orig_val, r.new_val, r.orig_sz, r.new_sz, r.fail_memsz_adjust) == \
+        (8, 4, 8, 4, True)
+    # the same with unsigned ints on both sides is a resized load
+    local = _btf(U8, T.Array(type=1, index_type=1, nelems=4), T.Typedef("arr_t", 2))
+    r = compute(local, CoreRelo(0, 3, 0, K.FIELD_BYTE_OFFSET, "0:1"), target)
+    assert (r.orig_val, r.new_val, r.orig_sz, r.new_sz, r.fail_memsz_adjust) == \
+        (1, 4, 1, 4, False)
+
+
+def test_candidates_are_of_the_local_kind() -> None:
+    """A target type of the same name but another kind (a typedef named like the
+    struct, of a struct laid out otherwise) is no candidate of the struct, as in
+    libbpf: the struct's field is found once, not ambiguously through the typedef."""
+    local = _btf(I32, T.Struct("s", 8, [T.Member("a", 1, 0), T.Member("b", 1, 32)]))
+    target = _btf(I32, T.Struct("s", 8, [T.Member("a", 1, 0), T.Member("b", 1, 32)]),
+                  T.Struct("t", 8, [T.Member("b", 1, 0), T.Member("a", 1, 32)]),
+                  T.Typedef("s", 3))
+    r = CoreRelocator(local, target)
+    assert [i for _, i in r.candidates(2)] == [2]
+    assert r.compute(CoreRelo(0, 2, 0, K.FIELD_BYTE_OFFSET, "0:1")).new_val == 4
+
+
+def test_a_candidate_that_does_not_match_is_passed_over() -> None:
+    """Candidates are tried in order: the first flavour lacking the member does not
+    end the search, the next one that has it answers."""
+    local = _btf(I32, T.Struct("s", 8, [T.Member("a", 1, 0), T.Member("c", 1, 32)]))
+    target = _btf(I32, T.Struct("s", 4, [T.Member("a", 1, 0)]),
+                  T.Struct("s___v2", 12, [T.Member("a", 1, 0), T.Member("c", 1, 64)]))
+    r = compute(local, CoreRelo(0, 2, 0, K.FIELD_BYTE_OFFSET, "0:1"), target)
+    assert (r.new_val, r.poison, r.target_type_id) == (8, False, 3)

@@ -987,6 +987,8 @@ def test_read_stat_of_self():
     assert procinfo.read_stat(2).kernel_thread           # kthreadd
     assert procinfo.read_stat(0x3FFFFFFF) is None
     assert os.getpid() in procinfo.ancestors() and os.getppid() in procinfo.ancestors()
+    # up to init, not to the swapper's 0
+    assert 1 in procinfo.ancestors() and 0 not in procinfo.ancestors()
 
 
 def test_start_time_comparison():
@@ -998,14 +1000,19 @@ def test_start_time_comparison():
     assert procinfo.start_time_matches(125, 123 * tick, "monotonic", offset_ns=2 * tick)
     assert not procinfo.start_time_matches(126, 123 * tick, "monotonic", offset_ns=2 * tick)
     assert not procinfo.start_time_matches(122, 123 * tick, "monotonic", offset_ns=2 * tick)
+    # within the start's own tick (the ticks are truncated)
+    assert procinfo.start_time_matches(123, 123 * tick + 5, "monotonic", offset_ns=0)
+    # a boottime stamp is exact, whatever the time suspended: no range as for monotonic
+    assert not procinfo.start_time_matches(124, 123 * tick, "boottime", offset_ns=2 * tick)
 
 
-def test_read_comm_of_a_renamed_process():
+@pytest.mark.parametrize("tail", [b"\xff X ", b" \xffX"], ids=["blank", "X"])
+def test_read_comm_of_a_renamed_process(tail):
     import secrets
     import subprocess
     import sys
-    # any bytes but NUL, kept as given: not UTF-8, blanks and an X at the end
-    comm = b"rpo_" + secrets.token_hex(2).encode() + b"\xff X "
+    # any bytes but NUL, kept as given: parentheses, not UTF-8, a blank or an X at the end
+    comm = b"rp(" + secrets.token_hex(2).encode() + b")" + tail
     # a child that renames itself (as prctl(PR_SET_NAME) does), reports, then waits
     code = (f"import os; fd = os.open('/proc/self/comm', os.O_WRONLY); os.write(fd, {comm!r}); "
             "print('ready', flush=True); import sys; sys.stdin.readline()")
@@ -1015,10 +1022,18 @@ def test_read_comm_of_a_renamed_process():
         assert p.stdout.readline() == "ready\n"
         assert Path(f"/proc/{p.pid}/comm").read_bytes() == comm + b"\n"
         assert procinfo.read_comm(p.pid) == comm.decode(errors="replace")
+        # /proc/PID/stat: the comm between the first '(' and the last ')', then the fields
+        st_ = procinfo.read_stat(p.pid)
+        assert (st_.pid, st_.comm, st_.ppid) == (p.pid, comm.decode(errors="replace"),
+                                                 os.getpid()) and st_.state in "RS"
+        # its ancestors are it and ours
+        assert procinfo.ancestors(p.pid) == procinfo.ancestors() | {p.pid}
     finally:
         p.stdin.close()
         p.wait()
     assert procinfo.read_comm(p.pid) is None          # reaped: no /proc entry
+    # a process gone is its own only ancestor (the walk stops where /proc does)
+    assert procinfo.ancestors(p.pid) == frozenset({p.pid})
 
 
 def test_boot_offset_is_boottime_minus_monotonic():
@@ -1028,6 +1043,19 @@ def test_boot_offset_is_boottime_minus_monotonic():
     boot1, mono1 = time.clock_gettime_ns(time.CLOCK_BOOTTIME), time.monotonic_ns()
     # sampled between the two readings of each clock
     assert max(0, boot0 - mono1) <= got <= boot1 - mono0
+
+
+def test_time_namespace_offsets_in_each_form_the_kernel_writes():
+    """/proc/PID/timens_offsets names its clocks (5.6's first form gave their ids);
+    seconds and nanoseconds add up, a negative offset has positive nanoseconds, and
+    a clock not named (no time namespaces: no file at all) has offset 0."""
+    parse = procinfo.parse_timens_offsets
+    assert parse("monotonic -2 250000000\nboottime 5000 750000000\n") == \
+        (-1_750_000_000, 5_000_750_000_000)
+    assert parse("1 3 5\n7 -1 999999999\n") == (3_000_000_005, -1)
+    assert parse("boottime 1 0\n") == (0, 10**9)
+    assert parse("monotonic 0 1\n") == (1, 0)
+    assert parse("") == (0, 0)
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/timens_offsets"),
@@ -1044,6 +1072,55 @@ def test_time_namespace_offsets_are_read_and_taken_out_of_the_suspended_time():
     mono, boot, suspended = map(int, out.split())
     assert (mono, boot) == (-2 * 10**9, 5000 * 10**9)
     assert abs(suspended - procinfo.boot_offset_ns()) < 10**9
+
+
+# Run with CLONE_NEWTIME unshared (the caller stays outside, its children enter): set
+# offsets with nanoseconds, then run, inside, a process that reports its start as /proc
+# shows it there and, given its start on the host's clock, what procinfo makes of both.
+_TIMENS_PARENT = """
+import ctypes, os, subprocess, sys
+libc = ctypes.CDLL(None, use_errno=True)
+if libc.unshare(0x80) != 0:                                  # CLONE_NEWTIME
+    sys.exit("unshare(CLONE_NEWTIME): " + os.strerror(ctypes.get_errno()))
+with open("/proc/self/timens_offsets", "w") as f:
+    f.write("monotonic -2 250000000\\nboottime 5000 750000000\\n")
+sys.exit(subprocess.run([sys.executable, "-c", sys.argv[1]]).returncode)
+"""
+_TIMENS_CHILD = """
+import os, sys
+from rawprobe.interceptor import procinfo as p
+print(os.getpid(), p.read_stat(os.getpid()).starttime, *p.timens_offsets(), flush=True)
+host_ns = int(sys.stdin.readline())             # this process's start, on the host's clock
+ticks = p.read_stat(os.getpid()).starttime
+print(p.start_time_matches(ticks, host_ns, "boottime"),
+      p.start_time_matches(ticks, host_ns, "monotonic", offset_ns=0),
+      p.start_time_matches(ticks, host_ns + p.TICK_NS, "boottime"))
+"""
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/timens_offsets"),
+                    reason="the kernel has no time namespaces (CONFIG_TIME_NS, 5.6+)")
+def test_start_times_are_matched_in_the_frame_proc_shows_in_a_time_namespace():
+    """Inside a time namespace, /proc's start times carry the namespace's boottime
+    offset (to the nanosecond) and the kernel's stamps are the host's: a process
+    there reads the offsets exactly and matches its host-clock start against the
+    ticks /proc shows it, on either clock; a stamp a tick later does not match."""
+    child = subprocess.Popen([sys.executable, "-c", _TIMENS_PARENT, _TIMENS_CHILD],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                             cwd=Path(__file__).resolve().parent.parent)
+    try:
+        pid, inside, mono_off, boot_off = map(int, child.stdout.readline().split())
+        host_ticks = procinfo.read_stat(pid).starttime      # read from out here
+        assert procinfo.start_time_matches(host_ticks, host_ticks * procinfo.TICK_NS,
+                                           "boottime")      # where no offset applies
+        assert (mono_off, boot_off) == (-1_750_000_000, 5_000_750_000_000)
+        assert inside == host_ticks + boot_off // procinfo.TICK_NS
+        child.stdin.write(f"{host_ticks * procinfo.TICK_NS}\n")
+        child.stdin.flush()
+        assert child.stdout.readline().split() == ["True", "True", "False"]
+    finally:
+        child.stdin.close()
+        assert child.wait() == 0
 
 
 def test_start_time_of_a_live_process_matches_on_either_clock():

@@ -16,7 +16,7 @@ import pytest
 
 import rawprobe
 from rawprobe._sys import bpf as _bpf
-from rawprobe.errors import ObjectFormatError, PinError, VerifierError
+from rawprobe.errors import ObjectFormatError, PinError, SyscallError, VerifierError
 from rawprobe.uapi import MapType
 
 from bpffs import private_bpffs
@@ -143,6 +143,31 @@ def test_failed_load_removes_only_its_own_pins(bpffs):
     for name, map_id in kept.items():
         with _bpf.obj_get(str(bpffs / name)) as fd:
             assert _map_id(fd) == map_id
+
+
+def test_unpin_forgets_the_pin_and_says_what_stopped_it(bpffs):
+    """unpin() removes the pin and forgets it (unpinning again does nothing); a pin
+    it cannot remove (here its place taken by a directory) is an error naming the
+    path, the map and why, not passed over."""
+    import errno
+    with rawprobe.load(PINNING, pin_path=bpffs) as coll:
+        m = coll.maps["pinned_counts"]
+        path = m.pin_path
+        m.unpin()
+        assert m.pin_path is None and not os.path.exists(path)
+        m.unpin()
+        other = coll.maps["pinned_slots"]
+        path = other.pin_path
+        os.unlink(path)
+        os.mkdir(path)
+        try:
+            with pytest.raises(SyscallError) as e:
+                other.unpin()
+        finally:
+            os.rmdir(path)
+        assert e.value.errno == errno.EISDIR
+        assert str(e.value).startswith(f"unlink({path!r}), the pin of map 'pinned_slots' "
+                                       f"failed: EISDIR")
 
 
 def test_pin_path_must_be_on_bpffs(tmp_path):

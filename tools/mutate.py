@@ -46,7 +46,7 @@ DENY_OPTIONS = tuple(f"tests/test_deny.py::{t}" for t in ("test_deny_options_ref
                                                           "test_deny_options_accepted"))
 # module -> the test files that exercise it (run for each of its mutants)
 MODULES: dict[str, tuple[str, ...]] = {
-    "rawprobe/maps.py": ("tests/test_load.py", "tests/test_ringbuf.py"),
+    "rawprobe/maps.py": ("tests/test_load.py", "tests/test_ringbuf.py", "tests/test_pinning.py"),
     "rawprobe/btf/core.py": ("tests/test_core.py",),
     "rawprobe/ringbuf.py": ("tests/test_ringbuf.py", "tests/test_ringbuf_decoder.py",
                             "tests/test_perfbuf.py"),
@@ -77,15 +77,19 @@ MODULES: dict[str, tuple[str, ...]] = {
 # every test of their files (see pytest_sessionfinish).  Widened, each tracker mutant
 # ran all of test_cli.py (the one in-process test there reaches nearly every tracker
 # function) and each option parser's mutant all the slow hypothesis and output tests
-# of the options file: hours on two CPUs.
+# of the options file: hours on two CPUs.  Widened, procinfo's mutants (each given every
+# test of both its files) all ended at once as "timeouts" (mutmut's runner refused
+# that test list: BadTestExecutionCommandsException); no wider fixture calls procinfo.
 EXACT = frozenset({"rawprobe/interceptor/tracker.py", "rawprobe/interceptor/options.py",
-                   "rawprobe/interceptor/optvalues.py"})
+                   "rawprobe/interceptor/optvalues.py", "rawprobe/interceptor/procinfo.py"})
 # Tests left out of a module's runs: they check, in a child `python -S`, what a module
 # imports, and a mutated module imports mutmut's trampoline, which -S cannot find
-# (every mutant would "die" there, so none would count).
+# (every mutant would "die" there, so none would count; the unmutated run that collects
+# coverage fails, and mutmut stops).  The options parse --pid with procinfo's help.
 DESELECT: dict[str, tuple[str, ...]] = {
     m: ("tests/test_interceptor_options.py::test_plain_command_lines_import_no_argparse_nor_re",)
-    for m in ("rawprobe/interceptor/options.py", "rawprobe/interceptor/optvalues.py")}
+    for m in ("rawprobe/interceptor/options.py", "rawprobe/interceptor/optvalues.py",
+              "rawprobe/interceptor/procinfo.py")}
 # copied into each scratch checkout besides what mutmut copies (rawprobe/, tests/)
 COPY = ("rawprobe", "tests", "prebuilt", "pyproject.toml")
 DETECTED = {"killed", "timeout", "segfault", "suspicious"}

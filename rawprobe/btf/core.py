@@ -418,9 +418,7 @@ def parse_spec(btf, relo: CoreRelo) -> CoreSpec:
         else:
             raise _Fail(f"access string {s!r} steps into [{tid}] {t.kind.name}, "
                         f"which has no members or elements")
-    if len(spec.acc) > SPEC_MAX_LEN:
-        raise _Fail(f"access string {s!r} is nested too deep")
-    return spec
+    return spec       # one accessor at most per index, and len(raw) <= SPEC_MAX_LEN above
 
 
 # -- matching against one candidate --------------------------------------------

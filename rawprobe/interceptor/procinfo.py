@@ -95,19 +95,25 @@ def timens_offsets() -> tuple[int, int]:
     or without ``CONFIG_TIME_NS``.  Read once: a process cannot change its own."""
     global _TIMENS
     if _TIMENS is None:
-        offsets = {"monotonic": 0, "boottime": 0}
         try:
             with open("/proc/self/timens_offsets", "rb") as f:
                 text = f.read().decode()
         except FileNotFoundError:
             text = ""
-        for line in text.splitlines():
-            # "<clock> <seconds> <nanoseconds>"; 5.6's first form named the clock by id
-            clock, sec, nsec = line.split()
-            clock = {"1": "monotonic", "7": "boottime"}.get(clock, clock)
-            offsets[clock] = int(sec) * 1_000_000_000 + int(nsec)
-        _TIMENS = (offsets["monotonic"], offsets["boottime"])
+        _TIMENS = parse_timens_offsets(text)
     return _TIMENS
+
+
+def parse_timens_offsets(text: str) -> tuple[int, int]:
+    """(CLOCK_MONOTONIC, CLOCK_BOOTTIME) offsets in ns from the text of
+    ``/proc/PID/timens_offsets``; a clock it does not name has offset 0."""
+    offsets = {"monotonic": 0, "boottime": 0}
+    for line in text.splitlines():
+        # "<clock> <seconds> <nanoseconds>"; 5.6's first form named the clock by id
+        clock, sec, nsec = line.split()
+        clock = {"1": "monotonic", "7": "boottime"}.get(clock, clock)
+        offsets[clock] = int(sec) * 1_000_000_000 + int(nsec)
+    return offsets["monotonic"], offsets["boottime"]
 
 
 _TIMENS: tuple[int, int] | None = None
