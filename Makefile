@@ -183,18 +183,20 @@ bench:
 	@if [ -z "$(BENCH_SCRIPTS)" ]; then echo "make bench: no tools/bench_*.py yet" >&2; exit 1; fi
 	@set -e; for s in $(BENCH_SCRIPTS); do echo "== $$s"; $(PYTHON) $$s; done
 
-# Mutation testing: slow (minutes per module), so neither in `make test` nor in CI.
+# Mutation testing: slow (minutes to hours per module), so neither in `make test` nor in CI.
+# AGAIN=1 reruns only the last run's survivors of MODULES against the tests as they are.
 # mutmut is pinned and installed here only, into a venv that sees the test
 # dependencies; tools/mutate.py says which tests run against which module.
 MUTMUT_VERSION := 3.8.1
 MUTATE_VENV    := $(BUILD)/mutate-venv
 MODULES        ?=
+AGAIN          ?=
 mutate: deps-test mounts
 	@test -x $(MUTATE_VENV)/bin/python || $(PYTHON) -m venv --system-site-packages $(MUTATE_VENV)
 	@$(MUTATE_VENV)/bin/python -c "import mutmut, sys; sys.exit(mutmut.__version__ != '$(MUTMUT_VERSION)')" \
 	    2>/dev/null || $(MUTATE_VENV)/bin/python -m pip install -q --disable-pip-version-check \
 	    mutmut==$(MUTMUT_VERSION)
-	nice -n 19 $(MUTATE_VENV)/bin/python tools/mutate.py $(MODULES)
+	nice -n 19 $(MUTATE_VENV)/bin/python tools/mutate.py $(if $(AGAIN),--again) $(MODULES)
 
 run: deps-run mounts
 	$(PYTHON) -m rawprobe $(ARGS)
