@@ -452,3 +452,23 @@ def test_payloads_that_look_like_headers_are_not_records():
     assert img.ring().read_batch() == payloads
     img = _image(*payloads, size=4096)
     assert img.ring().read_batch(max=3) == payloads[:3]
+
+
+def test_a_run_is_counted_where_it_lies_after_a_lap():
+    """A run of equal headers that starts mid-ring is compared at its own offset:
+    the last lap left 8-byte headers all over the data area, so counting from any
+    other place finds a longer run than the one there and misreads what follows."""
+    img = KernelImage(4096)
+    rb = img.ring()
+    for _ in range(2):                                    # a whole lap of 8-byte records
+        lap = [bytes([i]) * 8 for i in range(128)]
+        for p in lap:
+            img.commit(img.reserve(p), discard=False)
+        assert rb.read_batch() == lap
+    for p in (b"e" * 8,) * 4:                             # on to offset 64 of the next lap
+        img.commit(img.reserve(p), discard=False)
+    assert rb.read_batch() == [b"e" * 8] * 4 and img.cons & img.mask == 64
+    new = [b"a" * 8, b"b" * 8, b"c" * 24, b"d" * 8]
+    for p in new:
+        img.commit(img.reserve(p), discard=False)
+    assert rb.read_batch() == new
